@@ -1,0 +1,3 @@
+from phiwatch.cli import main
+
+main()

@@ -1,0 +1,45 @@
+"""All settings, read from the environment in one place (prefix `PHIWATCH_`).
+
+In Azure, secrets arrive as Key Vault references in app settings (the Functions host
+resolves `@Microsoft.KeyVault(...)` into the environment); nothing secret lives in code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def default_home() -> Path:
+    return Path.home() / ".phiwatch"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="PHIWATCH_", extra="ignore")
+
+    # Pseudonymisation key for patient ids (hex or base64, at least 32 bytes).
+    pseudonym_key: SecretStr | None = None
+    # Where the local embedded default keeps state it generates (the pseudonym key).
+    home: Path = Field(default_factory=default_home)
+    # Generating a key is only right for a single local user; in Azure every instance must
+    # share the Key Vault key, so the Function App refuses to start without one.
+    allow_generated_key: bool = False
+
+    # Detection parameters, e.g. {"mass-record-access": {"threshold": 80}}.
+    detection_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    allowed_lateness_seconds: int = Field(default=900, ge=0)
+
+    max_record_bytes: int = Field(default=1024 * 1024, ge=1024)
+
+    # Archive location for the Functions host (local directory; Blob arrives with the
+    # archive work). The CLI takes it from --out instead.
+    archive_dir: Path | None = None
+
+    log_level: str = "INFO"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    return Settings(**overrides)

@@ -1,0 +1,153 @@
+"""Open alerts per (rule, key): deterministic ids, suppression, and what changed.
+
+One burst must raise one alert: while an alert is open for a key, further matching events
+enrich it (counts, evidence, severity) instead of raising new ones. The id is derived from
+the rule, the key and the window-aligned time at which the rule first fired, never from a
+counter or the wall clock, so replays, retries and other batch splits give the same id.
+"""
+
+from __future__ import annotations
+
+import uuid
+from bisect import insort
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from phiwatch.model import MAX_EVIDENCE, AccessEvent, Severity
+
+_ID_NAMESPACE = uuid.UUID("6f1d8f0c-3b7a-4d55-9a43-0c5e2f6b9a10")
+
+
+def alert_id(rule_id: str, key: str, anchor: str) -> str:
+    return str(uuid.uuid5(_ID_NAMESPACE, f"{rule_id}\x1f{key}\x1f{anchor}"))
+
+
+@dataclass(slots=True)
+class AlertState:
+    alert_id: str
+    rule_id: str
+    key: str
+    severity: Severity
+    detected_at: datetime
+    first_time: float
+    last_time: float
+    window_start: float
+    window_end: float
+    event_count: int = 0
+    patients: set[str] = field(default_factory=set)
+    evidence: list[tuple[float, str]] = field(default_factory=list)
+    actor_user_id: str | None = None
+    actor_username: str | None = None
+    src_ips: Counter[str] = field(default_factory=Counter)
+    targets: Counter[str] = field(default_factory=Counter)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, time: float, event: AccessEvent) -> None:
+        self.add_entry(
+            time,
+            event.event_uid,
+            patient=event.patient_ref,
+            ip=event.src_ip_addr,
+            target=event.target_resource_id,
+        )
+        self.actor_user_id = self.actor_user_id or event.actor_user_id
+        self.actor_username = self.actor_username or event.actor_username
+
+    def add_entry(
+        self,
+        time: float,
+        uid: str,
+        *,
+        patient: str | None = None,
+        ip: str | None = None,
+        target: str | None = None,
+    ) -> None:
+        self.event_count += 1
+        self.first_time = min(self.first_time, time)
+        self.last_time = max(self.last_time, time)
+        if patient:
+            self.patients.add(patient)
+        self.add_evidence(time, uid)
+        if ip:
+            self.src_ips[ip] += 1
+        if target:
+            self.targets[target] += 1
+
+    def add_evidence(self, time: float, uid: str) -> None:
+        # Keep the earliest evidence: the start of a burst is what an analyst opens first.
+        if len(self.evidence) < MAX_EVIDENCE or (time, uid) < self.evidence[-1]:
+            insort(self.evidence, (time, uid))
+            del self.evidence[MAX_EVIDENCE:]
+
+    @property
+    def top_ip(self) -> str | None:
+        return _top(self.src_ips)
+
+    @property
+    def top_target(self) -> str | None:
+        return _top(self.targets)
+
+
+def _top(counter: Counter[str]) -> str | None:
+    if not counter:
+        return None
+    # Most frequent, ties broken by value so the choice does not depend on arrival order.
+    return min(counter.items(), key=lambda item: (-item[1], item[0]))[0]
+
+
+class AlertBook:
+    def __init__(self) -> None:
+        self._open: dict[tuple[str, str], AlertState] = {}
+        self._changed: dict[str, AlertState] = {}
+        self.raised: Counter[str] = Counter()
+
+    def open_for(self, rule_id: str, key: str, time: float, gap: float) -> AlertState | None:
+        """The alert still open for this key: its last event is within `gap` of `time`."""
+        state = self._open.get((rule_id, key))
+        if state is not None and state.first_time - gap <= time <= state.last_time + gap:
+            return state
+        return None
+
+    def open(
+        self,
+        rule_id: str,
+        key: str,
+        *,
+        anchor: str,
+        severity: Severity,
+        detected_at: datetime,
+        window: tuple[float, float],
+    ) -> AlertState:
+        state = AlertState(
+            alert_id=alert_id(rule_id, key, anchor),
+            rule_id=rule_id,
+            key=key,
+            severity=severity,
+            detected_at=detected_at,
+            first_time=float("inf"),  # set by the first add()
+            last_time=float("-inf"),
+            window_start=window[0],
+            window_end=window[1],
+        )
+        self._open[(rule_id, key)] = state
+        self._changed[state.alert_id] = state
+        self.raised[rule_id] += 1
+        return state
+
+    def changed(self, state: AlertState) -> None:
+        self._changed[state.alert_id] = state
+
+    def drain(self) -> list[AlertState]:
+        states = list(self._changed.values())
+        self._changed.clear()
+        return states
+
+    def expire(self, before: float) -> None:
+        """Forget open alerts idle since before `before`; a later burst opens a new one."""
+        for key in [k for k, s in self._open.items() if s.last_time < before]:
+            del self._open[key]
+
+    def __len__(self) -> int:
+        return len(self._open)

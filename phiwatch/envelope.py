@@ -1,0 +1,320 @@
+"""Event Hub bodies and local files → raw records, keeping each record's exact bytes.
+
+A diagnostic-settings body is `{"records": [record, ...]}` (DESIGN.md §3). We walk that array
+with the stdlib's C JSON scanner (`raw_decode`), which parses each element *and* reports where
+it ends, so every record gets its byte-exact span without a second parse. A body that breaks
+half way (truncated, not JSON, nested too deep) still yields the records before the break;
+the rest becomes one undecodable record, so nothing read is ever dropped.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from json.decoder import scanstring  # type: ignore[attr-defined]
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+MAX_RECORD_BYTES = 1024 * 1024
+MAX_DEPTH = 64
+LOCAL_SUFFIXES = (".json", ".jsonl", ".ndjson")
+
+_decoder = json.JSONDecoder()
+_WHITESPACE = " \t\n\r"
+
+
+@dataclass(slots=True, frozen=True)
+class Body:
+    """One Event Hub event body (or one body read from a local file)."""
+
+    data: bytes
+    stream: str  # "eventhub:<hub>/<partition>" or "file:<path>"
+    position: str  # human pointer: "seq 42" or "logs.jsonl.gz:17"
+    sequence_number: int | None = None
+    enqueued_time: datetime | None = None
+
+
+@dataclass(slots=True)
+class RawRecord:
+    """One record as received: exact bytes, where it came from, and what JSON gave."""
+
+    raw: bytes
+    stream: str
+    position: str
+    value: Any = None
+    # Set when the bytes could not be decoded into a record; value is then None.
+    error_code: str | None = None
+    error: str | None = None
+    enqueued_time: datetime | None = None
+    _hash: str | None = field(default=None, repr=False)
+
+    @property
+    def record_hash(self) -> str:
+        """SHA-256 of the exact bytes: what the archive proves."""
+        if self._hash is None:
+            self._hash = hashlib.sha256(self.raw).hexdigest()
+        return self._hash
+
+    def content_uid(self) -> str:
+        """Stable id of the record's content, independent of key order and whitespace.
+
+        Azure may re-send a record re-serialised, so dedupe must not hinge on bytes.
+        """
+        try:
+            canonical = orjson.dumps(self.value, option=orjson.OPT_SORT_KEYS)
+        except TypeError:  # integers beyond 64 bits: orjson refuses, stdlib copes
+            canonical = json.dumps(self.value, sort_keys=True, separators=(",", ":")).encode()
+        return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def _skip_ws(text: str, idx: int) -> int:
+    n = len(text)
+    while idx < n and text[idx] in _WHITESPACE:
+        idx += 1
+    return idx
+
+
+def _depth(text: str) -> int:
+    """Deepest nesting of objects/arrays, ignoring brackets inside strings."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+class _Slicer:
+    """Maps str offsets back to bytes; free when the body is ASCII (the usual case)."""
+
+    def __init__(self, data: bytes, text: str) -> None:
+        self.data = data
+        self.text = text
+        self.ascii = len(data) == len(text)
+
+    def raw(self, start: int, end: int) -> bytes:
+        if self.ascii:
+            return self.data[start:end]
+        return self.text[start:end].encode("utf-8")
+
+
+def decode_body(body: Body, *, max_record_bytes: int = MAX_RECORD_BYTES) -> list[RawRecord]:
+    """Split one body into raw records. Never raises for bad input."""
+
+    def bad(raw: bytes, code: str, message: str, suffix: str = "") -> RawRecord:
+        return RawRecord(
+            raw=raw,
+            stream=body.stream,
+            position=body.position + suffix,
+            error_code=code,
+            error=message,
+            enqueued_time=body.enqueued_time,
+        )
+
+    data = body.data
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return [bad(data, "body-not-utf8", f"body is not valid UTF-8 (byte {exc.start})")]
+    slicer = _Slicer(data, text)
+    start = 1 if text.startswith("\ufeff") else 0
+    records: list[RawRecord] = []
+    idx = _skip_ws(text, start)
+    if idx >= len(text):
+        return [bad(data, "body-empty", "body is empty")]
+    if text[idx] != "{":
+        try:
+            kind = type(json.loads(text)).__name__
+        except (ValueError, RecursionError):
+            return [bad(data, "body-malformed", "body is not valid JSON")]
+        return [bad(data, "body-not-object", f"body is a JSON {kind}, not an object with records")]
+    found = False
+    good_until = [0]  # str offset just past the last complete record
+    try:
+        idx = _skip_ws(text, idx + 1)
+        while idx < len(text) and text[idx] != "}":
+            if text[idx] != '"':
+                raise ValueError("expected a key")
+            key, idx = scanstring(text, idx + 1)
+            idx = _skip_ws(text, idx)
+            if text[idx] != ":":
+                raise ValueError("expected ':'")
+            idx = _skip_ws(text, idx + 1)
+            if key.lower() == "records" and text[idx] == "[" and not found:
+                found = True
+                idx = _walk_records(body, slicer, idx, records, max_record_bytes, good_until)
+            else:
+                _, idx = _decoder.raw_decode(text, idx)
+            idx = _skip_ws(text, idx)
+            if text[idx] == ",":
+                idx = _skip_ws(text, idx + 1)
+            elif text[idx] != "}":
+                raise ValueError("expected ',' or '}'")
+    except (ValueError, IndexError, RecursionError) as exc:
+        code, message = _break_reason(exc, bool(records))
+        if not records:
+            return [bad(data, code, message)]
+        records.append(bad(slicer.raw(good_until[0], len(text)), code, message, "#rest"))
+        return records
+    if not found:
+        return [bad(data, "body-no-records", "body has no records array")]
+    return records
+
+
+def _break_reason(exc: BaseException, after_records: bool) -> tuple[str, str]:
+    if isinstance(exc, RecursionError):
+        return "record-too-deep", "record is nested too deeply to decode"
+    where = "after the last complete record" if after_records else "before any record"
+    if isinstance(exc, json.JSONDecodeError):
+        return "body-malformed", f"body is not valid JSON {where} ({exc.msg})"
+    return "body-malformed", f"body is not valid JSON {where} ({exc})"
+
+
+def _walk_records(
+    body: Body,
+    slicer: _Slicer,
+    idx: int,
+    out: list[RawRecord],
+    max_record_bytes: int,
+    good_until: list[int],
+) -> int:
+    text = slicer.text
+    idx = _skip_ws(text, idx + 1)
+    n = 0
+    while text[idx] != "]":
+        start = idx
+        value, idx = _decoder.raw_decode(text, idx)
+        raw = slicer.raw(start, idx)
+        position = f"{body.position}#{n}"
+        record = RawRecord(
+            raw=raw,
+            stream=body.stream,
+            position=position,
+            value=value,
+            enqueued_time=body.enqueued_time,
+        )
+        _check_shape(record, max_record_bytes)
+        out.append(record)
+        good_until[0] = idx
+        n += 1
+        idx = _skip_ws(text, idx)
+        if text[idx] == ",":
+            idx = _skip_ws(text, idx + 1)
+        elif text[idx] != "]":
+            raise ValueError("expected ',' or ']' in records")
+    return idx + 1
+
+
+def _check_shape(record: RawRecord, max_record_bytes: int) -> None:
+    size = len(record.raw)
+    if size > max_record_bytes:
+        record.error_code = "record-too-large"
+        record.error = (
+            f"record is {size // 1024} KiB, over the {max_record_bytes // 1024} KiB limit"
+        )
+    elif not isinstance(record.value, dict):
+        record.error_code = "record-not-object"
+        record.error = f"record is a JSON {type(record.value).__name__}, not an object"
+    elif record.raw.count(b"{") + record.raw.count(b"[") > MAX_DEPTH:
+        depth = _depth(record.raw.decode("utf-8"))
+        if depth > MAX_DEPTH:
+            record.error_code = "record-too-deep"
+            record.error = f"record is nested {depth} levels deep, over the limit of {MAX_DEPTH}"
+    if record.error_code is not None:
+        record.value = None
+
+
+# ---------------------------------------------------------------- local files
+
+
+class InputError(Exception):
+    """A local input path that cannot be read; the message is meant for the user."""
+
+
+def discover(paths: Iterable[Path]) -> list[Path]:
+    """Expand directories (sorted, recursive) into the input files they hold."""
+    files: list[Path] = []
+    for path in paths:
+        if not path.exists():
+            raise InputError(f"{path}: no such file or directory")
+        if path.is_dir():
+            found = sorted(
+                p for p in path.rglob("*") if p.is_file() and _is_input_name(p.name.lower())
+            )
+            files.extend(found)
+        elif os.access(path, os.R_OK):
+            files.append(path)
+        else:
+            raise InputError(f"{path}: permission denied")
+    if not files:
+        raise InputError("no input files found (expected .json, .jsonl, .ndjson, optionally .gz)")
+    return files
+
+
+def _is_input_name(name: str) -> bool:
+    name = name.removesuffix(".gz")
+    return name.endswith(LOCAL_SUFFIXES)
+
+
+def read_file_bodies(path: Path) -> Iterator[Body]:
+    """Bodies from one local file: `.json` (a body or an array of them) or JSON lines."""
+    stream = f"file:{path.name}"
+    try:
+        data = path.read_bytes()
+        if path.name.lower().endswith(".gz"):
+            data = gzip.decompress(data)
+    except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        raise InputError(f"{path}: cannot read ({exc})") from exc
+    name = path.name.lower().removesuffix(".gz")
+    if name.endswith(".json"):
+        yield from _json_file_bodies(path.name, stream, data)
+        return
+    for lineno, line in enumerate(data.split(b"\n"), start=1):
+        if line.strip():
+            yield Body(data=line.rstrip(b"\r"), stream=stream, position=f"{path.name}:{lineno}")
+
+
+def _json_file_bodies(name: str, stream: str, data: bytes) -> Iterator[Body]:
+    stripped = data.lstrip()
+    if not stripped.startswith(b"["):
+        yield Body(data=data, stream=stream, position=name)
+        return
+    # A dump of several bodies: `[body, body, ...]`. Split it the same byte-exact way.
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        yield Body(data=data, stream=stream, position=name)
+        return
+    slicer = _Slicer(data, text)
+    idx = _skip_ws(text, text.index("[") + 1)
+    n = 0
+    try:
+        while text[idx] != "]":
+            start = idx
+            _, idx = _decoder.raw_decode(text, idx)
+            yield Body(data=slicer.raw(start, idx), stream=stream, position=f"{name}[{n}]")
+            n += 1
+            idx = _skip_ws(text, idx)
+            if text[idx] == ",":
+                idx = _skip_ws(text, idx + 1)
+    except (ValueError, IndexError, RecursionError):
+        yield Body(data=slicer.raw(start, len(text)), stream=stream, position=f"{name}[{n}]")

@@ -1,0 +1,128 @@
+"""The three records phiwatch produces (contract: DESIGN.md §4–§5).
+
+Field names are snake_case in Python and PascalCase on the wire (Sentinel columns), so
+`event.actor_user_id` serialises as `ActorUserId`. Serialise with `to_wire()`.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+import orjson
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic.alias_generators import to_pascal
+
+EventType = Literal[
+    "Read",
+    "Create",
+    "Set",
+    "Delete",
+    "Execute",
+    "Logon",
+    "Enable",
+    "Disable",
+    "Other",
+]
+EventResult = Literal["Success", "Failure", "Partial", "NA"]
+PhiCategory = Literal["demographic", "clinical", "financial", "none"]
+Severity = Literal["Informational", "Low", "Medium", "High"]
+ActorUserType = Literal["Regular", "ServicePrincipal", "ManagedIdentity", "Other"]
+
+MAX_EVIDENCE = 50
+
+
+class _Wire(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_pascal,
+        populate_by_name=True,
+        frozen=True,
+        extra="forbid",
+        str_strip_whitespace=False,
+    )
+
+    def to_wire(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.to_wire())
+
+
+class AccessEvent(_Wire):
+    """One normalised access to a monitored resource, ASIM AuditEvent 0.1.2 aligned."""
+
+    time_generated: AwareDatetime
+    event_uid: str
+    event_original_uid: str | None = None
+    event_schema: Literal["AuditEvent"] = "AuditEvent"
+    event_schema_version: Literal["0.1.2"] = "0.1.2"
+    event_type: EventType
+    event_sub_type: str | None = None
+    event_result: EventResult
+    event_result_details: str | None = None
+    event_product: str
+    event_vendor: Literal["Microsoft"] = "Microsoft"
+    operation: str
+    object: str | None = None
+    object_type: str | None = None
+    actor_user_id: str | None = None
+    actor_username: str | None = None
+    actor_user_type: ActorUserType | None = None
+    acting_app_id: str | None = None
+    acting_app_name: str | None = None
+    src_ip_addr: str | None = None
+    src_geo_country: str | None = None
+    src_geo_latitude: float | None = None
+    src_geo_longitude: float | None = None
+    http_user_agent: str | None = None
+    target_resource_id: str | None = None
+    dvc_scope_id: str | None = None
+    # PHI extensions
+    patient_ref: str | None = None
+    record_count: int | None = Field(default=None, ge=0)
+    phi_category: PhiCategory = "none"
+    source_category: str
+    raw_record_ref: str
+
+
+class Alert(_Wire):
+    """A correlated finding; the same input always yields the same `AlertId`."""
+
+    alert_id: str
+    rule_id: str = Field(pattern=r"^[a-z0-9]+(-[a-z0-9]+)*$")
+    rule_name: str
+    severity: Severity
+    tactics: list[str]
+    techniques: list[str]
+    title: str
+    description: str
+    reasons: list[str]
+    actor_user_id: str | None = None
+    actor_username: str | None = None
+    src_ip_addr: str | None = None
+    target_resource_id: str | None = None
+    window_start: AwareDatetime
+    window_end: AwareDatetime
+    first_event_time: AwareDatetime
+    last_event_time: AwareDatetime
+    event_count: int = Field(ge=0)
+    distinct_patient_count: int = Field(default=0, ge=0)
+    evidence_event_uids: list[str] = Field(max_length=MAX_EVIDENCE)
+    detected_at: AwareDatetime
+
+
+class DeadLetter(_Wire):
+    """An input record phiwatch could not turn into an event, and why.
+
+    It never holds the record's content (which may carry PHI): `RawRecordRef` and
+    `RecordHash` point at the byte-exact copy in the archive.
+    """
+
+    record_hash: str
+    reason_code: str
+    reason: str
+    source_stream: str
+    position: str
+    source_category: str | None = None
+    received_at: datetime | None = None
+    raw_record_ref: str

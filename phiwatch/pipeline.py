@@ -1,0 +1,314 @@
+"""decode → archive raw → normalise → detect → archive → emit, with per-record accounting.
+
+Every record read ends as exactly one of: an event (one or more `AccessEvent`s), a
+dead-letter with a reason, or a counted skip with a reason, and is in the raw archive before
+anything leaves. A bad record never sinks its batch: the only exception that escapes
+`process` is an archive failure, because a batch that is not archived must not be
+checkpointed (the host retries it).
+"""
+
+from __future__ import annotations
+
+import base64
+from collections import Counter, OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+import structlog
+from pydantic import ValidationError
+
+from phiwatch.archive.local import object_name
+from phiwatch.detect.engine import DetectionEngine
+from phiwatch.envelope import MAX_RECORD_BYTES, Body, RawRecord, decode_body
+from phiwatch.model import AccessEvent, Alert, DeadLetter
+from phiwatch.pseudonym import Pseudonymizer
+from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route
+from phiwatch.sources.fields import parse_time
+
+log = structlog.get_logger("phiwatch.pipeline")
+
+# Redeliveries arrive within minutes; remember EventUids this long in event time, and no
+# more than this many, so the dedupe set stays bounded.
+DEDUPE_HORIZON_SECONDS = 3600.0
+DEDUPE_MAX_ENTRIES = 500_000
+
+
+class Archive(Protocol):
+    def put(self, name: str, lines: Sequence[bytes]) -> str: ...
+
+
+class Sink(Protocol):
+    def emit(
+        self, events: list[AccessEvent], alerts: list[Alert], dead_letters: list[DeadLetter]
+    ) -> None: ...
+
+
+@dataclass(slots=True)
+class Batch:
+    """Bodies processed together; `name` is derived only from the batch (partition and
+    sequence range, or input file hash and line range), so redelivery reuses it."""
+
+    name: str
+    bodies: list[Body]
+
+
+@dataclass
+class Counts:
+    records: int = 0
+    event_records: int = 0
+    events: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+    skipped: Counter[str] = field(default_factory=Counter)
+    alerts: Counter[str] = field(default_factory=Counter)
+    # One operator-readable example per dead-letter/skip code.
+    examples: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def accounted(self) -> bool:
+        total = self.event_records + sum(self.dead_letters.values()) + sum(self.skipped.values())
+        return total == self.records
+
+    def add(self, other: Counts) -> None:
+        self.records += other.records
+        self.event_records += other.event_records
+        self.events += other.events
+        self.dead_letters.update(other.dead_letters)
+        self.skipped.update(other.skipped)
+        self.alerts.update(other.alerts)
+        for code, text in other.examples.items():
+            self.examples.setdefault(code, text)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "records": self.records,
+            "event_records": self.event_records,
+            "events": self.events,
+            "dead_letters": dict(sorted(self.dead_letters.items())),
+            "skipped": dict(sorted(self.skipped.items())),
+            "alerts": dict(sorted(self.alerts.items())),
+            "reasons": dict(sorted(self.examples.items())),
+            "accounted": self.accounted,
+        }
+
+
+@dataclass
+class BatchResult:
+    counts: Counts
+    events: list[AccessEvent]
+    alerts: list[Alert]
+    dead_letters: list[DeadLetter]
+    late: int
+
+
+class _SeenUids:
+    """EventUids seen recently, for dropping at-least-once duplicates."""
+
+    def __init__(self) -> None:
+        self._seen: OrderedDict[str, float] = OrderedDict()
+
+    def check_and_add(self, uid: str, now: float) -> bool:
+        """True when `uid` was already seen."""
+        if uid in self._seen:
+            return True
+        self._seen[uid] = now
+        return False
+
+    def expire(self, before: float) -> None:
+        while self._seen:
+            uid, when = next(iter(self._seen.items()))
+            if when >= before and len(self._seen) <= DEDUPE_MAX_ENTRIES:
+                break
+            del self._seen[uid]
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+class Pipeline:
+    def __init__(
+        self,
+        *,
+        pseudonymizer: Pseudonymizer,
+        engine: DetectionEngine,
+        archive: Archive,
+        sinks: Sequence[Sink] = (),
+        max_record_bytes: int = MAX_RECORD_BYTES,
+    ) -> None:
+        self.pseudonymizer = pseudonymizer
+        self.engine = engine
+        self.archive = archive
+        self.sinks = list(sinks)
+        self.max_record_bytes = max_record_bytes
+        self.seen = _SeenUids()
+        self.totals = Counts()
+        self.alert_ids: dict[str, str] = {}  # AlertId → RuleId, for distinct counts
+
+    # ------------------------------------------------------------------ batches
+
+    def process(self, batch: Batch) -> BatchResult:
+        records = [
+            r
+            for body in batch.bodies
+            for r in decode_body(body, max_record_bytes=self.max_record_bytes)
+        ]
+        hour = _batch_hour(batch, records)
+        raw_name = object_name("raw", hour, batch.name)
+        self.archive.put(raw_name, [_raw_line(r) for r in records])
+
+        counts = Counts(records=len(records))
+        events: list[AccessEvent] = []
+        dead: list[DeadLetter] = []
+        late_before = self.engine.late
+        for index, record in enumerate(records):
+            produced = self._normalise(record, f"{raw_name}#{index}", counts, dead)
+            for event in produced:
+                # Arrival (enqueued time) stamps DetectedAt; a local file has none.
+                self.engine.process(event, record.enqueued_time)
+            events.extend(produced)
+        self.engine.advance()
+        alerts = self.engine.drain()
+        return self._finish(batch, hour, counts, events, alerts, dead, late_before)
+
+    def finish(self, name: str = "end-of-input") -> BatchResult:
+        """End of a local replay: settle pending rules and emit what they raise."""
+        self.engine.finish()
+        alerts = self.engine.drain()
+        hour = max((a.last_event_time for a in alerts), default=None)
+        return self._finish(Batch(name, []), hour, Counts(), [], alerts, [], self.engine.late)
+
+    def _finish(
+        self,
+        batch: Batch,
+        hour: datetime | None,
+        counts: Counts,
+        events: list[AccessEvent],
+        alerts: list[Alert],
+        dead: list[DeadLetter],
+        late_before: int,
+    ) -> BatchResult:
+        # Archive before emit: nothing reaches a sink that the archive does not hold.
+        if dead:
+            self.archive.put(object_name("deadletter", hour, batch.name), _lines(dead))
+        if events:
+            self.archive.put(object_name("events", hour, batch.name), _lines(events))
+        if alerts:
+            self.archive.put(object_name("alerts", hour, batch.name), _lines(alerts))
+        for alert in alerts:
+            if alert.alert_id not in self.alert_ids:
+                self.alert_ids[alert.alert_id] = alert.rule_id
+                counts.alerts[alert.rule_id] += 1
+        for sink in self.sinks:
+            sink.emit(events, alerts, dead)
+        self.totals.add(counts)
+        self.seen.expire(self.engine.watermark - self.engine.lateness - DEDUPE_HORIZON_SECONDS)
+        late = self.engine.late - late_before
+        log.info(
+            "batch processed",
+            batch=batch.name,
+            records=counts.records,
+            events=counts.events,
+            dead_letters=sum(counts.dead_letters.values()),
+            skipped=sum(counts.skipped.values()),
+            alerts=len(alerts),
+            late=late,
+        )
+        return BatchResult(counts, events, alerts, dead, late)
+
+    # ------------------------------------------------------------------ records
+
+    def _normalise(
+        self,
+        raw: RawRecord,
+        ref: str,
+        counts: Counts,
+        dead: list[DeadLetter],
+    ) -> list[AccessEvent]:
+        def reject(code: str, reason: str, category: str | None = None) -> None:
+            counts.dead_letters[code] += 1
+            counts.examples.setdefault(code, reason)
+            dead.append(
+                DeadLetter(
+                    record_hash=raw.record_hash,
+                    reason_code=code,
+                    reason=reason,
+                    source_stream=raw.stream,
+                    position=raw.position,
+                    source_category=category,
+                    received_at=raw.enqueued_time,
+                    raw_record_ref=ref,
+                )
+            )
+
+        if raw.error_code is not None:
+            reject(raw.error_code, raw.error or raw.error_code)
+            return []
+        uid = raw.content_uid()
+        if self.seen.check_and_add(uid, self.engine.watermark):
+            counts.skipped["duplicate"] += 1
+            counts.examples.setdefault("duplicate", "duplicate EventUid (delivered again)")
+            return []
+        record = Record(raw.value, uid)
+        category = record.category or None
+        normaliser = None
+        try:
+            normaliser = route(record)
+            produced = normaliser.normalise(record, NormaliseContext(self.pseudonymizer, ref))
+        except RecordSkipped as skip:
+            counts.skipped[skip.code] += 1
+            counts.examples.setdefault(skip.code, skip.reason)
+            return []
+        except RecordRejected as rejected:
+            reject(rejected.code, rejected.reason, category)
+            return []
+        except ValidationError as exc:
+            reject("invalid-field", _validation_reason(exc), category)
+            return []
+        except Exception as exc:  # a normaliser bug must cost one record, not the batch
+            name = getattr(normaliser, "name", "routing")
+            log.error("normaliser failed", normaliser=name, error=type(exc).__name__)
+            reject("normaliser-error", f"{name} normaliser failed ({type(exc).__name__})", category)
+            return []
+        counts.event_records += 1
+        counts.events += len(produced)
+        return produced
+
+
+def _validation_reason(exc: ValidationError) -> str:
+    # Field names only: the offending value may be PHI.
+    fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
+    return "field has the wrong type or value: " + ", ".join(fields)
+
+
+def _lines(models: Sequence[AccessEvent | Alert | DeadLetter]) -> list[bytes]:
+    return [m.to_json() for m in models]
+
+
+def _raw_line(record: RawRecord) -> bytes:
+    entry: dict[str, Any] = {
+        "Stream": record.stream,
+        "Position": record.position,
+        "RecordHash": record.record_hash,
+    }
+    try:
+        entry["Raw"] = record.raw.decode("utf-8")
+    except UnicodeDecodeError:
+        entry["RawBase64"] = base64.b64encode(record.raw).decode("ascii")
+    return orjson.dumps(entry)
+
+
+def _batch_hour(batch: Batch, records: list[RawRecord]) -> datetime | None:
+    """The hour folder of a batch: first enqueued time, else the first record's own time."""
+    for body in batch.bodies:
+        if body.enqueued_time is not None:
+            return body.enqueued_time
+    for record in records:
+        if isinstance(record.value, dict):
+            for key in ("time", "Time", "timestamp", "originalEventTimestamp"):
+                if key in record.value:
+                    parsed = parse_time(record.value[key])
+                    if parsed is not None:
+                        return parsed
+    return None

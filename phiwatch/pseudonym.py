@@ -1,0 +1,90 @@
+"""Keyed pseudonyms for patient identifiers (HMAC-SHA256).
+
+A `PatientRef` lets detections count distinct patients and lets an investigator with the key
+re-identify through the archive, while Sentinel, alerts and logs never see the identifier
+itself (HIPAA minimum necessary).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+from pathlib import Path
+
+from phiwatch.config import Settings
+
+KEY_BYTES = 32
+KEY_FILE_NAME = "pseudonym.key"
+
+
+class PseudonymKeyError(Exception):
+    """The pseudonymisation key is missing or unusable; the message says what to do."""
+
+
+class Pseudonymizer:
+    def __init__(self, key: bytes) -> None:
+        if len(key) < KEY_BYTES:
+            raise PseudonymKeyError(
+                f"pseudonym key must be at least {KEY_BYTES} bytes, got {len(key)}"
+            )
+        self._key = key
+        self.key_id = hashlib.sha256(b"phiwatch-pseudonym-key-id\x00" + key).hexdigest()[:12]
+        self._cache: dict[tuple[str, str], str] = {}
+
+    def patient_ref(self, namespace: str, patient_id: str) -> str:
+        """Pseudonym of `patient_id` as known to `namespace` (the FHIR service host).
+
+        FHIR logical ids are unique per server only, so the server is part of the input.
+        """
+        cache_key = (namespace, patient_id)
+        ref = self._cache.get(cache_key)
+        if ref is None:
+            msg = f"{namespace.lower()}\x1f{patient_id}".encode()
+            ref = "pr_" + hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+            if len(self._cache) > 200_000:  # bounded: a cache, not a lookup table
+                self._cache.clear()
+            self._cache[cache_key] = ref
+        return ref
+
+
+def _parse_key(text: str) -> bytes:
+    text = text.strip()
+    try:
+        return bytes.fromhex(text)
+    except ValueError:
+        pass
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise PseudonymKeyError("PHIWATCH_PSEUDONYM_KEY must be hex or base64") from exc
+
+
+def load_pseudonymizer(settings: Settings) -> Pseudonymizer:
+    if settings.pseudonym_key is not None:
+        return Pseudonymizer(_parse_key(settings.pseudonym_key.get_secret_value()))
+    key_file = settings.home / KEY_FILE_NAME
+    if key_file.exists():
+        return Pseudonymizer(_parse_key(key_file.read_text()))
+    if not settings.allow_generated_key:
+        raise PseudonymKeyError(
+            "no pseudonymisation key: set PHIWATCH_PSEUDONYM_KEY (in Azure, a Key Vault "
+            "reference to the phiwatch pseudonym secret)"
+        )
+    return Pseudonymizer(_create_key_file(key_file))
+
+
+def _create_key_file(key_file: Path) -> bytes:
+    key_file.parent.mkdir(parents=True, exist_ok=True)
+    key = secrets.token_bytes(KEY_BYTES)
+    # O_EXCL: two first runs racing must not end up with two different keys.
+    try:
+        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return _parse_key(key_file.read_text())
+    with os.fdopen(fd, "w") as fh:
+        fh.write(key.hex() + "\n")
+    return key

@@ -1,0 +1,1 @@
+"""Where events, alerts and dead-letters go after the archive."""

@@ -1,0 +1,45 @@
+"""Source normalisers, one per file, and the routing of a record to its normaliser."""
+
+from __future__ import annotations
+
+from phiwatch.sources import activity, fhir, keyvault
+from phiwatch.sources.base import NormaliseContext, SourceNormaliser
+from phiwatch.sources.record import Record, RecordRejected, RecordSkipped
+
+# Order matters only where two could match; none do today.
+NORMALISERS: tuple[SourceNormaliser, ...] = (keyvault, fhir, activity)  # type: ignore[assignment]
+
+__all__ = [
+    "NORMALISERS",
+    "NormaliseContext",
+    "Record",
+    "RecordRejected",
+    "RecordSkipped",
+    "route",
+]
+
+
+def route(record: Record) -> SourceNormaliser:
+    """The normaliser for a record; raises Skipped/Rejected when there is none."""
+    for normaliser in NORMALISERS:
+        if normaliser.matches(record):
+            return normaliser
+    category = record.category
+    if not category:
+        raise RecordRejected("no-category", "record has no category")
+    if category.lower() in activity.UNMONITORED_CATEGORIES:
+        raise RecordSkipped(
+            "category-not-monitored", f"activity log category '{category}' is not monitored"
+        )
+    provider = _provider(record.resource_id)
+    raise RecordRejected(
+        "unknown-category",
+        f"no normaliser for category '{category}'" + (f" from {provider}" if provider else ""),
+    )
+
+
+def _provider(resource_id: str) -> str | None:
+    parts = resource_id.split("/providers/")
+    if len(parts) < 2:
+        return None
+    return "/".join(parts[-1].split("/")[:2]) or None

@@ -1,0 +1,140 @@
+"""Subscription Activity Log, administrative events (diagnostic settings, roles, deletes).
+
+Streamed Activity records carry `category` values such as `Administrative`, `Write`,
+`Action` or `Delete`; `properties.eventCategory` is the reliable field (azure-formats.md §1).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from phiwatch.model import AccessEvent, EventType
+from phiwatch.sources.base import NormaliseContext, actor_fields, skip_if_non_terminal
+from phiwatch.sources.fields import normalise_ip, subscription_of, to_str
+from phiwatch.sources.record import Record, RecordSkipped
+
+name = "activity"
+PRODUCT = "Azure Resource Manager"
+
+ACTIVITY_CATEGORIES = {"administrative", "write", "action", "delete"}
+# Activity Log categories phiwatch deliberately does not monitor: counted as skips.
+UNMONITORED_CATEGORIES = {
+    "security",
+    "servicehealth",
+    "alert",
+    "recommendation",
+    "policy",
+    "autoscale",
+    "resourcehealth",
+}
+DIAGNOSTIC_SETTINGS = "microsoft.insights/diagnosticsettings"
+
+
+def matches(record: Record) -> bool:
+    return record.category.lower() in ACTIVITY_CATEGORIES
+
+
+def diagnostic_setting_target(resource_id: str) -> str | None:
+    """The monitored resource of a diagnostic setting id: strip the last 4 segments."""
+    marker = "/providers/microsoft.insights/diagnosticsettings/"
+    at = resource_id.lower().rfind(marker)
+    return resource_id[:at].lower() if at > 0 else None
+
+
+def _logging_turned_off(props: dict[str, Any]) -> bool:
+    """True when a diagnostic-settings write leaves no log category enabled."""
+    body = next((v for k, v in props.items() if k.lower() == "requestbody"), None)
+    if isinstance(body, str):
+        try:
+            body = json.loads(body)
+        except ValueError:
+            return False
+    if not isinstance(body, dict):
+        return False
+    settings = body.get("properties", body)
+    logs = settings.get("logs") if isinstance(settings, dict) else None
+    if not isinstance(logs, list):
+        return False
+    return not any(isinstance(entry, dict) and entry.get("enabled") is True for entry in logs)
+
+
+def _event_type(verb: str, resource_type: str, props: dict[str, Any]) -> EventType:
+    if verb == "DELETE":
+        return "Delete"
+    if verb == "ACTION":
+        return "Execute"
+    if verb == "WRITE":
+        if resource_type == DIAGNOSTIC_SETTINGS and _logging_turned_off(props):
+            return "Disable"
+        return "Create" if str(props.get("statusCode", "")).lower() == "created" else "Set"
+    return "Other"
+
+
+def _object_type(resource_type: str) -> str:
+    if resource_type == DIAGNOSTIC_SETTINGS:
+        return "Configuration Atom"
+    if resource_type == "microsoft.authorization/roleassignments":
+        return "Policy Rule"
+    return "Cloud Resource"
+
+
+_PRINCIPAL_TYPES = {
+    "User": "Regular",
+    "ServicePrincipal": "ServicePrincipal",
+    "ManagedIdentity": "ManagedIdentity",
+}
+
+
+def _principal_type(identity: Any) -> str | None:
+    """`identity.authorization.evidence.principalType` when the claims do not tell."""
+    try:
+        principal = identity["authorization"]["evidence"]["principalType"]
+    except (KeyError, TypeError):
+        return None
+    return _PRINCIPAL_TYPES.get(principal, "Other") if isinstance(principal, str) else None
+
+
+def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
+    props = record.properties()
+    event_category = to_str(props.get("eventCategory"))
+    if event_category and event_category.lower() != "administrative":
+        raise RecordSkipped(
+            "category-not-monitored", f"activity log category '{event_category}' is not monitored"
+        )
+    result_type = record.text("resulttype")
+    skip_if_non_terminal(result_type)
+    operation = (record.operation_name or "UNKNOWN").upper()
+    resource_type, _, verb = operation.lower().rpartition("/")
+    verb = verb.upper()
+    outcome = (result_type or "").lower()
+    result = {"success": "Success", "succeeded": "Success", "failure": "Failure"}.get(
+        outcome, "Failure" if outcome == "failed" else "NA"
+    )
+    resource_id = record.resource_id
+    claims = record.claims()
+    actor = actor_fields(claims)
+    if actor["actor_user_type"] is None:
+        actor["actor_user_type"] = _principal_type(record.get("identity"))
+    ip = record.caller_ip() or normalise_ip(claims.get("ipaddr") or "")
+    return [
+        AccessEvent(
+            time_generated=record.time(),
+            event_uid=record.uid,
+            event_original_uid=record.text("correlationid"),
+            event_type=_event_type(verb, resource_type, props),
+            event_sub_type=resource_type or None,
+            event_result=result,
+            event_result_details=to_str(props.get("statusCode")) or record.text("resultsignature"),
+            event_product=PRODUCT,
+            operation=operation,
+            object=resource_id.rsplit("/", 1)[-1] or None,
+            object_type=_object_type(resource_type),
+            src_ip_addr=ip,
+            target_resource_id=resource_id or None,
+            dvc_scope_id=subscription_of(resource_id),
+            source_category="Administrative",
+            raw_record_ref=ctx.raw_record_ref,
+            **actor,
+        )
+    ]

@@ -1,0 +1,111 @@
+"""Coercions for the loosely typed fields of Azure diagnostic records (DESIGN.md §3)."""
+
+from __future__ import annotations
+
+import ipaddress
+from datetime import UTC, datetime
+from functools import lru_cache
+from typing import Any
+
+_FALLBACK_TIME_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S")
+
+
+def parse_time(value: Any) -> datetime | None:
+    """ISO 8601 in its Azure variants (space separator, `Z`, 7-digit fractions) → aware UTC."""
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return None
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            parsed = _parse_fallback(text)
+            if parsed is None:
+                return None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        seconds = value / 1000 if value > 1e11 else value  # epoch ms vs s
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    else:
+        return None
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=UTC)
+    return parsed.astimezone(UTC)
+
+
+def _parse_fallback(text: str) -> datetime | None:
+    for fmt in _FALLBACK_TIME_FORMATS:
+        try:
+            return datetime.strptime(text, fmt)
+        except ValueError:
+            continue
+    return None
+
+
+def to_int(value: Any) -> int | None:
+    """`78`, `"78"`, `"78.0"` → 78; anything else → None."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else None
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return int(text)
+        except ValueError:
+            try:
+                number = float(text)
+            except ValueError:
+                return None
+            return int(number) if number.is_integer() else None
+    return None
+
+
+def to_str(value: Any) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value.strip() or None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    return None
+
+
+@lru_cache(maxsize=65536)
+def normalise_ip(value: str) -> str | None:
+    """`::ffff:10.0.0.1`, `10.0.0.1:5123`, `[2001:db8::1]:443`, `10.0.0.0/24` → a bare address."""
+    text = value.strip()
+    if not text:
+        return None
+    if text.startswith("["):
+        end = text.find("]")
+        text = text[1:end] if end > 0 else text[1:]
+    elif "/" in text:
+        text = text.split("/", 1)[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        host, sep, port = text.rpartition(":")
+        if not sep or not port.isdigit():
+            return None
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    return str(address)
+
+
+def subscription_of(resource_id: str | None) -> str | None:
+    """Subscription id from an ARM id (any case)."""
+    if not resource_id:
+        return None
+    parts = resource_id.strip("/").split("/")
+    if len(parts) >= 2 and parts[0].lower() == "subscriptions":
+        return parts[1].lower()
+    return None

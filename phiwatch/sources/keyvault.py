@@ -1,0 +1,107 @@
+"""Key Vault `AuditEvent` records → access events.
+
+Failure is decided by `httpStatusCode` (≥ 300): `resultType` says "Success" for most failed
+calls, so it is no signal (azure-formats.md §2a).
+"""
+
+from __future__ import annotations
+
+import re
+
+from phiwatch.model import AccessEvent, EventType
+from phiwatch.sources.base import NormaliseContext, actor_fields
+from phiwatch.sources.fields import subscription_of, to_int, to_str
+from phiwatch.sources.record import Record
+
+name = "keyvault"
+PRODUCT = "Key Vault"
+
+# Operation names are ObjectVerb: SecretGet, KeyUnwrap, VaultPut, Authentication, ...
+_OBJECT_VERB = re.compile(r"^(Vault|Secret|Key|Certificate|Storage|ManagedHsm)(\w+)$")
+_READ_VERBS = {
+    "Get",
+    "List",
+    "ListVersions",
+    "Backup",
+    "Decrypt",
+    "Unwrap",
+    "Verify",
+    "GetDeleted",
+    "ListDeleted",
+    "Release",
+}
+_DELETE_VERBS = {"Delete", "Purge"}
+_CREATE_VERBS = {"Create", "Import", "Restore", "Recover"}
+_EXECUTE_VERBS = {"Sign", "Encrypt", "Wrap", "Rotate"}
+
+
+def matches(record: Record) -> bool:
+    return (
+        record.category.lower() == "auditevent"
+        and "/providers/microsoft.keyvault/" in record.resource_id
+    )
+
+
+def _event_type(operation: str) -> EventType:
+    if operation == "Authentication":
+        return "Logon"
+    match = _OBJECT_VERB.match(operation)
+    verb = match.group(2) if match else operation
+    if verb in _READ_VERBS:
+        return "Read"
+    if verb in _DELETE_VERBS:
+        return "Delete"
+    if verb in _CREATE_VERBS:
+        return "Create"
+    if verb in _EXECUTE_VERBS:
+        return "Execute"
+    if verb in {"Set", "Put", "Patch", "Update"}:
+        return "Set"
+    return "Other"
+
+
+def _object_kind(operation: str) -> str | None:
+    match = _OBJECT_VERB.match(operation)
+    return match.group(1) if match else None
+
+
+def _object_type(operation: str) -> str:
+    return "Cloud Resource" if operation.startswith("Vault") else "Configuration Atom"
+
+
+def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
+    props = record.properties()
+    operation = record.operation_name or "Unknown"
+    status = to_int(props.get("httpStatusCode"))
+    if status is None:
+        status = to_int(record.get("resultsignature"))
+    if status is not None:
+        result = "Success" if status < 300 else "Failure"
+        details = str(status)
+    else:
+        result_type = (record.text("resulttype") or "").lower()
+        result = "Success" if result_type in {"success", "succeeded"} else "NA"
+        details = record.text("resultsignature")
+    resource_id = record.resource_id
+    return [
+        AccessEvent(
+            time_generated=record.time(),
+            event_uid=record.uid,
+            event_original_uid=record.text("correlationid"),
+            event_type=_event_type(operation),
+            event_sub_type=_object_kind(operation),
+            event_result=result,
+            event_result_details=details,
+            event_product=PRODUCT,
+            operation=operation,
+            object=to_str(props.get("id")) or resource_id.rsplit("/", 1)[-1] or None,
+            object_type=_object_type(operation),
+            src_ip_addr=record.caller_ip(),
+            http_user_agent=to_str(props.get("clientInfo")),
+            target_resource_id=resource_id or None,
+            dvc_scope_id=subscription_of(resource_id),
+            source_category="AuditEvent",
+            raw_record_ref=ctx.raw_record_ref,
+            **actor_fields(record.claims()),
+        )
+    ]

@@ -1,0 +1,190 @@
+"""A case-insensitive, defensive view of one diagnostic record, shared by all normalisers."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+
+from phiwatch.sources.fields import normalise_ip, parse_time, to_str
+
+# Names under which services put the event time (SQL audit, Event Hubs logs, Activity raw).
+_TIME_KEYS = ("time", "timestamp", "originaleventtimestamp", "eventtimestamp", "eventtimestring")
+
+# Long-URI claim types → the short JWT names (Key Vault and ARM log either form).
+_LONG_CLAIMS = {
+    "http://schemas.microsoft.com/identity/claims/objectidentifier": "oid",
+    "http://schemas.microsoft.com/identity/claims/tenantid": "tid",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/upn": "upn",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/name": "unique_name",
+    "http://schemas.xmlsoap.org/ws/2005/05/identity/claims/emailaddress": "email",
+    "http://schemas.microsoft.com/claims/authnmethodsreferences": "amr",
+    "http://schemas.microsoft.com/identity/claims/identityprovider": "idp",
+}
+
+
+class RecordRejected(Exception):
+    """The record cannot become an event; `reason` is written for an operator."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class RecordSkipped(Exception):
+    """The record is well formed but is deliberately not an event (counted, archived)."""
+
+    def __init__(self, code: str, reason: str) -> None:
+        super().__init__(reason)
+        self.code = code
+        self.reason = reason
+
+
+class Claims:
+    """Caller identity from `identity.claim` / `identity.claims`, long or short names."""
+
+    __slots__ = ("_c",)
+
+    def __init__(self, claims: dict[str, Any]) -> None:
+        self._c = claims
+
+    @classmethod
+    def of(cls, identity: Any) -> Claims:
+        if not isinstance(identity, dict):
+            return cls({})
+        raw = identity.get("claims", identity.get("claim"))
+        if isinstance(raw, str):
+            try:
+                raw = json.loads(raw)
+            except ValueError:
+                raw = None
+        if not isinstance(raw, dict):
+            return cls({})
+        claims: dict[str, Any] = {}
+        for key, value in raw.items():
+            short = _LONG_CLAIMS.get(key)
+            if short is None:
+                short = key.rsplit("/", 1)[-1] if key.startswith("http") else key
+            claims.setdefault(short.lower(), value)
+        return cls(claims)
+
+    def get(self, *names: str) -> str | None:
+        for name in names:
+            value = to_str(self._c.get(name))
+            if value:
+                return value
+        return None
+
+    @property
+    def object_id(self) -> str | None:
+        oid = self.get("oid", "objectidentifier")
+        return oid.lower() if oid else None
+
+    @property
+    def upn(self) -> str | None:
+        upn = self.get("upn", "unique_name", "preferred_username")
+        return upn if upn and "@" in upn else None
+
+    @property
+    def app_id(self) -> str | None:
+        app = self.get("appid", "azp")
+        return app.lower() if app else None
+
+    @property
+    def user_type(self) -> str | None:
+        if self.get("xms_mirid"):
+            return "ManagedIdentity"
+        if self.upn:
+            return "Regular"
+        if self.get("idtyp") == "app" or (self.app_id and self.object_id):
+            return "ServicePrincipal"
+        return None
+
+
+class Record:
+    """Top-level keys lower-cased once; nested access stays explicit."""
+
+    __slots__ = ("_properties", "fields", "uid")
+
+    def __init__(self, value: dict[str, Any], uid: str) -> None:
+        fields: dict[str, Any] = {}
+        for key, item in value.items():
+            # `Level` and `level` both occur; keep the first non-null one.
+            lowered = key.lower()
+            if fields.get(lowered) is None:
+                fields[lowered] = item
+        self.fields = fields
+        self.uid = uid
+        self._properties: dict[str, Any] | None = None
+
+    def get(self, *names: str) -> Any:
+        for name in names:
+            value = self.fields.get(name)
+            if value is not None:
+                return value
+        return None
+
+    def text(self, *names: str) -> str | None:
+        return to_str(self.get(*names))
+
+    @property
+    def category(self) -> str:
+        return self.text("category", "type") or ""
+
+    @property
+    def resource_id(self) -> str:
+        return (self.text("resourceid") or "").lower()
+
+    @property
+    def operation_name(self) -> str:
+        return self.text("operationname") or ""
+
+    def time(self) -> datetime:
+        value = self.get(*_TIME_KEYS)
+        if value is None:
+            raise RecordRejected("no-timestamp", "no timestamp")
+        parsed = parse_time(value)
+        if parsed is None:
+            raise RecordRejected("bad-timestamp", "timestamp is not a recognisable date/time")
+        return parsed
+
+    def properties(self) -> dict[str, Any]:
+        """`properties` as a dict, whether it came as an object or as (pseudo-)JSON text."""
+        if self._properties is None:
+            self._properties = _parse_properties(self.get("properties"))
+        return self._properties
+
+    def claims(self) -> Claims:
+        return Claims.of(self.get("identity"))
+
+    def caller_ip(self) -> str | None:
+        value = self.text("calleripaddress")
+        return normalise_ip(value) if value else None
+
+
+def _parse_properties(value: Any) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        if not text:
+            return {}
+        for candidate in (text, _sanitise(text)):
+            try:
+                parsed = json.loads(candidate)
+            except ValueError:
+                continue
+            if isinstance(parsed, dict):
+                return parsed
+        raise RecordRejected("properties-not-json", "properties is not valid JSON")
+    raise RecordRejected(
+        "properties-wrong-type", f"properties is a JSON {type(value).__name__}, not an object"
+    )
+
+
+def _sanitise(text: str) -> str:
+    # Function App logs send single-quoted pseudo-JSON; this recovers the common case only.
+    return text.replace("'", '"').replace("\n", "\\n")
