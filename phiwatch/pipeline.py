@@ -104,19 +104,29 @@ class BatchResult:
 
 
 class _SeenUids:
-    """EventUids seen recently, for dropping at-least-once duplicates."""
+    """EventUids seen recently, for dropping at-least-once duplicates.
+
+    Each uid is stamped with the watermark at the end of the batch that brought it (the
+    watermark is unknown while the batch's first records are read), and let go once event
+    time has moved a horizon past it.
+    """
 
     def __init__(self) -> None:
         self._seen: OrderedDict[str, float] = OrderedDict()
+        self._unstamped: list[str] = []
 
-    def check_and_add(self, uid: str, now: float) -> bool:
+    def check_and_add(self, uid: str) -> bool:
         """True when `uid` was already seen."""
         if uid in self._seen:
             return True
-        self._seen[uid] = now
+        self._seen[uid] = float("inf")
+        self._unstamped.append(uid)
         return False
 
-    def expire(self, before: float) -> None:
+    def stamp_and_expire(self, now: float, before: float) -> None:
+        for uid in self._unstamped:
+            self._seen[uid] = now
+        self._unstamped.clear()
         while self._seen:
             uid, when = next(iter(self._seen.items()))
             if when >= before and len(self._seen) <= DEDUPE_MAX_ENTRIES:
@@ -203,7 +213,10 @@ class Pipeline:
         for sink in self.sinks:
             sink.emit(events, alerts, dead)
         self.totals.add(counts)
-        self.seen.expire(self.engine.watermark - self.engine.lateness - DEDUPE_HORIZON_SECONDS)
+        watermark = self.engine.watermark
+        self.seen.stamp_and_expire(
+            watermark, watermark - self.engine.lateness - DEDUPE_HORIZON_SECONDS
+        )
         late = self.engine.late - late_before
         log.info(
             "batch processed",
@@ -246,7 +259,7 @@ class Pipeline:
             reject(raw.error_code, raw.error or raw.error_code)
             return []
         uid = raw.content_uid()
-        if self.seen.check_and_add(uid, self.engine.watermark):
+        if self.seen.check_and_add(uid):
             counts.skipped["duplicate"] += 1
             counts.examples.setdefault("duplicate", "duplicate EventUid (delivered again)")
             return []
