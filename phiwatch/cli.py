@@ -31,7 +31,7 @@ samples_app = typer.Typer(no_args_is_help=True, help="Synthetic diagnostic logs.
 app.add_typer(samples_app, name="samples")
 
 out = Console()
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:

@@ -58,6 +58,7 @@ class Batch:
 @dataclass
 class Counts:
     records: int = 0
+    undecodable: int = 0  # of the dead-letters: bytes that were not a JSON record at all
     event_records: int = 0
     events: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
@@ -73,6 +74,7 @@ class Counts:
 
     def add(self, other: Counts) -> None:
         self.records += other.records
+        self.undecodable += other.undecodable
         self.event_records += other.event_records
         self.events += other.events
         self.dead_letters.update(other.dead_letters)
@@ -84,6 +86,7 @@ class Counts:
     def as_dict(self) -> dict[str, Any]:
         return {
             "records": self.records,
+            "undecodable": self.undecodable,
             "event_records": self.event_records,
             "events": self.events,
             "dead_letters": dict(sorted(self.dead_letters.items())),
@@ -256,6 +259,7 @@ class Pipeline:
             )
 
         if raw.error_code is not None:
+            counts.undecodable += 1
             reject(raw.error_code, raw.error or raw.error_code)
             return []
         uid = raw.content_uid()

@@ -80,7 +80,7 @@ def replay(
     try:
         for path in files:
             records_before = pipeline.totals.records
-            dead_before = sum(pipeline.totals.dead_letters.values())
+            undecodable_before = pipeline.totals.undecodable
             try:
                 for batch in _batches(path, batch_bodies):
                     pipeline.process(batch)
@@ -88,8 +88,8 @@ def replay(
                 problems.append(str(exc))
                 continue
             read = pipeline.totals.records - records_before
-            dead = sum(pipeline.totals.dead_letters.values()) - dead_before
-            if read and dead == read:
+            undecodable = pipeline.totals.undecodable - undecodable_before
+            if read and undecodable == read:
                 problems.append(f"{path}: malformed, no record in it could be read")
             if on_file:
                 on_file(path, path.stat().st_size)
