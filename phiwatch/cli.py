@@ -15,6 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from detections import RegistryError
+from phiwatch.archive.local import ArchiveIntegrityError
 from phiwatch.config import Settings
 from phiwatch.envelope import InputError, discover
 from phiwatch.logs import configure_logging
@@ -106,6 +107,13 @@ def replay_command(
         raise _fail(str(exc)) from None
     except (PseudonymKeyError, RegistryError) as exc:
         raise _fail(str(exc)) from None
+    except ArchiveIntegrityError as exc:
+        raise _fail(
+            f"archive integrity: {exc}. The archive in {out_dir / 'archive'} never overwrites; "
+            "replaying the same input with other settings or another phiwatch version needs "
+            "a new --out directory.",
+            code=1,
+        ) from None
     (out_dir / "summary.json").write_bytes(
         orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2) + b"\n"
     )

@@ -78,6 +78,15 @@ def test_detection_parameters_from_the_command_line(tmp_path):
     assert "mass-record-access" not in summary["alerts"]
 
 
+def test_replaying_with_other_settings_into_the_same_archive_is_refused(tmp_path):
+    data, out = write_input(tmp_path / "in"), str(tmp_path / "o")
+    assert replay(str(data), "--out", out).exit_code == 0
+    result = replay(str(data), "--out", out, "--param", "mass-record-access.threshold=10")
+    assert result.exit_code == 1
+    assert "archive integrity" in result.output and "needs a new --out" in result.output
+    assert "Traceback" not in result.output
+
+
 @pytest.mark.parametrize(
     ("param", "message"),
     [

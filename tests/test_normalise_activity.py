@@ -62,7 +62,7 @@ def _body(enabled: list[bool]) -> str:
     ("body", "event_type"),
     [
         (_body([False, False]), "Disable"),
-        (_body([]), "Disable"),
+        (_body([]), "Set"),
         (_body([False, True]), "Set"),
         ("not json", "Set"),
         (None, "Set"),
@@ -72,6 +72,15 @@ def test_diagnostic_write_that_turns_every_log_off_is_disable(normalise, body, e
     record = activity(operation="MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/WRITE", request_body=body)
     (event,) = normalise(record)
     assert event.event_type == event_type
+
+
+def test_terminal_record_response_body_shows_the_resulting_settings(normalise):
+    record = activity(
+        operation="MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/WRITE", request_body=_body([True])
+    )
+    record["properties"]["responseBody"] = _body([False])
+    (event,) = normalise(record)
+    assert event.event_type == "Disable"
 
 
 def test_role_assignment_and_created_status(normalise):

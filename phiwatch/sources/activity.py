@@ -43,8 +43,13 @@ def diagnostic_setting_target(resource_id: str) -> str | None:
 
 
 def _logging_turned_off(props: dict[str, Any]) -> bool:
-    """True when a diagnostic-settings write leaves no log category enabled."""
-    body = next((v for k, v in props.items() if k.lower() == "requestbody"), None)
+    """True when a diagnostic-settings write leaves no log category enabled.
+
+    The terminal record carries the resulting settings in `responseBody`; the request body
+    usually sits on the `Start` record only, so it is the fallback.
+    """
+    bodies = {k.lower(): v for k, v in props.items() if k.lower() in {"responsebody", "requestbody"}}
+    body = bodies.get("responsebody") or bodies.get("requestbody")
     if isinstance(body, str):
         try:
             body = json.loads(body)
@@ -54,7 +59,9 @@ def _logging_turned_off(props: dict[str, Any]) -> bool:
         return False
     settings = body.get("properties", body)
     logs = settings.get("logs") if isinstance(settings, dict) else None
-    if not isinstance(logs, list):
+    # An empty list is normal where the resource has no log categories at that level (a
+    # storage account's own setting carries metrics; its logs live on the blob service).
+    if not isinstance(logs, list) or not logs:
         return False
     return not any(isinstance(entry, dict) and entry.get("enabled") is True for entry in logs)
 
