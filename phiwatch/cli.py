@@ -154,7 +154,7 @@ def _print_summary(summary: ReplaySummary, out_dir: Path) -> None:
 def samples_generate(
     out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")],
     seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 7,
-    records: Annotated[int, typer.Option(help="Approximate number of records.", min=100)] = 20_000,
+    records: Annotated[int, typer.Option(help="Approximate number of records.", min=2000)] = 20_000,
 ) -> None:
     """Write realistic synthetic diagnostic logs with injected incidents and ground truth."""
     from phiwatch.samplegen import generate
