@@ -20,7 +20,7 @@ def filler(start: float, minutes: int) -> list[dict]:
 
 
 def test_delete_without_resource_deletion_alerts_once_time_passes_the_grace(tmp_path):
-    records = [activity(60, result="Start"), activity(61)] + filler(120, 15)
+    records = [activity(60, result="Start"), activity(61)] + filler(120, 40)
     sink = run(records, tmp_path, finish=False)
     (alert,) = sink.alerts.values()
     delete_uid = next(e.event_uid for e in sink.events if e.operation.endswith("/DELETE"))

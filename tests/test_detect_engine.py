@@ -1,0 +1,70 @@
+"""Engine behaviour shared by all detections: watermark, lateness, bounded state."""
+
+from __future__ import annotations
+
+import detections
+from phiwatch.detect.engine import DetectionEngine
+from tests.harness import run
+from tests.records import fhir
+
+
+def test_one_record_with_a_wrong_clock_does_not_make_honest_records_late(tmp_path):
+    burst = [fhir(i * 3, path=f"Patient/p{i}") for i in range(60)]
+    wrong_clock = fhir(5 * 3600, path="Patient/from-the-future", oid="99999999-0000-0000-0000-0")
+    records = burst[:10] + [wrong_clock] + burst[10:]
+    sink = run(records, tmp_path, per_body=1, bodies_per_batch=1)
+    assert len(sink.alerts) == 1
+    assert (next(iter(sink.alerts.values()))).distinct_patient_count == 60
+
+
+def test_a_real_jump_in_time_makes_stragglers_late(tmp_path):
+    morning = [fhir(3 * 3600 + i, path=f"Patient/m{i}") for i in range(40)]
+    straggler = [fhir(60, path="Patient/s1")]
+    pipeline_sink = run(morning + straggler, tmp_path, per_body=1, bodies_per_batch=1)
+    assert len(pipeline_sink.events) == 41  # still an event, still archived
+
+
+def test_late_events_are_counted_by_the_engine(tmp_path):
+    from tests.harness import batches_of, make_pipeline
+
+    pipeline, _ = make_pipeline(tmp_path)
+    records = [fhir(3 * 3600 + i, path=f"Patient/m{i}") for i in range(40)]
+    records += [fhir(60, path="Patient/s1"), fhir(3 * 3600 - 600, path="Patient/in-time")]
+    for batch in batches_of(records, per_body=1, bodies_per_batch=1):
+        pipeline.process(batch)
+    assert pipeline.engine.late == 1
+
+
+def test_detection_state_stays_bounded_as_the_stream_moves_on(tmp_path):
+    from tests.harness import batches_of, make_pipeline
+
+    pipeline, _ = make_pipeline(tmp_path)
+    # 2,000 actors, each reading once, spread over 10 hours: old actors must be let go.
+    records = [
+        fhir(i * 18, path=f"Patient/x{i}", oid=f"00000000-0000-0000-0000-{i:012d}", upn=None)
+        for i in range(2000)
+    ]
+    sizes = []
+    for batch in batches_of(records, per_body=20, bodies_per_batch=5):
+        pipeline.process(batch)
+        sizes.append(pipeline.engine.state_size())
+    # Window 10 min + lateness 15 min at one actor per 18 s: about 84 actors in state.
+    assert max(sizes[10:]) < 150
+    assert sizes[-1] < 150
+
+
+def test_registry_refuses_a_detection_whose_grouping_no_routing_key_serves(monkeypatch):
+    import pytest
+
+    from detections.mass_record_access import MassRecordAccess
+
+    monkeypatch.setattr(MassRecordAccess, "group_by", "patient")
+    with pytest.raises(detections.RegistryError, match="cannot be served by a routing key"):
+        detections.load_detections()
+
+
+def test_engine_with_no_events_is_harmless():
+    engine = DetectionEngine(detections.load_detections(), 900)
+    engine.advance()
+    engine.finish()
+    assert engine.drain() == [] and engine.state_size() == 0
