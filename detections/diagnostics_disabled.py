@@ -114,7 +114,10 @@ class DiagnosticsDisabled(Detection):
                 detected_at=ctx.arrival,
                 window=(time, time),
             )
-            state.extra.update(monitored=monitored, turned_off=turned_off)
+            state.extra.update(monitored=monitored, turned_off=turned_off, uids=set())
+        if event.event_uid in state.extra["uids"]:
+            return  # the same event again (a retried batch): nothing new
+        state.extra["uids"].add(event.event_uid)
         state.add(time, event)
         ctx.book.changed(state)
 

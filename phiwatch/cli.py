@@ -21,6 +21,7 @@ from phiwatch.envelope import InputError, discover
 from phiwatch.logs import configure_logging
 from phiwatch.pseudonym import PseudonymKeyError
 from phiwatch.replay import ReplaySummary, replay
+from phiwatch.samplegen import generate
 
 app = typer.Typer(
     add_completion=False,
@@ -157,8 +158,6 @@ def samples_generate(
     records: Annotated[int, typer.Option(help="Approximate number of records.", min=2000)] = 20_000,
 ) -> None:
     """Write realistic synthetic diagnostic logs with injected incidents and ground truth."""
-    from phiwatch.samplegen import generate
-
     report = generate(out_dir, seed=seed, records=records)
     out.print(
         f"wrote {report.records:,} records in {report.bodies:,} bodies "

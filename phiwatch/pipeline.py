@@ -37,7 +37,7 @@ DEDUPE_MAX_ENTRIES = 500_000
 
 
 class Archive(Protocol):
-    def put(self, name: str, lines: Sequence[bytes]) -> str: ...
+    def put(self, name: str, lines: Sequence[bytes], *, derived: bool = False) -> str: ...
 
 
 class Sink(Protocol):
@@ -109,30 +109,36 @@ class BatchResult:
 class _SeenUids:
     """EventUids seen recently, for dropping at-least-once duplicates.
 
-    Each uid is stamped with the watermark at the end of the batch that brought it (the
-    watermark is unknown while the batch's first records are read), and let go once event
-    time has moved a horizon past it.
+    Uids a batch adds stay pending until the batch commits (then they are stamped with the
+    watermark, which is unknown while a stream's first batch is read) or rolls back (a
+    failed batch must not make its own retry look like a duplicate). A uid is let go once
+    event time has moved a horizon past its stamp.
     """
 
     def __init__(self) -> None:
         self._seen: OrderedDict[str, float] = OrderedDict()
-        self._unstamped: list[str] = []
+        self._pending: list[str] = []
 
     def check_and_add(self, uid: str) -> bool:
         """True when `uid` was already seen."""
         if uid in self._seen:
             return True
         self._seen[uid] = float("inf")
-        self._unstamped.append(uid)
+        self._pending.append(uid)
         return False
 
-    def stamp_and_expire(self, now: float, before: float) -> None:
-        for uid in self._unstamped:
+    def rollback(self) -> None:
+        for uid in self._pending:
+            self._seen.pop(uid, None)
+        self._pending.clear()
+
+    def commit(self, now: float, expire_before: float) -> None:
+        for uid in self._pending:
             self._seen[uid] = now
-        self._unstamped.clear()
+        self._pending.clear()
         while self._seen:
             uid, when = next(iter(self._seen.items()))
-            if when >= before and len(self._seen) <= DEDUPE_MAX_ENTRIES:
+            if when >= expire_before and len(self._seen) <= DEDUPE_MAX_ENTRIES:
                 break
             del self._seen[uid]
 
@@ -158,10 +164,17 @@ class Pipeline:
         self.seen = _SeenUids()
         self.totals = Counts()
         self.alert_ids: dict[str, str] = {}  # AlertId → RuleId, for distinct counts
+        self.sink_failures = 0
 
     # ------------------------------------------------------------------ batches
 
     def process(self, batch: Batch) -> BatchResult:
+        """Decode, archive, normalise, detect, archive, emit one batch.
+
+        State (the dedupe set, which alerts changed) is committed only once every archive
+        write has succeeded, so a batch that fails and is retried derives the same output.
+        Detections ignore an event they already hold, so re-observing is harmless.
+        """
         records = [
             r
             for body in batch.bodies
@@ -172,58 +185,77 @@ class Pipeline:
         self.archive.put(raw_name, [_raw_line(r) for r in records])
 
         counts = Counts(records=len(records))
-        events: list[AccessEvent] = []
-        dead: list[DeadLetter] = []
         late_before = self.engine.late
-        for index, record in enumerate(records):
-            produced = self._normalise(record, f"{raw_name}#{index}", counts, dead)
-            for event in produced:
-                # Arrival (enqueued time) stamps DetectedAt; a local file has none.
-                self.engine.process(event, record.enqueued_time)
-            events.extend(produced)
-        self.engine.advance()
-        alerts = self.engine.drain()
-        return self._finish(batch, hour, counts, events, alerts, dead, late_before)
+        try:
+            dead: list[DeadLetter] = []
+            events: list[AccessEvent] = []
+            for index, record in enumerate(records):
+                produced = self._normalise(record, f"{raw_name}#{index}", counts, dead)
+                for event in produced:
+                    # Arrival (enqueued time) stamps DetectedAt; a local file has none.
+                    self.engine.process(event, record.enqueued_time)
+                events.extend(produced)
+            self._put_derived("deadletter", hour, batch.name, dead)
+            self._put_derived("events", hour, batch.name, events)
+            self.engine.advance()
+            alerts = self.engine.changed_alerts()
+            self._put_derived("alerts", hour, batch.name, alerts)
+        except BaseException:
+            self.seen.rollback()
+            raise
+        self._commit()
+        return self._emit(batch.name, counts, events, alerts, dead, self.engine.late - late_before)
 
     def finish(self, name: str = "end-of-input") -> BatchResult:
         """End of a local replay: settle pending rules and emit what they raise."""
         self.engine.finish()
-        alerts = self.engine.drain()
+        alerts = self.engine.changed_alerts()
         hour = max((a.last_event_time for a in alerts), default=None)
-        return self._finish(Batch(name, []), hour, Counts(), [], alerts, [], self.engine.late)
+        self._put_derived("alerts", hour, name, alerts)
+        self._commit()
+        return self._emit(name, Counts(), [], alerts, [], 0)
 
-    def _finish(
+    def _put_derived(
         self,
-        batch: Batch,
+        kind: str,
         hour: datetime | None,
+        batch_name: str,
+        models: Sequence[AccessEvent | Alert | DeadLetter],
+    ) -> None:
+        if models:
+            name = object_name(kind, hour, batch_name)
+            self.archive.put(name, [m.to_json() for m in models], derived=True)
+
+    def _commit(self) -> None:
+        self.engine.commit()
+        watermark = self.engine.watermark
+        self.seen.commit(watermark, watermark - self.engine.lateness - DEDUPE_HORIZON_SECONDS)
+
+    def _emit(
+        self,
+        batch_name: str,
         counts: Counts,
         events: list[AccessEvent],
         alerts: list[Alert],
         dead: list[DeadLetter],
-        late_before: int,
+        late: int,
     ) -> BatchResult:
-        # Archive before emit: nothing reaches a sink that the archive does not hold.
-        if dead:
-            self.archive.put(object_name("deadletter", hour, batch.name), _lines(dead))
-        if events:
-            self.archive.put(object_name("events", hour, batch.name), _lines(events))
-        if alerts:
-            self.archive.put(object_name("alerts", hour, batch.name), _lines(alerts))
         for alert in alerts:
             if alert.alert_id not in self.alert_ids:
                 self.alert_ids[alert.alert_id] = alert.rule_id
                 counts.alerts[alert.rule_id] += 1
         for sink in self.sinks:
-            sink.emit(events, alerts, dead)
+            # Everything is archived by now; a sink that fails must not make the host
+            # retry (the records would come back as duplicates and not be re-sent).
+            try:
+                sink.emit(events, alerts, dead)
+            except Exception as exc:
+                self.sink_failures += 1
+                log.error("sink failed", sink=type(sink).__name__, error=type(exc).__name__)
         self.totals.add(counts)
-        watermark = self.engine.watermark
-        self.seen.stamp_and_expire(
-            watermark, watermark - self.engine.lateness - DEDUPE_HORIZON_SECONDS
-        )
-        late = self.engine.late - late_before
         log.info(
             "batch processed",
-            batch=batch.name,
+            batch=batch_name,
             records=counts.records,
             events=counts.events,
             dead_letters=sum(counts.dead_letters.values()),
@@ -297,10 +329,6 @@ def _validation_reason(exc: ValidationError) -> str:
     # Field names only: the offending value may be PHI.
     fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
     return "field has the wrong type or value: " + ", ".join(fields)
-
-
-def _lines(models: Sequence[AccessEvent | Alert | DeadLetter]) -> list[bytes]:
-    return [m.to_json() for m in models]
 
 
 def _raw_line(record: RawRecord) -> bytes:

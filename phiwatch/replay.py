@@ -99,6 +99,14 @@ def replay(
     if pipeline.totals.records == 0 and not problems:
         raise InputError("the input holds no records")
     archive = pipeline.archive
+    conflicts = getattr(archive, "derived_conflicts", [])
+    if conflicts:
+        problems.append(
+            f"the archive in {out_dir / 'archive'} already held different results for "
+            f"{len(conflicts)} object(s) (first: {conflicts[0]}); it never overwrites, so "
+            "replaying the same input with other settings or another phiwatch version "
+            "needs a new --out directory"
+        )
     return ReplaySummary(
         counts=pipeline.totals,
         files=len(files),

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 import uuid
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 SUB = "0f3c2a10-1111-4aaa-8bbb-222233334444"
@@ -91,7 +91,7 @@ def fhir(
     if upn:
         claims["upn"] = upn
     uri = f"https://fhir-prod.azurehealthcareapis.com/{path}"
-    typed = [s for s in path.split("?")[0].split("/") if s[:1].isupper()]
+    typed = [s for s in path.split("?", maxsplit=1)[0].split("/") if s[:1].isupper()]
     rtype = resource_type or (typed[-1] if typed else None)
     return {
         "time": time_text or at(seconds).strftime("%Y-%m-%d %H:%M:%SZ"),

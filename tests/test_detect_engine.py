@@ -67,4 +67,4 @@ def test_engine_with_no_events_is_harmless():
     engine = DetectionEngine(detections.load_detections(), 900)
     engine.advance()
     engine.finish()
-    assert engine.drain() == [] and engine.state_size() == 0
+    assert engine.changed_alerts() == [] and engine.state_size() == 0

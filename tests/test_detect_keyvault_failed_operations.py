@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from phiwatch.detect.alert_book import alert_id
 from phiwatch.detect.detection import window_anchor
-from tests.records import KV_ID, at, keyvault
 from tests.harness import run
+from tests.records import KV_ID, at, keyvault
 
 OID = "11111111-aaaa-4bbb-8ccc-000000000001"
 

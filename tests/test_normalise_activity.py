@@ -8,7 +8,7 @@ import pytest
 
 from phiwatch.sources import RecordRejected, RecordSkipped
 from phiwatch.sources.activity import diagnostic_setting_target
-from tests.records import KV_ID, SUB, STORAGE_ID, activity
+from tests.records import KV_ID, STORAGE_ID, SUB, activity
 
 DIAG_ID = KV_ID + "/PROVIDERS/MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/TO-HUB"
 

@@ -1,8 +1,13 @@
 """Local-filesystem archive (the embedded default).
 
 Layout: `<kind>/yyyy/mm/dd/hh/<batch name>.jsonl.gz`. Names come only from the batch, and
-writes are create-only (`O_EXCL`), so a redelivered batch rewrites nothing: the same content
-is a success, different content under the same name is an integrity error.
+writes are create-only (`O_EXCL`), so a redelivered batch rewrites nothing.
+
+Raw records are the evidence: the same name with different raw content is an integrity
+error. Events, dead-letters and alerts are derived from the raw records *and* from state
+(what was already seen, what detection remembers), so a batch redelivered to another
+instance may derive slightly different objects (fewer duplicates skipped, a window that
+restarted). The first write stands, and the difference is counted, never overwritten.
 """
 
 from __future__ import annotations
@@ -38,9 +43,10 @@ class LocalArchive:
         self.root = root
         self.objects_written = 0
         self.objects_unchanged = 0
+        self.derived_conflicts: list[str] = []
 
-    def put(self, name: str, lines: Iterable[bytes]) -> str:
-        """Write one object create-only; returns its SHA-256."""
+    def put(self, name: str, lines: Iterable[bytes], *, derived: bool = False) -> str:
+        """Write one object create-only; returns the SHA-256 of what the archive holds."""
         data = encode_lines(lines)
         digest = hashlib.sha256(data).hexdigest()
         path = self.root / name
@@ -49,12 +55,15 @@ class LocalArchive:
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
         except FileExistsError:
             existing = hashlib.sha256(path.read_bytes()).hexdigest()
-            if existing != digest:
+            if existing == digest:
+                self.objects_unchanged += 1
+            elif derived:
+                self.derived_conflicts.append(name)
+            else:
                 raise ArchiveIntegrityError(
                     f"{name} already exists with different content"
                 ) from None
-            self.objects_unchanged += 1
-            return digest
+            return existing
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()

@@ -139,10 +139,13 @@ class AlertBook:
     def changed(self, state: AlertState) -> None:
         self._changed[state.alert_id] = state
 
-    def drain(self) -> list[AlertState]:
-        states = list(self._changed.values())
+    def changes(self) -> list[AlertState]:
+        """Alerts opened or enriched since the last commit (kept until then, so a batch
+        that fails before it is archived emits them on its retry)."""
+        return list(self._changed.values())
+
+    def commit(self) -> None:
         self._changed.clear()
-        return states
 
     def expire(self, before: float) -> None:
         """Forget open alerts idle since before `before`; a later burst opens a new one."""

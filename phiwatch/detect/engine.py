@@ -59,8 +59,7 @@ class DetectionEngine:
             oldest = self._recent.popleft()
             del self._recent_sorted[bisect_left(self._recent_sorted, oldest)]
         median = self._recent_sorted[len(self._recent_sorted) // 2]
-        if median > self.watermark:
-            self.watermark = median
+        self.watermark = max(self.watermark, median)
 
     def advance(self) -> None:
         """End of a batch: timeouts fire, and state nobody can need any more is dropped."""
@@ -80,9 +79,13 @@ class DetectionEngine:
         for detection in self.detections:
             detection.on_end(ctx)
 
-    def drain(self) -> list[Alert]:
-        """Alerts opened or enriched since the last drain, in their latest state."""
-        return [self._by_rule[s.rule_id].render(s) for s in self.book.drain()]
+    def changed_alerts(self) -> list[Alert]:
+        """Alerts opened or enriched since the last commit, in their latest state."""
+        return [self._by_rule[s.rule_id].render(s) for s in self.book.changes()]
+
+    def commit(self) -> None:
+        """The batch's alerts are archived: stop reporting them as changed."""
+        self.book.commit()
 
     def state_size(self) -> int:
         return sum(d.state_size() for d in self.detections) + len(self.book)

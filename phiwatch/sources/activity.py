@@ -48,7 +48,9 @@ def _logging_turned_off(props: dict[str, Any]) -> bool:
     The terminal record carries the resulting settings in `responseBody`; the request body
     usually sits on the `Start` record only, so it is the fallback.
     """
-    bodies = {k.lower(): v for k, v in props.items() if k.lower() in {"responsebody", "requestbody"}}
+    bodies = {
+        k.lower(): v for k, v in props.items() if k.lower() in {"responsebody", "requestbody"}
+    }
     body = bodies.get("responsebody") or bodies.get("requestbody")
     if isinstance(body, str):
         try:

@@ -1,0 +1,74 @@
+"""Azure Functions bindings (Python v2 model). Bindings only: the work is in phiwatch.
+
+`normalize` reads the diagnostics hub in batches and hands them to
+`phiwatch.eventhub_host`; `health` reports what is configured, never a value.
+"""
+
+import json
+import os
+import typing
+
+import azure.functions as func
+
+from phiwatch.eventhub_host import (
+    EventHubMessage,
+    configure_host_logging,
+    get_processor,
+    health_status,
+)
+
+configure_host_logging()
+
+app = func.FunctionApp()
+
+
+# An archive outage must stall the partition, not lose the batch: the host checkpoints
+# when the function returns, even after an exception, and only a retry replays the batch
+# first. -1 = retry until it succeeds; the backoff caps at 15 minutes between attempts.
+@app.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="%PHIWATCH_EVENTHUB_NAME%",
+    connection="EVENTHUB",
+    cardinality="many",
+    consumer_group="%PHIWATCH_EVENTHUB_CONSUMER_GROUP%",
+)
+@app.retry(
+    strategy="exponential_backoff",
+    max_retry_count="-1",
+    minimum_interval="00:00:05",
+    maximum_interval="00:15:00",
+)
+# typing.List, not list[...]: azure-functions 1.26's annotation check for the Event Hub
+# trigger does not recognise PEP 585 generics and the worker would refuse to load.
+def normalize(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
+    if not events:
+        return
+    # With cardinality=many every event carries the same (whole-batch) trigger metadata.
+    metadata = events[0].metadata or {}
+    hub = os.environ.get("PHIWATCH_EVENTHUB_NAME") or _from_context(metadata, "EventHubName")
+    partition = _from_context(metadata, "PartitionId") or "0"
+    messages = [
+        EventHubMessage(
+            body=event.get_body(),
+            sequence_number=event.sequence_number,
+            enqueued_time=event.enqueued_time,
+            partition_id=partition,
+        )
+        for event in events
+    ]
+    get_processor().process(hub or "eventhub", messages)
+
+
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+def health(req: func.HttpRequest) -> func.HttpResponse:
+    status, body = health_status()
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+
+
+def _from_context(metadata: typing.Mapping[str, typing.Any], field: str) -> str | None:
+    # The host sends the partition both as PartitionContext and TriggerPartitionContext.
+    for key in ("PartitionContext", "TriggerPartitionContext"):
+        value = metadata.get(key)
+        if isinstance(value, dict) and value.get(field) is not None:
+            return str(value[field])
+    return None

@@ -1,0 +1,226 @@
+"""Event Hubs host glue, free of `azure.functions`: messages → one pipeline batch per partition.
+
+`function_app.py` (and any other Event Hubs host) turns its events into `EventHubMessage`s and
+calls `EventHubBatchProcessor.process`. Bad records never raise here (the pipeline dead-letters
+them); an archive failure does, on purpose: the Functions host checkpoints when the function
+returns, even after an exception, so only a raise plus the function's retry policy replays a
+batch that is not in the archive yet (DESIGN.md §1, "archive before emit, emit before return").
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import structlog
+from pydantic import ValidationError
+from pydantic_settings import SettingsError
+
+import phiwatch
+from phiwatch.config import Settings
+from phiwatch.envelope import Body
+from phiwatch.logs import configure_logging
+from phiwatch.pipeline import Batch, BatchResult, Counts, Pipeline, Sink
+from phiwatch.runtime import build_pipeline
+
+log = structlog.get_logger("phiwatch.eventhub")
+
+# What reading Settings() from the environment raises for a bad value (SettingsError: a
+# complex field such as PHIWATCH_DETECTION_PARAMS that is not JSON).
+SETTINGS_ERRORS = (ValidationError, SettingsError)
+
+
+class ConfigurationError(Exception):
+    """A required setting is missing or invalid; the message names it for the operator."""
+
+
+@dataclass(slots=True, frozen=True)
+class EventHubMessage:
+    """One Event Hub event, as any host sees it."""
+
+    body: bytes
+    sequence_number: int | None
+    enqueued_time: datetime | None
+    partition_id: str | None
+
+
+class EventHubBatchProcessor:
+    """One long-lived pipeline per process (detection state and dedupe live in it)."""
+
+    def __init__(self, settings: Settings, sinks: Sequence[Sink] = ()) -> None:
+        if settings.archive_dir is None:
+            raise ConfigurationError(
+                "PHIWATCH_ARCHIVE_DIR is not set: the Event Hub function archives every raw "
+                "record before it returns, so set PHIWATCH_ARCHIVE_DIR to the archive location"
+            )
+        self._settings = settings
+        self._sinks = list(sinks)
+        # Built now so a missing pseudonym key fails at the first invocation, loudly.
+        self._pipeline: Pipeline = build_pipeline(settings, settings.archive_dir, self._sinks)
+        # The Python worker runs sync functions on a thread pool, so two partitions can be
+        # processed at once; the pipeline's state is not thread-safe.
+        self._lock = threading.Lock()
+
+    def process(self, hub: str, messages: Sequence[EventHubMessage]) -> BatchResult:
+        started = time.monotonic()
+        total = BatchResult(Counts(), [], [], [], 0)
+        groups: dict[str, list[EventHubMessage]] = {}
+        for message in messages:
+            groups.setdefault(message.partition_id or "0", []).append(message)
+        names: list[str] = []
+        with self._lock:
+            for partition, group in groups.items():
+                batch = build_batch(hub, partition, group)
+                names.append(batch.name)
+                _merge(total, self._process_one(hub, partition, batch))
+        counts = total.counts
+        log.info(
+            "eventhub batch processed",
+            hub=hub,
+            partitions=sorted(groups),
+            batches=names,
+            messages=len(messages),
+            records=counts.records,
+            events=counts.events,
+            dead_letters=sum(counts.dead_letters.values()),
+            skipped=sum(counts.skipped.values()),
+            alerts=len(total.alerts),
+            late=total.late,
+            lag_seconds=_lag_seconds(messages),
+            duration_ms=round((time.monotonic() - started) * 1000),
+        )
+        return total
+
+    def _process_one(self, hub: str, partition: str, batch: Batch) -> BatchResult:
+        try:
+            return self._pipeline.process(batch)
+        except Exception as exc:
+            # The pipeline commits nothing of a failed batch, so the host's retry of it
+            # derives and archives exactly what a first clean attempt would have.
+            log.error(
+                "eventhub batch failed; raising so the host retries it",
+                hub=hub,
+                partition=partition,
+                batch=batch.name,
+                error=f"{type(exc).__name__}: {exc}",
+            )
+            raise
+
+
+def build_batch(hub: str, partition: str, messages: Sequence[EventHubMessage]) -> Batch:
+    """The pipeline batch for one partition's messages; its name depends only on them."""
+    stream = f"eventhub:{hub}/{partition}"
+    seqs = [m.sequence_number for m in messages if m.sequence_number is not None]
+    numbered = len(seqs) == len(messages)
+    bodies = [
+        Body(
+            data=m.body,
+            stream=stream,
+            position=f"seq {m.sequence_number}" if numbered else f"index {index}",
+            sequence_number=m.sequence_number,
+            enqueued_time=m.enqueued_time,
+        )
+        for index, m in enumerate(messages)
+    ]
+    if numbered and seqs:
+        name = f"{hub}-p{partition}-{min(seqs):012d}-{max(seqs):012d}"
+    else:
+        # Indices repeat from batch to batch; the content digest keeps names apart while a
+        # redelivery (same bodies) still gets the same name.
+        last = max(len(messages) - 1, 0)
+        name = f"{hub}-p{partition}-noseq-{_digest(messages)[:16]}-{0:012d}-{last:012d}"
+    return Batch(name, bodies)
+
+
+@functools.cache
+def _cached_processor() -> EventHubBatchProcessor:
+    try:
+        settings = Settings()
+    except SETTINGS_ERRORS as exc:
+        raise ConfigurationError(f"invalid phiwatch settings: {_settings_problem(exc)}") from exc
+    return EventHubBatchProcessor(settings)
+
+
+_processor_lock = threading.Lock()
+
+
+def get_processor() -> EventHubBatchProcessor:
+    """The process-wide processor, built on first use from the environment.
+
+    A failed build is not cached (functools.cache keeps results only), so fixing the
+    setting and retrying works without a restart.
+    """
+    with _processor_lock:
+        return _cached_processor()
+
+
+def health_status() -> tuple[int, dict[str, Any]]:
+    """HTTP status and body for the health endpoint: what is configured, never a value."""
+    try:
+        settings = Settings()
+    except SETTINGS_ERRORS as exc:
+        body = {"status": "misconfigured", "version": phiwatch.__version__}
+        return 503, body | {"problem": _settings_problem(exc)}
+    archive = settings.archive_dir is not None
+    key = settings.pseudonym_key is not None
+    body = {
+        "status": "ok" if archive and key else "degraded",
+        "version": phiwatch.__version__,
+        "archive_configured": archive,
+        "pseudonym_key_configured": key,
+    }
+    return (200 if archive and key else 503), body
+
+
+def configure_host_logging() -> None:
+    """Logging for the Functions worker; a bad setting must not stop the app from indexing."""
+    try:
+        level = Settings().log_level
+    except SETTINGS_ERRORS:
+        level = "INFO"  # get_processor() reports the bad setting on the first batch
+    try:
+        configure_logging(level)
+    except ValueError:  # unknown level name
+        configure_logging("INFO")
+
+
+def _settings_problem(exc: Exception) -> str:
+    if isinstance(exc, ValidationError):
+        # Names only: pydantic's message would echo the offending values.
+        names = {f"PHIWATCH_{str(e['loc'][0]).upper()}" for e in exc.errors() if e["loc"]}
+        return "invalid value for " + ", ".join(sorted(names))
+    return str(exc)  # SettingsError names the field, not its value
+
+
+def _digest(messages: Sequence[EventHubMessage]) -> str:
+    h = hashlib.sha256()
+    for m in messages:
+        h.update(len(m.body).to_bytes(8, "big"))
+        h.update(m.body)
+    return h.hexdigest()
+
+
+def _merge(into: BatchResult, other: BatchResult) -> None:
+    into.counts.add(other.counts)
+    into.events.extend(other.events)
+    into.alerts.extend(other.alerts)
+    into.dead_letters.extend(other.dead_letters)
+    into.late += other.late
+
+
+def _lag_seconds(messages: Sequence[EventHubMessage]) -> float | None:
+    """Now minus the newest enqueued time: how far behind the hub this invocation runs."""
+    times = [
+        m.enqueued_time
+        for m in messages
+        if m.enqueued_time is not None and m.enqueued_time.tzinfo is not None
+    ]
+    if not times:
+        return None
+    return round((datetime.now(UTC) - max(times)).total_seconds(), 3)

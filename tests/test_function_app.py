@@ -1,0 +1,327 @@
+"""The Functions bindings and the Event Hubs host glue, driven with real `func.EventHubEvent`s.
+
+`app.get_functions()` may be called only once per process (shared/notes/local-azure.md §2),
+so the functions are indexed once and cached.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import importlib
+import io
+import json
+import re
+import time
+import typing
+from datetime import UTC, datetime
+from pathlib import Path
+from types import ModuleType
+
+import azure.functions as func
+import pytest
+from azure.functions.eventhub import EventHubTriggerConverter
+from azure.functions.meta import Datum
+
+from phiwatch.archive.local import LocalArchive
+from phiwatch.config import Settings
+from phiwatch.eventhub_host import (
+    ConfigurationError,
+    EventHubBatchProcessor,
+    EventHubMessage,
+    health_status,
+)
+from phiwatch.logs import configure_logging
+from tests.conftest import TEST_KEY_HEX
+from tests.records import keyvault
+
+ROOT = Path(__file__).resolve().parent.parent
+ENQUEUED = datetime(2026, 11, 2, 8, 0, 30, tzinfo=UTC)
+FIRST_SEQ = 101
+
+# Byte-exact records: odd spacing and a non-ASCII character, as re-serialising would lose.
+KV_RECORD = json.dumps(
+    keyvault(0) | {"resultDescription": "Zugriff geprüft"}, ensure_ascii=False
+).encode()
+NO_TIME = keyvault(5)
+del NO_TIME["time"]
+NO_TIME_RECORD = json.dumps(NO_TIME, separators=(",", ":")).encode()
+BODIES = [
+    b'{"records": [ ' + KV_RECORD + b" ]}",
+    b"not json",
+    b'{"records":[' + NO_TIME_RECORD + b"]}",
+]
+
+
+@pytest.fixture(scope="module")
+def archive_dir(tmp_path_factory: pytest.TempPathFactory):
+    """The environment the Function App reads, set before function_app is imported."""
+    archive = tmp_path_factory.mktemp("archive")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("PHIWATCH_ARCHIVE_DIR", str(archive))
+        mp.setenv("PHIWATCH_PSEUDONYM_KEY", TEST_KEY_HEX)
+        mp.setenv("PHIWATCH_EVENTHUB_NAME", "diagnostics")
+        mp.setenv("PHIWATCH_EVENTHUB_CONSUMER_GROUP", "phiwatch")
+        yield archive
+
+
+@pytest.fixture(scope="module")
+def function_app(archive_dir: Path) -> ModuleType:
+    return importlib.import_module("function_app")
+
+
+@functools.cache
+def _functions(module: ModuleType) -> dict[str, typing.Any]:
+    return {fn.get_function_name(): fn for fn in module.app.get_functions()}
+
+
+@pytest.fixture(scope="module")
+def functions(function_app: ModuleType) -> dict[str, typing.Any]:
+    return _functions(function_app)
+
+
+def eventhub_events(bodies: list[bytes], first_seq: int = FIRST_SEQ) -> list[func.EventHubEvent]:
+    context = {
+        "FullyQualifiedNamespace": "ns.servicebus.windows.net",
+        "EventHubName": "diagnostics",
+        "ConsumerGroup": "phiwatch",
+        "PartitionId": "0",
+    }
+    metadata = {"PartitionContext": Datum(json.dumps(context), "json")}
+    return [
+        func.EventHubEvent(
+            body=body,
+            trigger_metadata=metadata,
+            enqueued_time=ENQUEUED,
+            sequence_number=first_seq + i,
+            offset=str(4096 * i),
+        )
+        for i, body in enumerate(bodies)
+    ]
+
+
+def snapshot(root: Path) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
+
+
+def read_object(path: Path) -> list[dict]:
+    return [json.loads(line) for line in gzip.decompress(path.read_bytes()).splitlines()]
+
+
+def only(root: Path, kind: str, batch: str) -> Path:
+    (path,) = (root / kind).rglob(f"{batch}.jsonl.gz")
+    return path
+
+
+# ------------------------------------------------------------------ bindings
+
+
+def test_normalize_binding(functions):
+    fn = functions["normalize"]
+    spec = json.loads(fn.get_function_json())
+    assert spec["bindings"] == [
+        {
+            "type": "eventHubTrigger",
+            "direction": "IN",
+            "name": "events",
+            "connection": "EVENTHUB",
+            "eventHubName": "%PHIWATCH_EVENTHUB_NAME%",
+            "cardinality": "MANY",
+            "consumerGroup": "%PHIWATCH_EVENTHUB_CONSUMER_GROUP%",
+        }
+    ]
+    # The retry policy is a function setting, not a binding: the worker reads it with
+    # get_settings_dict("retry_policy") into RpcRetryOptions (int count, "%H:%M:%S" intervals).
+    retry = fn.get_settings_dict("retry_policy")
+    assert retry == {
+        "setting_name": "retry_policy",
+        "strategy": "exponential_backoff",
+        "max_retry_count": "-1",
+        "minimum_interval": "00:00:05",
+        "maximum_interval": "00:15:00",
+    }
+    assert int(retry["max_retry_count"]) == -1
+    for key in ("minimum_interval", "maximum_interval"):
+        time.strptime(retry[key], "%H:%M:%S")
+    # The worker checks the parameter annotation against the binding before it loads.
+    hints = typing.get_type_hints(fn.get_user_function())
+    assert EventHubTriggerConverter.check_input_type_annotation(hints["events"])
+
+
+def test_health_binding(functions):
+    spec = json.loads(functions["health"].get_function_json())
+    trigger, output = spec["bindings"]
+    assert trigger["type"] == "httpTrigger" and trigger["direction"] == "IN"
+    assert trigger["route"] == "health" and trigger["methods"] == ["GET"]
+    assert trigger["authLevel"] == "ANONYMOUS"
+    assert output == {"type": "http", "direction": "OUT", "name": "$return"}
+
+
+# ------------------------------------------------------------------ normalize
+
+
+def test_normalize_archives_and_is_idempotent(functions, archive_dir: Path):
+    normalize = functions["normalize"].get_user_function()
+    normalize(eventhub_events(BODIES))  # must not raise: bad records are dead-lettered
+
+    batch = f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ + 2:012d}"
+    raw = read_object(only(archive_dir, "raw", batch))
+    assert [entry["Raw"].encode() for entry in raw] == [KV_RECORD, b"not json", NO_TIME_RECORD]
+    assert [entry["Position"] for entry in raw] == ["seq 101#0", "seq 102", "seq 103#0"]
+    assert all(e["RecordHash"] == hashlib.sha256(e["Raw"].encode()).hexdigest() for e in raw)
+
+    dead = read_object(only(archive_dir, "deadletter", batch))
+    assert {d["ReasonCode"] for d in dead} == {"body-malformed", "no-timestamp"}
+    assert all(d["Reason"] and d["RawRecordRef"].startswith("raw/") for d in dead)
+    (event,) = read_object(only(archive_dir, "events", batch))
+    assert event["EventProduct"] == "Key Vault"
+
+    before = snapshot(archive_dir)
+    normalize(eventhub_events(BODIES))  # redelivery to the same instance
+    assert snapshot(archive_dir) == before
+    # Redelivery to another instance (partition moved, host restarted): a fresh pipeline.
+    EventHubBatchProcessor(Settings()).process("diagnostics", messages(BODIES))
+    assert snapshot(archive_dir) == before
+
+
+def messages(bodies: list[bytes], partition: str = "0", first_seq: int | None = FIRST_SEQ):
+    return [
+        EventHubMessage(
+            body=body,
+            sequence_number=None if first_seq is None else first_seq + i,
+            enqueued_time=ENQUEUED,
+            partition_id=partition,
+        )
+        for i, body in enumerate(bodies)
+    ]
+
+
+def test_health_reports_configuration_without_values(functions):
+    response = functions["health"].get_user_function()(
+        func.HttpRequest(method="GET", url="/api/health", body=b"")
+    )
+    assert response.status_code == 200
+    assert response.mimetype == "application/json"
+    body = json.loads(response.get_body())
+    assert body == {
+        "status": "ok",
+        "version": "0.1.0",
+        "archive_configured": True,
+        "pseudonym_key_configured": True,
+    }
+    assert TEST_KEY_HEX not in response.get_body().decode()
+
+
+def test_health_says_what_is_missing_or_invalid(archive_dir, monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.delenv("PHIWATCH_PSEUDONYM_KEY")
+    status, body = health_status()
+    assert status == 503 and body["status"] == "degraded"
+    assert body["archive_configured"] is True and body["pseudonym_key_configured"] is False
+    monkeypatch.setenv("PHIWATCH_ALLOWED_LATENESS_SECONDS", "-5")
+    status, body = health_status()
+    assert status == 503 and body["status"] == "misconfigured"
+    assert "PHIWATCH_ALLOWED_LATENESS_SECONDS" in body["problem"] and "-5" not in body["problem"]
+
+
+# ------------------------------------------------------------------ the processor
+
+
+def test_missing_archive_dir_is_a_clear_configuration_error(archive_dir):
+    with pytest.raises(ConfigurationError, match="PHIWATCH_ARCHIVE_DIR is not set"):
+        EventHubBatchProcessor(Settings(archive_dir=None))
+
+
+def test_retry_after_archive_failure_writes_what_a_clean_run_writes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    clean, failing = tmp_path / "clean", tmp_path / "failing"
+    EventHubBatchProcessor(Settings(archive_dir=clean)).process("diagnostics", messages(BODIES))
+
+    real_put = LocalArchive.put
+    failures = iter([OSError("archive unavailable")])
+
+    def put(self, name, lines, **options):
+        if name.startswith("deadletter/"):
+            error = next(failures, None)
+            if error is not None:
+                raise error
+        return real_put(self, name, lines, **options)
+
+    monkeypatch.setattr(LocalArchive, "put", put)
+    processor = EventHubBatchProcessor(Settings(archive_dir=failing))
+    with pytest.raises(OSError, match="archive unavailable"):
+        processor.process("diagnostics", messages(BODIES))
+    processor.process("diagnostics", messages(BODIES))  # the host's retry
+    assert snapshot(failing) == snapshot(clean)
+
+
+def test_partitions_and_missing_sequence_numbers(tmp_path: Path):
+    processor = EventHubBatchProcessor(Settings(archive_dir=tmp_path))
+    result = processor.process(
+        "diagnostics", messages(BODIES[:1], "0") + messages(BODIES[2:], "3", first_seq=7)
+    )
+    assert result.counts.records == 2 and result.counts.accounted
+    names = sorted(p.name for p in (tmp_path / "raw").rglob("*.gz"))
+    assert names == [
+        f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ:012d}.jsonl.gz",
+        f"diagnostics-p3-{7:012d}-{7:012d}.jsonl.gz",
+    ]
+    # Without sequence numbers, two different batches must not collide on one name.
+    processor.process("diagnostics", messages([BODIES[1]], "5", first_seq=None))
+    processor.process("diagnostics", messages([b"{}"], "5", first_seq=None))
+    noseq = [p for p in (tmp_path / "raw").rglob("diagnostics-p5-noseq-*")]
+    assert len(noseq) == 2
+    assert all(read_object(p) for p in noseq)
+
+
+def test_batch_log_line_has_counts_and_no_record_content(tmp_path: Path):
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    try:
+        EventHubBatchProcessor(Settings(archive_dir=tmp_path)).process(
+            "diagnostics", messages(BODIES)
+        )
+    finally:
+        configure_logging("WARNING", stream=io.StringIO())
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    (line,) = [entry for entry in lines if entry["event"] == "eventhub batch processed"]
+    assert line["records"] == 3 and line["events"] == 1 and line["dead_letters"] == 2
+    assert line["batches"] == [f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ + 2:012d}"]
+    output = stream.getvalue()
+    for content in ("10.1.2.3", "fhir-client-secret", "11111111-aaaa", "not json"):
+        assert content not in output
+
+
+# ------------------------------------------------------------------ settings sample
+
+
+def test_sample_settings_name_every_setting_the_app_reads():
+    sample = json.loads((ROOT / "local.settings.sample.json").read_text())
+    assert sample["IsEncrypted"] is False
+    values: dict[str, str] = sample["Values"]
+    assert values["FUNCTIONS_WORKER_RUNTIME"] == "python"
+    assert "AzureWebJobsStorage" in values
+
+    source = (ROOT / "function_app.py").read_text()
+    read = set(re.findall(r"%([A-Za-z0-9_]+)%", source))
+    read |= set(re.findall(r"os\.(?:environ\.get|getenv)\(\s*\"([A-Za-z0-9_]+)\"", source))
+    read |= set(re.findall(r"os\.environ\[\s*\"([A-Za-z0-9_]+)\"", source))
+    read |= {f"PHIWATCH_{name.upper()}" for name in Settings.model_fields}
+    assert Settings.model_config["env_prefix"] == "PHIWATCH_"
+    missing = sorted(name for name in read if name not in values)
+    assert not missing, f"local.settings.sample.json lacks {missing}"
+
+    # An identity-based connection is a prefix plus `__fullyQualifiedNamespace`.
+    for connection in re.findall(r"connection=\"([A-Za-z0-9_]+)\"", source):
+        assert f"{connection}__fullyQualifiedNamespace" in values
+
+    # Placeholders only: the key is a Key Vault reference, and no secret material anywhere.
+    assert values["PHIWATCH_PSEUDONYM_KEY"].startswith("@Microsoft.KeyVault(")
+    text = json.dumps(values).lower()
+    for secret_marker in ("accountkey=", "sharedaccesskey", "password"):
+        assert secret_marker not in text
