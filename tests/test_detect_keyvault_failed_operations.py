@@ -40,7 +40,7 @@ def test_five_failures_raise_a_medium_alert_then_a_secret_read_makes_it_high(tmp
         KV_ID.lower(),
     )
     assert len(alert.evidence_event_uids) == 7
-    first = [a for a in sink.alert_versions if a.alert_id == alert.alert_id][0]
+    first = next(a for a in sink.alert_versions if a.alert_id == alert.alert_id)
     assert first.severity == "Medium"
 
 
