@@ -19,7 +19,7 @@ from phiwatch.detect.detection import (
     hhmm,
     window_anchor,
 )
-from phiwatch.detect.windows import KeyedState, SlidingWindow
+from phiwatch.detect.windows import KeyedWindows
 from phiwatch.model import AccessEvent, Alert
 
 # Reads that hand the caller secret material (values, key use, backups).
@@ -62,7 +62,7 @@ class KeyVaultFailedOperations(Detection):
         super().__init__(params, lateness)
         self.min_failures = params.min_failures
         self.width = params.window_minutes * 60
-        self.failures: KeyedState[SlidingWindow] = KeyedState(SlidingWindow)
+        self.failures = KeyedWindows(self.width)
 
     def applies(self, event: AccessEvent) -> bool:
         return event.event_product == "Key Vault" and (
@@ -77,7 +77,7 @@ class KeyVaultFailedOperations(Detection):
         if event.event_result == "Success":
             self._success(key, event, time, ctx)
             return
-        window = self.failures.touch(key, time)
+        window = self.failures.window(key, time, ctx.watermark - self.lateness)
         kept = (
             event.operation,
             event.event_result_details,
@@ -125,10 +125,7 @@ class KeyVaultFailedOperations(Detection):
             ctx.book.changed(open_alert)
 
     def expire(self, before: float) -> None:
-        horizon = before - self.width
-        self.failures.expire(horizon)
-        for _, window in self.failures.items():
-            window.expire(horizon)
+        self.failures.expire(before)
 
     def state_size(self) -> int:
         return len(self.failures)

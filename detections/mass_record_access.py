@@ -19,7 +19,7 @@ from phiwatch.detect.detection import (
     hhmm,
     window_anchor,
 )
-from phiwatch.detect.windows import KeyedState, SlidingWindow
+from phiwatch.detect.windows import KeyedWindows
 from phiwatch.model import AccessEvent, Alert
 
 
@@ -41,7 +41,7 @@ class MassRecordAccess(Detection):
         super().__init__(params, lateness)
         self.threshold = params.threshold
         self.width = params.window_minutes * 60
-        self.windows: KeyedState[SlidingWindow] = KeyedState(SlidingWindow)
+        self.windows = KeyedWindows(self.width)
 
     def applies(self, event: AccessEvent) -> bool:
         return (
@@ -54,7 +54,7 @@ class MassRecordAccess(Detection):
         key = actor_key(event)
         if key is None:
             return
-        window = self.windows.touch(key, time)
+        window = self.windows.window(key, time, ctx.watermark - self.lateness)
         kept = (event.patient_ref, event.src_ip_addr, event.target_resource_id)
         if not window.add(time, event.event_uid, kept):
             return  # redelivered: already counted
@@ -94,10 +94,7 @@ class MassRecordAccess(Detection):
         state.add(time, event)
 
     def expire(self, before: float) -> None:
-        horizon = before - self.width
-        self.windows.expire(horizon)
-        for _, window in self.windows.items():
-            window.expire(horizon)
+        self.windows.expire(before)
 
     def state_size(self) -> int:
         return len(self.windows)

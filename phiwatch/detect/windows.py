@@ -101,3 +101,27 @@ class KeyedState(Generic[S]):
 
     def __len__(self) -> int:
         return len(self._states)
+
+
+class KeyedWindows:
+    """A `SlidingWindow` per key. A key's old entries are trimmed when the key is touched,
+    and idle keys are dropped oldest first, so the cost of expiry follows what changes, not
+    how many keys are held."""
+
+    __slots__ = ("_keys", "width")
+
+    def __init__(self, width: float) -> None:
+        self.width = width
+        self._keys: KeyedState[SlidingWindow] = KeyedState(SlidingWindow)
+
+    def window(self, key: str, time: float, horizon: float) -> SlidingWindow:
+        """The key's window, without entries no event newer than `horizon` can need."""
+        window = self._keys.touch(key, time)
+        window.expire(horizon - self.width)
+        return window
+
+    def expire(self, before: float) -> None:
+        self._keys.expire(before - self.width)
+
+    def __len__(self) -> int:
+        return len(self._keys)
