@@ -4,6 +4,7 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+NODE_STAMP := node_modules/.installed
 
 .PHONY: demo test lint format install clean
 
@@ -16,10 +17,17 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-demo: $(STAMP)
-	$(BIN)/phiwatch replay samples/logs --out out/demo
+# Azurite (local Azure Storage) for the blob-store tests, pinned in package-lock.json.
+$(NODE_STAMP): package.json package-lock.json
+	npm ci --no-audit --no-fund
+	touch $@
 
-test: $(STAMP)
+demo: $(STAMP)
+	rm -rf out/demo
+	$(BIN)/phiwatch replay samples/logs --out out/demo
+	$(BIN)/phiwatch archive verify out/demo/archive
+
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest

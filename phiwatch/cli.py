@@ -15,7 +15,9 @@ from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeR
 from rich.table import Table
 
 from detections import RegistryError
-from phiwatch.archive.local import ArchiveIntegrityError
+from phiwatch.archive.archive import ArchiveIntegrityError
+from phiwatch.archive.signer import SignerError
+from phiwatch.archive_cli import app as archive_app
 from phiwatch.config import Settings
 from phiwatch.envelope import InputError, discover
 from phiwatch.logs import configure_logging
@@ -31,6 +33,7 @@ app = typer.Typer(
 )
 samples_app = typer.Typer(no_args_is_help=True, help="Synthetic diagnostic logs.")
 app.add_typer(samples_app, name="samples")
+app.add_typer(archive_app, name="archive")
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)
@@ -106,7 +109,7 @@ def replay_command(
             )
     except InputError as exc:
         raise _fail(str(exc)) from None
-    except (PseudonymKeyError, RegistryError) as exc:
+    except (PseudonymKeyError, RegistryError, SignerError) as exc:
         raise _fail(str(exc)) from None
     except ArchiveIntegrityError as exc:
         raise _fail(

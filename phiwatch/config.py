@@ -34,6 +34,11 @@ class Settings(BaseSettings):
 
     max_record_bytes: int = Field(default=1024 * 1024, ge=1024)
 
+    # Archive manifest signing: a Key Vault EC P-256 key URL (Azure), or an Ed25519 seed
+    # (hex, base64 or PEM). The local default generates one in PHIWATCH_HOME.
+    archive_signing_key_url: str | None = None
+    archive_signing_key: SecretStr | None = None
+
     # Archive location for the Functions host (local directory; Blob arrives with the
     # archive work). The CLI takes it from --out instead.
     archive_dir: Path | None = None

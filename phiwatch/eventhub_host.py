@@ -129,13 +129,11 @@ def build_batch(hub: str, partition: str, messages: Sequence[EventHubMessage]) -
         for index, m in enumerate(messages)
     ]
     if numbered and seqs:
-        name = f"{hub}-p{partition}-{min(seqs):012d}-{max(seqs):012d}"
-    else:
-        # Indices repeat from batch to batch; the content digest keeps names apart while a
-        # redelivery (same bodies) still gets the same name.
-        last = max(len(messages) - 1, 0)
-        name = f"{hub}-p{partition}-noseq-{_digest(messages)[:16]}-{0:012d}-{last:012d}"
-    return Batch(name, bodies)
+        return Batch(f"{hub}-p{partition}", min(seqs), max(seqs), bodies)
+    # Indices repeat from batch to batch; the content digest keeps names (and chains) apart
+    # while a redelivery (same bodies) still gets the same name.
+    last = max(len(messages) - 1, 0)
+    return Batch(f"{hub}-p{partition}-noseq-{_digest(messages)[:16]}", 0, last, bodies)
 
 
 @functools.cache

@@ -20,7 +20,8 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from phiwatch.archive.local import object_name
+from phiwatch.archive.archive import Archive, ObjectEntry, object_name
+from phiwatch.archive.integrity_alert import integrity_alert
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.envelope import MAX_RECORD_BYTES, Body, RawRecord, decode_body
 from phiwatch.model import AccessEvent, Alert, DeadLetter
@@ -36,10 +37,6 @@ DEDUPE_HORIZON_SECONDS = 3600.0
 DEDUPE_MAX_ENTRIES = 500_000
 
 
-class Archive(Protocol):
-    def put(self, name: str, lines: Sequence[bytes], *, derived: bool = False) -> str: ...
-
-
 class Sink(Protocol):
     def emit(
         self, events: list[AccessEvent], alerts: list[Alert], dead_letters: list[DeadLetter]
@@ -48,11 +45,19 @@ class Sink(Protocol):
 
 @dataclass(slots=True)
 class Batch:
-    """Bodies processed together; `name` is derived only from the batch (partition and
-    sequence range, or input file hash and line range), so redelivery reuses it."""
+    """Bodies processed together. `stream` names the input stream (an Event Hub partition,
+    a local file) whose manifest chain the batch extends; `first`..`last` is its position in
+    that stream (sequence numbers, or line numbers). The name is derived from nothing else,
+    so a redelivered batch gets the same archive names."""
 
-    name: str
+    stream: str
+    first: int
+    last: int
     bodies: list[Body]
+
+    @property
+    def name(self) -> str:
+        return f"{self.stream}-{self.first:012d}-{self.last:012d}"
 
 
 @dataclass
@@ -165,11 +170,12 @@ class Pipeline:
         self.totals = Counts()
         self.alert_ids: dict[str, str] = {}  # AlertId → RuleId, for distinct counts
         self.sink_failures = 0
+        self._last_stream: str | None = None
 
     # ------------------------------------------------------------------ batches
 
     def process(self, batch: Batch) -> BatchResult:
-        """Decode, archive, normalise, detect, archive, emit one batch.
+        """Decode, archive, normalise, detect, archive, seal, emit one batch.
 
         State (the dedupe set, which alerts changed) is committed only once every archive
         write has succeeded, so a batch that fails and is retried derives the same output.
@@ -181,39 +187,62 @@ class Pipeline:
             for r in decode_body(body, max_record_bytes=self.max_record_bytes)
         ]
         hour = _batch_hour(batch, records)
-        raw_name = object_name("raw", hour, batch.name)
-        self.archive.put(raw_name, [_raw_line(r) for r in records])
-
+        raw = self.archive.put(
+            object_name("raw", hour, batch.name), [_raw_line(r) for r in records]
+        )
         counts = Counts(records=len(records))
         late_before = self.engine.late
         try:
             dead: list[DeadLetter] = []
             events: list[AccessEvent] = []
             for index, record in enumerate(records):
-                produced = self._normalise(record, f"{raw_name}#{index}", counts, dead)
+                produced = self._normalise(record, f"{raw.name}#{index}", counts, dead)
                 for event in produced:
                     # Arrival (enqueued time) stamps DetectedAt; a local file has none.
                     self.engine.process(event, record.enqueued_time)
                 events.extend(produced)
-            self._put_derived("deadletter", hour, batch.name, dead)
-            self._put_derived("events", hour, batch.name, events)
+            entries = [raw]
+            entries += self._put_derived("deadletter", hour, batch.name, dead)
+            entries += self._put_derived("events", hour, batch.name, events)
             self.engine.advance()
-            alerts = self.engine.changed_alerts()
-            self._put_derived("alerts", hour, batch.name, alerts)
+            alerts = self.engine.changed_alerts() + self._integrity_alerts(hour)
+            entries += self._put_derived("alerts", hour, batch.name, alerts)
+            times = [e.time_generated for e in events]
+            self.archive.seal(
+                stream=batch.stream,
+                batch=batch.name,
+                first=batch.first,
+                last=batch.last,
+                hour=hour,
+                objects=entries,
+                event_times=(min(times), max(times)) if times else None,
+            )
         except BaseException:
             self.seen.rollback()
             raise
         self._commit()
+        self._last_stream = batch.stream
         return self._emit(batch.name, counts, events, alerts, dead, self.engine.late - late_before)
 
-    def finish(self, name: str = "end-of-input") -> BatchResult:
-        """End of a local replay: settle pending rules and emit what they raise."""
+    def finish(self) -> BatchResult:
+        """End of a local replay: settle pending rules, archive and emit what they raise."""
         self.engine.finish()
         alerts = self.engine.changed_alerts()
-        hour = max((a.last_event_time for a in alerts), default=None)
-        self._put_derived("alerts", hour, name, alerts)
+        if alerts and self._last_stream is not None:
+            hour = max(a.last_event_time for a in alerts)
+            name = f"{self._last_stream}-settle-{len(self.alert_ids):06d}"
+            entries = self._put_derived("alerts", hour, name, alerts)
+            self.archive.seal(
+                stream=self._last_stream,
+                batch=name,
+                first=None,
+                last=None,
+                hour=hour,
+                objects=entries,
+                kind="settle",
+            )
         self._commit()
-        return self._emit(name, Counts(), [], alerts, [], 0)
+        return self._emit("end-of-input", Counts(), [], alerts, [], 0)
 
     def _put_derived(
         self,
@@ -221,10 +250,17 @@ class Pipeline:
         hour: datetime | None,
         batch_name: str,
         models: Sequence[AccessEvent | Alert | DeadLetter],
-    ) -> None:
-        if models:
-            name = object_name(kind, hour, batch_name)
-            self.archive.put(name, [m.to_json() for m in models], derived=True)
+    ) -> list[ObjectEntry]:
+        if not models:
+            return []
+        name = object_name(kind, hour, batch_name)
+        return [self.archive.put(name, [m.to_json() for m in models], derived=True)]
+
+    def _integrity_alerts(self, hour: datetime | None) -> list[Alert]:
+        conflicts, self.archive.integrity_conflicts[:] = list(self.archive.integrity_conflicts), []
+        for conflict in conflicts:
+            log.error("archive integrity conflict", object=conflict.name, kept_as=conflict.kept_as)
+        return [integrity_alert(c, hour) for c in conflicts]
 
     def _commit(self) -> None:
         self.engine.commit()

@@ -58,10 +58,10 @@ def _batches(path: Path, batch_bodies: int) -> Iterator[Batch]:
             first = index
         chunk.append(body)
         if len(chunk) >= batch_bodies:
-            yield Batch(f"{digest}-{first:07d}-{index:07d}", chunk)
+            yield Batch(f"file-{digest}", first, index, chunk)
             chunk = []
     if chunk:
-        yield Batch(f"{digest}-{first:07d}-{first + len(chunk) - 1:07d}", chunk)
+        yield Batch(f"file-{digest}", first, first + len(chunk) - 1, chunk)
 
 
 def replay(

@@ -6,14 +6,20 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import detections
-from phiwatch.archive.local import LocalArchive
+from phiwatch.archive.archive import Archive
+from phiwatch.archive.signer import load_signer
+from phiwatch.archive.store import LocalStore, ObjectStore
 from phiwatch.config import Settings
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.pipeline import Pipeline, Sink
 from phiwatch.pseudonym import load_pseudonymizer
 
 
-def build_pipeline(settings: Settings, archive_dir: Path, sinks: Sequence[Sink] = ()) -> Pipeline:
+def build_pipeline(
+    settings: Settings, archive: Path | ObjectStore, sinks: Sequence[Sink] = ()
+) -> Pipeline:
+    """A pipeline archiving to `archive`: a local directory, or any object store."""
+    store = LocalStore(archive) if isinstance(archive, Path) else archive
     lateness = float(settings.allowed_lateness_seconds)
     engine = DetectionEngine(
         detections.load_detections(settings.detection_params, lateness=lateness), lateness
@@ -21,7 +27,7 @@ def build_pipeline(settings: Settings, archive_dir: Path, sinks: Sequence[Sink] 
     return Pipeline(
         pseudonymizer=load_pseudonymizer(settings),
         engine=engine,
-        archive=LocalArchive(archive_dir),
+        archive=Archive(store, load_signer(settings)),
         sinks=sinks,
         max_record_bytes=settings.max_record_bytes,
     )

@@ -11,12 +11,16 @@ from phiwatch.config import Settings
 from phiwatch.pseudonym import Pseudonymizer
 from tests import records
 
+pytest_plugins = ["tests.azurite"]
+
 TEST_KEY_HEX = "5e" * 32
+TEST_SIGNING_SEED_HEX = "a7" * 32
 
 
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
     monkeypatch.setenv("PHIWATCH_PSEUDONYM_KEY", TEST_KEY_HEX)
+    monkeypatch.setenv("PHIWATCH_ARCHIVE_SIGNING_KEY", TEST_SIGNING_SEED_HEX)
     monkeypatch.setenv("PHIWATCH_HOME", str(tmp_path_factory.mktemp("home")))
 
 

@@ -54,7 +54,12 @@ def batches_of(
         for i in range(0, len(records), per_body)
     ]
     return [
-        Batch(f"test-{i:06d}-{per_body}-{bodies_per_batch}", bodies[i : i + bodies_per_batch])
+        Batch(
+            f"test-{per_body}-{bodies_per_batch}",
+            i,
+            i + bodies_per_batch - 1,
+            bodies[i : i + bodies_per_batch],
+        )
         for i in range(0, len(bodies), bodies_per_batch)
     ]
 

@@ -24,7 +24,7 @@ import pytest
 from azure.functions.eventhub import EventHubTriggerConverter
 from azure.functions.meta import Datum
 
-from phiwatch.archive.local import LocalArchive
+from phiwatch.archive.archive import Archive
 from phiwatch.config import Settings
 from phiwatch.eventhub_host import (
     ConfigurationError,
@@ -242,7 +242,7 @@ def test_retry_after_archive_failure_writes_what_a_clean_run_writes(
     clean, failing = tmp_path / "clean", tmp_path / "failing"
     EventHubBatchProcessor(Settings(archive_dir=clean)).process("diagnostics", messages(BODIES))
 
-    real_put = LocalArchive.put
+    real_put = Archive.put
     failures = iter([OSError("archive unavailable")])
 
     def put(self, name, lines, **options):
@@ -252,7 +252,7 @@ def test_retry_after_archive_failure_writes_what_a_clean_run_writes(
                 raise error
         return real_put(self, name, lines, **options)
 
-    monkeypatch.setattr(LocalArchive, "put", put)
+    monkeypatch.setattr(Archive, "put", put)
     processor = EventHubBatchProcessor(Settings(archive_dir=failing))
     with pytest.raises(OSError, match="archive unavailable"):
         processor.process("diagnostics", messages(BODIES))

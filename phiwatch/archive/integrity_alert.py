@@ -1,0 +1,49 @@
+"""The `archive-integrity` alert: an archive name already held other raw bytes.
+
+Not a streaming detection over events: the archive itself reports it, at write time.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from phiwatch.archive.archive import IntegrityConflict
+from phiwatch.detect.alert_book import alert_id
+from phiwatch.model import Alert
+
+RULE_ID = "archive-integrity"
+
+
+def integrity_alert(conflict: IntegrityConflict, when: datetime | None) -> Alert:
+    at = when or datetime(1970, 1, 1, tzinfo=UTC)
+    return Alert(
+        alert_id=alert_id(RULE_ID, conflict.name, conflict.kept_as),
+        rule_id=RULE_ID,
+        rule_name="Audit archive integrity",
+        severity="High",
+        tactics=["DefenseEvasion", "Impact"],
+        techniques=["T1565.001"],
+        title=f"Archive object {conflict.name} already held different raw records",
+        description=(
+            "A batch was archived under a name that already held other raw bytes. Names are "
+            "derived from the batch, so either the stored object was altered or replaced "
+            "outside phiwatch, or two different inputs claimed the same position. Nothing was "
+            "overwritten: compare the two objects and run `phiwatch archive verify`."
+        ),
+        reasons=[
+            f"{conflict.name} holds SHA-256 {conflict.existing_sha256[:16]}…, which is not what "
+            "this batch derives.",
+            f"The new bytes were kept as {conflict.kept_as}.",
+        ],
+        target_resource_id=None,
+        window_start=at,
+        window_end=at,
+        first_event_time=at,
+        last_event_time=at,
+        event_count=0,
+        evidence_event_uids=[],
+        detected_at=at,
+    )
+
+
+__all__ = ["RULE_ID", "integrity_alert"]

@@ -1,0 +1,219 @@
+"""`phiwatch archive verify`: walk every manifest chain and prove the archive complete and
+unaltered, or say exactly what is wrong.
+
+Checks, per stream: manifests form one unbroken chain (indices 0..n, each naming its
+predecessor's name and SHA-256, each stored under its own index), every signature is valid
+for a *trusted* key, every listed object exists with the listed SHA-256, no Event Hub
+sequence numbers or file lines are missing between consecutive batches; and for the whole
+archive, no object exists that no manifest lists, and every seal points at a manifest that
+lists its batch. What it cannot see: a stream whose newest manifests *and* objects were all
+removed (immutable storage prevents that in Azure; the empty hour shows in `--since`).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import orjson
+
+from phiwatch.archive.manifest import index_of, signing_payload
+from phiwatch.archive.signer import PublicKey, unb64, verify_signature
+from phiwatch.archive.store import ObjectMissing, ObjectStore, sha256_hex
+
+
+@dataclass
+class VerifyReport:
+    objects: int = 0
+    manifests: int = 0
+    streams: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def summary(self) -> str:
+        if self.ok:
+            return (
+                f"archive verified: {self.objects} objects, {self.manifests} manifests, "
+                f"{self.streams} stream(s), chain intact"
+            )
+        return f"archive NOT verified: {len(self.problems)} problem(s)"
+
+
+def _hour_of(name: str) -> datetime | None:
+    parts = name.split("/")
+    for i in range(len(parts) - 4):
+        chunk = parts[i : i + 4]
+        if all(p.isdigit() for p in chunk) and len(chunk[0]) == 4:
+            year, month, day, hour = (int(p) for p in chunk)
+            return datetime(year, month, day, hour)
+    return None
+
+
+def _in_range(name: str, since: datetime | None, until: datetime | None) -> bool:
+    hour = _hour_of(name)
+    if hour is None:
+        return True
+    if since and hour < since.replace(tzinfo=None, minute=0, second=0, microsecond=0):
+        return False
+    return not (until and hour > until.replace(tzinfo=None))
+
+
+def check_manifest_signature(document: dict[str, Any], trusted: dict[str, PublicKey]) -> str | None:
+    """None when the signature is valid for a trusted key, else the problem."""
+    key = trusted.get(document.get("key_id", ""))
+    if key is None:
+        return f"signed by untrusted key {document.get('key_id')!r}"
+    try:
+        signature = unb64(document.get("signature", ""))
+    except ValueError:
+        return "signature is not base64"
+    if not verify_signature(
+        key, document.get("algorithm", ""), signing_payload(document), signature
+    ):
+        return "bad signature"
+    return None
+
+
+def verify_archive(
+    store: ObjectStore,
+    trusted: dict[str, PublicKey],
+    *,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> VerifyReport:
+    report = VerifyReport()
+    problems = report.problems
+    names = list(store.list())
+    manifests_by_stream: dict[str, list[str]] = defaultdict(list)
+    seals: list[str] = []
+    data_objects: set[str] = set()
+    for name in names:
+        if name.startswith("manifests/"):
+            manifests_by_stream[name.split("/")[1]].append(name)
+        elif name.startswith("seals/"):
+            seals.append(name)
+        else:
+            data_objects.add(name)
+
+    listed: dict[str, str] = {}  # object name → manifest listing it
+    batches: dict[tuple[str, str], str] = {}  # (stream, batch) → manifest
+    for stream, stream_manifests in sorted(manifests_by_stream.items()):
+        report.streams += 1
+        _verify_chain(
+            store, stream, stream_manifests, trusted, since, until, report, listed, batches
+        )
+
+    for name in sorted(data_objects - set(listed)):
+        if _in_range(name, since, until):
+            problems.append(f"{name}: not listed by any manifest")
+    for name in seals:
+        _verify_seal(store, name, batches, problems)
+    report.objects = sum(1 for n in data_objects if _in_range(n, since, until))
+    return report
+
+
+def _verify_chain(
+    store: ObjectStore,
+    stream: str,
+    names: list[str],
+    trusted: dict[str, PublicKey],
+    since: datetime | None,
+    until: datetime | None,
+    report: VerifyReport,
+    listed: dict[str, str],
+    batches: dict[tuple[str, str], str],
+) -> None:
+    problems = report.problems
+    by_index: dict[int, str] = {}
+    for name in names:
+        try:
+            index = index_of(name)
+        except ValueError:
+            problems.append(f"{name}: not a manifest name")
+            continue
+        by_index[index] = name
+    previous_link: tuple[str, str] | None = None
+    previous_last: int | None = None
+    expected = 0
+    for index in sorted(by_index):
+        name = by_index[index]
+        if index != expected:
+            problems.append(
+                f"stream {stream}: manifest(s) {expected}..{index - 1} missing before {name}"
+            )
+            previous_link = None  # the link to check against is gone
+        expected = index + 1
+        data = store.get(name)
+        digest = sha256_hex(data)
+        try:
+            document = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            problems.append(f"{name}: manifest is not valid JSON (altered or truncated)")
+            previous_link, previous_last = None, None
+            continue
+        report.manifests += 1
+        where = f"{name}"
+        if document.get("index") != index or document.get("stream") != stream:
+            problems.append(
+                f"{where}: holds manifest {document.get('stream')}#{document.get('index')} "
+                "(manifests swapped or moved)"
+            )
+        problem = check_manifest_signature(document, trusted)
+        if problem:
+            problems.append(f"{where}: {problem}")
+        prev = document.get("previous")
+        if index == 0 and prev is not None:
+            problems.append(f"{where}: first manifest names a predecessor (chain truncated)")
+        elif previous_link is not None and (
+            prev is None or (prev.get("name"), prev.get("sha256")) != previous_link
+        ):
+            problems.append(
+                f"{where}: does not chain to {previous_link[0]} (a manifest was altered, "
+                "replaced or reordered)"
+            )
+        first, last = document.get("first"), document.get("last")
+        if document.get("kind", "batch") == "batch" and first is not None:
+            if previous_last is not None and first > previous_last + 1:
+                problems.append(
+                    f"{where}: positions {previous_last + 1}..{first - 1} of stream {stream} "
+                    "were never archived (gap)"
+                )
+            previous_last = max(last, previous_last) if previous_last is not None else last
+        batches[(stream, document.get("batch", ""))] = name
+        for entry in document.get("objects", []):
+            listed[entry["name"]] = name
+            if _in_range(name, since, until):
+                _verify_object(store, entry, name, problems)
+        previous_link = (name, digest)
+
+
+def _verify_object(
+    store: ObjectStore, entry: dict[str, Any], manifest: str, problems: list[str]
+) -> None:
+    try:
+        data = store.get(entry["name"])
+    except ObjectMissing:
+        problems.append(f"{entry['name']}: missing (listed by {manifest})")
+        return
+    if sha256_hex(data) != entry["sha256"]:
+        what = "truncated" if len(data) < entry.get("bytes", 0) else "altered"
+        problems.append(f"{entry['name']}: SHA-256 differs from {manifest} ({what})")
+
+
+def _verify_seal(
+    store: ObjectStore, name: str, batches: dict[tuple[str, str], str], problems: list[str]
+) -> None:
+    try:
+        pointer = orjson.loads(store.get(name))
+        stream = name.split("/")[1]
+        if batches.get((stream, pointer["batch"])) is None:
+            problems.append(f"{name}: its batch is in no manifest of stream {stream}")
+        elif sha256_hex(store.get(pointer["manifest"])) != pointer["sha256"]:
+            problems.append(f"{name}: points at a manifest whose SHA-256 changed")
+    except (orjson.JSONDecodeError, KeyError, ObjectMissing):
+        problems.append(f"{name}: seal is unreadable or points at nothing")
