@@ -39,9 +39,16 @@ class Settings(BaseSettings):
     archive_signing_key_url: str | None = None
     archive_signing_key: SecretStr | None = None
 
-    # Archive location for the Functions host (local directory; Blob arrives with the
-    # archive work). The CLI takes it from --out instead.
+    # Archive location for the Functions host: an Azure Blob container URL (production,
+    # reached with the managed identity), or a local directory. The CLI uses --out instead.
+    archive_url: str | None = None
+    # Local development against Azurite only: a connection string (the well-known dev key).
+    # In Azure, leave it unset: the managed identity reaches the container.
+    archive_connection_string: SecretStr | None = None
     archive_dir: Path | None = None
+    # The container must carry a version-level immutability policy (set by infra). Turn off
+    # only for a test container.
+    archive_require_immutability: bool = True
 
     log_level: str = "INFO"
 

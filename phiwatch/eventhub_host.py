@@ -23,6 +23,8 @@ from pydantic import ValidationError
 from pydantic_settings import SettingsError
 
 import phiwatch
+from phiwatch.archive.blob_store import ArchiveContainerMissing, ArchiveNotImmutable, BlobStore
+from phiwatch.archive.store import LocalStore, ObjectStore
 from phiwatch.config import Settings
 from phiwatch.envelope import Body
 from phiwatch.logs import configure_logging
@@ -54,15 +56,10 @@ class EventHubBatchProcessor:
     """One long-lived pipeline per process (detection state and dedupe live in it)."""
 
     def __init__(self, settings: Settings, sinks: Sequence[Sink] = ()) -> None:
-        if settings.archive_dir is None:
-            raise ConfigurationError(
-                "PHIWATCH_ARCHIVE_DIR is not set: the Event Hub function archives every raw "
-                "record before it returns, so set PHIWATCH_ARCHIVE_DIR to the archive location"
-            )
         self._settings = settings
         self._sinks = list(sinks)
-        # Built now so a missing pseudonym key fails at the first invocation, loudly.
-        self._pipeline: Pipeline = build_pipeline(settings, settings.archive_dir, self._sinks)
+        # Built now so a missing key or archive fails at the first invocation, loudly.
+        self._pipeline: Pipeline = build_pipeline(settings, archive_store(settings), self._sinks)
         # The Python worker runs sync functions on a thread pool, so two partitions can be
         # processed at once; the pipeline's state is not thread-safe.
         self._lock = threading.Lock()
@@ -111,6 +108,30 @@ class EventHubBatchProcessor:
                 error=f"{type(exc).__name__}: {exc}",
             )
             raise
+
+
+def archive_store(settings: Settings) -> ObjectStore:
+    """The configured archive: the Blob container in Azure, a directory elsewhere."""
+    if settings.archive_url:
+        require = settings.archive_require_immutability
+        try:
+            if settings.archive_connection_string is not None:
+                container = settings.archive_url.rstrip("/").rsplit("/", 1)[-1]
+                return BlobStore.from_connection_string(
+                    settings.archive_connection_string.get_secret_value(),
+                    container,
+                    require_immutability=require,
+                )
+            return BlobStore.from_url(settings.archive_url, require_immutability=require)
+        except (ArchiveNotImmutable, ArchiveContainerMissing) as exc:
+            raise ConfigurationError(str(exc)) from exc
+    if settings.archive_dir is not None:
+        return LocalStore(settings.archive_dir)
+    raise ConfigurationError(
+        "no archive configured: the Event Hub function archives every raw record before it "
+        "returns, so set PHIWATCH_ARCHIVE_URL (the archive container URL) or "
+        "PHIWATCH_ARCHIVE_DIR"
+    )
 
 
 def build_batch(hub: str, partition: str, messages: Sequence[EventHubMessage]) -> Batch:
@@ -165,7 +186,7 @@ def health_status() -> tuple[int, dict[str, Any]]:
     except SETTINGS_ERRORS as exc:
         body = {"status": "misconfigured", "version": phiwatch.__version__}
         return 503, body | {"problem": _settings_problem(exc)}
-    archive = settings.archive_dir is not None
+    archive = settings.archive_url is not None or settings.archive_dir is not None
     key = settings.pseudonym_key is not None
     body = {
         "status": "ok" if archive and key else "degraded",

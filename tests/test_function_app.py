@@ -231,8 +231,31 @@ def test_health_says_what_is_missing_or_invalid(archive_dir, monkeypatch: pytest
 # ------------------------------------------------------------------ the processor
 
 
+def test_blob_archive_must_be_immutable_unless_told_otherwise(azurite, blob_container):
+    from phiwatch.eventhub_host import archive_store
+
+    url, conn = blob_container.url, azurite.connection_string
+    with pytest.raises(ConfigurationError, match="immutab"):
+        # Azurite reports no immutability policy, like an unprotected container would.
+        archive_store(Settings(archive_url=url, archive_connection_string=conn))
+    store = archive_store(
+        Settings(
+            archive_url=url, archive_connection_string=conn, archive_require_immutability=False
+        )
+    )
+    assert store.location == url
+    with pytest.raises(ConfigurationError, match="container"):
+        archive_store(
+            Settings(
+                archive_url=url + "-missing",
+                archive_connection_string=conn,
+                archive_require_immutability=False,
+            )
+        )
+
+
 def test_missing_archive_dir_is_a_clear_configuration_error(archive_dir):
-    with pytest.raises(ConfigurationError, match="PHIWATCH_ARCHIVE_DIR is not set"):
+    with pytest.raises(ConfigurationError, match="set PHIWATCH_ARCHIVE_URL"):
         EventHubBatchProcessor(Settings(archive_dir=None))
 
 
