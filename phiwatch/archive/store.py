@@ -101,11 +101,13 @@ class LocalStore:
             raise ObjectMissing(name) from None
 
     def list(self, prefix: str = "") -> Iterator[str]:
-        if not self.root.exists():
+        # Walk only the deepest directory the prefix names, not the whole archive.
+        base = self.root / prefix.rsplit("/", 1)[0] if "/" in prefix else self.root
+        if not base.is_dir():
             return iter(())
         names = (
             p.relative_to(self.root).as_posix()
-            for p in self.root.rglob("*")
+            for p in base.rglob("*")
             if p.is_file() and not p.name.startswith(".tmp-")
         )
         return iter(sorted(n for n in names if n.startswith(prefix)))
