@@ -11,6 +11,7 @@ import orjson
 import typer
 from cryptography.hazmat.primitives import serialization
 from rich.console import Console
+from rich.markup import escape
 
 from phiwatch.archive.blob_store import BlobStore
 from phiwatch.archive.evidence import EvidenceError, build_bundle, verify_bundle
@@ -53,7 +54,7 @@ KeysOpt = Annotated[
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -116,8 +117,8 @@ def verify_command(
     store = open_store(location, connection_string)
     report = verify_archive(store, trusted_keys(public_key), since=_when(since), until=_when(until))
     for problem in report.problems:
-        out.print(f"FAIL {problem}", highlight=False)
-    out.print(report.summary(), highlight=False)
+        out.print(f"FAIL {problem}", markup=False, highlight=False)
+    out.print(report.summary(), markup=False, highlight=False)
     if not report.ok:
         raise typer.Exit(1)
 
@@ -130,15 +131,18 @@ def _verify_bundle(path: Path, public_key: list[Path] | None) -> None:
     pinned = trusted_keys(public_key) if public_key else None
     report = verify_bundle(document, pinned)
     for problem in report.problems:
-        out.print(f"FAIL {problem}", highlight=False)
+        out.print(f"FAIL {problem}", markup=False, highlight=False)
     keys = ", ".join(sorted(report.key_ids))
     if not report.ok:
-        out.print(f"bundle NOT verified: {len(report.problems)} problem(s)", highlight=False)
+        out.print(
+            f"bundle NOT verified: {len(report.problems)} problem(s)", markup=False, highlight=False
+        )
         raise typer.Exit(1)
     pin = "pinned" if pinned else "NOT pinned: compare it with the key your organisation published"
     out.print(
         f"bundle verified: alert {document['alert_id']}, {report.records} records proven "
         f"against signed manifests; signer key {keys} ({pin})",
+        markup=False,
         highlight=False,
     )
 
@@ -163,6 +167,7 @@ def evidence_command(
     out.print(
         f"wrote {out_file}: alert, {len(bundle['events'])} events, "
         f"{len(bundle['raw_records'])} raw records, {len(bundle['manifests'])} manifests",
+        markup=False,
         highlight=False,
     )
 
@@ -173,7 +178,7 @@ def public_key_command() -> None:
     local = local_public_key(Settings())
     if local is None:
         raise _fail("no local archive signing key yet (run phiwatch replay once)")
-    out.print(local[1].rstrip(), highlight=False)
+    out.print(local[1].rstrip(), markup=False, highlight=False)
 
 
 def _pem(key: PublicKey) -> str:

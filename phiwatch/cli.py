@@ -11,6 +11,7 @@ import orjson
 import typer
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -40,7 +41,7 @@ err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {message}", highlight=False)
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
     return typer.Exit(code)
 
 
@@ -124,13 +125,15 @@ def replay_command(
     _print_summary(summary, out_dir)
     if summary.problems:
         for problem in summary.problems:
-            err.print(f"[bold red]error:[/] {problem}", highlight=False)
+            err.print(f"[bold red]error:[/] {escape(problem)}", highlight=False)
         raise typer.Exit(1)
 
 
 def _print_summary(summary: ReplaySummary, out_dir: Path) -> None:
     counts = summary.counts
-    table = Table(title=f"phiwatch replay: {summary.files} file(s) → {out_dir}", show_lines=False)
+    table = Table(
+        title=f"phiwatch replay: {summary.files} file(s) → {escape(str(out_dir))}", show_lines=False
+    )
     table.add_column("outcome")
     table.add_column("count", justify="right")
     table.add_column("reason")
@@ -138,20 +141,25 @@ def _print_summary(summary: ReplaySummary, out_dir: Path) -> None:
     table.add_row("events", f"{counts.events:,}", f"from {counts.event_records:,} records")
     table.add_row("dead-letters", f"{sum(counts.dead_letters.values()):,}", "")
     for code, n in sorted(counts.dead_letters.items(), key=lambda i: (-i[1], i[0])):
-        table.add_row(f"  {code}", f"{n:,}", counts.examples.get(code, ""))
+        table.add_row(f"  {escape(code)}", f"{n:,}", escape(counts.examples.get(code, "")))
     table.add_row("skipped", f"{sum(counts.skipped.values()):,}", "")
     for code, n in sorted(counts.skipped.items(), key=lambda i: (-i[1], i[0])):
-        table.add_row(f"  {code}", f"{n:,}", counts.examples.get(code, ""))
+        table.add_row(f"  {escape(code)}", f"{n:,}", escape(counts.examples.get(code, "")))
     table.add_row("late events", f"{summary.late:,}", "older than the allowed lateness")
     table.add_row("alerts", f"{sum(counts.alerts.values()):,}", "")
     for rule, n in sorted(counts.alerts.items()):
         table.add_row(f"  {rule}", f"{n:,}", "")
-    table.add_row("archive objects", f"{summary.archive_objects:,}", str(out_dir / "archive"))
+    table.add_row(
+        "archive objects", f"{summary.archive_objects:,}", escape(str(out_dir / "archive"))
+    )
     out.print(table)
     accounted = "yes" if counts.accounted else "NO"
-    out.print(f"every record accounted for: {accounted}", highlight=False)
+    out.print(f"every record accounted for: {accounted}", markup=False, highlight=False)
     for alert in summary.alerts:
-        out.print(f"[bold]{alert.severity:<6}[/] {alert.rule_id}: {alert.title}", highlight=False)
+        out.print(
+            f"[bold]{alert.severity:<6}[/] {escape(alert.rule_id)}: {escape(alert.title)}",
+            highlight=False,
+        )
 
 
 @samples_app.command("generate")

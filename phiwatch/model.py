@@ -126,3 +126,22 @@ class DeadLetter(_Wire):
     source_category: str | None = None
     received_at: datetime | None = None
     raw_record_ref: str
+
+
+class BatchHealth(_Wire):
+    """One processed batch, for the operations view (dead-letter and late rates, lag, and
+    when each log source was last seen). Counts only: no record content."""
+
+    time_generated: AwareDatetime  # when the batch arrived (enqueued) or its latest event
+    batch: str
+    stream: str
+    records: int = Field(ge=0)
+    events: int = Field(ge=0)
+    dead_letters: int = Field(ge=0)
+    skipped: int = Field(ge=0)
+    late: int = Field(ge=0)
+    alerts: int = Field(ge=0)
+    dead_letter_reasons: dict[str, int]
+    skip_reasons: dict[str, int]
+    # Latest event time seen per source category in the batch (AuditLogs, AuditEvent, ...).
+    source_last_seen: dict[str, AwareDatetime]

@@ -13,7 +13,7 @@ import base64
 from collections import Counter, OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 import orjson
@@ -24,7 +24,7 @@ from phiwatch.archive.archive import Archive, ObjectEntry, object_name
 from phiwatch.archive.integrity_alert import integrity_alert
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.envelope import MAX_RECORD_BYTES, Body, RawRecord, decode_body
-from phiwatch.model import AccessEvent, Alert, DeadLetter
+from phiwatch.model import AccessEvent, Alert, BatchHealth, DeadLetter
 from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route
 from phiwatch.sources.fields import parse_time
@@ -38,9 +38,9 @@ DEDUPE_MAX_ENTRIES = 500_000
 
 
 class Sink(Protocol):
-    def emit(
-        self, events: list[AccessEvent], alerts: list[Alert], dead_letters: list[DeadLetter]
-    ) -> None: ...
+    """Receives each batch's output once it is archived."""
+
+    def emit(self, result: BatchResult) -> None: ...
 
 
 @dataclass(slots=True)
@@ -109,6 +109,7 @@ class BatchResult:
     alerts: list[Alert]
     dead_letters: list[DeadLetter]
     late: int
+    health: BatchHealth | None = None  # None for the alerts settled when a replay ends
 
 
 class _SeenUids:
@@ -222,7 +223,9 @@ class Pipeline:
             raise
         self._commit()
         self._last_stream = batch.stream
-        return self._emit(batch.name, counts, events, alerts, dead, self.engine.late - late_before)
+        late = self.engine.late - late_before
+        health = _health(batch, counts, events, alerts, late)
+        return self._emit(BatchResult(counts, events, alerts, dead, late, health))
 
     def finish(self) -> BatchResult:
         """End of a local replay: settle pending rules, archive and emit what they raise."""
@@ -242,7 +245,7 @@ class Pipeline:
                 kind="settle",
             )
         self._commit()
-        return self._emit("end-of-input", Counts(), [], alerts, [], 0)
+        return self._emit(BatchResult(Counts(), [], alerts, [], 0))
 
     def _put_derived(
         self,
@@ -267,16 +270,9 @@ class Pipeline:
         watermark = self.engine.watermark
         self.seen.commit(watermark, watermark - self.engine.lateness - DEDUPE_HORIZON_SECONDS)
 
-    def _emit(
-        self,
-        batch_name: str,
-        counts: Counts,
-        events: list[AccessEvent],
-        alerts: list[Alert],
-        dead: list[DeadLetter],
-        late: int,
-    ) -> BatchResult:
-        for alert in alerts:
+    def _emit(self, result: BatchResult) -> BatchResult:
+        counts = result.counts
+        for alert in result.alerts:
             if alert.alert_id not in self.alert_ids:
                 self.alert_ids[alert.alert_id] = alert.rule_id
                 counts.alerts[alert.rule_id] += 1
@@ -284,22 +280,22 @@ class Pipeline:
             # Everything is archived by now; a sink that fails must not make the host
             # retry (the records would come back as duplicates and not be re-sent).
             try:
-                sink.emit(events, alerts, dead)
+                sink.emit(result)
             except Exception as exc:
                 self.sink_failures += 1
                 log.error("sink failed", sink=type(sink).__name__, error=type(exc).__name__)
         self.totals.add(counts)
         log.info(
             "batch processed",
-            batch=batch_name,
+            batch=result.health.batch if result.health else "end-of-input",
             records=counts.records,
             events=counts.events,
             dead_letters=sum(counts.dead_letters.values()),
             skipped=sum(counts.skipped.values()),
-            alerts=len(alerts),
-            late=late,
+            alerts=len(result.alerts),
+            late=result.late,
         )
-        return BatchResult(counts, events, alerts, dead, late)
+        return result
 
     # ------------------------------------------------------------------ records
 
@@ -378,6 +374,32 @@ def _raw_line(record: RawRecord) -> bytes:
     except UnicodeDecodeError:
         entry["RawBase64"] = base64.b64encode(record.raw).decode("ascii")
     return orjson.dumps(entry)
+
+
+def _health(
+    batch: Batch, counts: Counts, events: list[AccessEvent], alerts: list[Alert], late: int
+) -> BatchHealth:
+    last_seen: dict[str, datetime] = {}
+    for event in events:
+        seen = last_seen.get(event.source_category)
+        if seen is None or event.time_generated > seen:
+            last_seen[event.source_category] = event.time_generated
+    arrived = [b.enqueued_time for b in batch.bodies if b.enqueued_time is not None]
+    when = max(arrived, default=None) or max(last_seen.values(), default=None)
+    return BatchHealth(
+        time_generated=when or datetime.fromtimestamp(0, tz=UTC),
+        batch=batch.name,
+        stream=batch.stream,
+        records=counts.records,
+        events=counts.events,
+        dead_letters=sum(counts.dead_letters.values()),
+        skipped=sum(counts.skipped.values()),
+        late=late,
+        alerts=len(alerts),
+        dead_letter_reasons=dict(counts.dead_letters),
+        skip_reasons=dict(counts.skipped),
+        source_last_seen=last_seen,
+    )
 
 
 def _batch_hour(batch: Batch, records: list[RawRecord]) -> datetime | None:

@@ -19,11 +19,14 @@ class CollectingSink:
         self.events: list[AccessEvent] = []
         self.alert_versions: list[Alert] = []
         self.dead: list[DeadLetter] = []
+        self.health: list = []
 
-    def emit(self, events, alerts, dead_letters) -> None:
-        self.events.extend(events)
-        self.alert_versions.extend(alerts)
-        self.dead.extend(dead_letters)
+    def emit(self, result) -> None:
+        self.events.extend(result.events)
+        self.alert_versions.extend(result.alerts)
+        self.dead.extend(result.dead_letters)
+        if result.health is not None:
+            self.health.append(result.health)
 
     @property
     def alerts(self) -> dict[str, Alert]:

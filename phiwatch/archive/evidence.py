@@ -171,10 +171,16 @@ def verify_bundle(bundle: dict[str, Any], pinned: dict[str, PublicKey] | None) -
     if alert is not None and alert.get("AlertId") != bundle.get("alert_id"):
         report.problems.append("alert: the proven alert is not the one the bundle names")
     evidence = set(alert.get("EvidenceEventUids", [])) if alert else set()
+    proven: set[str] = set()
     for item in bundle.get("events", []):
         event = check(item, f"event {item['object']}#{item['index']}")
         if event is not None and event.get("EventUid") not in evidence:
             report.problems.append(f"event {event.get('EventUid')}: not evidence of this alert")
+        elif event is not None:
+            proven.add(event["EventUid"])
+    # A bundle must not drop evidence: each event the alert cites is proven, or it fails.
+    for uid in sorted(evidence - proven):
+        report.problems.append(f"evidence event {uid} is missing from the bundle")
     raw_refs = {f"{r['object']}#{r['index']}" for r in bundle.get("raw_records", [])}
     for item in bundle.get("events", []):
         event = orjson.loads(item["line"])

@@ -145,7 +145,10 @@ def unb64(text: str) -> bytes:
 def _parse_seed(text: str) -> bytes:
     text = text.strip()
     if text.startswith("-----BEGIN"):
-        key = serialization.load_pem_private_key(text.encode(), password=None)
+        try:
+            key = serialization.load_pem_private_key(text.encode(), password=None)
+        except ValueError:
+            raise SignerError("PHIWATCH_ARCHIVE_SIGNING_KEY is not a readable PEM key") from None
         if not isinstance(key, ed25519.Ed25519PrivateKey):
             raise SignerError("PHIWATCH_ARCHIVE_SIGNING_KEY must be an Ed25519 private key")
         return key.private_bytes(
@@ -156,7 +159,12 @@ def _parse_seed(text: str) -> bytes:
     try:
         seed = bytes.fromhex(text)
     except ValueError:
-        seed = base64.b64decode(text)
+        try:
+            seed = base64.b64decode(text, validate=True)
+        except ValueError:
+            raise SignerError(
+                "PHIWATCH_ARCHIVE_SIGNING_KEY is neither hex, base64 nor PEM"
+            ) from None
     if len(seed) != 32:
         raise SignerError("PHIWATCH_ARCHIVE_SIGNING_KEY must be a 32-byte Ed25519 seed")
     return seed

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from phiwatch.model import AccessEvent, Alert, DeadLetter
+from phiwatch.model import Alert
+from phiwatch.pipeline import BatchResult
 
 
 class LocalFileSink:
@@ -18,12 +19,10 @@ class LocalFileSink:
         self._dead = (out_dir / "deadletter.jsonl").open("wb")
         self.alerts: dict[str, Alert] = {}
 
-    def emit(
-        self, events: list[AccessEvent], alerts: list[Alert], dead_letters: list[DeadLetter]
-    ) -> None:
-        self._events.writelines(e.to_json() + b"\n" for e in events)
-        self._dead.writelines(d.to_json() + b"\n" for d in dead_letters)
-        for alert in alerts:
+    def emit(self, result: BatchResult) -> None:
+        self._events.writelines(e.to_json() + b"\n" for e in result.events)
+        self._dead.writelines(d.to_json() + b"\n" for d in result.dead_letters)
+        for alert in result.alerts:
             self.alerts[alert.alert_id] = alert
 
     def close(self) -> None:
