@@ -1,0 +1,115 @@
+"""Log Analytics table and DCR stream schemas, derived from the pydantic models.
+
+The models are the single source of truth: `phiwatch schema` prints what infra/ deploys, and
+a test fails when the committed infra drifts from the models.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import AwareDatetime, BaseModel
+
+from phiwatch.model import AccessEvent, Alert, BatchHealth
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    model: type[BaseModel]
+    table: str  # Log Analytics custom table
+    stream: str  # DCR input stream the sink posts to
+    description: str
+    # Columns Log Analytics reserves: renamed on the way in by the DCR transform.
+    renames: tuple[tuple[str, str], ...] = ()
+    # TimeGenerated is required in every table; when the model has none, this column feeds it.
+    time_from: str | None = None
+
+
+TABLES: tuple[TableSpec, ...] = (
+    TableSpec(
+        AccessEvent,
+        "PhiAccessEvents_CL",
+        "Custom-PhiAccessEvents",
+        "phiwatch: normalised PHI-access events (ASIM AuditEvent 0.1.2 aligned)",
+    ),
+    TableSpec(
+        Alert,
+        "PhiAlerts_CL",
+        "Custom-PhiAlerts",
+        "phiwatch: correlated alerts; one row per alert version, dedupe on AlertId",
+        renames=(("Title", "AlertTitle"),),
+        time_from="DetectedAt",
+    ),
+    TableSpec(
+        BatchHealth,
+        "PhiPipelineHealth_CL",
+        "Custom-PhiPipelineHealth",
+        "phiwatch: one row per processed batch (counts, reasons, per-source last seen)",
+    ),
+)
+
+# Columns Log Analytics adds to every table (for KQL schemas, not for ingestion).
+SYSTEM_COLUMNS = (("TenantId", "string"), ("Type", "string"), ("_ResourceId", "string"))
+
+
+def _la_type(annotation: Any) -> str:
+    origin = typing.get_origin(annotation)
+    if origin in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(annotation) if a is not type(None)]
+        return _la_type(kinds[0])
+    if origin is Literal:
+        values = typing.get_args(annotation)
+        return "string" if all(isinstance(v, str) for v in values) else "long"
+    if origin in (list, dict, tuple, set):
+        return "dynamic"
+    if origin is typing.Annotated:
+        return _la_type(typing.get_args(annotation)[0])
+    if annotation is AwareDatetime:
+        return "datetime"
+    if isinstance(annotation, type):
+        if issubclass(annotation, bool):
+            return "boolean"
+        if issubclass(annotation, int):
+            return "long"
+        if issubclass(annotation, float):
+            return "real"
+        if issubclass(annotation, datetime):
+            return "datetime"
+        if issubclass(annotation, str):
+            return "string"
+    raise TypeError(f"no Log Analytics type for {annotation!r}")
+
+
+def stream_columns(spec: TableSpec) -> list[dict[str, str]]:
+    """Columns of the DCR input stream: the model's wire names, as the sink sends them."""
+    return [
+        {"name": field.alias or name, "type": _la_type(field.annotation)}
+        for name, field in spec.model.model_fields.items()
+    ]
+
+
+def table_columns(spec: TableSpec) -> list[dict[str, str]]:
+    """Columns of the Log Analytics table: the stream's, renamed, with TimeGenerated."""
+    renames = dict(spec.renames)
+    columns = [{**c, "name": renames.get(c["name"], c["name"])} for c in stream_columns(spec)]
+    if not any(c["name"] == "TimeGenerated" for c in columns):
+        columns.insert(0, {"name": "TimeGenerated", "type": "datetime"})
+    return columns
+
+
+def transform_kql(spec: TableSpec) -> str:
+    """The DCR transform from stream to table."""
+    steps = ["source"]
+    if spec.time_from:
+        steps.append(f"extend TimeGenerated = todatetime({spec.time_from})")
+    for old, new in spec.renames:
+        steps.append(f"project-rename {new} = {old}")
+    return " | ".join(steps)
+
+
+def by_table(name: str) -> TableSpec:
+    return next(spec for spec in TABLES if spec.table == name)
