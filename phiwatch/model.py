@@ -7,6 +7,7 @@ Field names are snake_case in Python and PascalCase on the wire (Sentinel column
 from __future__ import annotations
 
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Literal
 
 import orjson
@@ -44,8 +45,14 @@ class _Wire(BaseModel):
     def to_wire(self) -> dict[str, Any]:
         return self.model_dump(mode="json", by_alias=True)
 
-    def to_json(self) -> bytes:
+    @cached_property
+    def _json(self) -> bytes:
+        # Models are frozen, and the same event is written to the archive, a local file and
+        # Sentinel: serialise it once.
         return orjson.dumps(self.to_wire())
+
+    def to_json(self) -> bytes:
+        return self._json
 
 
 class AccessEvent(_Wire):

@@ -64,6 +64,7 @@ class LocalStore:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.location = str(root)
+        self._made: set[Path] = set()
 
     def _path(self, name: str) -> Path:
         return self.root / check_name(name)
@@ -73,7 +74,9 @@ class LocalStore:
         digest = sha256_hex(data)
         if path.exists():
             return self._compare(path, digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.parent not in self._made:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self._made.add(path.parent)
         fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
         try:
             with os.fdopen(fd, "wb") as fh:

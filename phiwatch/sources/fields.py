@@ -66,6 +66,8 @@ def to_int(value: Any) -> int | None:
 
 
 def to_str(value: Any) -> str | None:
+    if type(value) is str:  # the common case first: this runs several times per record
+        return value.strip() or None
     if value is None:
         return None
     if isinstance(value, str):

@@ -108,12 +108,14 @@ class Record:
     __slots__ = ("_properties", "fields", "uid")
 
     def __init__(self, value: dict[str, Any], uid: str) -> None:
-        fields: dict[str, Any] = {}
-        for key, item in value.items():
-            # `Level` and `level` both occur; keep the first non-null one.
-            lowered = key.lower()
-            if fields.get(lowered) is None:
-                fields[lowered] = item
+        fields = {key.lower(): item for key, item in value.items()}
+        if len(fields) < len(value):
+            # `Level` and `level` both present: keep the first non-null one.
+            fields = {}
+            for key, item in value.items():
+                lowered = key.lower()
+                if fields.get(lowered) is None:
+                    fields[lowered] = item
         self.fields = fields
         self.uid = uid
         self._properties: dict[str, Any] | None = None
