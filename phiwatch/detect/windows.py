@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 Entry = tuple[float, str, Any]  # (event time, EventUid, what the rule keeps of the event)
@@ -49,10 +49,6 @@ class SlidingWindow:
         hi = bisect_right(self.entries, (end, "\U0010ffff"))
         return hi - lo
 
-    @property
-    def latest(self) -> float:
-        return self.entries[-1][0] if self.entries else float("-inf")
-
     def __len__(self) -> int:
         return len(self.entries)
 
@@ -81,9 +77,6 @@ class KeyedState(Generic[S]):
             self._states.move_to_end(key)
         return state
 
-    def get(self, key: str) -> S | None:
-        return self._states.get(key)
-
     def expire(self, before: float) -> int:
         """Drop keys last touched before `before`; returns how many went."""
         dropped = 0
@@ -95,9 +88,6 @@ class KeyedState(Generic[S]):
             del self._last_seen[key]
             dropped += 1
         return dropped
-
-    def items(self) -> Iterator[tuple[str, S]]:
-        return iter(self._states.items())
 
     def __len__(self) -> int:
         return len(self._states)
