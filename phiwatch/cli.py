@@ -25,6 +25,7 @@ from phiwatch.logs import configure_logging
 from phiwatch.pseudonym import PseudonymKeyError
 from phiwatch.replay import ReplaySummary, replay
 from phiwatch.samplegen import generate
+from phiwatch.schema_cli import schema_command
 
 app = typer.Typer(
     add_completion=False,
@@ -35,6 +36,7 @@ app = typer.Typer(
 samples_app = typer.Typer(no_args_is_help=True, help="Synthetic diagnostic logs.")
 app.add_typer(samples_app, name="samples")
 app.add_typer(archive_app, name="archive")
+app.command("schema")(schema_command)
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)

@@ -15,7 +15,8 @@ RULE_ID = "archive-integrity"
 
 
 def integrity_alert(conflict: IntegrityConflict, when: datetime | None) -> Alert:
-    at = when or datetime(1970, 1, 1, tzinfo=UTC)
+    # Without a batch time, now: an incident rule looks back hours, never to 1970.
+    at = when or datetime.now(UTC)
     return Alert(
         alert_id=alert_id(RULE_ID, conflict.name, conflict.kept_as),
         rule_id=RULE_ID,
