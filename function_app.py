@@ -1,7 +1,9 @@
 """Azure Functions bindings (Python v2 model). Bindings only: the work is in phiwatch.
 
 `normalize` reads the diagnostics hub in batches and hands them to
-`phiwatch.eventhub_host`; `health` reports what is configured, never a value.
+`phiwatch.eventhub_host`; `deliver_outbox` sends rows Sentinel could not take yet (every
+invocation of `normalize` also sends a few first); `health` reports what is configured,
+never a value.
 """
 
 import json
@@ -57,6 +59,15 @@ def normalize(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
         for event in events
     ]
     get_processor().process(hub or "eventhub", messages)
+
+
+# Every 5 minutes (and at start-up, so a restart after an outage does not wait): rows that
+# Sentinel refused during an outage go out oldest first, so hours of outage lose nothing.
+@app.timer_trigger(
+    arg_name="timer", schedule="0 */5 * * * *", run_on_startup=True, use_monitor=True
+)
+def deliver_outbox(timer: func.TimerRequest) -> None:
+    get_processor().deliver_outbox()
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -50,6 +50,20 @@ class Settings(BaseSettings):
     # only for a test container.
     archive_require_immutability: bool = True
 
+    # Microsoft Sentinel through the Logs Ingestion API: the DCR's ingestion endpoint (or the
+    # DCE) and the DCR's immutable id. Both set = deliver; unset = archive only. The managed
+    # identity needs Monitoring Metrics Publisher on the DCR.
+    dcr_endpoint: str | None = None
+    dcr_immutable_id: str | None = None
+    dcr_events_stream: str = "Custom-PhiAccessEvents"
+    dcr_alerts_stream: str = "Custom-PhiAlerts"
+    dcr_health_stream: str = "Custom-PhiPipelineHealth"
+    # Rows Sentinel did not take yet wait here: a Blob container (mutable; never the archive)
+    # or, for local runs, a directory. A connection string only for Azurite.
+    outbox_url: str | None = None
+    outbox_dir: Path | None = None
+    outbox_connection_string: SecretStr | None = None
+
     log_level: str = "INFO"
 
 

@@ -30,6 +30,8 @@ from phiwatch.envelope import Body
 from phiwatch.logs import configure_logging
 from phiwatch.pipeline import Batch, BatchResult, Counts, Pipeline, Sink
 from phiwatch.runtime import build_pipeline
+from phiwatch.sinks.outbox import BlobOutbox, LocalOutbox, Outbox, OutboxError
+from phiwatch.sinks.sentinel import DeliveryReport, SentinelSink, sentinel_sink_from
 
 log = structlog.get_logger("phiwatch.eventhub")
 
@@ -55,9 +57,10 @@ class EventHubMessage:
 class EventHubBatchProcessor:
     """One long-lived pipeline per process (detection state and dedupe live in it)."""
 
-    def __init__(self, settings: Settings, sinks: Sequence[Sink] = ()) -> None:
+    def __init__(self, settings: Settings, sinks: Sequence[Sink] | None = None) -> None:
         self._settings = settings
-        self._sinks = list(sinks)
+        self.sentinel = sentinel_sink(settings) if sinks is None else None
+        self._sinks = list(sinks) if sinks is not None else [s for s in [self.sentinel] if s]
         # Built now so a missing key or archive fails at the first invocation, loudly.
         self._pipeline: Pipeline = build_pipeline(settings, archive_store(settings), self._sinks)
         # The Python worker runs sync functions on a thread pool, so two partitions can be
@@ -94,6 +97,15 @@ class EventHubBatchProcessor:
         )
         return total
 
+    def deliver_outbox(self) -> DeliveryReport | None:
+        """For the timer: send what Sentinel did not take yet, oldest first."""
+        if self.sentinel is None:
+            return None
+        with self._lock:
+            report = self.sentinel.deliver_outbox()
+        log.info("outbox delivery", **report.as_dict())
+        return report
+
     def _process_one(self, hub: str, partition: str, batch: Batch) -> BatchResult:
         try:
             return self._pipeline.process(batch)
@@ -108,6 +120,39 @@ class EventHubBatchProcessor:
                 error=f"{type(exc).__name__}: {exc}",
             )
             raise
+
+
+def sentinel_sink(settings: Settings) -> SentinelSink | None:
+    """The Sentinel sink when the DCR is configured, with its outbox; else None."""
+    if not (settings.dcr_endpoint and settings.dcr_immutable_id):
+        return None
+    streams = {
+        "events": settings.dcr_events_stream,
+        "alerts": settings.dcr_alerts_stream,
+        "health": settings.dcr_health_stream,
+    }
+    return sentinel_sink_from(
+        settings.dcr_endpoint, settings.dcr_immutable_id, outbox(settings), streams=streams
+    )
+
+
+def outbox(settings: Settings) -> Outbox:
+    try:
+        if settings.outbox_url and settings.outbox_connection_string is not None:
+            container = settings.outbox_url.rstrip("/").rsplit("/", 1)[-1]
+            return BlobOutbox.from_connection_string(
+                settings.outbox_connection_string.get_secret_value(), container
+            )
+        if settings.outbox_url:
+            return BlobOutbox.from_url(settings.outbox_url)
+    except OutboxError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    if settings.outbox_dir is not None:
+        return LocalOutbox(settings.outbox_dir)
+    raise ConfigurationError(
+        "Sentinel delivery needs an outbox for rows Sentinel cannot take yet: set "
+        "PHIWATCH_OUTBOX_URL (a Blob container, not the archive) or PHIWATCH_OUTBOX_DIR"
+    )
 
 
 def archive_store(settings: Settings) -> ObjectStore:

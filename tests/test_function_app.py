@@ -162,6 +162,49 @@ def test_health_binding(functions):
     assert output == {"type": "http", "direction": "OUT", "name": "$return"}
 
 
+def test_outbox_timer_binding(functions):
+    (trigger,) = json.loads(functions["deliver_outbox"].get_function_json())["bindings"]
+    assert trigger["type"] == "timerTrigger" and trigger["direction"] == "IN"
+    assert trigger["schedule"] == "0 */5 * * * *"
+    assert trigger["runOnStartup"] is True and trigger["useMonitor"] is True
+
+
+def test_outbox_timer_without_sentinel_settings_is_a_no_op(functions):
+    from azure.functions.timer import TimerRequest
+
+    functions["deliver_outbox"].get_user_function()(TimerRequest(past_due=False))
+
+
+def test_sentinel_sink_comes_from_settings_with_its_outbox(tmp_path: Path):
+    from phiwatch.eventhub_host import sentinel_sink
+    from phiwatch.sinks.outbox import LocalOutbox
+
+    assert sentinel_sink(Settings()) is None  # no DCR: archive only
+    dcr = {
+        "dcr_endpoint": "https://dcr.westeurope-1.ingest.monitor.azure.com",
+        "dcr_immutable_id": "dcr-0123456789abcdef0123456789abcdef",
+    }
+    with pytest.raises(ConfigurationError, match="needs an outbox"):
+        sentinel_sink(Settings(**dcr))
+    sink = sentinel_sink(Settings(**dcr, outbox_dir=tmp_path / "outbox"))
+    assert isinstance(sink.outbox, LocalOutbox)
+    assert sink.streams == {
+        "events": "Custom-PhiAccessEvents",
+        "alerts": "Custom-PhiAlerts",
+        "health": "Custom-PhiPipelineHealth",
+    }
+
+
+def test_blob_outbox_from_settings_needs_an_existing_container(azurite, blob_container):
+    from phiwatch.eventhub_host import outbox
+
+    url = blob_container.url
+    conn = azurite.connection_string
+    assert outbox(Settings(outbox_url=url, outbox_connection_string=conn)) is not None
+    with pytest.raises(ConfigurationError):
+        outbox(Settings(outbox_url=url + "-missing", outbox_connection_string=conn))
+
+
 # ------------------------------------------------------------------ normalize
 
 

@@ -1,0 +1,545 @@
+"""Events, alerts and batch health to Microsoft Sentinel through the Logs Ingestion API.
+
+`SentinelSink.emit` runs after the pipeline has archived a batch, so it never raises for a
+delivery problem: every row ends up delivered, in the outbox (transient failure: delivered
+later), or rejected into the outbox's `rejected/` with a reason (it can never be delivered),
+and each of those is counted per stream.
+
+Requests: rows are `model.to_wire()` dicts posted to the DCR input streams of
+`phiwatch.schema.TABLES`. The sink groups rows itself so that each request's JSON array is at
+most `max_request_bytes` (1,000,000 by default) *including* separators, and hands one group
+per `LogsIngestionClient.upload` call. The client's own chunking (1 MiB summed over
+`json.dumps(row)` without the ", " separators) can produce bodies slightly over 1 MiB, which
+the service refuses with 413 ContentLengthLimitExceeded ("Maximum allowed content length:
+1048576 bytes"); with the sink's grouping the client never splits a group. A row that alone
+exceeds the limit is never sent: it is rejected. Should the service still answer 413 for a
+group, the group is halved and resent.
+
+Failures (per group; `on_error` collects them, so one failed group never stops the others):
+* 400 (InvalidStream: the rows do not match the DCR stream) is permanent: rejected.
+* 413 for a single row: rejected.  413 for several rows: split and resent.
+* 404 (unknown DCR or stream: a deployment problem): the rows are kept in the outbox, and
+  that stream is not tried again in this call.
+* 401, 403, 408, 429, 5xx, connection and credential errors are transient: the rows are kept
+  in the outbox, and no stream is tried again in this call (the service or our identity is
+  unwell; later rows of the call go straight to the outbox instead of waiting on retries).
+
+Retries inside a request come from azure-core, configured by `IngestionRetryPolicy` (see
+there): azure-core's stock policy does not retry a POST on 408/502, on 429 without
+Retry-After, or on a connection error, and it sleeps whatever Retry-After says.
+
+Delivery is at-least-once and not ordered: an older version of an alert can arrive after a
+newer one (it waited in the outbox). Consumers dedupe (EventUid, AlertId, Batch).
+
+Logs carry counts, stream names and status codes only: never row content (PHI), never the
+service's error message (it can quote the rows).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from azure.core.exceptions import HttpResponseError
+from azure.core.pipeline.policies import RetryPolicy
+from azure.monitor.ingestion import LogsIngestionClient
+
+from phiwatch.model import AccessEvent, Alert, BatchHealth
+from phiwatch.pipeline import BatchResult
+from phiwatch.schema import TABLES
+from phiwatch.sinks.outbox import Outbox, OutboxEntry
+
+log = structlog.get_logger("phiwatch.sinks.sentinel")
+
+# The documented limit is "1 MB" per call, compressed and uncompressed; the service reports
+# 1,048,576. Stay under the stricter reading, separators included.
+MAX_REQUEST_BYTES = 1_000_000
+_CLIENT_CHUNK_BYTES = 1024 * 1024  # azure-monitor-ingestion's MAX_CHUNK_SIZE_BYTES
+
+DEFAULT_STREAMS: dict[str, str] = {
+    kind: next(spec.stream for spec in TABLES if spec.model is model)
+    for kind, model in (("events", AccessEvent), ("alerts", Alert), ("health", BatchHealth))
+}
+
+# Outbox entries delivered per emit(), so a batch is not held up by hours of backlog; the
+# timer function drains the rest with deliver_outbox().
+DEFAULT_OUTBOX_ENTRIES_PER_EMIT = 10
+DEFAULT_OUTBOX_SECONDS_PER_EMIT = 30.0
+
+# What the production client is built with (sentinel_sink_from). Per request: the first
+# attempt plus 3 retries; back-off 0 s, 1.6 s, 3.2 s (azure-core's exponential schedule with
+# factor 0.8), or the server's Retry-After when it is at most 30 s; the whole call gives up
+# after 60 s. After that the rows wait in the outbox, which is the real long-term retry.
+RETRY_DEFAULTS: dict[str, Any] = {
+    "retry_total": 3,
+    "retry_backoff_factor": 0.8,
+    "retry_backoff_max": 30,
+    "max_retry_after": 30.0,
+    "timeout": 60,
+}
+_RETRY_KEYS = frozenset(
+    {
+        "retry_total",
+        "retry_connect",
+        "retry_read",
+        "retry_status",
+        "retry_backoff_factor",
+        "retry_backoff_max",
+        "retry_mode",
+        "timeout",
+        "max_retry_after",
+    }
+)
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_BLOCK_ALL = "*"
+
+
+class IngestionRetryPolicy(RetryPolicy):
+    """azure-core's RetryPolicy, adjusted for the ingestion POST.
+
+    * POST is retried like the idempotent methods: on connection/read errors and on 408,
+      429, 500, 502, 503, 504 (stock azure-core retries a POST only on 500/503/504, or on
+      any status that carries Retry-After). A retried POST may be accepted twice; delivery is
+      at-least-once anyway.
+    * Only those statuses are retried: a 400 or 413 carrying Retry-After is not.
+    * Retry-After is honoured up to `max_retry_after` seconds. A longer one is not waited
+      for: the request fails at once and its rows go to the outbox (stock azure-core sleeps
+      whatever the header says, which would stall the Functions invocation).
+    """
+
+    def __init__(self, *, max_retry_after: float = 30.0, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.max_retry_after = max_retry_after
+        self._method_whitelist = frozenset(self._method_whitelist | {"POST"})
+
+    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
+        status = response.http_response.status_code
+        if status not in RETRY_STATUSES:
+            return False
+        retry_after = self.get_retry_after(response)
+        if retry_after is not None and retry_after > self.max_retry_after:
+            return False
+        return bool(settings["total"])
+
+
+@dataclass
+class DeliveryReport:
+    """What one emit() or deliver_outbox() did. Counts only (no row content)."""
+
+    rows_delivered: Counter[str] = field(default_factory=Counter)  # per stream
+    rows_queued: Counter[str] = field(default_factory=Counter)  # newly put in the outbox
+    rows_rejected: Counter[str] = field(default_factory=Counter)
+    rows_lost: Counter[str] = field(default_factory=Counter)  # the outbox write failed too
+    entries_delivered: int = 0
+    entries_kept: int = 0  # tried, failed transiently, still pending
+    entries_rejected: int = 0
+    # Why delivery stopped early: stream (or "*" for all) → status, e.g. "HTTP 503".
+    blocked: dict[str, str] = field(default_factory=dict)
+    remaining: int | None = None  # pending entries afterwards (deliver_outbox only)
+    error: str | None = None  # an unexpected failure (exception type name)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "rows_delivered": dict(self.rows_delivered),
+            "rows_queued": dict(self.rows_queued),
+            "rows_rejected": dict(self.rows_rejected),
+            "rows_lost": dict(self.rows_lost),
+            "entries_delivered": self.entries_delivered,
+            "entries_kept": self.entries_kept,
+            "entries_rejected": self.entries_rejected,
+            "blocked": dict(self.blocked),
+            "remaining": self.remaining,
+            "error": self.error,
+        }
+
+
+@dataclass
+class _Outcome:
+    delivered: int = 0
+    failed: list[dict[str, Any]] = field(default_factory=list)  # transient: keep
+    rejected: list[tuple[list[dict[str, Any]], str]] = field(default_factory=list)
+    error: str | None = None  # label of the last transient failure
+
+
+@dataclass(frozen=True)
+class _Failure:
+    kind: str  # "transient" (block all), "stream" (block this stream), "permanent", "too_large"
+    label: str  # "HTTP 503", "HTTP 400 InvalidStream", "ServiceRequestError": safe to log
+    detail: str  # the service's message: may quote rows, so only for rejected/ entries
+
+
+def _classify(error: BaseException) -> _Failure:
+    status = getattr(error, "status_code", None)
+    if isinstance(error, HttpResponseError) and isinstance(status, int):
+        code = getattr(getattr(error, "error", None), "code", None)
+        label = f"HTTP {status}" + (f" {code}" if code else "")
+        message = getattr(getattr(error, "error", None), "message", None) or error.reason or ""
+        if status == 413:
+            return _Failure("too_large", label, message)
+        if status == 400:
+            return _Failure("permanent", label, message)
+        if status == 404:
+            return _Failure("stream", label, message)
+        return _Failure("transient", label, message)
+    return _Failure("transient", type(error).__name__, "")
+
+
+def json_size(row: Mapping[str, Any]) -> int:
+    """Bytes of `row` as the client serialises it (json.dumps, ASCII)."""
+    return len(json.dumps(row).encode("utf-8"))
+
+
+def _groups(rows: list[tuple[dict[str, Any], int]], limit: int) -> Iterator[list[dict[str, Any]]]:
+    """Consecutive rows whose JSON array (brackets and ", " separators included) fits."""
+    group: list[dict[str, Any]] = []
+    size = 2
+    for row, row_size in rows:
+        extra = row_size + (2 if group else 0)
+        if group and size + extra > limit:
+            yield group
+            group, size, extra = [], 2, row_size
+        group.append(row)
+        size += extra
+    if group:
+        yield group
+
+
+class _Blocked:
+    """`stream in blocked` for Outbox.pending(skip_streams=...)."""
+
+    def __init__(self, blocked: dict[str, str]) -> None:
+        self.blocked = blocked
+
+    def __contains__(self, stream: object) -> bool:
+        return _BLOCK_ALL in self.blocked or stream in self.blocked
+
+
+class SentinelSink:
+    """The Sink for Sentinel. `streams` overrides DCR stream names by kind ("events",
+    "alerts", "health"); `upload_kwargs` go to every `upload` call (per-request options such
+    as `retry_total` or `logging_enable`)."""
+
+    def __init__(
+        self,
+        client: LogsIngestionClient,
+        dcr_immutable_id: str,
+        outbox: Outbox,
+        streams: dict[str, str] | None = None,
+        upload_kwargs: dict[str, Any] | None = None,
+        *,
+        max_outbox_entries_per_emit: int | None = DEFAULT_OUTBOX_ENTRIES_PER_EMIT,
+        max_outbox_seconds_per_emit: float | None = DEFAULT_OUTBOX_SECONDS_PER_EMIT,
+        max_request_bytes: int = MAX_REQUEST_BYTES,
+    ) -> None:
+        unknown = set(streams or {}) - set(DEFAULT_STREAMS)
+        if unknown:
+            raise ValueError(f"unknown stream kinds {sorted(unknown)}; use {DEFAULT_STREAMS}")
+        if not 2 < max_request_bytes <= _CLIENT_CHUNK_BYTES:
+            raise ValueError(f"max_request_bytes must be in 3..{_CLIENT_CHUNK_BYTES}")
+        self.client = client
+        self.dcr_immutable_id = dcr_immutable_id
+        self.outbox = outbox
+        self.streams = {**DEFAULT_STREAMS, **(streams or {})}
+        self.upload_kwargs = dict(upload_kwargs or {})
+        self.max_outbox_entries_per_emit = max_outbox_entries_per_emit
+        self.max_outbox_seconds_per_emit = max_outbox_seconds_per_emit
+        self.max_request_bytes = max_request_bytes
+        # Since construction, per stream.
+        self.delivered_rows: Counter[str] = Counter()
+        self.queued_rows: Counter[str] = Counter()
+        self.rejected_rows: Counter[str] = Counter()
+        self.lost_rows: Counter[str] = Counter()
+        self.requests = 0  # upload() calls (one per group)
+
+    # ------------------------------------------------------------------ the Sink protocol
+
+    def emit(self, result: BatchResult) -> None:
+        # The batch is archived: no failure here may escape (the host would retry the batch).
+        report = DeliveryReport()
+        try:
+            self._drain(
+                report,
+                self.max_outbox_entries_per_emit,
+                self._deadline(self.max_outbox_seconds_per_emit),
+            )
+        except Exception as exc:  # the backlog stays pending; this batch still goes out
+            report.error = type(exc).__name__
+            log.error("sentinel outbox delivery failed", error=report.error)
+        batches: tuple[tuple[str, list[Any]], ...] = (
+            ("events", result.events),
+            ("alerts", result.alerts),
+            ("health", [result.health] if result.health is not None else []),
+        )
+        for kind, models in batches:
+            if not models:
+                continue
+            stream = self.streams[kind]
+            try:
+                self._deliver_new(stream, [m.to_wire() for m in models], report)
+            except Exception as exc:  # a bug, not a delivery failure: count, never raise
+                report.error = type(exc).__name__
+                self._lost(stream, len(models), exc, report)
+        self._log("sentinel batch delivery", report)
+
+    def deliver_outbox(
+        self, max_entries: int | None = None, max_seconds: float | None = None
+    ) -> DeliveryReport:
+        """Deliver pending outbox entries, oldest first (the timer function). Stops early
+        when the service fails transiently, after `max_entries` entries or `max_seconds`."""
+        report = DeliveryReport()
+        try:
+            self._drain(report, max_entries, self._deadline(max_seconds))
+        except Exception as exc:
+            report.error = type(exc).__name__
+            log.error("sentinel outbox delivery failed", error=report.error)
+        try:
+            report.remaining = self.outbox.pending_count()
+        except Exception as exc:
+            report.error = report.error or type(exc).__name__
+        self._log("sentinel outbox delivery", report, always=True)
+        return report
+
+    def close(self) -> None:
+        self.client.close()
+
+    # ------------------------------------------------------------------ delivery
+
+    @staticmethod
+    def _deadline(seconds: float | None) -> float | None:
+        return None if seconds is None else time.monotonic() + seconds
+
+    def _drain(
+        self, report: DeliveryReport, max_entries: int | None, deadline: float | None
+    ) -> None:
+        if max_entries is not None and max_entries <= 0:
+            return
+        entries = self.outbox.pending(skip_streams=_Blocked(report.blocked))
+        for tried, entry in enumerate(entries, start=1):
+            self._redeliver(entry, report)
+            if _BLOCK_ALL in report.blocked:
+                break  # the service is unwell: the rest waits for the next call
+            if max_entries is not None and tried >= max_entries:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                break
+
+    def _redeliver(self, entry: OutboxEntry, report: DeliveryReport) -> None:
+        stream = entry.stream
+        outcome = self._send(stream, entry.rows, report.blocked)
+        self._count(self.delivered_rows, report.rows_delivered, stream, outcome.delivered)
+        whole_entry_rejected = (
+            len(outcome.rejected) == 1
+            and not outcome.failed
+            and len(outcome.rejected[0][0]) == len(entry.rows)
+        )
+        if whole_entry_rejected:
+            rows, reason = outcome.rejected[0]
+            self.outbox.reject(entry, reason)
+            report.entries_rejected += 1
+            self._count(self.rejected_rows, report.rows_rejected, stream, len(rows))
+            return
+        for rows, reason in outcome.rejected:
+            self._reject_rows(stream, rows, reason, report)
+        if not outcome.failed:
+            self.outbox.done(entry)
+            if outcome.delivered:
+                report.entries_delivered += 1
+            else:
+                report.entries_rejected += 1
+        elif len(outcome.failed) == len(entry.rows):
+            self.outbox.retry_later(entry, entry.attempts + 1, outcome.error)
+            report.entries_kept += 1
+        else:  # partly delivered: keep only what failed, in the entry's place in the order
+            self.outbox.add(
+                stream,
+                outcome.failed,
+                attempts=entry.attempts + 1,
+                first_failed=entry.first_failed,
+                last_error=outcome.error,
+            )
+            self.outbox.done(entry)
+            report.entries_kept += 1
+
+    def _deliver_new(self, stream: str, rows: list[dict[str, Any]], report: DeliveryReport) -> None:
+        outcome = self._send(stream, rows, report.blocked)
+        self._count(self.delivered_rows, report.rows_delivered, stream, outcome.delivered)
+        for rejected, reason in outcome.rejected:
+            self._reject_rows(stream, rejected, reason, report)
+        if outcome.failed:
+            try:
+                self.outbox.add(stream, outcome.failed, last_error=outcome.error)
+            except Exception as exc:
+                self._lost(stream, len(outcome.failed), exc, report)
+            else:
+                self._count(self.queued_rows, report.rows_queued, stream, len(outcome.failed))
+
+    def _reject_rows(
+        self, stream: str, rows: list[dict[str, Any]], reason: str, report: DeliveryReport
+    ) -> None:
+        self._count(self.rejected_rows, report.rows_rejected, stream, len(rows))
+        try:
+            self.outbox.reject(rows, reason, stream=stream)
+        except Exception as exc:
+            self._lost(stream, len(rows), exc, report)
+
+    def _lost(self, stream: str, count: int, exc: Exception, report: DeliveryReport) -> None:
+        self._count(self.lost_rows, report.rows_lost, stream, count)
+        log.error(
+            "sentinel rows not delivered nor kept; they are only in the archive",
+            stream=stream,
+            rows=count,
+            error=type(exc).__name__,
+        )
+
+    def _send(self, stream: str, rows: list[dict[str, Any]], blocked: dict[str, str]) -> _Outcome:
+        """Try to deliver `rows`; sort what did not go into kept (failed) and rejected."""
+        outcome = _Outcome()
+        sized: list[tuple[dict[str, Any], int]] = []
+        for row in rows:
+            size = json_size(row)
+            if size + 2 > self.max_request_bytes:
+                outcome.rejected.append(
+                    (
+                        [row],
+                        f"row is {size} bytes of JSON; a Logs Ingestion request takes at most "
+                        f"{self.max_request_bytes} bytes, so it can never be sent",
+                    )
+                )
+            else:
+                sized.append((row, size))
+        queue = deque(_groups(sized, self.max_request_bytes))
+        while queue:
+            group = queue.popleft()
+            if _BLOCK_ALL in blocked or stream in blocked:
+                outcome.failed.extend(group)
+                continue
+            delivered = len(group)
+            for error, failed in self._upload(stream, group):
+                delivered -= len(failed)
+                failure = _classify(error)
+                if failure.kind == "too_large" and len(failed) > 1:
+                    half = len(failed) // 2
+                    queue.appendleft(failed[half:])
+                    queue.appendleft(failed[:half])
+                elif failure.kind in ("too_large", "permanent"):
+                    reason = f"{failure.label}: {failure.detail}".rstrip(": ")
+                    outcome.rejected.append((failed, reason))
+                    log.error(
+                        "sentinel rejected rows",
+                        stream=stream,
+                        rows=len(failed),
+                        status=failure.label,
+                    )
+                else:
+                    outcome.failed.extend(failed)
+                    outcome.error = failure.label
+                    blocked[stream if failure.kind == "stream" else _BLOCK_ALL] = failure.label
+                    log.warning(
+                        "sentinel ingestion failed; rows kept in the outbox",
+                        stream=stream,
+                        rows=len(failed),
+                        status=failure.label,
+                    )
+            outcome.delivered += delivered
+        return outcome
+
+    def _upload(
+        self, stream: str, rows: list[dict[str, Any]]
+    ) -> list[tuple[BaseException, list[dict[str, Any]]]]:
+        failures: list[tuple[BaseException, list[dict[str, Any]]]] = []
+
+        def on_error(error: Any) -> None:
+            failures.append((error.error, [dict(r) for r in error.failed_logs]))
+
+        self.requests += 1
+        try:
+            self.client.upload(
+                rule_id=self.dcr_immutable_id,
+                stream_name=stream,
+                logs=rows,
+                on_error=on_error,
+                **self.upload_kwargs,
+            )
+        except Exception as exc:  # outside a chunk (never seen); treat the group as failed
+            failures = [(exc, rows)]
+        return failures
+
+    @staticmethod
+    def _count(total: Counter[str], report: Counter[str], stream: str, n: int) -> None:
+        if n:
+            total[stream] += n
+            report[stream] += n
+
+    def _log(self, message: str, report: DeliveryReport, *, always: bool = False) -> None:
+        notable = (
+            report.rows_queued
+            or report.rows_rejected
+            or report.rows_lost
+            or report.entries_delivered
+            or report.entries_kept
+            or report.entries_rejected
+            or report.error
+        )
+        fields = {
+            "delivered": sum(report.rows_delivered.values()),
+            "queued": sum(report.rows_queued.values()),
+            "rejected": sum(report.rows_rejected.values()),
+            "lost": sum(report.rows_lost.values()),
+            "outbox_delivered": report.entries_delivered,
+            "outbox_kept": report.entries_kept,
+            "outbox_rejected": report.entries_rejected,
+            "blocked": dict(report.blocked),
+        }
+        if report.remaining is not None:
+            fields["outbox_remaining"] = report.remaining
+        (log.info if notable or always else log.debug)(message, **fields)
+
+
+def sentinel_sink_from(
+    endpoint: str,
+    dcr_immutable_id: str,
+    outbox: Outbox,
+    credential: Any = None,
+    *,
+    streams: dict[str, str] | None = None,
+    upload_kwargs: dict[str, Any] | None = None,
+    max_outbox_entries_per_emit: int | None = DEFAULT_OUTBOX_ENTRIES_PER_EMIT,
+    max_outbox_seconds_per_emit: float | None = DEFAULT_OUTBOX_SECONDS_PER_EMIT,
+    **client_kwargs: Any,
+) -> SentinelSink:
+    """A SentinelSink over a real `LogsIngestionClient` for `endpoint` (the DCE, or the DCR's
+    logs-ingestion endpoint). Authenticates with `DefaultAzureCredential` (the managed
+    identity, which needs Monitoring Metrics Publisher on the DCR) unless a credential is
+    given. Retry settings (`retry_total`, `retry_backoff_factor`, `retry_backoff_max`,
+    `timeout`, `max_retry_after`, ...) override RETRY_DEFAULTS; other keywords go to the
+    client (`connection_verify`, `connection_timeout`, `read_timeout`, ...)."""
+    if credential is None:
+        from azure.identity import DefaultAzureCredential  # noqa: PLC0415 (slow import)
+
+        credential = DefaultAzureCredential()
+    retry = {
+        **RETRY_DEFAULTS,
+        **{k: client_kwargs.pop(k) for k in _RETRY_KEYS & client_kwargs.keys()},
+    }
+    client_kwargs.setdefault("connection_timeout", 10)
+    client_kwargs.setdefault("read_timeout", 60)
+    client = LogsIngestionClient(
+        endpoint=endpoint,
+        credential=credential,
+        retry_policy=IngestionRetryPolicy(**retry),
+        **client_kwargs,
+    )
+    return SentinelSink(
+        client,
+        dcr_immutable_id,
+        outbox,
+        streams,
+        upload_kwargs,
+        max_outbox_entries_per_emit=max_outbox_entries_per_emit,
+        max_outbox_seconds_per_emit=max_outbox_seconds_per_emit,
+    )

@@ -1,0 +1,485 @@
+"""A local HTTPS stand-in for the Azure Monitor Logs Ingestion API (tests only).
+
+`POST /dataCollectionRules/{dcr immutable id}/streams/{stream}?api-version=2023-01-01`, as
+the real `LogsIngestionClient` sends it (azure-formats.md §5, local-azure.md §3):
+
+* TLS on 127.0.0.1 with a self-signed certificate (SAN IP:127.0.0.1) generated at start;
+  clients trust it with `connection_verify=standin.ca_file`, so product code needs no
+  `enforce_https=False`.
+* 401 without `Authorization: Bearer <token>`; 404 for an unknown DCR id or stream; 400 for
+  another api-version; 415 for a Content-Type other than application/json.
+* The body is gunzipped when `Content-Encoding: gzip`. Over `max_body_bytes` (1,048,576, the
+  limit the service reports) as sent *or* decompressed → 413 ContentLengthLimitExceeded.
+* The body must be a JSON array of objects whose keys are a subset of the stream's declared
+  columns (from `phiwatch.schema.stream_columns`) with values of the declared types (string,
+  long, real, boolean, datetime as an ISO string, dynamic; null is allowed) → else
+  400 `{"error": {"code": "InvalidStream", ...}}`. Success: 204, rows appended to `store`.
+
+Fault injection: `fail_next(status, count, headers)` queues scripted answers (429 with
+Retry-After, 503, 400, ...) consumed by the next ingestion requests, and `outage(True)` answers
+503 to everything until `outage(False)`. Every request is recorded (`requests`).
+
+Fixture: `logs_ingestion` (function scope) — a started stand-in for one random DCR id
+declaring the three phiwatch streams; stopped afterwards.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import ipaddress
+import json
+import ssl
+import sys
+import threading
+import time
+import uuid
+import zlib
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from phiwatch.schema import TABLES, stream_columns
+
+HOST = "127.0.0.1"
+API_VERSION = "2023-01-01"
+MAX_BODY_BYTES = 1024 * 1024  # "Maximum allowed content length: 1048576 bytes (1 MB)"
+_READ_CAP = 64 * 1024 * 1024  # refuse to buffer more than this at all
+
+
+def declared_streams() -> dict[str, dict[str, str]]:
+    """phiwatch's DCR stream declarations: stream → {column: type}."""
+    return {spec.stream: {c["name"]: c["type"] for c in stream_columns(spec)} for spec in TABLES}
+
+
+def make_certificate(directory: Path) -> tuple[Path, Path]:
+    """A self-signed P-256 certificate for IP 127.0.0.1: (cert file, key file)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "phiwatch logs-ingestion stand-in")])
+    now = dt.datetime.now(dt.UTC)
+    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+        .add_extension(ski, critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "standin-cert.pem", directory / "standin-key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return cert_file, key_file
+
+
+@dataclass(frozen=True)
+class RecordedRequest:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]  # lower-case names
+    body_bytes: int  # as sent
+    raw_bytes: int | None  # decompressed (None when the body could not be read)
+    rows: int | None  # array length when the body parsed as an array
+    stream: str | None
+    status: int
+    at: float  # time.monotonic() on arrival
+
+
+@dataclass
+class _Scripted:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any] | None
+
+
+_TYPE_CHECKS = {
+    "string": lambda v: isinstance(v, str),
+    "long": lambda v: isinstance(v, int) and not isinstance(v, bool),
+    "real": lambda v: isinstance(v, int | float) and not isinstance(v, bool),
+    "boolean": lambda v: isinstance(v, bool),
+    "dynamic": lambda v: True,
+}
+
+
+def _is_datetime(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return False
+    return True
+
+
+def _check_rows(rows: Any, columns: dict[str, str]) -> str | None:
+    """Why `rows` does not match the stream declaration, or None."""
+    if not isinstance(rows, list):
+        return "the body must be a JSON array"
+    for index, row in enumerate(rows):
+        if not isinstance(row, dict):
+            return f"row {index} is not an object"
+        for key, value in row.items():
+            kind = columns.get(key)
+            if kind is None:
+                return f"row {index}: column {key!r} is not declared in the stream"
+            if value is None:
+                continue
+            ok = _is_datetime(value) if kind == "datetime" else _TYPE_CHECKS[kind](value)
+            if not ok:
+                return f"row {index}: column {key!r} is not of type {kind}"
+    return None
+
+
+class LogsIngestionStandIn:
+    def __init__(
+        self,
+        workdir: Path,
+        *,
+        dcr_id: str | None = None,
+        streams: dict[str, dict[str, str]] | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        token: str | None = None,  # when set, only this bearer token is accepted
+    ) -> None:
+        self.workdir = workdir
+        self.dcr_id = dcr_id or f"dcr-{uuid.uuid4().hex}"
+        self.streams = streams if streams is not None else declared_streams()
+        self.max_body_bytes = max_body_bytes
+        self.token = token
+        self.store: dict[str, list[dict[str, Any]]] = {s: [] for s in self.streams}
+        self.requests: list[RecordedRequest] = []
+        self._faults: deque[_Scripted] = deque()
+        self._outage = False
+        self._lock = threading.Lock()
+        self.cert_file, self.key_file = make_certificate(workdir)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self.handler_errors: list[str] = []
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.cert_file)
+
+    @property
+    def endpoint(self) -> str:
+        assert self._server is not None, "not started"
+        return f"https://{HOST}:{self._server.server_address[1]}"
+
+    def fail_next(
+        self,
+        status: int,
+        count: int = 1,
+        headers: dict[str, str] | None = None,
+        body: dict[str, Any] | None = None,
+    ) -> None:
+        """The next `count` ingestion requests get `status` (default bodies by status)."""
+        with self._lock:
+            for _ in range(count):
+                self._faults.append(_Scripted(status, dict(headers or {}), body))
+
+    def outage(self, on: bool) -> None:
+        """While on, every request gets 503 ServiceUnavailable."""
+        with self._lock:
+            self._outage = on
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def rows(self, stream: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return list(self.store[stream])
+
+    def ingest_requests(self) -> list[RecordedRequest]:
+        with self._lock:
+            return [r for r in self.requests if r.stream is not None]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> LogsIngestionStandIn:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_file, self.key_file)
+        standin = self
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):  # type: ignore[override]
+                sock, addr = super().get_request()
+                # Handshake in the handler thread, not in the accept loop.
+                return context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                ), addr
+
+            def handle_error(self, request, client_address):  # type: ignore[override]
+                standin.handler_errors.append(repr(sys.exc_info()[1]))
+
+        self._server = Server((HOST, 0), _Handler)
+        self._server.standin = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="logs-ingestion-standin",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    # ------------------------------------------------------------------ requests
+
+    def _record(self, request: RecordedRequest) -> None:
+        with self._lock:
+            self.requests.append(request)
+
+    def _next_fault(self) -> _Scripted | None:
+        with self._lock:
+            if self._outage:
+                return _Scripted(503, {}, None)
+            return self._faults.popleft() if self._faults else None
+
+    def _append(self, stream: str, rows: list[dict[str, Any]]) -> None:
+        with self._lock:
+            self.store[stream].extend(rows)
+
+
+def _error(code: str, message: str) -> dict[str, Any]:
+    return {"error": {"code": code, "message": message}}
+
+
+_DEFAULT_FAULT_BODIES = {
+    400: _error("InvalidStream", "scripted: the stream rejected the data"),
+    401: _error("InvalidAuthenticationToken", "scripted"),
+    403: _error("OperationFailed", "scripted: the caller lacks permission on the DCR"),
+    408: _error("RequestTimeout", "scripted"),
+    413: _error("ContentLengthLimitExceeded", "scripted"),
+    429: _error("TooManyRequests", "scripted: throttled"),
+    500: _error("InternalServerError", "scripted"),
+    503: _error("ServiceUnavailable", "scripted: the service is unavailable"),
+}
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    timeout = 30  # an idle keep-alive connection ends after this
+    server_version = "LogsIngestionStandIn/1"
+
+    def setup(self) -> None:
+        super().setup()
+        self.request.do_handshake()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return  # quiet: tests read `requests`
+
+    @property
+    def standin(self) -> LogsIngestionStandIn:
+        return self.server.standin  # type: ignore[attr-defined]
+
+    def do_GET(self) -> None:
+        self._drain_body()
+        self._reply(405, _error("MethodNotAllowed", "only POST"))
+
+    def do_POST(self) -> None:
+        arrived = time.monotonic()
+        url = urlsplit(self.path)
+        query = parse_qs(url.query)
+        headers = {k.lower(): v for k, v in self.headers.items()}
+        body = self._drain_body()
+        parts = url.path.split("/")
+        stream: str | None = None
+        raw_size: int | None = None
+        row_count: int | None = None
+
+        def finish(status: int, payload: dict[str, Any] | None = None, extra=None) -> None:
+            self.standin._record(
+                RecordedRequest(
+                    method="POST",
+                    path=url.path,
+                    query=query,
+                    headers=headers,
+                    body_bytes=len(body) if body is not None else -1,
+                    raw_bytes=raw_size,
+                    rows=row_count,
+                    stream=stream,
+                    status=status,
+                    at=arrived,
+                )
+            )
+            self._reply(status, payload, extra)
+
+        # /dataCollectionRules/{id}/streams/{stream}
+        if (
+            len(parts) != 5
+            or parts[0] != ""
+            or parts[1] != "dataCollectionRules"
+            or parts[3] != "streams"
+        ):
+            finish(404, _error("NotFound", "no such route"))
+            return
+        dcr_id, stream = unquote(parts[2]), unquote(parts[4])
+        if body is None:
+            finish(413 if self._too_long else 411, _error("ContentLengthRequired", "no body"))
+            return
+        fault = self.standin._next_fault()
+        if fault is not None:
+            payload = (
+                fault.body
+                if fault.body is not None
+                else _DEFAULT_FAULT_BODIES.get(
+                    fault.status, _error("Scripted", f"scripted {fault.status}")
+                )
+            )
+            finish(fault.status, payload, fault.headers)
+            return
+        auth = headers.get("authorization", "")
+        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        if not token or (self.standin.token is not None and token != self.standin.token):
+            finish(401, _error("InvalidAuthenticationToken", "a bearer token is required"))
+            return
+        if query.get("api-version") != [API_VERSION]:
+            finish(400, _error("InvalidApiVersion", f"api-version must be {API_VERSION}"))
+            return
+        if dcr_id != self.standin.dcr_id:
+            finish(404, _error("NotFound", "unknown data collection rule"))
+            return
+        columns = self.standin.streams.get(stream)
+        if columns is None:
+            finish(404, _error("NotFound", "the stream is not declared in the rule"))
+            return
+        if headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            finish(415, _error("UnsupportedMediaType", "Content-Type must be application/json"))
+            return
+        limit = self.standin.max_body_bytes
+        too_large = (
+            "ContentLengthLimitExceeded",
+            f"Maximum allowed content length: {limit} bytes (1 MB). Provided content length: "
+            "{} bytes.",
+        )
+        if len(body) > limit:
+            finish(413, _error(too_large[0], too_large[1].format(len(body))))
+            return
+        raw = body
+        if headers.get("content-encoding", "").lower() == "gzip":
+            try:
+                decompressor = zlib.decompressobj(16 + zlib.MAX_WBITS)
+                raw = decompressor.decompress(body, limit + 1)
+                if decompressor.unconsumed_tail:
+                    raw_size = (
+                        limit + 1 + len(decompressor.decompress(decompressor.unconsumed_tail))
+                    )
+                    finish(413, _error(too_large[0], too_large[1].format(raw_size)))
+                    return
+            except (zlib.error, OSError, EOFError):
+                finish(400, _error("InvalidContentEncoding", "the body is not valid gzip"))
+                return
+        raw_size = len(raw)
+        if raw_size > limit:
+            finish(413, _error(too_large[0], too_large[1].format(raw_size)))
+            return
+        try:
+            rows = json.loads(raw)
+        except (ValueError, UnicodeDecodeError):
+            finish(400, _error("InvalidPayload", "the body is not JSON"))
+            return
+        row_count = len(rows) if isinstance(rows, list) else None
+        problem = _check_rows(rows, columns)
+        if problem is not None:
+            finish(400, _error("InvalidStream", problem))
+            return
+        self.standin._append(stream, rows)
+        finish(204)
+
+    # ------------------------------------------------------------------ plumbing
+
+    _too_long = False
+
+    def _drain_body(self) -> bytes | None:
+        length = self.headers.get("Content-Length")
+        if length is None:
+            return None
+        size = int(length)
+        if size > _READ_CAP:
+            self._too_long = True
+            self.close_connection = True
+            return None
+        return self.rfile.read(size)
+
+    def _reply(
+        self,
+        status: int,
+        payload: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        self.send_response(status)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        if status == 204:
+            self.end_headers()
+            return
+        data = json.dumps(payload or {}).encode("utf-8")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("x-ms-error-code", (payload or {}).get("error", {}).get("code", ""))
+        self.end_headers()
+        self.wfile.write(data)
+
+
+@pytest.fixture
+def logs_ingestion(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LogsIngestionStandIn]:
+    """A started stand-in (random DCR id, the three phiwatch streams), stopped afterwards."""
+    standin = LogsIngestionStandIn(tmp_path_factory.mktemp("logs-ingestion")).start()
+    try:
+        yield standin
+    finally:
+        standin.stop()
