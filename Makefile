@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint format install clean
+.PHONY: demo test lint format install clean bench check-infra
 
 install: $(STAMP)
 
@@ -27,10 +27,31 @@ demo: $(STAMP)
 	$(BIN)/phiwatch replay samples/logs --out out/demo
 	$(BIN)/phiwatch archive verify out/demo/archive
 
-test: $(STAMP) $(NODE_STAMP)
+test: $(STAMP) $(NODE_STAMP) check-infra
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# Checkov (static IaC checks) on infra/, offline. Its own venv: checkov pins many packages that
+# would clash with the app's. Fails on any failed check AND on any file it cannot parse (a
+# skipped file would pass silently otherwise). Skips are inline `#checkov:skip=` comments.
+CHECKOV_VENV := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
+CHECKOV_VERSION := 3.3.30
+
+$(CHECKOV_STAMP):
+	$(PYTHON) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(CHECKOV_VENV)/bin/python -m pip install --quiet checkov==$(CHECKOV_VERSION)
+	touch $@
+
+check-infra: $(CHECKOV_STAMP)
+	$(CHECKOV_VENV)/bin/checkov -d infra --framework bicep --skip-download --compact \
+		--quiet --hard-fail-on-parsing-errors
+
+# Benchmarks on one core (bench/README: measures and targets); writes bench/results/latest.json.
+bench: $(STAMP)
+	$(BIN)/python -m bench
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -41,4 +62,4 @@ format: $(STAMP)
 	$(BIN)/ruff check --fix .
 
 clean:
-	rm -rf $(VENV) out .pytest_cache .ruff_cache *.egg-info
+	rm -rf $(VENV) $(CHECKOV_VENV) out .pytest_cache .ruff_cache *.egg-info

@@ -1,0 +1,198 @@
+"""Machine info, the summary of every measure against its target, the table, the JSON file."""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+
+TARGETS = {  # summary key: (comparison, target, unit)
+    "full_records_per_s": (">=", 50_000, "records/s"),
+    "full_ratio_to_baseline": (">=", 0.25, "x"),
+    "rss_peak_mb": ("<", 300, "MB"),
+    "batch_100_p99_ms": ("<", 50, "ms"),
+    "ingest_ratio": ("<=", 0.35, "x raw"),
+    # "State must stay bounded as the stream goes on": what is left once event time has
+    # moved past window + lateness, as a share of the state with every actor active.
+    "state_left_after_expiry": ("<=", 0.01, "x active"),
+}
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _fs_type(path: Path) -> str:
+    best, kind = "", "unknown"
+    try:
+        with open("/proc/mounts") as fh:
+            for line in fh:
+                parts = line.split()
+                if str(path).startswith(parts[1]) and len(parts[1]) > len(best):
+                    best, kind = parts[1], parts[2]
+    except OSError:
+        pass
+    return kind
+
+
+def machine_info(pinned: set[int] | None, scratch: Path) -> dict[str, Any]:
+    versions = {}
+    for dist in ("phiwatch", "orjson", "pydantic", "cryptography", "msgspec", "pysimdjson"):
+        try:
+            versions[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "cpu_count": os.cpu_count(),
+        "cpu_model": _cpu_model(),
+        "pinned_cpus": sorted(pinned) if pinned else None,
+        "python": sys.version.split()[0],
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "scratch_filesystem": _fs_type(scratch),
+        # Others may share the machine: the load when the run ended, for judging noise.
+        "load_average_1_5_15": [round(x, 2) for x in os.getloadavg()],
+        "versions": versions,
+    }
+
+
+def summarise(m: dict[str, Any]) -> dict[str, float]:
+    """One number per measure: what the smoke test checks and the table shows."""
+    stages = m["stages"]
+    out: dict[str, float] = {"baseline_records_per_s": m["baseline"]["records_per_s"]}
+    for name in ("decode", "normalise", "detect", "full"):
+        out[f"{name}_records_per_s"] = stages[name]["records_per_s"]
+        out[f"{name}_ratio_to_baseline"] = stages[name]["ratio_to_baseline"]
+    rss, state = m["memory"]["rss"], m["memory"]["state"]
+    out |= {
+        "rss_peak_mb": rss["peak_rss_mb"],
+        "rss_records": rss["records"],
+        "rss_run_records_per_s": rss["records_per_s"],
+        "state_size_active": state["active"]["state_size"],
+        "state_rss_delta_mb_active": state["active"]["rss_delta_mb"],
+        "state_bytes_per_actor": state["bytes_per_active_actor"],
+        "state_bytes_active_estimate": state["held_bytes_active_estimate"],
+        "state_size_after_expiry": state["after_expiry"]["state_size"],
+        "state_left_after_expiry": round(
+            state["after_expiry"]["state_size"] / max(state["active"]["state_size"], 1), 4
+        ),
+        "state_bytes_after_expiry_traced": state["traced"]["after_expiry"]["held_bytes"],
+        "rss_run_max_state_after_first_day": rss["max_state_size_after_first_day"],
+    }
+    for size, lat in m["batch_latency"].items():
+        out[f"batch_{size}_p50_ms"] = lat["p50_ms"]
+        out[f"batch_{size}_p99_ms"] = lat["p99_ms"]
+    out["ingest_ratio"] = m["ingest"]["ratio_to_raw_records"]
+    det = m["detection_latency"]
+    out["incidents_detected"] = det["incidents_detected"]
+    out["incidents_total"] = det["incidents_total"]
+    out["detection_max_batches_after_trigger"] = det["max_batches_after_trigger_event_rules"]
+    out["detection_max_records_after_trigger"] = det["max_records_after_trigger_event_rules"]
+    return out
+
+
+def checks(summary: dict[str, float]) -> dict[str, dict[str, Any]]:
+    ops = {">=": float.__ge__, "<": float.__lt__, "<=": float.__le__}
+    return {
+        key: {
+            "value": summary[key],
+            "target": f"{op} {target}",
+            "unit": unit,
+            "pass": bool(ops[op](float(summary[key]), float(target))),
+        }
+        for key, (op, target, unit) in TARGETS.items()
+    }
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n")
+    tmp.replace(path)
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _fmt(value: float) -> str:
+    if isinstance(value, float) and not value.is_integer():
+        return f"{value:,.3f}" if abs(value) < 10 else f"{value:,.1f}"
+    return f"{int(value):,}"
+
+
+def print_tables(result: dict[str, Any], console: Console) -> None:
+    m, summary, verdict = result["measures"], result["summary"], result["targets"]
+    stages = Table(title="Throughput, one core (median of runs)")
+    for col in ("Stage", "records/s", "x baseline", "µs/record"):
+        stages.add_column(col, justify="right" if col != "Stage" else "left")
+    base = m["baseline"]
+    stages.add_row(
+        f"baseline: {base['decoder']}.loads per body",
+        _fmt(base["records_per_s"]),
+        "1.000",
+        _fmt(1e6 / base["records_per_s"]),
+    )
+    labels = {
+        "decode": "envelope decode",
+        "normalise": "+ normalise (no detections, null archive)",
+        "detect": "+ detect (null archive)",
+        "full": "full pipeline (local archive, gzip, sign)",
+    }
+    for name, label in labels.items():
+        s = m["stages"][name]
+        stages.add_row(
+            label, _fmt(s["records_per_s"]), _fmt(s["ratio_to_baseline"]), _fmt(s["us_per_record"])
+        )
+    console.print(stages)
+
+    table = Table(title="Measures and targets")
+    for col in ("Measure", "Value", "Target", "Result"):
+        table.add_column(col)
+    for key, value in summary.items():
+        check = verdict.get(key)
+        if check:
+            mark = "[green]PASS[/]" if check["pass"] else "[red]FAIL[/]"
+            table.add_row(key, _fmt(value), f"{check['target']} {check['unit']}", mark)
+        else:
+            table.add_row(key, _fmt(value), "", "")
+    console.print(table)
+
+    det = Table(title="Detection latency per injected incident")
+    for col in (
+        "Rule",
+        "Opened by",
+        "Trigger record",
+        "Records after",
+        "Batches after",
+        "Watermark after trigger s",
+    ):
+        det.add_column(col)
+    for row in m["detection_latency"]["incidents"]:
+        if not row.get("detected"):
+            det.add_row(row["rule_id"], "[red]not detected[/]", "", "", "", "")
+            continue
+        det.add_row(
+            row["rule_id"],
+            row["opened_by"],
+            str(row["trigger_record"]),
+            str(row["records_after_trigger"]),
+            str(row["batches_after_trigger"]),
+            str(row.get("watermark_after_trigger_s", "")),
+        )
+    console.print(det)

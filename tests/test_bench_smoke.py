@@ -1,0 +1,69 @@
+"""`python -m bench --quick` runs end to end and records every measure as a number.
+
+No timing assertions: how fast the pipeline is depends on the machine; that the benchmark
+keeps measuring everything does not.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+MEASURES = (
+    "baseline_records_per_s",
+    "decode_records_per_s",
+    "decode_ratio_to_baseline",
+    "normalise_records_per_s",
+    "normalise_ratio_to_baseline",
+    "detect_records_per_s",
+    "detect_ratio_to_baseline",
+    "full_records_per_s",
+    "full_ratio_to_baseline",
+    "rss_peak_mb",
+    "rss_records",
+    "state_size_active",
+    "state_bytes_per_actor",
+    "state_bytes_active_estimate",
+    "state_size_after_expiry",
+    "state_left_after_expiry",
+    "batch_100_p50_ms",
+    "batch_100_p99_ms",
+    "batch_1000_p50_ms",
+    "batch_1000_p99_ms",
+    "ingest_ratio",
+    "incidents_detected",
+    "detection_max_batches_after_trigger",
+    "detection_max_records_after_trigger",
+)
+
+
+@pytest.mark.timeout(300)
+def test_quick_bench_reports_every_measure(tmp_path: Path) -> None:
+    out = tmp_path / "latest.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=280,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-4000:]
+    result = json.loads(out.read_text())
+
+    summary = result["summary"]
+    for key in MEASURES:
+        value = summary.get(key)
+        assert isinstance(value, int | float) and not isinstance(value, bool), key
+    for name, check in result["targets"].items():
+        assert isinstance(check["value"], int | float), name
+        assert isinstance(check["pass"], bool), name
+    incidents = result["measures"]["detection_latency"]["incidents"]
+    assert len(incidents) == result["summary"]["incidents_total"] > 0
+    machine = result["machine"]
+    assert machine["cpu_count"] and machine["python"] and machine["platform"]
