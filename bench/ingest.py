@@ -1,8 +1,9 @@
 """Bytes sent to Sentinel (Log Analytics bills ingested bytes) per byte of raw diagnostic log.
 
-Rows are what a Sentinel sink sends: `to_wire()` of every event, every alert version and
-every batch-health row, serialised with orjson. Raw is the diagnostic records themselves, as
-they would land in Log Analytics if the tenant sent the logs directly.
+Rows are what the Sentinel sink sends: `schema.wire_row()` of every event, every alert
+version and every batch-health row (no nulls, no constant columns), serialised with orjson.
+Raw is the diagnostic records themselves, as they would land in Log Analytics if the tenant
+sent the logs directly.
 """
 
 from __future__ import annotations

@@ -11,6 +11,7 @@ import orjson
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.model import Alert
 from phiwatch.pipeline import BatchResult
+from phiwatch.schema import spec_for, wire_row
 
 
 class ProbeEngine(DetectionEngine):
@@ -66,7 +67,7 @@ class Observer:
         self.rows: Counter[str] = Counter()
 
     def _wire(self, kind: str, model) -> None:
-        self.wire_bytes[kind] += len(orjson.dumps(model.to_wire()))
+        self.wire_bytes[kind] += len(orjson.dumps(wire_row(spec_for(model), model)))
         self.rows[kind] += 1
 
     def emit(self, result: BatchResult) -> None:

@@ -27,6 +27,9 @@ class TableSpec:
     renames: tuple[tuple[str, str], ...] = ()
     # TimeGenerated is required in every table; when the model has none, this column feeds it.
     time_from: str | None = None
+    # Columns with one value for every row: not sent (Log Analytics bills ingested bytes), the
+    # DCR transform adds them back, so the table is the same.
+    constants: tuple[tuple[str, str], ...] = ()
 
 
 TABLES: tuple[TableSpec, ...] = (
@@ -35,6 +38,11 @@ TABLES: tuple[TableSpec, ...] = (
         "PhiAccessEvents_CL",
         "Custom-PhiAccessEvents",
         "phiwatch: normalised PHI-access events (ASIM AuditEvent 0.1.2 aligned)",
+        constants=(
+            ("EventSchema", "AuditEvent"),
+            ("EventSchemaVersion", "0.1.2"),
+            ("EventVendor", "Microsoft"),
+        ),
     ),
     TableSpec(
         Alert,
@@ -84,18 +92,24 @@ def _la_type(annotation: Any) -> str:
     raise TypeError(f"no Log Analytics type for {annotation!r}")
 
 
-def stream_columns(spec: TableSpec) -> list[dict[str, str]]:
-    """Columns of the DCR input stream: the model's wire names, as the sink sends them."""
+def _model_columns(spec: TableSpec) -> list[dict[str, str]]:
     return [
         {"name": field.alias or name, "type": _la_type(field.annotation)}
         for name, field in spec.model.model_fields.items()
     ]
 
 
+def stream_columns(spec: TableSpec) -> list[dict[str, str]]:
+    """Columns of the DCR input stream: the model's wire names as the sink sends them (the
+    constant columns are added by the transform instead)."""
+    constants = dict(spec.constants)
+    return [c for c in _model_columns(spec) if c["name"] not in constants]
+
+
 def table_columns(spec: TableSpec) -> list[dict[str, str]]:
-    """Columns of the Log Analytics table: the stream's, renamed, with TimeGenerated."""
+    """Columns of the Log Analytics table: the model's, renamed, with TimeGenerated."""
     renames = dict(spec.renames)
-    columns = [{**c, "name": renames.get(c["name"], c["name"])} for c in stream_columns(spec)]
+    columns = [{**c, "name": renames.get(c["name"], c["name"])} for c in _model_columns(spec)]
     if not any(c["name"] == "TimeGenerated" for c in columns):
         columns.insert(0, {"name": "TimeGenerated", "type": "datetime"})
     return columns
@@ -104,11 +118,24 @@ def table_columns(spec: TableSpec) -> list[dict[str, str]]:
 def transform_kql(spec: TableSpec) -> str:
     """The DCR transform from stream to table."""
     steps = ["source"]
+    if spec.constants:
+        steps.append("extend " + ", ".join(f"{k} = '{v}'" for k, v in spec.constants))
     if spec.time_from:
         steps.append(f"extend TimeGenerated = todatetime({spec.time_from})")
     for old, new in spec.renames:
         steps.append(f"project-rename {new} = {old}")
     return " | ".join(steps)
+
+
+def wire_row(spec: TableSpec, model: BaseModel) -> dict[str, Any]:
+    """The row the sink sends: the model's wire form without nulls (a missing column is null
+    in Log Analytics anyway) and without the constants the transform adds."""
+    skip = dict(spec.constants)
+    return {k: v for k, v in model.to_wire().items() if v is not None and k not in skip}  # type: ignore[attr-defined]
+
+
+def spec_for(model: BaseModel) -> TableSpec:
+    return next(spec for spec in TABLES if isinstance(model, spec.model))
 
 
 def by_table(name: str) -> TableSpec:

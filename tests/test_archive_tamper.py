@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import orjson
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ed25519
 
 from phiwatch.archive.archive import Archive, object_name
@@ -236,3 +237,33 @@ def test_archive_object_entries_describe_lines(tmp_path):
     assert json.loads(gzip.decompress((tmp_path / entry.name).read_bytes()).splitlines()[1]) == {
         "b": 2
     }
+
+
+def test_a_seal_write_that_failed_is_finished_on_retry_without_a_second_manifest(store):
+    from phiwatch.archive.archive import seal_name
+
+    class FailSealOnce:
+        def __init__(self, inner):
+            self.inner, self.location, self.failed = inner, inner.location, False
+
+        def put_if_absent(self, name, data):
+            if name.startswith("seals/") and not self.failed:
+                self.failed = True
+                raise OSError("storage hiccup")
+            return self.inner.put_if_absent(name, data)
+
+        def get(self, name):
+            return self.inner.get(name)
+
+        def list(self, prefix=""):
+            return self.inner.list(prefix)
+
+    flaky = FailSealOnce(store)
+    batch = batches_of(records(), per_body=5, bodies_per_batch=3)[0]
+    pipeline = build_pipeline(Settings(), flaky, [CollectingSink()])
+    with pytest.raises(OSError, match="storage hiccup"):
+        pipeline.process(batch)
+    pipeline.process(batch)  # the host's retry
+    assert len(manifests(store)) == 1
+    assert Tamper(store).names(seal_name("test-5-3", batch.name))
+    assert problems(store) == []

@@ -27,7 +27,7 @@ from phiwatch.pipeline import BatchResult, Counts
 from phiwatch.replay import _batches
 from phiwatch.runtime import build_pipeline
 from phiwatch.samplegen import generate
-from phiwatch.schema import TABLES, stream_columns
+from phiwatch.schema import TABLES, spec_for, stream_columns, wire_row
 from phiwatch.sinks.outbox import BlobOutbox, LocalOutbox, Outbox, OutboxError, stream_of
 from phiwatch.sinks.sentinel import (
     DEFAULT_STREAMS,
@@ -177,7 +177,7 @@ def result(
 
 def as_json(model: Any) -> Any:
     """What a row looks like after a JSON round trip."""
-    return json.loads(json.dumps(model.to_wire()))
+    return json.loads(json.dumps(wire_row(spec_for(model), model)))
 
 
 def assert_no_phi(text: str, secrets: set[str]) -> None:
@@ -210,14 +210,18 @@ def test_request_shape_and_round_trip(logs_ingestion, credential, tmp_path, log_
     assert set(credential.scopes) == {("https://monitor.azure.com/.default",)}
     assert [r.rows for r in requests] == [4, 2, 1]
 
-    # Rows are the models' wire form: PascalCase columns of the declared stream.
+    # Rows are the models' wire form: PascalCase columns of the declared stream, in order,
+    # without nulls (a missing column is null in Log Analytics) and without the constants the
+    # DCR transform adds.
     assert logs_ingestion.rows(EVENTS) == [as_json(e) for e in events]
     assert logs_ingestion.rows(ALERTS) == [as_json(a) for a in alerts]
     assert logs_ingestion.rows(HEALTH) == [as_json(batch_health)]
     for spec in TABLES:
         declared = [c["name"] for c in stream_columns(spec)]
         for row in logs_ingestion.rows(spec.stream):
-            assert list(row) == declared
+            assert list(row) == [name for name in declared if name in row]
+            assert None not in row.values()
+            assert not set(row) & {name for name, _ in spec.constants}
     assert logs_ingestion.rows(EVENTS)[0]["TimeGenerated"] == "2026-11-02T08:00:00Z"
 
     assert sum(sink.delivered_rows.values()) == 7

@@ -50,6 +50,7 @@ class IntegrityConflict:
 class _Head:
     index: int
     link: ChainLink
+    batch: str
 
 
 def object_name(kind: str, hour: datetime | None, batch_name: str) -> str:
@@ -151,6 +152,10 @@ class Archive:
             pass
         for _ in range(CHAIN_RETRIES):
             head = self._head(slug)
+            if head is not None and head.batch == batch:
+                # Sealed before, but the seal pointer was not written: finish, don't repeat.
+                self._write_seal(seal, batch, head.link)
+                return head.link.name
             index = head.index + 1 if head else 0
             manifest = Manifest(
                 stream=slug,
@@ -170,13 +175,17 @@ class Archive:
             outcome, digest = self.store.put_if_absent(name, sign_manifest(manifest, self.signer))
             if outcome is not PutOutcome.CONFLICT:
                 self.manifests_written += outcome is PutOutcome.CREATED
-                self._heads[slug] = _Head(index, ChainLink(name=name, sha256=digest))
-                pointer = orjson.dumps({"batch": batch, "manifest": name, "sha256": digest})
-                self.store.put_if_absent(seal, pointer)
+                link = ChainLink(name=name, sha256=digest)
+                self._heads[slug] = _Head(index, link, batch)
+                self._write_seal(seal, batch, link)
                 return name
             # Another writer extended this chain (a partition that moved): read it again.
             self._heads.pop(slug, None)
         raise ArchiveIntegrityError(f"could not extend the manifest chain of {slug}")
+
+    def _write_seal(self, seal: str, batch: str, link: ChainLink) -> None:
+        pointer = {"batch": batch, "manifest": link.name, "sha256": link.sha256}
+        self.store.put_if_absent(seal, orjson.dumps(pointer))
 
     def _head(self, slug: str) -> _Head | None:
         head = self._heads.get(slug)
@@ -186,8 +195,11 @@ class Archive:
         if not names:
             return None
         latest = max(names, key=index_of)
+        data = self.store.get(latest)
         head = _Head(
-            index_of(latest), ChainLink(name=latest, sha256=sha256_hex(self.store.get(latest)))
+            index_of(latest),
+            ChainLink(name=latest, sha256=sha256_hex(data)),
+            orjson.loads(data).get("batch", ""),
         )
         self._heads[slug] = head
         return head

@@ -5,15 +5,16 @@ delivery problem: every row ends up delivered, in the outbox (transient failure:
 later), or rejected into the outbox's `rejected/` with a reason (it can never be delivered),
 and each of those is counted per stream.
 
-Requests: rows are `model.to_wire()` dicts posted to the DCR input streams of
-`phiwatch.schema.TABLES`. The sink groups rows itself so that each request's JSON array is at
-most `max_request_bytes` (1,000,000 by default) *including* separators, and hands one group
-per `LogsIngestionClient.upload` call. The client's own chunking (1 MiB summed over
-`json.dumps(row)` without the ", " separators) can produce bodies slightly over 1 MiB, which
-the service refuses with 413 ContentLengthLimitExceeded ("Maximum allowed content length:
-1048576 bytes"); with the sink's grouping the client never splits a group. A row that alone
-exceeds the limit is never sent: it is rejected. Should the service still answer 413 for a
-group, the group is halved and resent.
+Requests: rows are `phiwatch.schema.wire_row()` dicts (the wire form without nulls and
+constants) posted to the DCR input streams of `phiwatch.schema.TABLES`. The sink groups rows
+itself so that each request's JSON array is at most `max_request_bytes` (1,000,000 by
+default) *including* separators, and hands one group per `LogsIngestionClient.upload` call.
+The client's own chunking (1 MiB summed over `json.dumps(row)` without the ", " separators)
+can produce bodies slightly over 1 MiB, which the service refuses with 413
+ContentLengthLimitExceeded ("Maximum allowed content length: 1048576 bytes"); with the
+sink's grouping the client never splits a group. A row that alone exceeds the limit is never
+sent: it is rejected. Should the service still answer 413 for a group, the group is halved
+and resent.
 
 Failures (per group; `on_error` collects them, so one failed group never stops the others):
 * 400 (InvalidStream: the rows do not match the DCR stream) is permanent: rejected.
@@ -51,7 +52,7 @@ from azure.monitor.ingestion import LogsIngestionClient
 
 from phiwatch.model import AccessEvent, Alert, BatchHealth
 from phiwatch.pipeline import BatchResult
-from phiwatch.schema import TABLES
+from phiwatch.schema import TABLES, spec_for, wire_row
 from phiwatch.sinks.outbox import Outbox, OutboxEntry
 
 log = structlog.get_logger("phiwatch.sinks.sentinel")
@@ -280,7 +281,7 @@ class SentinelSink:
                 continue
             stream = self.streams[kind]
             try:
-                self._deliver_new(stream, [m.to_wire() for m in models], report)
+                self._deliver_new(stream, [wire_row(spec_for(m), m) for m in models], report)
             except Exception as exc:  # a bug, not a delivery failure: count, never raise
                 report.error = type(exc).__name__
                 self._lost(stream, len(models), exc, report)
