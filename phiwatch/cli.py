@@ -21,6 +21,7 @@ from phiwatch.archive.signer import SignerError
 from phiwatch.archive_cli import app as archive_app
 from phiwatch.config import Settings
 from phiwatch.envelope import InputError, discover
+from phiwatch.eventhubs_cli import consume_command, send_command
 from phiwatch.logs import configure_logging
 from phiwatch.pseudonym import PseudonymKeyError
 from phiwatch.replay import ReplaySummary, replay
@@ -37,6 +38,8 @@ samples_app = typer.Typer(no_args_is_help=True, help="Synthetic diagnostic logs.
 app.add_typer(samples_app, name="samples")
 app.add_typer(archive_app, name="archive")
 app.command("schema")(schema_command)
+app.command("send")(send_command)
+app.command("consume")(consume_command)
 
 out = Console()
 err = Console(stderr=True, soft_wrap=True)

@@ -1,0 +1,309 @@
+"""`phiwatch send` (publish local sample files to an Event Hub) and `phiwatch consume` (run
+the pipeline as a standalone Event Hubs consumer, outside Azure Functions)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from azure.core.exceptions import AzureError
+from azure.eventhub.exceptions import EventHubError
+from rich.console import Console
+from rich.markup import escape
+
+from detections import RegistryError
+from phiwatch.archive.signer import SignerError
+from phiwatch.config import Settings
+from phiwatch.envelope import InputError, discover
+from phiwatch.eventhub_host import (
+    SETTINGS_ERRORS,
+    ConfigurationError,
+    EventHubBatchProcessor,
+    EventHubMessage,
+    _settings_problem,
+)
+from phiwatch.eventhubs_io import (
+    DEFAULT_CONSUMER_GROUP,
+    MAX_WAIT_SECONDS,
+    START_POSITIONS,
+    BatchNotProcessed,
+    ConsumeReport,
+    ConsumerSource,
+    EventHubsConfigError,
+    EventHubsConsumer,
+    EventHubsProducer,
+    Producer,
+    SendReport,
+    check_checkpoint_store,
+    check_hub_name,
+    checkpoint_store,
+    consume,
+    describe_seqs,
+    fully_qualified_namespace,
+    one_line,
+    send_files,
+)
+from phiwatch.logs import configure_logging
+from phiwatch.pipeline import BatchResult
+from phiwatch.pseudonym import PseudonymKeyError
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+
+class StartPosition(StrEnum):
+    earliest = "earliest"
+    latest = "latest"
+
+
+NamespaceOpt = Annotated[
+    str,
+    typer.Option(
+        "--namespace",
+        envvar="EVENTHUB__fullyQualifiedNamespace",
+        help="Event Hubs namespace: NAME or NAME.servicebus.windows.net "
+        "(default: the Function App's EVENTHUB__fullyQualifiedNamespace).",
+        show_default=False,
+    ),
+]
+HubOpt = Annotated[
+    str,
+    typer.Option(
+        "--hub",
+        envvar="PHIWATCH_EVENTHUB_NAME",
+        help="Event Hub name (default: PHIWATCH_EVENTHUB_NAME).",
+        show_default=False,
+    ),
+]
+
+
+def _azure_errors() -> tuple[type[BaseException], ...]:
+    """SDK errors meaning "could not talk to Azure": auth, DNS, rights, a missing hub."""
+    return (AzureError, EventHubError)
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
+    return typer.Exit(code)
+
+
+def _azure_problem(what: str, exc: BaseException) -> typer.Exit:
+    return _fail(f"{what}: {type(exc).__name__}: {one_line(exc)}", 1)
+
+
+# Seams for tests: the real SDK clients are built here and nowhere else.
+def make_producer(namespace: str, hub: str) -> Producer:
+    return EventHubsProducer.connect(namespace, hub)
+
+
+def make_consumer(
+    namespace: str,
+    hub: str,
+    store: Any,
+    consumer_group: str,
+    *,
+    max_wait_time: float,
+    starting_position: str,
+) -> ConsumerSource:
+    return EventHubsConsumer.connect(
+        namespace,
+        hub,
+        store,
+        consumer_group,
+        max_wait_time=max_wait_time,
+        starting_position=starting_position,
+    )
+
+
+def _close(thing: object) -> None:
+    close = getattr(thing, "close", None) or getattr(thing, "stop", None)
+    if close is not None:
+        with contextlib.suppress(Exception):  # best effort on the way out
+            close()
+
+
+def send_command(
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="Files (.json, .jsonl, .ndjson, optionally .gz) or directories."),
+    ],
+    namespace: NamespaceOpt,
+    hub: HubOpt,
+) -> None:
+    """Publish local diagnostic-log files to an Event Hub (smoke-test a deployment).
+
+    Each body (a line of .jsonl, a .json file or each element of a .json array) becomes one
+    event; events go in batches under the hub's size limit. Signs in with
+    DefaultAzureCredential (the identity needs 'Azure Event Hubs Data Sender').
+    """
+    configure_logging(os.environ.get("PHIWATCH_LOG_LEVEL", "WARNING"))
+    try:
+        fqns = fully_qualified_namespace(namespace)
+        check_hub_name(hub)
+    except EventHubsConfigError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        discover(paths)  # every path is checked before anything is sent
+    except InputError as exc:
+        raise _fail(str(exc)) from None
+    report = SendReport()
+    producer: Producer | None = None
+    try:
+        producer = make_producer(fqns, hub)
+        send_files(paths, producer, report=report)
+    except InputError as exc:
+        raise _fail(f"{exc} ({report.summary()} before this)", 1) from None
+    except _azure_errors() as exc:
+        sent = f" ({report.summary()} before the failure)" if report.bodies else ""
+        raise _azure_problem(f"cannot send to {fqns}/{hub}{sent}", exc) from None
+    finally:
+        if producer is not None:
+            _close(producer)
+    out.print(f"{report.summary()} to {fqns}/{hub}", markup=False, highlight=False)
+    if report.skipped:
+        for problem in report.skipped:
+            err.print(f"[bold red]error:[/] {escape(problem)}", highlight=False)
+        raise typer.Exit(1)
+
+
+def consume_command(
+    namespace: NamespaceOpt,
+    hub: HubOpt,
+    checkpoint_store_url: Annotated[
+        str,
+        typer.Option(
+            "--checkpoint-store",
+            envvar="PHIWATCH_CHECKPOINT_STORE_URL",
+            help="Checkpoint Blob container URL, https://ACCOUNT.blob.core.windows.net/C "
+            "(DefaultAzureCredential; the container must exist). With "
+            "--checkpoint-connection-string: the container name.",
+            show_default=False,
+        ),
+    ],
+    checkpoint_connection_string: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint-connection-string",
+            envvar="PHIWATCH_CHECKPOINT_CONNECTION_STRING",
+            help="Storage connection string for the checkpoint store (Azurite: the full "
+            "string; UseDevelopmentStorage=true is not accepted).",
+            show_default=False,
+        ),
+    ] = None,
+    consumer_group: Annotated[
+        str,
+        typer.Option(
+            "--consumer-group",
+            envvar="PHIWATCH_EVENTHUB_CONSUMER_GROUP",
+            help="Consumer group. Do not share one with the Function App: both would "
+            "process every event.",
+        ),
+    ] = DEFAULT_CONSUMER_GROUP,
+    max_batches: Annotated[
+        int | None,
+        typer.Option("--max-batches", min=1, help="Stop after N batches (smoke tests)."),
+    ] = None,
+    max_wait_seconds: Annotated[
+        float,
+        typer.Option(
+            "--max-wait-seconds",
+            min=0.1,
+            help="Hand over a batch smaller than 100 events after this long.",
+        ),
+    ] = MAX_WAIT_SECONDS,
+    start_position: Annotated[
+        StartPosition,
+        typer.Option(
+            "--start-position",
+            help="Where a partition without a checkpoint starts: the oldest retained event "
+            "(as the Function App does) or only new ones.",
+        ),
+    ] = StartPosition.earliest,
+) -> None:
+    """Run the pipeline as a standalone Event Hubs consumer until Ctrl-C.
+
+    Same work as the Function App (archive, normalise, detect, Sentinel), configured by the
+    same PHIWATCH_* settings. A batch is checkpointed only after its archive write; if it
+    fails, consume stops with exit 1 and the next run receives that batch again.
+    """
+    configure_logging(os.environ.get("PHIWATCH_LOG_LEVEL", "WARNING"))
+    try:
+        fqns = fully_qualified_namespace(namespace)
+        check_hub_name(hub)
+    except EventHubsConfigError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        store = checkpoint_store(checkpoint_store_url, checkpoint_connection_string)
+    except EventHubsConfigError as exc:
+        raise _fail(str(exc)) from None
+    try:
+        settings = Settings()
+    except SETTINGS_ERRORS as exc:
+        raise _fail(f"invalid phiwatch settings: {_settings_problem(exc)}") from None
+    try:
+        processor = EventHubBatchProcessor(settings)
+    except (ConfigurationError, PseudonymKeyError, SignerError, RegistryError) as exc:
+        raise _fail(str(exc)) from None
+    try:
+        check_checkpoint_store(store, fqns, hub, consumer_group)
+    except EventHubsConfigError as exc:
+        raise _fail(str(exc)) from None
+    except _azure_errors() as exc:
+        raise _azure_problem("cannot read the checkpoint store", exc) from None
+    source: ConsumerSource | None = None
+    try:
+        source = make_consumer(
+            fqns,
+            hub,
+            store,
+            consumer_group,
+            max_wait_time=max_wait_seconds,
+            starting_position=START_POSITIONS[start_position.value],
+        )
+        partitions = getattr(source, "partition_ids", None)
+        found = f"{len(partitions())} partition(s)" if partitions is not None else "hub"
+    except EventHubsConfigError as exc:
+        raise _fail(str(exc)) from None
+    except _azure_errors() as exc:
+        if source is not None:
+            _close(source)
+        raise _azure_problem(f"cannot reach {fqns}/{hub}", exc) from None
+    err.print(
+        f"consuming {fqns}/{hub} ({found}, consumer group {consumer_group}); "
+        f"checkpoints after each archive write; Ctrl-C stops",
+        markup=False,
+        highlight=False,
+    )
+
+    def show(partition_id: str, messages: list[EventHubMessage], result: BatchResult) -> None:
+        seqs = [m.sequence_number for m in messages if m.sequence_number is not None]
+        counts = result.counts
+        out.print(
+            f"partition {partition_id}: {len(messages):,} event(s) "
+            f"({describe_seqs(min(seqs, default=None), max(seqs, default=None))}), "
+            f"{counts.records:,} records, {counts.events:,} access events, "
+            f"{sum(counts.dead_letters.values()):,} dead-letters, "
+            f"{len(result.alerts):,} alert update(s); checkpointed",
+            markup=False,
+            highlight=False,
+        )
+
+    report = ConsumeReport()
+    try:
+        consume(source, processor, stop_after=max_batches, on_batch=show, report=report)
+    except KeyboardInterrupt:
+        _close(source)
+        out.print(f"stopped (Ctrl-C): {report.summary()}", markup=False, highlight=False)
+        return
+    except BatchNotProcessed as exc:
+        _close(source)
+        raise _fail(str(exc), 1) from None
+    except _azure_errors() as exc:
+        _close(source)
+        raise _azure_problem(f"stopped receiving from {fqns}/{hub}", exc) from None
+    _close(source)
+    out.print(f"done: {report.summary()}", markup=False, highlight=False)
