@@ -10,7 +10,7 @@ checkpointed (the host retries it).
 from __future__ import annotations
 
 import base64
-from collections import Counter, OrderedDict
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -122,7 +122,7 @@ class _SeenUids:
     """
 
     def __init__(self) -> None:
-        self._seen: OrderedDict[str, float] = OrderedDict()
+        self._seen: dict[str, float] = {}  # insertion order is arrival order
         self._pending: list[str] = []
 
     def check_and_add(self, uid: str) -> bool:

@@ -45,7 +45,7 @@ class Pseudonymizer:
         if ref is None:
             msg = f"{namespace.lower()}\x1f{patient_id}".encode()
             ref = "pr_" + hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
-            if len(self._cache) > 200_000:  # bounded: a cache, not a lookup table
+            if len(self._cache) > 20_000:  # bounded: a cache, not a lookup table
                 self._cache.clear()
             self._cache[cache_key] = ref
         return ref

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right, insort
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
@@ -12,30 +11,30 @@ Entry = tuple[float, str, Any]  # (event time, EventUid, what the rule keeps of 
 
 class SlidingWindow:
     """Entries of one key in event-time order. Adding an EventUid twice is a no-op, so a
-    redelivered event can never inflate a count."""
+    redelivered event can never inflate a count (a duplicate has the same time and uid, so a
+    bisect finds it: no per-window set of uids to keep)."""
 
-    __slots__ = ("entries", "uids")
+    __slots__ = ("entries",)
 
     def __init__(self) -> None:
         self.entries: list[Entry] = []
-        self.uids: set[str] = set()
 
     def add(self, time: float, uid: str, value: Any = None) -> bool:
-        if uid in self.uids:
-            return False
-        self.uids.add(uid)
-        entry = (time, uid, value)
-        if not self.entries or time >= self.entries[-1][0]:
-            self.entries.append(entry)
-        else:  # late arrival: keep order so range queries stay exact
-            insort(self.entries, entry)
+        entries = self.entries
+        if entries and time <= entries[-1][0]:
+            at = bisect_left(entries, (time,))
+            while at < len(entries) and entries[at][0] == time:
+                if entries[at][1] == uid:
+                    return False
+                at += 1
+            insort(entries, (time, uid, value))  # late arrival: keep order for range queries
+        else:
+            entries.append((time, uid, value))
         return True
 
     def expire(self, before: float) -> None:
         cut = bisect_left(self.entries, (before,))
         if cut:
-            for _, uid, _ in self.entries[:cut]:
-                self.uids.discard(uid)
             del self.entries[:cut]
 
     def span(self, start: float, end: float) -> list[Entry]:
@@ -58,36 +57,37 @@ S = TypeVar("S")
 
 class KeyedState(Generic[S]):
     """State per key, ordered by when the key was last touched in event time, so expiring
-    idle keys costs only the keys that expire (state stays bounded as the stream goes on)."""
+    idle keys costs only the keys that expire (state stays bounded as the stream goes on).
+    One plain dict of key → [last seen, state]: a touched key moves to the end."""
 
-    __slots__ = ("_factory", "_last_seen", "_states")
+    __slots__ = ("_factory", "_states")
 
     def __init__(self, factory: Callable[[], S]) -> None:
         self._factory = factory
-        self._states: OrderedDict[str, S] = OrderedDict()
-        self._last_seen: dict[str, float] = {}
+        self._states: dict[str, list[Any]] = {}
 
     def touch(self, key: str, time: float) -> S:
-        state = self._states.get(key)
-        if state is None:
-            state = self._states[key] = self._factory()
-            self._last_seen[key] = time
-        elif time >= self._last_seen[key]:
-            self._last_seen[key] = time
-            self._states.move_to_end(key)
-        return state
+        slot = self._states.get(key)
+        if slot is None:
+            state = self._factory()
+            self._states[key] = [time, state]
+            return state
+        if time >= slot[0]:
+            slot[0] = time
+            del self._states[key]
+            self._states[key] = slot
+        return slot[1]
 
     def expire(self, before: float) -> int:
         """Drop keys last touched before `before`; returns how many went."""
-        dropped = 0
-        while self._states:
-            key = next(iter(self._states))
-            if self._last_seen[key] >= before:
+        stale = []
+        for key, slot in self._states.items():
+            if slot[0] >= before:
                 break
+            stale.append(key)
+        for key in stale:
             del self._states[key]
-            del self._last_seen[key]
-            dropped += 1
-        return dropped
+        return len(stale)
 
     def __len__(self) -> int:
         return len(self._states)

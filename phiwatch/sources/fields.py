@@ -77,7 +77,7 @@ def to_str(value: Any) -> str | None:
     return None
 
 
-@lru_cache(maxsize=65536)
+@lru_cache(maxsize=8192)
 def normalise_ip(value: str) -> str | None:
     """`::ffff:10.0.0.1`, `10.0.0.1:5123`, `[2001:db8::1]:443`, `10.0.0.0/24` → a bare address."""
     text = value.strip()
