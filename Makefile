@@ -34,10 +34,12 @@ test: $(STAMP) $(NODE_STAMP) check-infra
 
 # Checkov (static IaC checks) on infra/, offline. Its own venv: checkov pins many packages that
 # would clash with the app's. Fails on any failed check AND on any file it cannot parse (a
-# skipped file would pass silently otherwise). Skips are inline `#checkov:skip=` comments.
+# skipped file would pass silently otherwise). Skips are inline `// checkov:skip=CKV_...: reason`
+# comments in the Bicep resource they concern.
 CHECKOV_VENV := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed
 CHECKOV_VERSION := 3.3.30
+CHECKOV_JSON := $(CHECKOV_VENV)/results_json.json
 
 $(CHECKOV_STAMP):
 	$(PYTHON) -m venv $(CHECKOV_VENV)
@@ -46,8 +48,36 @@ $(CHECKOV_STAMP):
 	touch $@
 
 check-infra: $(CHECKOV_STAMP)
+	rm -f $(CHECKOV_JSON)
 	$(CHECKOV_VENV)/bin/checkov -d infra --framework bicep --skip-download --compact \
-		--quiet --hard-fail-on-parsing-errors
+		-o cli -o json --output-file-path console,$(CHECKOV_JSON)
+	$(CHECKOV_VENV)/bin/python -c "$$CHECKOV_GATE" $(CHECKOV_JSON)
+
+# checkov exits 0 when it cannot parse a file (the file is simply not checked): fail on
+# parsing errors, on failed checks, and on a scan that checked nothing.
+define CHECKOV_GATE
+import json, sys
+data = json.load(open(sys.argv[1], encoding="utf-8"))
+reports = data if isinstance(data, list) else [data]
+problems = []
+for report in reports:
+    summary = report.get("summary", report)
+    results = report.get("results", {})
+    line = "check-infra: checkov {} passed={} failed={} skipped={} parsing_errors={}".format(
+        report.get("check_type", "bicep"), summary.get("passed", 0), summary.get("failed", 0),
+        summary.get("skipped", 0), summary.get("parsing_errors", 0))
+    print(line)
+    if summary.get("parsing_errors", 0):
+        files = results.get("parsing_errors") or ["(see 'Error parsing file' above)"]
+        problems.append("checkov could not parse: " + ", ".join(map(str, files)))
+    if summary.get("failed", 0):
+        problems.append("{} failed checks".format(summary["failed"]))
+    if not summary.get("passed", 0) + summary.get("skipped", 0):
+        problems.append("checkov checked nothing in infra/")
+if problems:
+    sys.exit("check-infra FAILED: " + "; ".join(problems))
+endef
+export CHECKOV_GATE
 
 # Benchmarks on one core (bench/README: measures and targets); writes bench/results/latest.json.
 bench: $(STAMP)

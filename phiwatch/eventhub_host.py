@@ -40,6 +40,9 @@ log = structlog.get_logger("phiwatch.eventhub")
 SETTINGS_ERRORS = (ValidationError, SettingsError)
 
 
+KEY_VAULT_REFERENCE = "@Microsoft.KeyVault("
+
+
 class ConfigurationError(Exception):
     """A required setting is missing or invalid; the message names it for the operator."""
 
@@ -232,13 +235,18 @@ def health_status() -> tuple[int, dict[str, Any]]:
         body = {"status": "misconfigured", "version": phiwatch.__version__}
         return 503, body | {"problem": _settings_problem(exc)}
     archive = settings.archive_url is not None or settings.archive_dir is not None
-    key = settings.pseudonym_key is not None
+    secret = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else ""
+    # A Key Vault reference the platform could not resolve arrives as its own literal text.
+    unresolved = secret.startswith(KEY_VAULT_REFERENCE)
+    key = bool(secret) and not unresolved
     body = {
         "status": "ok" if archive and key else "degraded",
         "version": phiwatch.__version__,
         "archive_configured": archive,
         "pseudonym_key_configured": key,
     }
+    if unresolved:
+        body["problem"] = "PHIWATCH_PSEUDONYM_KEY: the Key Vault reference did not resolve"
     return (200 if archive and key else 503), body
 
 

@@ -271,6 +271,16 @@ def test_health_says_what_is_missing_or_invalid(archive_dir, monkeypatch: pytest
     assert "PHIWATCH_ALLOWED_LATENESS_SECONDS" in body["problem"] and "-5" not in body["problem"]
 
 
+def test_health_says_when_the_key_vault_reference_did_not_resolve(archive_dir, monkeypatch):
+    monkeypatch.setenv(
+        "PHIWATCH_PSEUDONYM_KEY",
+        "@Microsoft.KeyVault(VaultName=kv;SecretName=phiwatch-pseudonym-key)",
+    )
+    status, body = health_status()
+    assert status == 503 and body["pseudonym_key_configured"] is False
+    assert body["problem"] == "PHIWATCH_PSEUDONYM_KEY: the Key Vault reference did not resolve"
+
+
 # ------------------------------------------------------------------ the processor
 
 

@@ -511,8 +511,11 @@ def test_tables_and_dcr_are_built_from_the_generated_schema():
     for text in (tables, dcr):
         for key in set(re.findall(r"\bt\.(\w+)", text)):
             assert all(key in table for table in document["tables"]), key
-    assert "streamDeclarations: toObject(schema.tables, t => t.stream" in dcr
+    # Declarations are built with a for loop (checkov's Bicep parser has no lambdas), keyed by
+    # each table's stream and holding its stream columns.
+    assert "streamDeclarations: streamDeclarations" in dcr
     assert "for t in schema.tables" in dcr
+    assert "t.stream" in dcr and "t.streamColumns" in dcr
 
 
 def test_dcr_streams_match_schema_tables():

@@ -47,6 +47,14 @@ var destinationName = 'phiwatchWorkspace'
 // Built-in role "Monitoring Metrics Publisher".
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'
 var useDce = !empty(dataCollectionEndpointId)
+// streamDeclarations is an object keyed by stream name: { '<stream>': { columns: [...] } }.
+// Built as JSON text from a `for` loop rather than with toObject() and a lambda, because
+// checkov's Bicep parser (pycep) cannot parse lambdas; the deployed object is the same. The
+// stream names are `Custom-<Name>` (no characters that need JSON escaping).
+var streamDeclarationEntries = [
+  for t in schema.tables: '"${t.stream}":${string({ columns: t.streamColumns })}'
+]
+var streamDeclarations = json('{${join(streamDeclarationEntries, ',')}}')
 
 resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
   name: name
@@ -55,7 +63,7 @@ resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' = {
   properties: {
     description: 'phiwatch: normalised PHI-access events, alerts and pipeline health via the Logs Ingestion API'
     dataCollectionEndpointId: useDce ? dataCollectionEndpointId : null
-    streamDeclarations: toObject(schema.tables, t => t.stream, t => { columns: t.streamColumns })
+    streamDeclarations: streamDeclarations
     destinations: {
       logAnalytics: [
         {

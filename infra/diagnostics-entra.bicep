@@ -1,0 +1,44 @@
+// Microsoft Entra ID sign-in logs -> the phiwatch hub. Tenant scope.
+//
+//   az deployment tenant create --location <region> -f infra/diagnostics-entra.bicep \
+//     -p eventHubAuthorizationRuleId=<main.bicep output diagnosticsEventHubAuthorizationRuleId>
+//
+// (or from infra/diagnostics.bicep with includeEntraSignInLogs=true, which deploys this file
+// as a tenant-scope module.)
+//
+// Required: Microsoft Entra ID P1 or P2 (sign-in logs export); the deploying identity must be
+// Security Administrator or Global Administrator in Entra ID, AND hold an Azure role at the
+// tenant root scope "/" that allows Microsoft.Resources/deployments/write and
+// microsoft.aadiam/diagnosticSettings/write (e.g. Owner at "/", which a Global Administrator
+// grants after "Elevate access": see infra/README.md). Entra logs are global: the namespace
+// may be in any region.
+
+targetScope = 'tenant'
+
+@description('Namespace-level authorization rule (Send) of the phiwatch Event Hubs namespace (main.bicep output diagnosticsEventHubAuthorizationRuleId).')
+param eventHubAuthorizationRuleId string
+
+@description('The phiwatch hub.')
+param eventHubName string = 'diagnostics'
+
+@description('Name of the tenant diagnostic setting.')
+param settingName string = 'phiwatch'
+
+@description('Entra log categories to stream. SignInLogs = interactive user sign-ins; add NonInteractiveUserSignInLogs, ServicePrincipalSignInLogs, ManagedIdentitySignInLogs or AuditLogs as needed (each adds volume and cost).')
+param categories array = [
+  'SignInLogs'
+]
+
+resource setting 'microsoft.aadiam/diagnosticSettings@2017-04-01' = {
+  name: settingName
+  properties: {
+    eventHubAuthorizationRuleId: eventHubAuthorizationRuleId
+    eventHubName: eventHubName
+    logs: [
+      for category in categories: {
+        category: category
+        enabled: true
+      }
+    ]
+  }
+}

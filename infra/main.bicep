@@ -1,0 +1,302 @@
+// phiwatch: everything the Function App needs, in one resource group.
+//
+//   az deployment group create -g <resource group> -f infra/main.bicep \
+//     -p @infra/main.parameters.example.json
+//
+// Deploys: the Event Hubs namespace with hub `diagnostics` and consumer group `phiwatch`; the
+// Flex Consumption Function App (Python 3.11, system-assigned identity, identity-based
+// connections only) with Application Insights and its own diagnostic settings; the archive
+// storage account (immutable `phiwatch-archive`, mutable `phiwatch-outbox`); the host storage
+// account; the Key Vault with the archive signing key; the Sentinel tables, DCR (and optional
+// DCE), analytic rule and workbook through infra/sentinel/main.bicep; and the role
+// assignments (modules/roles.bicep). Then route the monitored resources' logs to the hub with
+// infra/diagnostics.bicep. Step by step, with the one-time key commands and the immutability
+// lock decision: infra/README.md.
+
+targetScope = 'resourceGroup'
+
+@description('Region of the phiwatch resources. Must be the region of the resources whose logs it monitors (diagnostic settings stream only to an Event Hubs namespace in the same region).')
+param location string = resourceGroup().location
+
+@description('Short name used in every resource name (lowercase letters and digits, 3-10).')
+@minLength(3)
+@maxLength(10)
+param baseName string = 'phiwatch'
+
+@description('Tags for every resource.')
+param tags object = {
+  application: 'phiwatch'
+}
+
+// --- Sentinel / Log Analytics (infra/sentinel) ----------------------------------------------
+
+@description('Name of the existing Log Analytics workspace that Microsoft Sentinel uses.')
+param workspaceName string
+
+@description('Resource group of the workspace (default: this resource group).')
+param workspaceResourceGroup string = resourceGroup().name
+
+@description('Name of the data collection rule (created in this resource group).')
+param dcrName string = 'dcr-phiwatch'
+
+@description('Ingest through a Data Collection Endpoint (needed for Azure Monitor Private Link).')
+param useDce bool = false
+
+@description('Interactive retention of the phiwatch tables in days (-1 = workspace default).')
+@minValue(-1)
+@maxValue(730)
+param retentionInDays int = 90
+
+@description('Total retention of the phiwatch tables in days (-1 = workspace default).')
+@minValue(-1)
+@maxValue(4383)
+param totalRetentionInDays int = 2192
+
+@description('Deploy the Sentinel analytic rule that creates incidents from PhiAlerts_CL.')
+param deployRule bool = true
+
+@description('Onboard Microsoft Sentinel on the workspace (skip when already enabled).')
+param onboardSentinel bool = false
+
+@description('Deploy the phiwatch workbook.')
+param deployWorkbook bool = true
+
+@description('Log Analytics workspace for Application Insights and the diagnostic settings of phiwatch\'s own resources; empty = the Sentinel workspace.')
+param operationsWorkspaceResourceId string = ''
+
+// --- Event Hubs -------------------------------------------------------------------------------
+
+@description('Event Hubs throughput units (Standard, 1-40). The main Event Hubs cost driver.')
+@minValue(1)
+@maxValue(40)
+param eventHubThroughputUnits int = 1
+
+@description('Let Event Hubs raise throughput units under load, up to eventHubMaximumThroughputUnits.')
+param eventHubAutoInflate bool = true
+
+@minValue(1)
+@maxValue(40)
+param eventHubMaximumThroughputUnits int = 4
+
+@description('Partitions of the diagnostics hub (1-32; fixed after creation on Standard).')
+@minValue(1)
+@maxValue(32)
+param eventHubPartitionCount int = 4
+
+@description('Days events stay in the hub (1-7): how long phiwatch can be down without losing logs.')
+@minValue(1)
+@maxValue(7)
+param eventHubMessageRetentionInDays int = 7
+
+@description('Refuse SAS on the namespace. Azure Monitor diagnostic settings can only deliver with SAS: true stops diagnostics.bicep\'s settings from delivering. See infra/README.md, "Event Hubs local authentication".')
+param eventHubDisableLocalAuth bool = false
+
+// --- Archive ----------------------------------------------------------------------------------
+
+@description('Days each archived blob version is protected from overwrite and delete (default 2190 = 6 years).')
+@minValue(1)
+@maxValue(146000)
+param archiveImmutabilityDays int = 2190
+
+@description('Whether the archive retention policy has been LOCKED (infra/README.md, "Immutability: unlocked or locked"). false = trial: this deployment creates/updates the policy Unlocked. true = production, after running the lock command once: deployments leave the locked policy alone. Locking cannot be undone.')
+param archiveImmutabilityLocked bool = false
+
+@description('Redundancy of the archive storage account.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+param archiveStorageSku string = 'Standard_GRS'
+
+@description('Send read/write/delete logs of the archive container, and the vault AuditEvent log, to the operations workspace.')
+param auditPhiwatchResources bool = true
+
+// --- Key Vault --------------------------------------------------------------------------------
+
+@description('Pseudonymisation key (hex, >= 32 bytes). Leave empty (recommended) and set it once with `az keyvault secret set` (infra/README.md). Never put a value in a parameters file in the repository.')
+@secure()
+param pseudonymKey string = ''
+
+// --- Function App -----------------------------------------------------------------------------
+
+@description('Flex Consumption: upper bound of instances (40-1000).')
+@minValue(40)
+@maxValue(1000)
+param functionMaximumInstanceCount int = 40
+
+@description('Flex Consumption: memory per instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param functionInstanceMemoryMB int = 2048
+
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param logLevel string = 'INFO'
+
+// --- Names --------------------------------------------------------------------------------------
+
+var suffix = uniqueString(resourceGroup().id)
+var base = toLower(baseName)
+var names = {
+  eventHubNamespace: 'evhns-${base}-${suffix}'
+  functionApp: 'func-${base}-${suffix}'
+  plan: 'plan-${base}-${suffix}'
+  appInsights: 'appi-${base}-${suffix}'
+  keyVault: take('kv${base}${suffix}', 24)
+  archiveStorage: take('st${base}arc${suffix}', 24)
+  hostStorage: take('st${base}fn${suffix}', 24)
+}
+var eventHubName = 'diagnostics'
+var consumerGroupName = 'phiwatch'
+var archiveContainerName = 'phiwatch-archive'
+var outboxContainerName = 'phiwatch-outbox'
+
+resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
+  name: workspaceName
+  scope: resourceGroup(workspaceResourceGroup)
+}
+
+var operationsWorkspaceId = empty(operationsWorkspaceResourceId) ? workspace.id : operationsWorkspaceResourceId
+
+// The tables, the DCR (and DCE), the analytic rule and the workbook. The DCR role for the
+// Function App is assigned in roles.bicep (the app's identity does not exist before the app,
+// and the app's settings need the DCR's outputs), so no principal id is passed here.
+module sentinel 'sentinel/main.bicep' = {
+  name: 'phiwatch-sentinel'
+  params: {
+    workspaceName: workspaceName
+    workspaceResourceGroup: workspaceResourceGroup
+    functionAppPrincipalId: ''
+    dcrName: dcrName
+    useDce: useDce
+    retentionInDays: retentionInDays
+    totalRetentionInDays: totalRetentionInDays
+    deployRule: deployRule
+    onboardSentinel: onboardSentinel
+    deployWorkbook: deployWorkbook
+  }
+}
+
+module eventHubs 'modules/eventhubs.bicep' = {
+  name: 'phiwatch-eventhubs'
+  params: {
+    name: names.eventHubNamespace
+    location: location
+    tags: tags
+    throughputUnits: eventHubThroughputUnits
+    autoInflate: eventHubAutoInflate
+    maximumThroughputUnits: eventHubMaximumThroughputUnits
+    partitionCount: eventHubPartitionCount
+    messageRetentionInDays: eventHubMessageRetentionInDays
+    disableLocalAuth: eventHubDisableLocalAuth
+    eventHubName: eventHubName
+    consumerGroupName: consumerGroupName
+  }
+}
+
+module archive 'modules/storage-archive.bicep' = {
+  name: 'phiwatch-archive'
+  params: {
+    name: names.archiveStorage
+    location: location
+    tags: tags
+    archiveSkuName: archiveStorageSku
+    archiveContainerName: archiveContainerName
+    outboxContainerName: outboxContainerName
+    immutabilityPeriodInDays: archiveImmutabilityDays
+    immutabilityPolicyLocked: archiveImmutabilityLocked
+    workspaceResourceId: auditPhiwatchResources ? operationsWorkspaceId : ''
+  }
+}
+
+module hostStorage 'modules/storage-host.bicep' = {
+  name: 'phiwatch-host-storage'
+  params: {
+    name: names.hostStorage
+    location: location
+    tags: tags
+  }
+}
+
+module keyVault 'modules/keyvault.bicep' = {
+  name: 'phiwatch-keyvault'
+  params: {
+    name: names.keyVault
+    location: location
+    tags: tags
+    pseudonymKey: pseudonymKey
+    workspaceResourceId: auditPhiwatchResources ? operationsWorkspaceId : ''
+  }
+}
+
+module functionApp 'modules/functionapp.bicep' = {
+  name: 'phiwatch-functionapp'
+  params: {
+    name: names.functionApp
+    planName: names.plan
+    appInsightsName: names.appInsights
+    location: location
+    tags: tags
+    workspaceResourceId: operationsWorkspaceId
+    hostStorageAccountName: hostStorage.outputs.accountName
+    deploymentContainerUrl: hostStorage.outputs.deploymentContainerUrl
+    eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
+    eventHubName: eventHubs.outputs.eventHubName
+    consumerGroupName: eventHubs.outputs.consumerGroupName
+    archiveUrl: archive.outputs.archiveUrl
+    outboxUrl: archive.outputs.outboxUrl
+    keyVaultName: keyVault.outputs.name
+    pseudonymSecretName: keyVault.outputs.pseudonymSecretName
+    signingKeyUrl: keyVault.outputs.signingKeyUrl
+    dcrEndpoint: sentinel.outputs.logsIngestionEndpoint
+    dcrImmutableId: sentinel.outputs.dcrImmutableId
+    logLevel: logLevel
+    maximumInstanceCount: functionMaximumInstanceCount
+    instanceMemoryMB: functionInstanceMemoryMB
+  }
+}
+
+module roles 'modules/roles.bicep' = {
+  name: 'phiwatch-roles'
+  params: {
+    principalId: functionApp.outputs.principalId
+    eventHubNamespaceName: eventHubs.outputs.namespaceName
+    eventHubName: eventHubs.outputs.eventHubName
+    archiveStorageAccountName: archive.outputs.accountName
+    archiveContainerName: archive.outputs.archiveContainerName
+    outboxContainerName: archive.outputs.outboxContainerName
+    hostStorageAccountName: hostStorage.outputs.accountName
+    keyVaultName: keyVault.outputs.name
+    dcrName: dcrName
+    appInsightsName: functionApp.outputs.appInsightsName
+  }
+  dependsOn: [
+    sentinel
+  ]
+}
+
+output functionAppName string = functionApp.outputs.name
+output functionAppPrincipalId string = functionApp.outputs.principalId
+output functionAppHealthUrl string = 'https://${functionApp.outputs.defaultHostName}/api/health'
+output eventHubNamespaceName string = eventHubs.outputs.namespaceName
+output eventHubName string = eventHubs.outputs.eventHubName
+@description('eventHubAuthorizationRuleId parameter of infra/diagnostics.bicep.')
+output diagnosticsEventHubAuthorizationRuleId string = eventHubs.outputs.diagnosticsAuthorizationRuleId
+output keyVaultName string = keyVault.outputs.name
+output archiveStorageAccountName string = archive.outputs.accountName
+output archiveUrl string = archive.outputs.archiveUrl
+output outboxUrl string = archive.outputs.outboxUrl
+output signingKeyUrl string = keyVault.outputs.signingKeyUrl
+output dcrImmutableId string = sentinel.outputs.dcrImmutableId
+output logsIngestionEndpoint string = sentinel.outputs.logsIngestionEndpoint

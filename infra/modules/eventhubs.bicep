@@ -1,0 +1,117 @@
+// Event Hubs namespace (Standard) with the hub every diagnostic setting streams to
+// (`diagnostics`) and the consumer group phiwatch reads with (`phiwatch`).
+//
+// Authentication:
+// - phiwatch reads with its managed identity (Azure Event Hubs Data Receiver on the hub,
+//   assigned in roles.bicep); it holds no connection string and no key.
+// - Azure Monitor diagnostic settings can only write to Event Hubs through a SAS
+//   authorization rule (there is no managed-identity option for that destination). The one
+//   rule here is namespace-level (diagnostic settings require that), Send only, and used
+//   only by Azure Monitor: nobody reads its key, no template calls listKeys().
+//   `disableLocalAuth: true` would make the namespace refuse that SAS and stop every
+//   diagnostic setting from delivering, so it is a parameter (default false); see
+//   infra/README.md, "Event Hubs local authentication".
+//
+// Network: public endpoint, TLS 1.2 minimum. Diagnostic settings deliver as a trusted
+// Microsoft service and the Flex Consumption app (without VNet integration) connects over
+// the public endpoint; see infra/README.md, "Network exposure".
+
+@description('Name of the Event Hubs namespace.')
+param name string
+
+@description('Region. Diagnostic settings of regional resources can only stream to a namespace in the same region.')
+param location string
+
+@description('Throughput units (Standard: 1-40). Each is 1 MB/s or 1,000 events/s in, 2 MB/s out; billed per hour.')
+@minValue(1)
+@maxValue(40)
+param throughputUnits int = 1
+
+@description('Let Event Hubs raise the throughput units automatically under load (never lowers them).')
+param autoInflate bool = true
+
+@description('Upper bound for auto-inflate (ignored when autoInflate is false).')
+@minValue(1)
+@maxValue(40)
+param maximumThroughputUnits int = 4
+
+@description('Partitions of the diagnostics hub (Standard: 1-32). Fixed after creation on Standard; also the upper bound of parallel Function App instances reading the hub.')
+@minValue(1)
+@maxValue(32)
+param partitionCount int = 4
+
+@description('Days an event stays in the hub (Standard: 1-7): how long phiwatch can be stopped without losing logs.')
+@minValue(1)
+@maxValue(7)
+param messageRetentionInDays int = 7
+
+@description('Refuse SAS (shared key) authentication on the namespace. Azure Monitor diagnostic settings can only deliver with SAS, so true stops log delivery; see infra/README.md.')
+param disableLocalAuth bool = false
+
+@description('Name of the hub the diagnostic settings stream to (PHIWATCH_EVENTHUB_NAME).')
+param eventHubName string = 'diagnostics'
+
+@description('Consumer group phiwatch reads with (PHIWATCH_EVENTHUB_CONSUMER_GROUP).')
+param consumerGroupName string = 'phiwatch'
+
+@description('Name of the Send-only authorization rule that diagnostic settings use.')
+param diagnosticsRuleName string = 'phiwatch-diagnostics-send'
+
+param tags object = {}
+
+resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
+  name: name
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+    tier: 'Standard'
+    capacity: throughputUnits
+  }
+  properties: {
+    minimumTlsVersion: '1.2'
+    disableLocalAuth: disableLocalAuth
+    publicNetworkAccess: 'Enabled'
+    isAutoInflateEnabled: autoInflate
+    maximumThroughputUnits: autoInflate ? maximumThroughputUnits : 0
+  }
+}
+
+resource hub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = {
+  parent: namespace
+  name: eventHubName
+  properties: {
+    partitionCount: partitionCount
+    messageRetentionInDays: messageRetentionInDays
+  }
+}
+
+resource consumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = {
+  parent: hub
+  name: consumerGroupName
+  properties: {
+    userMetadata: 'phiwatch Function App (Event Hubs trigger)'
+  }
+}
+
+// Used only by Azure Monitor diagnostic settings (diagnostics.bicep). Send only: it cannot
+// read the hub or manage the namespace.
+resource diagnosticsRule 'Microsoft.EventHub/namespaces/authorizationRules@2024-01-01' = {
+  parent: namespace
+  name: diagnosticsRuleName
+  properties: {
+    rights: [
+      'Send'
+    ]
+  }
+}
+
+output namespaceName string = namespace.name
+output namespaceId string = namespace.id
+output eventHubName string = hub.name
+output eventHubId string = hub.id
+output consumerGroupName string = consumerGroup.name
+@description('Host name for EVENTHUB__fullyQualifiedNamespace (<namespace>.servicebus.windows.net).')
+output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '//')[1], ':')[0]
+@description('eventHubAuthorizationRuleId for diagnostics.bicep.')
+output diagnosticsAuthorizationRuleId string = diagnosticsRule.id

@@ -1,0 +1,267 @@
+// The phiwatch Function App on the Flex Consumption plan (FC1), Python 3.11, with a
+// system-assigned managed identity and identity-based connections only: no connection string
+// with a key, no storage key, no SAS anywhere in its settings.
+//
+// - Event Hubs trigger: connection prefix EVENTHUB -> EVENTHUB__fullyQualifiedNamespace.
+// - Host storage (AzureWebJobsStorage__accountName) and the deployment package container
+//   (functionAppConfig.deployment.storage) by identity.
+// - Archive and outbox by URL (the app uses DefaultAzureCredential).
+// - PHIWATCH_PSEUDONYM_KEY is a Key Vault reference, resolved by the platform with the
+//   identity; PHIWATCH_ARCHIVE_SIGNING_KEY_URL is a Key Vault key the app signs through.
+// - Application Insights with local authentication disabled: telemetry is accepted only with
+//   an Entra ID token (APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD). Its
+//   connection string carries an instrumentation key that is an identifier, not a secret,
+//   once local auth is off.
+// - FUNCTIONS_WORKER_RUNTIME is NOT an app setting: Flex Consumption rejects it (and
+//   FUNCTIONS_EXTENSION_VERSION); the runtime is functionAppConfig.runtime (python 3.11).
+//
+// The role assignments the identity needs are in roles.bicep.
+
+@description('Function App name (also the default host name).')
+param name string
+
+@description('Flex Consumption plan name.')
+param planName string
+
+@description('Application Insights component name.')
+param appInsightsName string
+
+param location string
+
+@description('Log Analytics workspace for Application Insights and the Function App diagnostic settings.')
+param workspaceResourceId string
+
+@description('Host storage account (AzureWebJobsStorage by identity).')
+param hostStorageAccountName string
+
+@description('URL of the blob container that holds the deployment package.')
+param deploymentContainerUrl string
+
+@description('<namespace>.servicebus.windows.net')
+param eventHubFullyQualifiedNamespace string
+
+@description('PHIWATCH_EVENTHUB_NAME')
+param eventHubName string = 'diagnostics'
+
+@description('PHIWATCH_EVENTHUB_CONSUMER_GROUP')
+param consumerGroupName string = 'phiwatch'
+
+@description('PHIWATCH_ARCHIVE_URL: the immutable archive container.')
+param archiveUrl string
+
+@description('PHIWATCH_OUTBOX_URL: the mutable outbox container.')
+param outboxUrl string
+
+@description('Key Vault that holds the pseudonymisation secret and the signing key.')
+param keyVaultName string
+
+@description('Name of the pseudonymisation secret.')
+param pseudonymSecretName string = 'phiwatch-pseudonym-key'
+
+@description('PHIWATCH_ARCHIVE_SIGNING_KEY_URL: the Key Vault EC P-256 key (versionless URL).')
+param signingKeyUrl string
+
+@description('PHIWATCH_DCR_ENDPOINT (infra/sentinel output logsIngestionEndpoint).')
+param dcrEndpoint string
+
+@description('PHIWATCH_DCR_IMMUTABLE_ID (infra/sentinel output dcrImmutableId).')
+param dcrImmutableId string
+
+@description('PHIWATCH_LOG_LEVEL')
+@allowed([
+  'DEBUG'
+  'INFO'
+  'WARNING'
+  'ERROR'
+])
+param logLevel string = 'INFO'
+
+@description('Flex Consumption: upper bound of instances (40-1000). The Event Hubs trigger uses at most one instance per partition.')
+@minValue(40)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Flex Consumption: memory per instance in MB (billed as GB-seconds).')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+param tags object = {}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_225: Zone redundancy for Flex Consumption exists only in some regions; an outage only delays processing (events wait in the hub for up to 7 days and the app resumes from its checkpoints).
+    reserved: true
+  }
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' = {
+  name: appInsightsName
+  location: location
+  tags: tags
+  kind: 'web'
+  properties: {
+    Application_Type: 'web'
+    WorkspaceResourceId: workspaceResourceId
+    IngestionMode: 'LogAnalytics'
+    DisableLocalAuth: true
+    publicNetworkAccessForIngestion: 'Enabled'
+    publicNetworkAccessForQuery: 'Enabled'
+  }
+}
+
+
+resource site 'Microsoft.Web/sites@2024-04-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'SystemAssigned'
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_17: Client certificates would protect nothing here: the only HTTP function is the anonymous /api/health (it reveals only configured / not configured); every other trigger pulls from Event Hubs or runs on a timer.
+    // checkov:skip=CKV_AZURE_222: No VNet in this deployment (infra/README.md, Network exposure): the app has no HTTP API beyond the anonymous /api/health, and its triggers pull (Event Hubs, timer), so public inbound access exposes nothing else.
+    // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero; always-ready instances would bill around the clock. Nothing is lost while an instance starts: events wait in the hub (7-day retention) and the app resumes from its checkpoints.
+    // checkov:skip=CKV_AZURE_213: The platform health check recycles instances that fail one path; /api/health reports configuration (503 when misconfigured), which a recycle cannot fix, so it would only cause churn. Monitor /api/health with an Application Insights availability test instead.
+    serverFarmId: plan.id
+    httpsOnly: true
+    publicNetworkAccess: 'Enabled'
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      appSettings: [
+        // Host storage by identity (Flex Consumption): no AzureWebJobsStorage connection string.
+        {
+          name: 'AzureWebJobsStorage__accountName'
+          value: hostStorageAccountName
+        }
+        {
+          name: 'AzureWebJobsStorage__credential'
+          value: 'managedidentity'
+        }
+        // Event Hubs trigger connection "EVENTHUB" by identity.
+        {
+          name: 'EVENTHUB__fullyQualifiedNamespace'
+          value: eventHubFullyQualifiedNamespace
+        }
+        {
+          name: 'EVENTHUB__credential'
+          value: 'managedidentity'
+        }
+        {
+          name: 'PHIWATCH_EVENTHUB_NAME'
+          value: eventHubName
+        }
+        {
+          name: 'PHIWATCH_EVENTHUB_CONSUMER_GROUP'
+          value: consumerGroupName
+        }
+        {
+          name: 'PHIWATCH_ARCHIVE_URL'
+          value: archiveUrl
+        }
+        {
+          name: 'PHIWATCH_ARCHIVE_REQUIRE_IMMUTABILITY'
+          value: 'true'
+        }
+        {
+          name: 'PHIWATCH_OUTBOX_URL'
+          value: outboxUrl
+        }
+        {
+          name: 'PHIWATCH_PSEUDONYM_KEY'
+          value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${pseudonymSecretName})'
+        }
+        {
+          name: 'PHIWATCH_ALLOW_GENERATED_KEY'
+          value: 'false'
+        }
+        {
+          name: 'PHIWATCH_ARCHIVE_SIGNING_KEY_URL'
+          value: signingKeyUrl
+        }
+        {
+          name: 'PHIWATCH_DCR_ENDPOINT'
+          value: dcrEndpoint
+        }
+        {
+          name: 'PHIWATCH_DCR_IMMUTABLE_ID'
+          value: dcrImmutableId
+        }
+        {
+          name: 'PHIWATCH_LOG_LEVEL'
+          value: logLevel
+        }
+        // Entra ID-only telemetry (the component has local auth disabled).
+        {
+          name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+          value: appInsights.properties.ConnectionString
+        }
+        {
+          name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+          value: 'Authorization=AAD'
+        }
+      ]
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'SystemAssignedIdentity'
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// The Function App's own logs (host and function logs) in Log Analytics.
+resource siteDiagnostics 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = {
+  name: 'phiwatch-functionapp'
+  scope: site
+  properties: {
+    workspaceId: workspaceResourceId
+    logs: [
+      {
+        category: 'FunctionAppLogs'
+        enabled: true
+      }
+    ]
+    metrics: [
+      {
+        category: 'AllMetrics'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output name string = site.name
+output id string = site.id
+output principalId string = site.identity.principalId
+output defaultHostName string = site.properties.defaultHostName
+output appInsightsName string = appInsights.name

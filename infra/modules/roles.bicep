@@ -1,0 +1,171 @@
+// Every role the phiwatch Function App's managed identity holds, each on the narrowest
+// scope Azure RBAC allows for what the app does. tests/test_infra_properties.py checks each
+// (role, scope) pair.
+//
+// | Role (built-in id)                                           | Scope                     | Why |
+// |--------------------------------------------------------------|---------------------------|-----|
+// | Azure Event Hubs Data Receiver (a638d3c7-...-5f17a39d4fde)   | hub `diagnostics`         | the Event Hubs trigger reads the hub; consumer groups cannot be an RBAC scope, the hub is the narrowest |
+// | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-archive | create archive blobs; the narrowest built-in role that can create blobs. It could also overwrite and delete: the container's immutability policy, not RBAC, prevents that |
+// | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-outbox | write, read and delete outbox entries |
+// | Storage Blob Data Owner (b7e6dc6d-...-fe8ebbd0d3bb)          | host storage account      | AzureWebJobsStorage and the Flex deployment package: the host creates its own containers (azure-webjobs-*), so it needs the account; this account holds nothing else |
+// | Monitoring Metrics Publisher (3913510d-...-420c390055eb)     | the DCR                   | upload to Sentinel through the Logs Ingestion API |
+// | Monitoring Metrics Publisher (3913510d-...-420c390055eb)     | Application Insights      | Entra ID-authenticated telemetry (local auth is disabled on the component) |
+// | Key Vault Crypto User (12338af0-...-57ae8d297424)            | the vault                 | read the signing key's public part and sign with it (the vault holds only phiwatch's two objects) |
+// | Key Vault Secrets User (4633458b-...-0445c86b69e6)           | the vault                 | resolve the PHIWATCH_PSEUDONYM_KEY Key Vault reference. The secret may not exist when this deploys (it is set once afterwards), so it cannot be the scope |
+//
+// New role assignments take effect within minutes, up to 30 minutes for the DCR; until then
+// the app's calls fail with 403 and are retried.
+
+@description('Object (principal) id of the Function App system-assigned managed identity.')
+param principalId string
+
+param eventHubNamespaceName string
+param eventHubName string
+param archiveStorageAccountName string
+param archiveContainerName string
+param outboxContainerName string
+param hostStorageAccountName string
+param keyVaultName string
+param dcrName string
+param appInsightsName string
+
+var roles = {
+  eventHubsDataReceiver: 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
+  storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
+  storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
+  keyVaultCryptoUser: '12338af0-0e69-4776-bea7-57ae8d297424'
+  keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
+}
+
+resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
+  name: eventHubNamespaceName
+}
+
+resource hub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
+  parent: namespace
+  name: eventHubName
+}
+
+resource archiveAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: archiveStorageAccountName
+}
+
+resource archiveBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' existing = {
+  parent: archiveAccount
+  name: 'default'
+}
+
+resource archiveContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: archiveBlobService
+  name: archiveContainerName
+}
+
+resource outboxContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: archiveBlobService
+  name: outboxContainerName
+}
+
+resource hostAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: hostStorageAccountName
+}
+
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+  name: keyVaultName
+}
+
+resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' existing = {
+  name: dcrName
+}
+
+resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
+  name: appInsightsName
+}
+
+resource hubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hub.id, principalId, roles.eventHubsDataReceiver)
+  scope: hub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataReceiver)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: read the diagnostics hub (Event Hubs trigger)'
+  }
+}
+
+resource archiveWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(archiveContainer.id, principalId, roles.storageBlobDataContributor)
+  scope: archiveContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: create archive blobs (overwrite and delete are stopped by the immutability policy)'
+  }
+}
+
+resource outboxWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(outboxContainer.id, principalId, roles.storageBlobDataContributor)
+  scope: outboxContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: keep undelivered Sentinel rows in the outbox'
+  }
+}
+
+resource hostStorageOwner 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(hostAccount.id, principalId, roles.storageBlobDataOwner)
+  scope: hostAccount
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataOwner)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: Functions host storage (AzureWebJobsStorage) and deployment package'
+  }
+}
+
+resource dcrPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(dcr.id, principalId, roles.monitoringMetricsPublisher)
+  scope: dcr
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: upload to this DCR through the Logs Ingestion API'
+  }
+}
+
+resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(appInsights.id, principalId, roles.monitoringMetricsPublisher)
+  scope: appInsights
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.monitoringMetricsPublisher)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: Entra ID-authenticated Application Insights telemetry'
+  }
+}
+
+resource signer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, principalId, roles.keyVaultCryptoUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultCryptoUser)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: sign archive manifests with the Key Vault key (ES256)'
+  }
+}
+
+resource secretReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(vault.id, principalId, roles.keyVaultSecretsUser)
+  scope: vault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: resolve the PHIWATCH_PSEUDONYM_KEY Key Vault reference'
+  }
+}

@@ -1,0 +1,221 @@
+// The phiwatch audit archive and the Sentinel outbox, in one storage account that holds
+// nothing else.
+//
+// - `phiwatch-archive` (PHIWATCH_ARCHIVE_URL): raw diagnostic records and signed manifests,
+//   written create-only by the Function App. The container has version-level immutability
+//   (WORM) with a default time-based retention policy: every blob version is protected from
+//   overwrite and delete for `immutabilityPeriodInDays` after it is written. That policy, not
+//   RBAC, is what stops overwrite and delete: the app's role (Storage Blob Data Contributor
+//   on this container, roles.bicep) is the narrowest built-in role that can create blobs,
+//   and it could otherwise also overwrite and delete them.
+// - `phiwatch-outbox` (PHIWATCH_OUTBOX_URL): rows Sentinel has not accepted yet. The app
+//   rewrites and deletes them, so this container must NOT be immutable.
+//
+// Account: no anonymous access, no shared key (Entra ID only), TLS 1.2, HTTPS only, blob
+// versioning (required by version-level immutability), soft delete for blobs and
+// containers. Versioning applies to the outbox too, so a lifecycle rule removes the outbox's
+// previous versions after `outboxVersionRetentionDays`.
+//
+// Locking (immutabilityPolicyLocked): Azure Resource Manager creates the container policy
+// Unlocked and cannot lock it (locking is a separate action, and a locked policy can no
+// longer be written by a deployment). Lock it once with the commands in infra/README.md
+// ("Immutability: unlocked or locked"), then set immutabilityPolicyLocked=true so that later
+// deployments leave the locked policy alone. A locked policy cannot be unlocked, shortened or
+// deleted, and the account cannot be deleted while it holds protected versions.
+
+@description('Storage account name (3-24 lowercase letters and digits).')
+@minLength(3)
+@maxLength(24)
+param name string
+
+param location string
+
+@description('Redundancy of the archive. Geo-redundant by default: the archive is the evidence of record.')
+@allowed([
+  'Standard_LRS'
+  'Standard_ZRS'
+  'Standard_GRS'
+  'Standard_RAGRS'
+  'Standard_GZRS'
+  'Standard_RAGZRS'
+])
+param archiveSkuName string = 'Standard_GRS'
+
+@description('Archive container (PHIWATCH_ARCHIVE_URL).')
+param archiveContainerName string = 'phiwatch-archive'
+
+@description('Outbox container (PHIWATCH_OUTBOX_URL); mutable.')
+param outboxContainerName string = 'phiwatch-outbox'
+
+@description('Days each archived blob version is protected from overwrite and delete (default 2190 = 6 years).')
+@minValue(1)
+@maxValue(146000)
+param immutabilityPeriodInDays int = 2190
+
+@description('false: this deployment creates or updates the (Unlocked) retention policy. true: the policy has been locked with the README commands and deployments must not touch it.')
+param immutabilityPolicyLocked bool = false
+
+@description('Soft-delete retention for blobs and containers, in days.')
+@minValue(1)
+@maxValue(365)
+param deleteRetentionDays int = 14
+
+@description('Days before previous versions of outbox blobs are deleted (versioning is on for the whole account).')
+@minValue(1)
+param outboxVersionRetentionDays int = 7
+
+@description('Resource id of the Log Analytics workspace that receives the archive access logs; empty = none.')
+param workspaceResourceId string = ''
+
+param tags object = {}
+
+resource archiveAccount 'Microsoft.Storage/storageAccounts@2023-05-01' = {
+  name: name
+  location: location
+  tags: tags
+  kind: 'StorageV2'
+  sku: {
+    name: archiveSkuName
+  }
+  properties: {
+    // checkov:skip=CKV_AZURE_35: No VNet in this deployment: the Flex Consumption app reaches the archive over the public endpoint (Entra ID only, shared key disabled). Private endpoint + VNet integration is the documented hardening (infra/README.md, Network exposure).
+    // checkov:skip=CKV_AZURE_59: Same decision as CKV_AZURE_35: public network access stays enabled until the app is VNet-integrated; every request still needs an Entra ID token and RBAC.
+    accessTier: 'Hot'
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    defaultToOAuthAuthentication: true
+    minimumTlsVersion: 'TLS1_2'
+    supportsHttpsTrafficOnly: true
+    allowCrossTenantReplication: false
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+    encryption: {
+      keySource: 'Microsoft.Storage'
+      requireInfrastructureEncryption: true
+      services: {
+        blob: {
+          enabled: true
+          keyType: 'Account'
+        }
+      }
+    }
+  }
+}
+
+resource archiveBlobService 'Microsoft.Storage/storageAccounts/blobServices@2023-05-01' = {
+  parent: archiveAccount
+  name: 'default'
+  properties: {
+    isVersioningEnabled: true
+    deleteRetentionPolicy: {
+      enabled: true
+      days: deleteRetentionDays
+    }
+    containerDeleteRetentionPolicy: {
+      enabled: true
+      days: deleteRetentionDays
+    }
+  }
+}
+
+resource archiveContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: archiveBlobService
+  name: archiveContainerName
+  properties: {
+    publicAccess: 'None'
+    // Version-level immutability (WORM); cannot be turned off once enabled.
+    immutableStorageWithVersioning: {
+      enabled: true
+    }
+  }
+}
+
+// The container's default time-based retention policy: every new blob version is protected
+// for immutabilityPeriodInDays. Created Unlocked (ARM cannot lock); see the header.
+resource archiveRetention 'Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies@2023-05-01' = if (!immutabilityPolicyLocked) {
+  parent: archiveContainer
+  name: 'default'
+  properties: {
+    immutabilityPeriodSinceCreationInDays: immutabilityPeriodInDays
+    allowProtectedAppendWrites: false
+    allowProtectedAppendWritesAll: false
+  }
+}
+
+// Mutable on purpose: the outbox rewrites and deletes its entries. No immutability here.
+resource outboxContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: archiveBlobService
+  name: outboxContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
+resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
+  parent: archiveAccount
+  name: 'default'
+  properties: {
+    policy: {
+      rules: [
+        {
+          name: 'outbox-delete-previous-versions'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${outboxContainerName}/'
+              ]
+            }
+            actions: {
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: outboxVersionRetentionDays
+                }
+              }
+            }
+          }
+        }
+      ]
+    }
+  }
+}
+
+// Who read, wrote or tried to delete archive blobs, in Log Analytics. Never route these logs
+// to the phiwatch hub: every archive write would produce a log that phiwatch archives again.
+resource archiveAccessLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (!empty(workspaceResourceId)) {
+  name: 'phiwatch-archive-access'
+  scope: archiveBlobService
+  properties: {
+    workspaceId: workspaceResourceId
+    logs: [
+      {
+        category: 'StorageRead'
+        enabled: true
+      }
+      {
+        category: 'StorageWrite'
+        enabled: true
+      }
+      {
+        category: 'StorageDelete'
+        enabled: true
+      }
+    ]
+  }
+}
+
+output accountName string = archiveAccount.name
+output accountId string = archiveAccount.id
+output archiveContainerName string = archiveContainer.name
+output outboxContainerName string = outboxContainer.name
+@description('PHIWATCH_ARCHIVE_URL')
+output archiveUrl string = '${archiveAccount.properties.primaryEndpoints.blob}${archiveContainer.name}'
+@description('PHIWATCH_OUTBOX_URL')
+output outboxUrl string = '${archiveAccount.properties.primaryEndpoints.blob}${outboxContainer.name}'

@@ -1,0 +1,886 @@
+"""The security properties of infra/ that matter, asserted on the Bicep text.
+
+Bicep cannot be compiled here, so this reads the templates with a small string- and
+comment-aware parser: it finds each `resource` block, its type, its condition and its body,
+and checks the properties by value. Every check is a function that raises AssertionError with
+the property and the reason it matters, so that `test_checks_catch_*` can prove, on edited
+copies of the real files, that dropping a property fails the suite.
+
+checkov (`make check-infra`) runs its generic rules on the same files; this file pins
+phiwatch's own decisions: no anonymous or shared-key access, an immutable archive and a
+mutable outbox, identity-only connections, and each role on the narrowest scope.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+INFRA = ROOT / "infra"
+
+Files = Mapping[str, str]  # path relative to infra/ -> text
+
+# Built-in role definition ids.
+EVENT_HUBS_DATA_RECEIVER = "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
+STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
+STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
+KEY_VAULT_CRYPTO_USER = "12338af0-0e69-4776-bea7-57ae8d297424"
+KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
+
+
+# --- a light Bicep reader ------------------------------------------------------------------
+
+
+def strip_comments(text: str) -> str:
+    """The text without // and /* */ comments; string literals (with their escapes) kept."""
+    out: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        c = text[i]
+        if c == "'":
+            j = i + 1
+            while j < n and text[j] != "'":
+                j += 2 if text[j] == "\\" else 1
+            out.append(text[i : j + 1])
+            i = j + 1
+        elif text.startswith("//", i):
+            i = text.find("\n", i)
+            i = n if i < 0 else i
+        elif text.startswith("/*", i):
+            end = text.find("*/", i + 2)
+            i = n if end < 0 else end + 2
+        else:
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _block_end(text: str, start: int) -> int:
+    """Index just past the bracket that closes the one at `start` (strings skipped)."""
+    pairs = {"{": "}", "[": "]", "(": ")"}
+    stack = [pairs[text[start]]]
+    i = start + 1
+    while stack:
+        c = text[i]
+        if c == "'":
+            i += 1
+            while text[i] != "'":
+                i += 2 if text[i] == "\\" else 1
+        elif c in pairs:
+            stack.append(pairs[c])
+        elif c == stack[-1]:
+            stack.pop()
+        i += 1
+    return i
+
+
+_RESOURCE = re.compile(
+    r"^resource (\w+) '([^'@]+)@([^']+)'( existing)? = (?:if \((.*?)\) )?[{\[]", re.MULTILINE
+)
+
+
+@dataclass(frozen=True)
+class Resource:
+    file: str
+    symbol: str
+    type: str
+    existing: bool
+    condition: str | None
+    body: str  # without comments
+
+    def prop(self, key: str) -> str | None:
+        """The value of the first `key: value` line in the body (any depth)."""
+        m = re.search(rf"^\s*{re.escape(key)}: (.+?)\s*$", self.body, re.MULTILINE)
+        return m.group(1) if m else None
+
+    def block(self, key: str) -> str | None:
+        """The `{...}` or `[...]` value of the first `key:` in the body."""
+        m = re.search(rf"^\s*{re.escape(key)}: ([{{\[])", self.body, re.MULTILINE)
+        if not m:
+            return None
+        return self.body[m.start(1) : _block_end(self.body, m.start(1))]
+
+
+def resources(files: Files, type_: str | None = None, *, existing: bool = False) -> list[Resource]:
+    found = []
+    for name, text in files.items():
+        if not name.endswith(".bicep"):
+            continue
+        code = strip_comments(text)
+        for m in _RESOURCE.finditer(code):
+            open_at = m.end() - 1
+            found.append(
+                Resource(
+                    file=name,
+                    symbol=m.group(1),
+                    type=m.group(2),
+                    existing=bool(m.group(4)),
+                    condition=m.group(5),
+                    body=code[open_at : _block_end(code, open_at)],
+                )
+            )
+    return [r for r in found if (type_ is None or r.type == type_) and (existing or not r.existing)]
+
+
+def one(found: list[Resource], what: str) -> Resource:
+    assert len(found) == 1, f"expected exactly one {what}, found {len(found)}"
+    return found[0]
+
+
+def param_default(text: str, name: str) -> str | None:
+    m = re.search(rf"^param {name} \w+ = (.+?)\s*$", strip_comments(text), re.MULTILINE)
+    return m.group(1) if m else None
+
+
+def param_description(text: str, name: str) -> str:
+    """The @description text right above `param name` (decorators may be in any order)."""
+    m = re.search(rf"((?:^@.*\n)+)param {name} ", text, re.MULTILINE)
+    assert m, f"param {name} has no decorators (no @description)"
+    desc = re.search(r"@description\('((?:[^'\\]|\\.)*)'\)", m.group(1))
+    assert desc, f"param {name} has no @description"
+    return desc.group(1)
+
+
+def load_files(root: Path = INFRA) -> dict[str, str]:
+    return {
+        str(p.relative_to(root)): p.read_text(encoding="utf-8")
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and p.suffix in {".bicep", ".json", ".md"}
+    }
+
+
+# --- the checks ------------------------------------------------------------------------------
+
+
+def check_storage_accounts(files: Files) -> None:
+    accounts = resources(files, "Microsoft.Storage/storageAccounts")
+    assert {a.file for a in accounts} >= {
+        "modules/storage-archive.bicep",
+        "modules/storage-host.bicep",
+    }, "phiwatch's storage accounts (archive, host) must be defined in infra/modules"
+    for a in accounts:
+        where = f"{a.file} ({a.symbol})"
+        assert a.prop("allowBlobPublicAccess") == "false", (
+            f"{where}: allowBlobPublicAccess must be false: the archive holds raw PHI audit "
+            "records, and no container may ever be readable anonymously"
+        )
+        assert a.prop("allowSharedKeyAccess") == "false", (
+            f"{where}: allowSharedKeyAccess must be false: an account key bypasses RBAC and "
+            "the audit trail of who wrote what; phiwatch reaches storage only by identity"
+        )
+        assert a.prop("minimumTlsVersion") == "'TLS1_2'", (
+            f"{where}: minimumTlsVersion must be 'TLS1_2': older TLS is not acceptable for PHI"
+        )
+        assert a.prop("supportsHttpsTrafficOnly") == "true", (
+            f"{where}: supportsHttpsTrafficOnly must be true: no plain-HTTP access to PHI"
+        )
+    for c in resources(files, "Microsoft.Storage/storageAccounts/blobServices/containers"):
+        assert c.prop("publicAccess") == "'None'", (
+            f"{c.file} ({c.symbol}): container publicAccess must be 'None' (no anonymous reads)"
+        )
+
+
+def check_archive_immutability(files: Files) -> None:
+    module = files["modules/storage-archive.bicep"]
+    archive_only = {"modules/storage-archive.bicep": module}
+    service = one(
+        resources(archive_only, "Microsoft.Storage/storageAccounts/blobServices"),
+        "blob service in storage-archive.bicep",
+    )
+    assert service.prop("isVersioningEnabled") == "true", (
+        "archive account: blob versioning must be on: version-level immutability (WORM) "
+        "requires it, and without it the archive container cannot be made immutable"
+    )
+    containers = {
+        c.symbol: c
+        for c in resources(
+            archive_only, "Microsoft.Storage/storageAccounts/blobServices/containers"
+        )
+    }
+    archive = containers.get("archiveContainer")
+    assert archive, "storage-archive.bicep must define the archive container (archiveContainer)"
+    assert param_default(module, "archiveContainerName") == "'phiwatch-archive'", (
+        "the archive container is named phiwatch-archive (PHIWATCH_ARCHIVE_URL)"
+    )
+    worm = archive.block("immutableStorageWithVersioning") or ""
+    assert re.search(r"\benabled: true\b", worm), (
+        "phiwatch-archive: immutableStorageWithVersioning.enabled must be true: version-level "
+        "WORM is what stops the app's own role (Storage Blob Data Contributor) from "
+        "overwriting or deleting archived records; RBAC alone cannot"
+    )
+    policy = one(
+        resources(
+            archive_only,
+            "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies",
+        ),
+        "immutability policy in storage-archive.bicep",
+    )
+    assert policy.prop("parent") == "archiveContainer", (
+        "the time-based retention policy must be the archive container's own (container-level "
+        "default policy): the app refuses a container without one"
+    )
+    assert policy.prop("immutabilityPeriodSinceCreationInDays") == "immutabilityPeriodInDays", (
+        "the retention period must come from the immutabilityPeriodInDays parameter"
+    )
+    assert param_default(module, "immutabilityPeriodInDays") == "2190", (
+        "immutabilityPeriodInDays must default to 2190 days (6 years of audit records)"
+    )
+    assert policy.condition == "!immutabilityPolicyLocked", (
+        "the retention policy may be left out only once it has been locked "
+        "(immutabilityPolicyLocked=true); any other condition could deploy an archive without "
+        "retention"
+    )
+    for key in ("allowProtectedAppendWrites", "allowProtectedAppendWritesAll"):
+        assert policy.prop(key) == "false", (
+            f"{key} must be false: the archive writes whole blobs once; appends to protected "
+            "blobs would let the content of an archived record change"
+        )
+    main = files["main.bicep"]
+    assert param_default(main, "archiveImmutabilityDays") == "2190", (
+        "main.bicep: archiveImmutabilityDays must default to 2190"
+    )
+    assert re.search(r"^\s*immutabilityPeriodInDays: archiveImmutabilityDays$", main, re.M), (
+        "main.bicep must pass archiveImmutabilityDays to the archive module"
+    )
+    assert param_default(main, "archiveImmutabilityLocked") == "false", (
+        "main.bicep: archiveImmutabilityLocked must default to false (trial): locking is "
+        "irreversible and must be a deliberate, documented step"
+    )
+    assert re.search(r"^\s*immutabilityPolicyLocked: archiveImmutabilityLocked$", main, re.M), (
+        "main.bicep must pass archiveImmutabilityLocked to the archive module"
+    )
+    lock_doc = param_description(main, "archiveImmutabilityLocked")
+    assert "README" in lock_doc and "cannot be undone" in lock_doc, (
+        "the lock parameter's description must say it cannot be undone and point to the README"
+    )
+    readme = files["README.md"]
+    section = re.search(r"^## Immutability: unlocked or locked\n(.*?)(?=^## )", readme, re.M | re.S)
+    assert section, "infra/README.md must have the section 'Immutability: unlocked or locked'"
+    for needle in ("immutability-policy lock", "archiveImmutabilityLocked=true", "cannot"):
+        assert needle in section.group(1), (
+            f"the README lock section must explain the lock ({needle!r}): unlocked for a trial, "
+            "locked for production, and that locking cannot be undone"
+        )
+
+
+def check_outbox_mutable(files: Files) -> None:
+    module = files["modules/storage-archive.bicep"]
+    archive_only = {"modules/storage-archive.bicep": module}
+    assert param_default(module, "outboxContainerName") == "'phiwatch-outbox'", (
+        "the outbox container is named phiwatch-outbox (PHIWATCH_OUTBOX_URL)"
+    )
+    containers = {
+        c.symbol: c
+        for c in resources(
+            archive_only, "Microsoft.Storage/storageAccounts/blobServices/containers"
+        )
+    }
+    outbox = containers.get("outboxContainer")
+    assert outbox, "storage-archive.bicep must define the outbox container (outboxContainer)"
+    assert outbox.prop("name") == "outboxContainerName"
+    assert "immutableStorageWithVersioning" not in outbox.body, (
+        "phiwatch-outbox must NOT be immutable: the app rewrites and deletes outbox entries as "
+        "Sentinel accepts them; WORM there would stall delivery"
+    )
+    for policy in resources(
+        files, "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"
+    ):
+        assert policy.prop("parent") != "outboxContainer", (
+            "no immutability policy may target the outbox container"
+        )
+    lifecycle = one(
+        resources(archive_only, "Microsoft.Storage/storageAccounts/managementPolicies"),
+        "lifecycle policy in storage-archive.bicep",
+    )
+    assert "'${outboxContainerName}/'" in lifecycle.body and "version" in lifecycle.body, (
+        "versioning is on for the whole account, so a lifecycle rule must delete the outbox's "
+        "previous versions (otherwise every rewrite is kept and billed forever)"
+    )
+    assert "archiveContainerName" not in lifecycle.body, (
+        "the lifecycle policy must not touch the archive container"
+    )
+
+
+def check_network_documented(files: Files) -> None:
+    readme = files["README.md"]
+    section = re.search(r"^## Network exposure\n(.*?)(?=^## )", readme, re.M | re.S)
+    assert section, (
+        "infra/README.md must have a 'Network exposure' section: public endpoints are a "
+        "decision that has to be written down with its reason and the hardening path"
+    )
+    for name in ("Event Hubs", "storage", "Key Vault", "Function App", "Application Insights"):
+        assert name in section.group(1), f"'Network exposure' must cover {name}"
+    for name, text in files.items():
+        if name.endswith(".bicep") and "publicNetworkAccess: 'Enabled'" in strip_comments(text):
+            assert "Network exposure" in text, (
+                f"{name} enables public network access: it must point to the README's "
+                "'Network exposure' decision"
+            )
+
+
+def check_event_hubs(files: Files) -> None:
+    ns = one(resources(files, "Microsoft.EventHub/namespaces"), "Event Hubs namespace")
+    assert ns.prop("minimumTlsVersion") == "'1.2'", (
+        "Event Hubs namespace: minimumTlsVersion must be '1.2' (the hub carries PHI audit logs)"
+    )
+    sku = ns.block("sku") or ""
+    assert "name: 'Standard'" in sku and "capacity: throughputUnits" in sku, (
+        "Event Hubs namespace: Standard tier with the throughput units from a parameter"
+    )
+    assert ns.prop("disableLocalAuth") == "disableLocalAuth", (
+        "Event Hubs namespace: disableLocalAuth must be set explicitly from its parameter: Azure "
+        "Monitor diagnostic settings can only deliver with SAS, so this is a documented "
+        "decision, never an omitted default"
+    )
+    readme = files["README.md"]
+    assert "## Event Hubs local authentication" in readme, (
+        "infra/README.md must explain the Event Hubs local authentication decision"
+    )
+    hub = one(resources(files, "Microsoft.EventHub/namespaces/eventhubs"), "event hub")
+    assert hub.prop("partitionCount") == "partitionCount"
+    module = files["modules/eventhubs.bicep"]
+    assert param_default(module, "eventHubName") == "'diagnostics'", (
+        "the hub is named diagnostics (PHIWATCH_EVENTHUB_NAME)"
+    )
+    assert param_default(module, "consumerGroupName") == "'phiwatch'", (
+        "the consumer group is phiwatch (PHIWATCH_EVENTHUB_CONSUMER_GROUP)"
+    )
+    one(
+        resources(files, "Microsoft.EventHub/namespaces/eventhubs/consumergroups"), "consumer group"
+    )
+    rules = resources(files, "Microsoft.EventHub/namespaces/authorizationRules")
+    rules += resources(files, "Microsoft.EventHub/namespaces/eventhubs/authorizationRules")
+    rule = one(rules, "Event Hubs authorization rule")
+    rights = re.findall(r"'(\w+)'", rule.block("rights") or "")
+    assert rights == ["Send"], (
+        "the only SAS rule (for Azure Monitor diagnostic settings) must have Send rights only: "
+        "Listen would let its key read PHI logs, Manage would let it reconfigure the namespace"
+    )
+
+
+def check_key_vault(files: Files) -> None:
+    vault = one(resources(files, "Microsoft.KeyVault/vaults"), "Key Vault")
+    assert vault.prop("enableRbacAuthorization") == "true", (
+        "Key Vault: enableRbacAuthorization must be true: access policies cannot be scoped or "
+        "audited like Azure RBAC role assignments"
+    )
+    assert vault.prop("enablePurgeProtection") == "true", (
+        "Key Vault: enablePurgeProtection must be true: a purged signing or pseudonym key "
+        "makes the archive unverifiable and the pseudonyms unlinkable"
+    )
+    assert vault.prop("enableSoftDelete") == "true", "Key Vault: soft delete must be on"
+    retention = vault.prop("softDeleteRetentionInDays")
+    assert retention and retention.isdigit() and int(retention) >= 7, (
+        "Key Vault: softDeleteRetentionInDays must be set (7-90)"
+    )
+    key = one(resources(files, "Microsoft.KeyVault/vaults/keys"), "Key Vault key")
+    assert key.prop("name") == "signingKeyName"
+    assert param_default(files["modules/keyvault.bicep"], "signingKeyName") == (
+        "'phiwatch-archive-signing'"
+    )
+    assert key.prop("kty") in {"'EC'", "'EC-HSM'"} and key.prop("curveName") == "'P-256'", (
+        "the archive signing key must be EC P-256: the app signs ES256 (Key Vault has no Ed25519)"
+    )
+    assert "'sign'" in (key.block("keyOps") or ""), "the signing key must allow 'sign'"
+    assert key.prop("exportable") == "false", "the signing key must not be exportable"
+    kv = files["modules/keyvault.bicep"]
+    assert re.search(r"^@secure\(\)\nparam pseudonymKey string = ''$", kv, re.M), (
+        "the pseudonymisation key value may only come from a @secure() parameter that defaults "
+        "to empty: never a value in the repository"
+    )
+    for secret in resources(files, "Microsoft.KeyVault/vaults/secrets"):
+        assert secret.prop("value") == "pseudonymKey", (
+            "a Key Vault secret's value must come from the secure parameter, never a literal"
+        )
+        assert secret.condition == "!empty(pseudonymKey)", (
+            "the secret must only be written when a value is passed (an empty secret would "
+            "break the Key Vault reference)"
+        )
+
+
+EXPECTED_APP_SETTINGS = {
+    "AzureWebJobsStorage__accountName": "hostStorageAccountName",
+    "EVENTHUB__fullyQualifiedNamespace": "eventHubFullyQualifiedNamespace",
+    "PHIWATCH_EVENTHUB_NAME": "eventHubName",
+    "PHIWATCH_EVENTHUB_CONSUMER_GROUP": "consumerGroupName",
+    "PHIWATCH_ARCHIVE_URL": "archiveUrl",
+    "PHIWATCH_ARCHIVE_REQUIRE_IMMUTABILITY": "'true'",
+    "PHIWATCH_OUTBOX_URL": "outboxUrl",
+    "PHIWATCH_PSEUDONYM_KEY": (
+        "'@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${pseudonymSecretName})'"
+    ),
+    "PHIWATCH_ARCHIVE_SIGNING_KEY_URL": "signingKeyUrl",
+    "PHIWATCH_DCR_ENDPOINT": "dcrEndpoint",
+    "PHIWATCH_DCR_IMMUTABLE_ID": "dcrImmutableId",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "'Authorization=AAD'",
+}
+
+
+def app_settings(files: Files) -> dict[str, str]:
+    """The Function App's app settings: {name: value expression}."""
+    site = one(resources(files, "Microsoft.Web/sites"), "Function App")
+    block = site.block("appSettings")
+    assert block, "the Function App must set siteConfig.appSettings"
+    pairs = re.findall(r"\{\s*name: '(\w+)'\s*value: (.+?)\s*$", block, re.M)
+    assert len(pairs) == block.count("name:"), "each app setting must be {name: '...', value: ...}"
+    return dict(pairs)
+
+
+def check_function_app(files: Files) -> None:
+    plan = one(resources(files, "Microsoft.Web/serverfarms"), "App Service plan")
+    sku = plan.block("sku") or ""
+    assert "name: 'FC1'" in sku and "tier: 'FlexConsumption'" in sku, (
+        "the plan must be Flex Consumption (FC1 / FlexConsumption)"
+    )
+    site = one(resources(files, "Microsoft.Web/sites"), "Function App")
+    assert "type: 'SystemAssigned'" in (site.block("identity") or ""), (
+        "the Function App must have a system-assigned managed identity: every connection "
+        "(Event Hubs, storage, Key Vault, DCR) authenticates with it instead of a key"
+    )
+    assert site.prop("httpsOnly") == "true", "the Function App must be httpsOnly"
+    assert site.prop("minTlsVersion") == "'1.2'", "the Function App must require TLS 1.2"
+    runtime = site.block("runtime") or ""
+    assert "name: 'python'" in runtime and "version: '3.11'" in runtime, (
+        "functionAppConfig.runtime must be python 3.11 (the app's Python; on Flex Consumption "
+        "this replaces FUNCTIONS_WORKER_RUNTIME=python)"
+    )
+    storage = site.block("deployment") or ""
+    assert "type: 'SystemAssignedIdentity'" in storage, (
+        "the Flex deployment package container must be reached by identity, not a key"
+    )
+    settings = app_settings(files)
+    for name, value in EXPECTED_APP_SETTINGS.items():
+        assert settings.get(name) == value, (
+            f"app setting {name} must be {value} (phiwatch reads it; identity-based, no secret "
+            f"in the value); found {settings.get(name)}"
+        )
+    assert "FUNCTIONS_WORKER_RUNTIME" not in settings, (
+        "FUNCTIONS_WORKER_RUNTIME must not be an app setting: Flex Consumption rejects the "
+        "deployment with it; the runtime is functionAppConfig.runtime"
+    )
+    assert "AzureWebJobsStorage" not in settings, (
+        "AzureWebJobsStorage (a connection string) must not be set: host storage is by identity"
+    )
+    kv = files["modules/keyvault.bicep"]
+    assert param_default(kv, "pseudonymSecretName") == "'phiwatch-pseudonym-key'"
+    insights = one(resources(files, "Microsoft.Insights/components"), "Application Insights")
+    assert insights.prop("DisableLocalAuth") == "true", (
+        "Application Insights must have local auth disabled, so its connection string (an "
+        "identifier) cannot be used to send telemetry without an Entra ID token"
+    )
+    diagnostics = [
+        r
+        for r in resources(files, "Microsoft.Insights/diagnosticSettings")
+        if r.prop("scope") == "site"
+    ]
+    assert diagnostics and "'FunctionAppLogs'" in diagnostics[0].body, (
+        "the Function App's own logs (FunctionAppLogs) must go to Log Analytics"
+    )
+
+
+_FORBIDDEN = re.compile(
+    r"accountkey|sharedaccesskey|sharedaccesssignature|listkeys\(|listaccountsas|"
+    r"connectionstring|connection_string|sig=",
+    re.IGNORECASE,
+)
+# The one allowed: Application Insights' connection string, which identifies the component and
+# carries no secret once local auth is disabled (checked in check_function_app).
+_ALLOWED = (
+    "'APPLICATIONINSIGHTS_CONNECTION_STRING'",
+    "value: appInsights.properties.ConnectionString",
+)
+
+
+def check_no_keys(files: Files) -> None:
+    for name, text in files.items():
+        if name.endswith(".md"):
+            continue  # prose may say "no connection string"
+        code = strip_comments(text) if name.endswith(".bicep") else text
+        for line in code.splitlines():
+            if _FORBIDDEN.search(line) and not any(a in line for a in _ALLOWED):
+                raise AssertionError(
+                    f"{name}: {line.strip()!r}: no account keys, SAS or connection strings in "
+                    "infra/: phiwatch connects by managed identity only, and a key in a "
+                    "template or parameter file ends up in deployment history"
+                )
+
+
+EXPECTED_ROLES = [
+    # (role id, resource type of the scope, name parameter of the scope, why)
+    (
+        EVENT_HUBS_DATA_RECEIVER,
+        "Microsoft.EventHub/namespaces/eventhubs",
+        "eventHubName",
+        "read the diagnostics hub; the hub, not the namespace",
+    ),
+    (
+        STORAGE_BLOB_DATA_CONTRIBUTOR,
+        "Microsoft.Storage/storageAccounts/blobServices/containers",
+        "archiveContainerName",
+        "create archive blobs; the archive container, not the account",
+    ),
+    (
+        STORAGE_BLOB_DATA_CONTRIBUTOR,
+        "Microsoft.Storage/storageAccounts/blobServices/containers",
+        "outboxContainerName",
+        "keep outbox entries; the outbox container, not the account",
+    ),
+    (
+        STORAGE_BLOB_DATA_OWNER,
+        "Microsoft.Storage/storageAccounts",
+        "hostStorageAccountName",
+        "Functions host storage and deployment package; the host-only account",
+    ),
+    (
+        MONITORING_METRICS_PUBLISHER,
+        "Microsoft.Insights/dataCollectionRules",
+        "dcrName",
+        "upload to Sentinel; the DCR only",
+    ),
+    (
+        MONITORING_METRICS_PUBLISHER,
+        "Microsoft.Insights/components",
+        "appInsightsName",
+        "Entra ID telemetry; the Application Insights component only",
+    ),
+    (
+        KEY_VAULT_CRYPTO_USER,
+        "Microsoft.KeyVault/vaults",
+        "keyVaultName",
+        "sign with the archive key; phiwatch's own vault",
+    ),
+    (
+        KEY_VAULT_SECRETS_USER,
+        "Microsoft.KeyVault/vaults",
+        "keyVaultName",
+        "resolve the pseudonym key reference; phiwatch's own vault",
+    ),
+]
+
+
+def role_assignments(files: Files) -> list[tuple[str, str, str]]:
+    """(role id, scope resource type, scope name expression) of each roles.bicep assignment."""
+    roles_file = {"modules/roles.bicep": files["modules/roles.bicep"]}
+    code = strip_comments(files["modules/roles.bicep"])
+    role_ids = dict(re.findall(r"^\s*(\w+): '([0-9a-f-]{36})'$", code, re.M))
+    scopes = {r.symbol: r for r in resources(roles_file, existing=True) if r.existing}
+    found = []
+    for ra in resources(roles_file, "Microsoft.Authorization/roleAssignments"):
+        definition = ra.prop("roleDefinitionId") or ""
+        m = re.search(r"roles\.(\w+)\)$", definition)
+        assert m, f"roles.bicep {ra.symbol}: roleDefinitionId must use the `roles` table"
+        scope = scopes.get(ra.prop("scope") or "")
+        assert scope, f"roles.bicep {ra.symbol}: its scope must be an `existing` resource"
+        assert ra.prop("principalId") == "principalId", (
+            f"roles.bicep {ra.symbol}: must be granted to the Function App identity only"
+        )
+        assert ra.prop("principalType") == "'ServicePrincipal'"
+        found.append((role_ids[m.group(1)], scope.type, scope.prop("name") or ""))
+    return found
+
+
+def check_roles(files: Files) -> None:
+    found = role_assignments(files)
+    expected = [(role, type_, name) for role, type_, name, _ in EXPECTED_ROLES]
+    for (role, type_, name), (*_, why) in zip(expected, EXPECTED_ROLES, strict=True):
+        assert (role, type_, name) in found, (
+            f"missing role {role} on {type_} `{name}` ({why}): each role must be scoped to the "
+            "narrowest resource Azure RBAC allows"
+        )
+    extra = [f for f in found if f not in expected]
+    assert not extra, f"unexpected role assignments (wider access than listed): {extra}"
+    main = strip_comments(files["main.bicep"])
+    m = re.search(r"^module roles 'modules/roles.bicep' = \{", main, re.M)
+    assert m, "main.bicep must deploy modules/roles.bicep as `module roles`"
+    roles_call = main[m.end() - 1 : _block_end(main, m.end() - 1)]
+    for wiring in (
+        "archiveStorageAccountName: archive.outputs.accountName",
+        "archiveContainerName: archive.outputs.archiveContainerName",
+        "outboxContainerName: archive.outputs.outboxContainerName",
+        "hostStorageAccountName: hostStorage.outputs.accountName",
+        "principalId: functionApp.outputs.principalId",
+        "dcrName: dcrName",
+    ):
+        assert re.search(rf"^\s*{re.escape(wiring)}$", roles_call, re.M), (
+            f"main.bicep must wire the roles module with `{wiring}`: a wrong account here "
+            "would grant the host's broad role on the archive"
+        )
+    others = [
+        r.file
+        for r in resources(files, "Microsoft.Authorization/roleAssignments")
+        if r.file not in {"modules/roles.bicep", "sentinel/dcr.bicep"}
+    ]
+    assert not others, f"role assignments belong in modules/roles.bicep, found in {others}"
+    assert re.search(r"^\s*functionAppPrincipalId: ''$", main, re.M), (
+        "main.bicep assigns the DCR role in roles.bicep, so the Sentinel module gets no principal"
+    )
+
+
+def check_diagnostics(files: Files) -> None:
+    expected = {
+        "modules/diagnostics/keyvault.bicep": ["'AuditEvent'"],
+        "modules/diagnostics/fhir.bicep": ["'AuditLogs'"],
+        "modules/diagnostics/apiforfhir.bicep": ["'AuditLogs'"],
+        "modules/diagnostics/sql.bicep": ["'SQLSecurityAuditEvents'"],
+        "modules/diagnostics/storage.bicep": ["'StorageRead'", "'StorageWrite'", "'StorageDelete'"],
+        "diagnostics.bicep": ["'Administrative'"],
+        "diagnostics-entra.bicep": ["'SignInLogs'"],
+    }
+    for name, categories in expected.items():
+        code = strip_comments(files[name])
+        for category in categories:
+            assert category in code, f"{name} must route {category} to the hub"
+        assert "eventHubName: eventHubName" in code and (
+            "eventHubAuthorizationRuleId: eventHubAuthorizationRuleId" in code
+        ), f"{name} must send to the phiwatch hub"
+    assert "targetScope = 'subscription'" in files["diagnostics.bicep"]
+    assert "targetScope = 'tenant'" in files["diagnostics-entra.bicep"]
+    sql = strip_comments(files["modules/diagnostics/sql.bicep"])
+    assert "isAzureMonitorTargetEnabled: true" in sql, (
+        "SQL audit events only reach a diagnostic setting with the Azure Monitor target enabled"
+    )
+
+
+def check_parameter_examples(files: Files) -> None:
+    for template, example in (
+        ("main.bicep", "main.parameters.example.json"),
+        ("diagnostics.bicep", "diagnostics.parameters.example.json"),
+    ):
+        code = strip_comments(files[template])
+        params = dict(re.findall(r"^param (\w+) \w+( = .*)?$", code, re.M))
+        given = set(json.loads(files[example])["parameters"])
+        assert given <= set(params), f"{example} sets unknown parameters {given - set(params)}"
+        required = {name for name, default in params.items() if not default}
+        assert required <= given, f"{example} misses required parameters {required - given}"
+        secure = set(re.findall(r"^@secure\(\)\nparam (\w+)", code, re.M))
+        assert not secure & given, f"{example} must not carry a value for {secure & given}"
+
+
+def check_parseable_by_checkov(files: Files) -> None:
+    for name, text in files.items():
+        if name.endswith(".bicep"):
+            assert "=>" not in strip_comments(text), (
+                f"{name}: no lambdas: checkov's Bicep parser (pycep) cannot parse them, and a file "
+                "it cannot parse is not checked at all (use a `for` loop)"
+            )
+
+
+CHECKS: list[Callable[[Files], None]] = [
+    check_storage_accounts,
+    check_archive_immutability,
+    check_outbox_mutable,
+    check_network_documented,
+    check_event_hubs,
+    check_key_vault,
+    check_function_app,
+    check_no_keys,
+    check_roles,
+    check_diagnostics,
+    check_parameter_examples,
+    check_parseable_by_checkov,
+]
+
+
+# --- the tests on the real files ---------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def files() -> dict[str, str]:
+    return load_files()
+
+
+@pytest.mark.parametrize("check", CHECKS, ids=[c.__name__ for c in CHECKS])
+def test_infra_property(check: Callable[[Files], None], files: dict[str, str]) -> None:
+    check(files)
+
+
+def test_reader_finds_every_resource(files: dict[str, str]) -> None:
+    # Guards the parser itself: if it stopped matching, the checks above would see nothing.
+    declared = sum(
+        len(re.findall(r"^resource \w+ '", strip_comments(t), re.M))
+        for n, t in files.items()
+        if n.endswith(".bicep")
+    )
+    assert declared == len(resources(files, existing=True)) > 30
+
+
+def test_dcr_stream_declarations_need_no_json_escaping() -> None:
+    # infra/sentinel/dcr.bicep builds streamDeclarations as JSON text (`'"${t.stream}":...'`)
+    # because checkov cannot parse the toObject lambda; that is only equivalent while stream
+    # names have no character JSON must escape.
+    schema = json.loads((INFRA / "generated" / "log-analytics-schema.json").read_text("utf-8"))
+    for table in schema["tables"]:
+        assert re.fullmatch(r"Custom-[A-Za-z0-9_]+", table["stream"]), table["stream"]
+    dcr = strip_comments((INFRA / "sentinel" / "dcr.bicep").read_text(encoding="utf-8"))
+    assert "streamDeclarations: streamDeclarations" in dcr
+    assert "json('{${join(streamDeclarationEntries, ',')}}')" in dcr
+
+
+def test_checkov_runs_in_make_test() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    assert re.search(r"^test: .*\bcheck-infra\b", makefile, re.M), (
+        "`make test` must run check-infra, so CI runs checkov on infra/"
+    )
+    recipe = re.search(r"^check-infra:.*\n((?:\t.*\n)+)", makefile, re.M)
+    assert recipe, "Makefile must have a check-infra target"
+    assert "--skip-download" in recipe.group(1) and "CHECKOV_GATE" in recipe.group(1), (
+        "check-infra must run offline (--skip-download) and fail on parsing errors (the gate)"
+    )
+    assert ".venv-checkov/" in (ROOT / ".gitignore").read_text(encoding="utf-8")
+
+
+def test_every_checkov_skip_has_a_reason(files: dict[str, str]) -> None:
+    for name, text in files.items():
+        for m in re.finditer(r"checkov:skip=(\S+?)(?::(.*))?$", text, re.M):
+            reason = (m.group(2) or "").strip()
+            assert len(reason) >= 40, f"{name}: skip {m.group(1)} needs a real reason"
+
+
+# --- the checks catch what they are for: each edit below must make its check fail --------------
+
+MUTATIONS = [
+    (check_storage_accounts, "modules/storage-archive.bicep", "allowBlobPublicAccess: false", ""),
+    (
+        check_storage_accounts,
+        "modules/storage-host.bicep",
+        "allowSharedKeyAccess: false",
+        "allowSharedKeyAccess: true",
+    ),
+    (
+        check_storage_accounts,
+        "modules/storage-archive.bicep",
+        "minimumTlsVersion: 'TLS1_2'",
+        "minimumTlsVersion: 'TLS1_0'",
+    ),
+    (
+        check_archive_immutability,
+        "modules/storage-archive.bicep",
+        "isVersioningEnabled: true",
+        "isVersioningEnabled: false",
+    ),
+    (
+        check_archive_immutability,
+        "modules/storage-archive.bicep",
+        "immutableStorageWithVersioning: {\n      enabled: true",
+        "immutableStorageWithVersioning: {\n      enabled: false",
+    ),
+    (
+        check_archive_immutability,
+        "modules/storage-archive.bicep",
+        "param immutabilityPeriodInDays int = 2190",
+        "param immutabilityPeriodInDays int = 1",
+    ),
+    (
+        check_archive_immutability,
+        "modules/storage-archive.bicep",
+        "= if (!immutabilityPolicyLocked) {",
+        "= if (false) {",
+    ),
+    (
+        check_archive_immutability,
+        "main.bicep",
+        "param archiveImmutabilityLocked bool = false",
+        "param archiveImmutabilityLocked bool = true",
+    ),
+    (
+        check_outbox_mutable,
+        "modules/storage-archive.bicep",
+        "  name: outboxContainerName\n  properties: {\n",
+        "  name: outboxContainerName\n  properties: {\n"
+        "    immutableStorageWithVersioning: {\n      enabled: true\n    }\n",
+    ),
+    (check_network_documented, "README.md", "## Network exposure", "## Networking"),
+    (check_event_hubs, "modules/eventhubs.bicep", "minimumTlsVersion: '1.2'", ""),
+    (check_event_hubs, "modules/eventhubs.bicep", "disableLocalAuth: disableLocalAuth\n", ""),
+    (check_event_hubs, "modules/eventhubs.bicep", "      'Send'\n", "      'Listen'\n"),
+    (
+        check_key_vault,
+        "modules/keyvault.bicep",
+        "enableRbacAuthorization: true",
+        "enableRbacAuthorization: false",
+    ),
+    (check_key_vault, "modules/keyvault.bicep", "enablePurgeProtection: true", ""),
+    (
+        check_key_vault,
+        "modules/keyvault.bicep",
+        "param pseudonymKey string = ''",
+        "param pseudonymKey string = '00ff'",
+    ),
+    (check_function_app, "modules/functionapp.bicep", "type: 'SystemAssigned'\n", "type: 'None'\n"),
+    (check_function_app, "modules/functionapp.bicep", "httpsOnly: true", "httpsOnly: false"),
+    (check_function_app, "modules/functionapp.bicep", "version: '3.11'", "version: '3.12'"),
+    (
+        check_function_app,
+        "modules/functionapp.bicep",
+        "name: 'PHIWATCH_OUTBOX_URL'\n          value: outboxUrl",
+        "name: 'PHIWATCH_OUTBOX'\n          value: outboxUrl",
+    ),
+    (
+        check_function_app,
+        "modules/functionapp.bicep",
+        "value: logLevel\n        }",
+        "value: logLevel\n        }\n        {\n          name: 'FUNCTIONS_WORKER_RUNTIME'\n"
+        "          value: 'python'\n        }",
+    ),
+    (
+        check_no_keys,
+        "modules/functionapp.bicep",
+        "value: logLevel\n",
+        "value: logLevel\n        }\n        {\n          name: 'EVENTHUB'\n          value: "
+        "'Endpoint=sb://x/;SharedAccessKeyName=a;SharedAccessKey=b'\n",
+    ),
+    (
+        check_no_keys,
+        "main.parameters.example.json",
+        '"logLevel"',
+        '"x": {"value": "DefaultEndpointsProtocol=https;AccountKey=abc"}, "logLevel"',
+    ),
+    (check_roles, "modules/roles.bicep", "scope: archiveContainer", "scope: archiveAccount"),
+    (check_roles, "modules/roles.bicep", "scope: outboxContainer", "scope: archiveAccount"),
+    (check_roles, "modules/roles.bicep", "scope: hub\n", "scope: namespace\n"),
+    (check_roles, "modules/roles.bicep", "scope: dcr\n", "scope: vault\n"),
+    (
+        check_roles,
+        "modules/roles.bicep",
+        "'Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)",
+        "'Microsoft.Authorization/roleDefinitions', roles.keyVaultCryptoUser)",
+    ),
+    (
+        check_roles,
+        "main.bicep",
+        "    hostStorageAccountName: hostStorage.outputs.accountName\n"
+        "    keyVaultName: keyVault.outputs.name\n    dcrName",
+        "    hostStorageAccountName: archive.outputs.accountName\n"
+        "    keyVaultName: keyVault.outputs.name\n    dcrName",
+    ),
+    (check_diagnostics, "modules/diagnostics/sql.bicep", "'SQLSecurityAuditEvents'", "'Errors'"),
+    (check_diagnostics, "diagnostics-entra.bicep", "'SignInLogs'", "'AuditLogs'"),
+    (
+        check_parseable_by_checkov,
+        "sentinel/dcr.bicep",
+        "streamDeclarations: streamDeclarations",
+        "streamDeclarations: toObject(schema.tables, t => t.stream, t => t.streamColumns)",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "name", "old", "new"),
+    MUTATIONS,
+    ids=[f"{m[0].__name__}-{i}" for i, m in enumerate(MUTATIONS)],
+)
+def test_checks_catch_dropped_properties(
+    check: Callable[[Files], None], name: str, old: str, new: str, files: dict[str, str]
+) -> None:
+    assert old in files[name], f"mutation anchor {old!r} is no longer in {name}"
+    edited = dict(files)
+    edited[name] = files[name].replace(old, new, 1)
+    with pytest.raises(AssertionError):
+        check(edited)
