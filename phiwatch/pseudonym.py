@@ -11,11 +11,11 @@ import base64
 import binascii
 import hashlib
 import hmac
-import os
 import secrets
 from pathlib import Path
 
 from phiwatch.config import Settings
+from phiwatch.files import create_secret_file
 
 KEY_BYTES = 32
 KEY_FILE_NAME = "pseudonym.key"
@@ -78,13 +78,7 @@ def load_pseudonymizer(settings: Settings) -> Pseudonymizer:
 
 
 def _create_key_file(key_file: Path) -> bytes:
-    key_file.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(KEY_BYTES)
-    # O_EXCL: two first runs racing must not end up with two different keys.
-    try:
-        fd = os.open(key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _parse_key(key_file.read_text())
-    with os.fdopen(fd, "w") as fh:
-        fh.write(key.hex() + "\n")
+    if not create_secret_file(key_file, key.hex() + "\n"):
+        return _parse_key(key_file.read_text())  # another first run won the race
     return key

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import os
 import secrets
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from phiwatch.config import Settings
+from phiwatch.files import create_secret_file
 
 SIGNING_KEY_FILE = "archive-signing.key"
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey
@@ -198,12 +198,7 @@ def local_public_key(settings: Settings) -> tuple[str, str] | None:
 
 
 def _create_seed_file(path: Path) -> bytes:
-    path.parent.mkdir(parents=True, exist_ok=True)
     seed = secrets.token_bytes(32)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:
-        return _parse_seed(path.read_text())
-    with os.fdopen(fd, "w") as fh:
-        fh.write(seed.hex() + "\n")
+    if not create_secret_file(path, seed.hex() + "\n"):
+        return _parse_seed(path.read_text())  # another first run won the race
     return seed

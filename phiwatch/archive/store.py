@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from collections.abc import Iterator
 from enum import Enum
 from pathlib import Path
 from typing import Protocol
+
+from phiwatch.files import durable_temp
 
 
 class PutOutcome(Enum):
@@ -77,13 +78,8 @@ class LocalStore:
         if path.parent not in self._made:
             path.parent.mkdir(parents=True, exist_ok=True)
             self._made.add(path.parent)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        tmp = durable_temp(path.parent, data, mode=0o444)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o444)
             try:
                 os.link(tmp, path)
             except FileExistsError:

@@ -30,7 +30,6 @@ import contextlib
 import gzip
 import json
 import os
-import tempfile
 import uuid
 from collections.abc import Container, Iterator
 from dataclasses import dataclass
@@ -40,6 +39,8 @@ from typing import Any, Protocol
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
+
+from phiwatch.files import durable_temp
 
 PENDING = "pending/"
 REJECTED = "rejected/"
@@ -265,12 +266,8 @@ class LocalOutbox(_ObjectOutbox):
 
     def _write(self, name: str, data: bytes) -> None:
         path = self.root / name
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        tmp = durable_temp(path.parent, data)
         try:
-            with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
             os.replace(tmp, path)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
