@@ -68,3 +68,58 @@ def test_engine_with_no_events_is_harmless():
     engine.advance()
     engine.finish()
     assert engine.changed_alerts() == [] and engine.state_size() == 0
+
+
+def _engine_alerts(events, passes):
+    engine = DetectionEngine(detections.load_detections(), 900)
+    for _ in range(passes):
+        for event in events:
+            engine.process(event, None)
+        engine.advance()
+    return {a.alert_id: a for a in engine.changed_alerts()}
+
+
+def test_detections_ignore_events_they_already_hold(normalise):
+    """A retried batch feeds its events to detection again: counts must not grow."""
+    from tests.records import keyvault
+
+    burst = [e for i in range(60) for e in normalise(fhir(i * 3, path=f"Patient/p{i}"))]
+    probing = [e for i in range(6) for e in normalise(keyvault(i, status=403, secret=f"s{i}"))]
+    once = _engine_alerts(burst + probing, passes=1)
+    twice = _engine_alerts(burst + probing, passes=2)
+    assert len(once) == 2
+    assert {k: (a.event_count, a.distinct_patient_count) for k, a in twice.items()} == {
+        k: (a.event_count, a.distinct_patient_count) for k, a in once.items()
+    }
+
+
+def test_a_batch_retried_after_a_late_archive_failure_alerts_as_a_clean_run(tmp_path, monkeypatch):
+    """Detection has run when the alerts object fails to write; the host retries the batch."""
+    from phiwatch.archive.archive import Archive
+    from tests.harness import batches_of, make_pipeline
+
+    records = [fhir(i * 3, path=f"Patient/p{i}") for i in range(60)]
+    clean_pipeline, clean = make_pipeline(tmp_path)
+    for batch in batches_of(records, per_body=10, bodies_per_batch=2):
+        clean_pipeline.process(batch)
+
+    real_put = Archive.put
+    failed: list[str] = []
+
+    def put(self, name, lines, **options):
+        if name.startswith("alerts/") and not failed:
+            failed.append(name)
+            raise OSError("archive unavailable")
+        return real_put(self, name, lines, **options)
+
+    monkeypatch.setattr(Archive, "put", put)
+    pipeline, sink = make_pipeline(tmp_path)
+    for batch in batches_of(records, per_body=10, bodies_per_batch=2):
+        try:
+            pipeline.process(batch)
+        except OSError:
+            pipeline.process(batch)  # the host's retry
+    assert failed, "the alerts write never failed: the test would prove nothing"
+    (alert,) = sink.alerts.values()
+    (expected,) = clean.alerts.values()
+    assert alert == expected
