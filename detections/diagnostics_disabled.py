@@ -10,7 +10,9 @@ period before it fires.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from pydantic import Field
 
@@ -36,7 +38,7 @@ class _Pending:
     time: float
     event: AccessEvent
     monitored: str
-    arrival: object
+    arrival: datetime
 
 
 class DiagnosticsDisabled(Detection):
@@ -87,11 +89,11 @@ class DiagnosticsDisabled(Detection):
     def on_end(self, ctx: DetectionContext) -> None:
         self._settle(ctx, lambda p: True)
 
-    def _settle(self, ctx: DetectionContext, due) -> None:
+    def _settle(self, ctx: DetectionContext, due: Callable[[_Pending], bool]) -> None:
         for uid in sorted(u for u, p in self.pending.items() if due(p)):
             pending = self.pending.pop(uid)
             if not self._explained(pending):
-                arrival_ctx = DetectionContext(ctx.book, ctx.watermark, pending.arrival)  # type: ignore[arg-type]
+                arrival_ctx = DetectionContext(ctx.book, ctx.watermark, pending.arrival)
                 self._raise(pending.event, pending.time, pending.monitored, arrival_ctx)
 
     def _raise(

@@ -65,7 +65,3 @@ class Settings(BaseSettings):
     outbox_connection_string: SecretStr | None = None
 
     log_level: str = "INFO"
-
-
-def load_settings(**overrides: Any) -> Settings:
-    return Settings(**overrides)

@@ -61,7 +61,6 @@ class EventHubBatchProcessor:
     """One long-lived pipeline per process (detection state and dedupe live in it)."""
 
     def __init__(self, settings: Settings, sinks: Sequence[Sink] | None = None) -> None:
-        self._settings = settings
         self.sentinel = sentinel_sink(settings) if sinks is None else None
         self._sinks = list(sinks) if sinks is not None else [s for s in [self.sentinel] if s]
         # Built now so a missing key or archive fails at the first invocation, loudly.
@@ -142,9 +141,9 @@ def sentinel_sink(settings: Settings) -> SentinelSink | None:
 def outbox(settings: Settings) -> Outbox:
     try:
         if settings.outbox_url and settings.outbox_connection_string is not None:
-            container = settings.outbox_url.rstrip("/").rsplit("/", 1)[-1]
             return BlobOutbox.from_connection_string(
-                settings.outbox_connection_string.get_secret_value(), container
+                settings.outbox_connection_string.get_secret_value(),
+                _container_of(settings.outbox_url),
             )
         if settings.outbox_url:
             return BlobOutbox.from_url(settings.outbox_url)
@@ -158,16 +157,20 @@ def outbox(settings: Settings) -> Outbox:
     )
 
 
+def _container_of(url: str) -> str:
+    """The container name at the end of a container URL (used with a connection string)."""
+    return url.rstrip("/").rsplit("/", 1)[-1]
+
+
 def archive_store(settings: Settings) -> ObjectStore:
     """The configured archive: the Blob container in Azure, a directory elsewhere."""
     if settings.archive_url:
         require = settings.archive_require_immutability
         try:
             if settings.archive_connection_string is not None:
-                container = settings.archive_url.rstrip("/").rsplit("/", 1)[-1]
                 return BlobStore.from_connection_string(
                     settings.archive_connection_string.get_secret_value(),
-                    container,
+                    _container_of(settings.archive_url),
                     require_immutability=require,
                 )
             return BlobStore.from_url(settings.archive_url, require_immutability=require)

@@ -260,7 +260,7 @@ class Pipeline:
         return [self.archive.put(name, [m.to_json() for m in models], derived=True)]
 
     def _integrity_alerts(self, hour: datetime | None) -> list[Alert]:
-        conflicts, self.archive.integrity_conflicts[:] = list(self.archive.integrity_conflicts), []
+        conflicts = self.archive.take_integrity_conflicts()
         for conflict in conflicts:
             log.error("archive integrity conflict", object=conflict.name, kept_as=conflict.kept_as)
         return [integrity_alert(c, hour) for c in conflicts]

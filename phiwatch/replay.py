@@ -99,7 +99,7 @@ def replay(
     if pipeline.totals.records == 0 and not problems:
         raise InputError("the input holds no records")
     archive = pipeline.archive
-    conflicts = getattr(archive, "derived_conflicts", [])
+    conflicts = archive.derived_conflicts
     if conflicts:
         problems.append(
             f"the archive in {out_dir / 'archive'} already held different results for "
@@ -113,7 +113,6 @@ def replay(
         late=pipeline.engine.late,
         alerts=sorted(sink.alerts.values(), key=lambda a: (a.first_event_time, a.alert_id)),
         key_id=pipeline.pseudonymizer.key_id,
-        archive_objects=getattr(archive, "objects_written", 0)
-        + getattr(archive, "objects_unchanged", 0),
+        archive_objects=archive.objects_written + archive.objects_unchanged,
         problems=problems,
     )

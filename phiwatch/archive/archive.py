@@ -127,6 +127,11 @@ class Archive:
             return describe(kept_as, kind, data, lines)
         return describe(name, kind, data, lines)
 
+    def take_integrity_conflicts(self) -> list[IntegrityConflict]:
+        """Conflicts found since the last call, each reported once."""
+        conflicts, self.integrity_conflicts = self.integrity_conflicts, []
+        return conflicts
+
     def seal(
         self,
         *,

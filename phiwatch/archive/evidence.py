@@ -18,7 +18,7 @@ import orjson
 from phiwatch.archive.archive import decode_lines
 from phiwatch.archive.merkle import audit_path, leaf_hash, verify_path
 from phiwatch.archive.signer import PublicKey, key_id, load_public_key
-from phiwatch.archive.store import ObjectMissing, ObjectStore
+from phiwatch.archive.store import ObjectStore
 from phiwatch.archive.verify import _hour_of, check_manifest_signature
 
 FORMAT = "phiwatch-evidence/1"
@@ -191,4 +191,4 @@ def verify_bundle(bundle: dict[str, Any], pinned: dict[str, PublicKey] | None) -
     return report
 
 
-__all__ = ["EvidenceError", "ObjectMissing", "build_bundle", "verify_bundle"]
+__all__ = ["EvidenceError", "build_bundle", "verify_bundle"]

@@ -255,7 +255,6 @@ class SentinelSink:
         self.queued_rows: Counter[str] = Counter()
         self.rejected_rows: Counter[str] = Counter()
         self.lost_rows: Counter[str] = Counter()
-        self.requests = 0  # upload() calls (one per group)
 
     # ------------------------------------------------------------------ the Sink protocol
 
@@ -457,7 +456,6 @@ class SentinelSink:
         def on_error(error: Any) -> None:
             failures.append((error.error, [dict(r) for r in error.failed_logs]))
 
-        self.requests += 1
         try:
             self.client.upload(
                 rule_id=self.dcr_immutable_id,
