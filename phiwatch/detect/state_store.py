@@ -8,8 +8,9 @@ version fails with `StateConflict` instead of silently replacing the other insta
 * `save(key, data, None)` creates only; `save(key, data, etag)` replaces only that version.
   Every successful save returns a new etag, even for identical bytes (as Azure Blob does), so
   the two backends behave the same.
-* Payloads are opaque bytes, stored gzip-compressed (serialised state is repetitive JSON and
-  shrinks several-fold); `load` returns exactly the bytes that were saved.
+* Payloads are opaque bytes, stored verbatim: the caller's serialisation
+  (`phiwatch.detect.snapshot.dumps`) is already gzip'd JSON, hence the `.json.gz` key suffix,
+  and compressing it again would cost CPU for nothing. `load` returns exactly what was saved.
 * `BlobStateStore` uses one mutable container (e.g. `phiwatch-state`), never the immutable
   archive: snapshots are replaced. phiwatch never creates it (infrastructure does); a missing
   container is a `StateContainerMissing` at construction.
@@ -20,11 +21,9 @@ version fails with `StateConflict` instead of silently replacing the other insta
 from __future__ import annotations
 
 import fcntl
-import gzip
 import os
 import re
 import secrets
-import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from azure.core.exceptions import (
 )
 from azure.storage.blob import ContainerClient, ContentSettings
 
+from phiwatch.archive.blob_store import content_type_for
 from phiwatch.files import durable_temp
 
 if TYPE_CHECKING:
@@ -55,9 +55,8 @@ STATE_SUFFIX = ".json.gz"
 _CONSUMER_GROUP = re.compile(r"^\$?[A-Za-z0-9][A-Za-z0-9._-]{0,49}$")
 _HUB = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,255}$")
 _PARTITION = re.compile(r"^[0-9]{1,6}$")
-# Local file layout: one header line carrying the etag, then the gzip payload.
+# Local file layout: one header line carrying the etag, then the payload.
 _LOCAL_MAGIC = b"phiwatch-state/1 "
-_GZIP_LEVEL = 6  # level 9 costs ~3x the CPU for a few percent on JSON
 
 
 class StateConflict(Exception):
@@ -65,7 +64,7 @@ class StateConflict(Exception):
 
 
 class StateStoreError(Exception):
-    """The store cannot be used (missing container, not a directory, unreadable snapshot)."""
+    """The store cannot be used (missing container, not a directory, a file it did not write)."""
 
 
 class StateContainerMissing(StateStoreError):
@@ -114,21 +113,6 @@ def check_key(key: str) -> str:
     if not key or "\\" in key or "\0" in key or any(not s or s.startswith(".") for s in segments):
         raise ValueError(f"not a valid state key: {key!r}")
     return key
-
-
-def _compress(data: bytes) -> bytes:
-    # mtime=0: the same state compresses to the same bytes (reproducible, diffable).
-    return gzip.compress(data, compresslevel=_GZIP_LEVEL, mtime=0)
-
-
-def _decompress(stored: bytes, key: str, location: str) -> bytes:
-    try:
-        return gzip.decompress(stored)
-    except (OSError, EOFError, zlib.error) as exc:  # BadGzipFile is an OSError
-        raise StateStoreError(
-            f"state snapshot {key!r} in {location} is not a gzip payload ({exc}); "
-            "it was not written by phiwatch"
-        ) from None
 
 
 def _conflict(key: str, location: str, etag: str | None) -> StateConflict:
@@ -212,23 +196,21 @@ class BlobStateStore:
                 raise self._missing() from None
             return None
         # The etag of the response that carried these bytes, so it names exactly this version.
-        etag = downloader.properties.etag
-        return Snapshot(_decompress(stored, key, self.location), etag)
+        return Snapshot(stored, downloader.properties.etag)
 
     def save(self, key: str, data: bytes, etag: str | None) -> str:
         check_key(key)
-        stored = _compress(data)
-        settings = ContentSettings(content_type="application/gzip")
+        settings = ContentSettings(content_type=content_type_for(key))
         # BlobClient.upload_blob returns the response headers (etag); ContainerClient's returns
         # a BlobClient, which would need a second request for the etag and race other writers.
         blob = self.container.get_blob_client(key)
         try:
             if etag is None:
                 # overwrite=False sends If-None-Match: * (409 BlobAlreadyExists if taken).
-                result = blob.upload_blob(stored, overwrite=False, content_settings=settings)
+                result = blob.upload_blob(data, overwrite=False, content_settings=settings)
             else:
                 result = blob.upload_blob(
-                    stored,
+                    data,
                     overwrite=True,
                     etag=etag,
                     match_condition=MatchConditions.IfNotModified,  # If-Match: <etag>
@@ -242,7 +224,7 @@ class BlobStateStore:
             # If-Match on a blob that was deleted meanwhile: that version is gone too.
             raise _conflict(key, self.location, etag) from None
         new_etag = str(result["etag"])
-        log.debug("state snapshot saved", key=key, stored_bytes=len(stored), etag=new_etag)
+        log.debug("state snapshot saved", key=key, size_bytes=len(data), etag=new_etag)
         return new_etag
 
 
@@ -251,7 +233,7 @@ class BlobStateStore:
 
 class LocalStateStore:
     """Snapshots as files under `directory` (created if missing). Each file is one header line
-    `phiwatch-state/1 <etag>` followed by the gzip payload; the etag is a fresh random token per
+    `phiwatch-state/1 <etag>` followed by the payload; the etag is a fresh random token per
     save, so an old etag never matches again even when the same bytes are written back."""
 
     def __init__(self, directory: Path) -> None:
@@ -273,7 +255,7 @@ class LocalStateStore:
         except (FileNotFoundError, NotADirectoryError):
             return None
         etag, payload = self._split(raw, key)
-        return Snapshot(_decompress(payload, key, self.location), etag)
+        return Snapshot(payload, etag)
 
     def _split(self, raw: bytes, key: str) -> tuple[str, bytes]:
         header, newline, payload = raw.partition(b"\n")
@@ -306,22 +288,19 @@ class LocalStateStore:
     def save(self, key: str, data: bytes, etag: str | None) -> str:
         path = self._path(key)
         path.parent.mkdir(parents=True, exist_ok=True)
-        stored = _compress(data)
         with self._locked(path):
             current = self._current_etag(path, key)
             if current != etag:  # create-only (etag None) fails when current exists, too
                 raise _conflict(key, self.location, etag)
             new_etag = self._next_etag(current)
-            tmp = durable_temp(
-                path.parent, _LOCAL_MAGIC + new_etag.encode("ascii") + b"\n" + stored
-            )
+            tmp = durable_temp(path.parent, _LOCAL_MAGIC + new_etag.encode("ascii") + b"\n" + data)
             try:
                 os.replace(tmp, path)
             except BaseException:
                 Path(tmp).unlink(missing_ok=True)
                 raise
             _fsync_directory(path.parent)  # make the rename itself survive a power cut
-        log.debug("state snapshot saved", key=key, stored_bytes=len(stored), etag=new_etag)
+        log.debug("state snapshot saved", key=key, size_bytes=len(data), etag=new_etag)
         return new_etag
 
     @staticmethod
