@@ -15,9 +15,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from phiwatch.detect.detection import Detection
+from phiwatch.routing import RoutingError, check_grouping
 
 _RULE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
-_GROUPINGS = {"actor", "resource"}
 
 
 class RegistryError(Exception):
@@ -47,11 +47,10 @@ def load_detections(
             raise RegistryError(f"rule id '{rule_id}' is not kebab-case")
         if rule_id in seen:
             raise RegistryError(f"two detections use rule id '{rule_id}'")
-        if cls.group_by not in _GROUPINGS:
-            raise RegistryError(
-                f"{rule_id}: group_by '{cls.group_by}' cannot be served by a routing key "
-                f"(choose one of {sorted(_GROUPINGS)})"
-            )
+        try:
+            check_grouping(rule_id, getattr(cls, "planes", frozenset()), cls.group_by)
+        except RoutingError as exc:
+            raise RegistryError(str(exc)) from exc
         seen.add(rule_id)
         try:
             params = cls.Params(**overrides.pop(rule_id, {}))

@@ -25,6 +25,7 @@ from phiwatch.detect.detection import (
     hhmm,
     utc,
 )
+from phiwatch.detect.snapshot import snapshot_class
 from phiwatch.model import AccessEvent, Alert
 from phiwatch.sources.activity import DIAGNOSTIC_SETTINGS, diagnostic_setting_target
 
@@ -33,6 +34,7 @@ class Params(DetectionParams):
     grace_minutes: float = Field(default=10, gt=0)
 
 
+@snapshot_class
 @dataclass(slots=True)
 class _Pending:
     time: float
@@ -47,7 +49,10 @@ class DiagnosticsDisabled(Detection):
     severity = "High"
     tactics = ("DefenseEvasion",)
     techniques = ("T1562.008",)
-    group_by = "resource"
+    # Relates a setting to deletes of its resource and parents: all in one subscription.
+    group_by = "subscription"
+    planes = frozenset({"control"})
+    state_attrs = ("pending", "deleted")
     Params = Params
 
     def __init__(self, params: Params, lateness: float) -> None:

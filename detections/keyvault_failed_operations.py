@@ -56,6 +56,8 @@ class KeyVaultFailedOperations(Detection):
     tactics = ("CredentialAccess", "Discovery")
     techniques = ("T1555", "T1580")
     group_by = "actor"
+    planes = frozenset({"data"})
+    state_attrs = ("failures",)
     Params = Params
 
     def __init__(self, params: Params, lateness: float) -> None:

@@ -35,6 +35,8 @@ class MassRecordAccess(Detection):
     tactics = ("Collection", "Exfiltration")
     techniques = ("T1530", "T1213")
     group_by = "actor"
+    planes = frozenset({"data"})
+    state_attrs = ("windows",)
     Params = Params
 
     def __init__(self, params: Params, lateness: float) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -30,7 +30,11 @@ class Settings(BaseSettings):
 
     # Detection parameters, e.g. {"mass-record-access": {"threshold": 80}}.
     detection_params: dict[str, dict[str, Any]] = Field(default_factory=dict)
-    allowed_lateness_seconds: int = Field(default=900, ge=0)
+    allowed_lateness_seconds: int = Field(default=900, ge=1)
+    # Events wait this long (in event time, behind the watermark) so detections see them in
+    # event-time order: within it, any arrival order gives the same alerts and AlertIds.
+    # Must be below the allowed lateness; 0 turns the buffer off.
+    reorder_seconds: int = Field(default=120, ge=0)
 
     max_record_bytes: int = Field(default=1024 * 1024, ge=1024)
 
@@ -65,3 +69,11 @@ class Settings(BaseSettings):
     outbox_connection_string: SecretStr | None = None
 
     log_level: str = "INFO"
+
+    @model_validator(mode="after")
+    def _reorder_within_lateness(self) -> Settings:
+        if self.reorder_seconds >= self.allowed_lateness_seconds:
+            raise ValueError(
+                "PHIWATCH_REORDER_SECONDS must be less than PHIWATCH_ALLOWED_LATENESS_SECONDS"
+            )
+        return self

@@ -172,6 +172,7 @@ class Pipeline:
         self.alert_ids: dict[str, str] = {}  # AlertId → RuleId, for distinct counts
         self.sink_failures = 0
         self._last_stream: str | None = None
+        self._last_batch = ""
 
     # ------------------------------------------------------------------ batches
 
@@ -223,6 +224,7 @@ class Pipeline:
             raise
         self._commit()
         self._last_stream = batch.stream
+        self._last_batch = batch.name
         late = self.engine.late - late_before
         health = _health(batch, counts, events, alerts, late)
         return self._emit(BatchResult(counts, events, alerts, dead, late, health))
@@ -233,7 +235,9 @@ class Pipeline:
         alerts = self.engine.changed_alerts()
         if alerts and self._last_stream is not None:
             hour = max(a.last_event_time for a in alerts)
-            name = f"{self._last_stream}-settle-{len(self.alert_ids):06d}"
+            # One settle per replay, named after the batch it follows: the same input gives
+            # the same name, so a replay with other settings meets its own earlier output.
+            name = f"{self._last_batch}-settle"
             entries = self._put_derived("alerts", hour, name, alerts)
             self.archive.seal(
                 stream=self._last_stream,

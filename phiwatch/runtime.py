@@ -15,15 +15,21 @@ from phiwatch.pipeline import Pipeline, Sink
 from phiwatch.pseudonym import load_pseudonymizer
 
 
+def build_engine(settings: Settings) -> DetectionEngine:
+    lateness = float(settings.allowed_lateness_seconds)
+    return DetectionEngine(
+        detections.load_detections(settings.detection_params, lateness=lateness),
+        lateness,
+        float(settings.reorder_seconds),
+    )
+
+
 def build_pipeline(
     settings: Settings, archive: Path | ObjectStore, sinks: Sequence[Sink] = ()
 ) -> Pipeline:
     """A pipeline archiving to `archive`: a local directory, or any object store."""
     store = LocalStore(archive) if isinstance(archive, Path) else archive
-    lateness = float(settings.allowed_lateness_seconds)
-    engine = DetectionEngine(
-        detections.load_detections(settings.detection_params, lateness=lateness), lateness
-    )
+    engine = build_engine(settings)
     return Pipeline(
         pseudonymizer=load_pseudonymizer(settings),
         engine=engine,

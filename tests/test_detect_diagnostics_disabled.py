@@ -82,10 +82,12 @@ def test_resource_deleted_long_after_does_not_explain_it(tmp_path):
     assert len(run(records, tmp_path).alerts) == 1
 
 
-def test_write_that_turns_logging_off_alerts_immediately(tmp_path):
+def test_write_that_turns_logging_off_alerts_without_waiting_for_the_grace(tmp_path):
     body = json.dumps({"properties": {"logs": [{"category": "AuditEvent", "enabled": False}]}})
     record = activity(5, operation="MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/WRITE", request_body=body)
-    (alert,) = run([record], tmp_path, finish=False).alerts.values()
+    # Four minutes of traffic: past the reorder delay, well inside the 10-minute grace.
+    traffic = [fhir(10 + 5 * i, path="metadata", interaction="capabilities") for i in range(48)]
+    (alert,) = run([record, *traffic], tmp_path, finish=False).alerts.values()
     assert alert.title.startswith(
         "Diagnostic setting 'to-hub' on kv-phi was changed to send no logs"
     )

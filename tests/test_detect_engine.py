@@ -99,6 +99,8 @@ def test_a_batch_retried_after_a_late_archive_failure_alerts_as_a_clean_run(tmp_
     from tests.harness import batches_of, make_pipeline
 
     records = [fhir(i * 3, path=f"Patient/p{i}") for i in range(60)]
+    # Later traffic releases the burst from the reorder buffer within the stream.
+    records += [fhir(300 + i * 3, path="metadata", interaction="capabilities") for i in range(80)]
     clean_pipeline, clean = make_pipeline(tmp_path)
     for batch in batches_of(records, per_body=10, bodies_per_batch=2):
         clean_pipeline.process(batch)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from phiwatch.detect.alert_book import alert_id
 from phiwatch.detect.detection import window_anchor
 from tests.harness import run
-from tests.records import KV_ID, at, keyvault
+from tests.records import KV_ID, at, fhir, keyvault
 
 OID = "11111111-aaaa-4bbb-8ccc-000000000001"
 
@@ -15,7 +15,10 @@ def failures(n: int, *, start: float = 0, spacing: float = 10, **kw):
 
 
 def test_five_failures_raise_a_medium_alert_then_a_secret_read_makes_it_high(tmp_path):
-    records = failures(6) + [keyvault(90, secret="db-password")]
+    # Unrelated reads move event time on, so the Medium alert goes out (past the reorder
+    # delay) before the secret read arrives and escalates it.
+    traffic = [fhir(55 + 5 * i, path="metadata", interaction="capabilities") for i in range(45)]
+    records = failures(6) + traffic + [keyvault(280, secret="db-password")]
     sink = run(records, tmp_path, per_body=1, bodies_per_batch=1)
     (alert,) = sink.alerts.values()
     assert alert.alert_id == alert_id(
@@ -30,7 +33,7 @@ def test_five_failures_raise_a_medium_alert_then_a_secret_read_makes_it_high(tmp
         "08:00:50 UTC; the threshold is 5 within 5 minutes.",
         "Failed operations: SecretGet (403) x6. Authentication 401 token challenges are "
         "not counted.",
-        "Then succeeded at SecretGet at 2026-11-02 08:01:30 UTC: the probing may have "
+        "Then succeeded at SecretGet at 2026-11-02 08:04:40 UTC: the probing may have "
         "reached secret material, so severity is High.",
     ]
     assert alert.event_count == 6

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from phiwatch.detect.snapshot import snapshot_class
 from phiwatch.model import MAX_EVIDENCE, AccessEvent, Severity
 
 _ID_NAMESPACE = uuid.UUID("6f1d8f0c-3b7a-4d55-9a43-0c5e2f6b9a10")
@@ -24,6 +25,7 @@ def alert_id(rule_id: str, key: str, anchor: str) -> str:
     return str(uuid.uuid5(_ID_NAMESPACE, f"{rule_id}\x1f{key}\x1f{anchor}"))
 
 
+@snapshot_class
 @dataclass(slots=True)
 class AlertState:
     alert_id: str
@@ -97,7 +99,10 @@ def _top(counter: Counter[str]) -> str | None:
     return min(counter.items(), key=lambda item: (-item[1], item[0]))[0]
 
 
+@snapshot_class
 class AlertBook:
+    __slots__ = ("_changed", "_open", "raised")
+
     def __init__(self) -> None:
         self._open: dict[tuple[str, str], AlertState] = {}
         self._changed: dict[str, AlertState] = {}

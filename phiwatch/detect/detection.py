@@ -12,9 +12,11 @@ from pydantic import BaseModel, ConfigDict
 from phiwatch.detect.alert_book import AlertBook, AlertState
 from phiwatch.model import AccessEvent, Alert, Severity
 
-# What a detection groups its state by. Event routing (two-stage scaling) must be able to
-# put every event of one group on one partition, so only these groupings are allowed.
-GroupBy = Literal["actor", "resource"]
+# What a detection groups its state by, and which source planes it reads. Event routing
+# (two-stage scaling) must put every event of one group on one partition: the registry checks
+# the pair against phiwatch.routing when it loads the detection.
+GroupBy = Literal["actor", "resource", "subscription"]
+Plane = Literal["data", "control"]
 
 
 class DetectionParams(BaseModel):
@@ -47,6 +49,10 @@ class Detection(ABC):
     tactics: ClassVar[tuple[str, ...]]
     techniques: ClassVar[tuple[str, ...]]
     group_by: ClassVar[GroupBy]
+    planes: ClassVar[frozenset[Plane]]
+    # The attributes that hold state (not configuration): what a per-partition snapshot
+    # saves and restores (phiwatch.detect.snapshot encodes their values).
+    state_attrs: ClassVar[tuple[str, ...]]
     Params: ClassVar[type[DetectionParams]]
 
     def __init__(self, params: DetectionParams, lateness: float) -> None:
@@ -74,6 +80,19 @@ class Detection(ABC):
     @abstractmethod
     def state_size(self) -> int:
         """Keys held, for metrics and the bounded-state tests."""
+
+    def state(self) -> dict[str, object]:
+        return {name: getattr(self, name) for name in self.state_attrs}
+
+    def load_state(self, state: dict[str, object]) -> None:
+        for name in self.state_attrs:
+            if name in state:
+                current = getattr(self, name)
+                restored = state[name]
+                # Windows keep the width configured now, not the one at snapshot time.
+                if hasattr(current, "width") and hasattr(restored, "width"):
+                    restored.width = current.width  # type: ignore[attr-defined]
+                setattr(self, name, restored)
 
     @abstractmethod
     def render(self, state: AlertState) -> Alert:

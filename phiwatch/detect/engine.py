@@ -8,18 +8,28 @@ The watermark is the median of the most recent event times, never the maximum: o
 with a wrong clock (hours ahead) would otherwise make every honest record after it late and
 blind the detections. A real jump in time (logs resuming after a quiet night) moves the
 median within a few records.
+
+With a reorder delay, events wait in a buffer until the watermark is that far past them and
+then reach the detections in event-time order (ties by EventUid). Every host then feeds each
+detection the same sequence whatever the arrival order within the delay (a replay of files,
+one Event Hub partition, or 32 partitions merged onto `phi-events`), so alerts, their counts
+and their ids are the same. An event that arrives after its place has passed, but within the
+allowed lateness, is still counted, out of order.
 """
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Any
 
 from phiwatch.detect.alert_book import AlertBook
 from phiwatch.detect.detection import Detection, DetectionContext, utc
 from phiwatch.model import AccessEvent, Alert
+from phiwatch.routing import plane_of
 
 # With an arrival time (Event Hubs), no event time counts as later than arrival plus this.
 MAX_CLOCK_SKEW = 300.0
@@ -27,16 +37,40 @@ MAX_CLOCK_SKEW = 300.0
 WATERMARK_SAMPLE = 31
 
 
+# A buffered event: (event time, EventUid, arrival order, event, arrival time).
+_Buffered = tuple[float, str, int, AccessEvent, datetime | None]
+
+
 class DetectionEngine:
-    def __init__(self, detections: Iterable[Detection], lateness: float) -> None:
+    def __init__(
+        self, detections: Iterable[Detection], lateness: float, reorder: float = 0.0
+    ) -> None:
+        if not 0 <= reorder < lateness:
+            raise ValueError("the reorder delay must be at least 0 and less than the lateness")
         self.detections = tuple(detections)
         self._by_rule = {d.rule_id: d for d in self.detections}
+        self._by_plane = {
+            plane: tuple(d for d in self.detections if plane in d.planes)
+            for plane in ("data", "control")
+        }
         self.lateness = lateness
+        self.reorder = reorder
         self.book = AlertBook()
         self.watermark = float("-inf")
         self.late = 0
+        self.out_of_order = 0  # in-time events that came after the reorder delay
         self._recent: deque[float] = deque()
         self._recent_sorted: list[float] = []
+        self._buffer: list[_Buffered] = []
+        self._arrivals = 0
+        # With a reorder delay: the event time up to which detections have seen everything
+        # (released in order). Absence rules and window horizons go by it, not the watermark.
+        self._clock = float("-inf")
+
+    @property
+    def frontier(self) -> float:
+        """Event time up to which buffered events are released to the detections."""
+        return self.watermark - self.reorder
 
     def process(self, event: AccessEvent, arrival: datetime | None) -> None:
         time = event.time_generated.timestamp()
@@ -45,10 +79,35 @@ class DetectionEngine:
             return
         bound = time if arrival is None else min(time, arrival.timestamp() + MAX_CLOCK_SKEW)
         self._advance_watermark(bound)
-        relevant = [d for d in self.detections if d.applies(event)]
+        if not self.reorder:
+            self._dispatch(event, time, arrival, self.watermark)
+            return
+        if time <= self._clock:
+            self.out_of_order += 1
+            self._dispatch(event, time, arrival, self._clock)
+        else:
+            self._arrivals += 1
+            heapq.heappush(self._buffer, (time, event.event_uid, self._arrivals, event, arrival))
+        self._release(self.frontier)
+
+    def _release(self, upto: float) -> None:
+        """Hand buffered events up to `upto` to the detections, oldest first. Each is seen
+        at its own time: the watermark may have jumped far ahead (logs resuming after a
+        gap) and the window of an event released now must not be cut by that jump."""
+        buffer = self._buffer
+        while buffer and buffer[0][0] <= upto:
+            time, _, _, event, arrival = heapq.heappop(buffer)
+            self._clock = max(self._clock, time)
+            self._dispatch(event, time, arrival, self._clock)
+        self._clock = max(self._clock, upto)
+
+    def _dispatch(
+        self, event: AccessEvent, time: float, arrival: datetime | None, clock: float
+    ) -> None:
+        relevant = [d for d in self._by_plane[plane_of(event)] if d.applies(event)]
         if not relevant:
             return
-        ctx = DetectionContext(self.book, self.watermark, arrival or event.time_generated)
+        ctx = DetectionContext(self.book, clock, arrival or event.time_generated)
         for detection in relevant:
             detection.observe(event, time, ctx)
 
@@ -65,7 +124,11 @@ class DetectionEngine:
         """End of a batch: timeouts fire, and state nobody can need any more is dropped."""
         if self.watermark == float("-inf"):
             return
-        ctx = DetectionContext(self.book, self.watermark, utc(self.watermark))
+        clock = self.watermark
+        if self.reorder:
+            self._release(self.frontier)
+            clock = self._clock
+        ctx = DetectionContext(self.book, clock, utc(clock))
         for detection in self.detections:
             detection.on_watermark(ctx)
             detection.expire(self.watermark - self.lateness)
@@ -75,6 +138,7 @@ class DetectionEngine:
         """The input is exhausted (local replay only): settle pending rules."""
         if self.watermark == float("-inf"):
             return
+        self._release(float("inf"))
         ctx = DetectionContext(self.book, self.watermark, utc(self.watermark))
         for detection in self.detections:
             detection.on_end(ctx)
@@ -88,4 +152,35 @@ class DetectionEngine:
         self.book.commit()
 
     def state_size(self) -> int:
-        return sum(d.state_size() for d in self.detections) + len(self.book)
+        return sum(d.state_size() for d in self.detections) + len(self.book) + len(self._buffer)
+
+    def state(self) -> dict[str, Any]:
+        """Everything a restarted engine needs to go on as if it had never stopped; taken
+        after commit(), so no alert is pending in it."""
+        return {
+            "watermark": self.watermark,
+            "late": self.late,
+            "out_of_order": self.out_of_order,
+            "recent": list(self._recent),
+            "buffer": list(self._buffer),
+            "arrivals": self._arrivals,
+            "clock": self._clock,
+            "book": self.book,
+            "detections": {d.rule_id: d.state() for d in self.detections},
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.watermark = state["watermark"]
+        self.late = state["late"]
+        self.out_of_order = state["out_of_order"]
+        self._recent = deque(state["recent"])
+        self._recent_sorted = sorted(self._recent)
+        self._buffer = list(state["buffer"])
+        heapq.heapify(self._buffer)
+        self._arrivals = state["arrivals"]
+        self._clock = state["clock"]
+        self.book = state["book"]
+        for rule_id, detection_state in state["detections"].items():
+            # A rule removed since the snapshot is dropped; a new one starts empty.
+            if rule_id in self._by_rule:
+                self._by_rule[rule_id].load_state(detection_state)

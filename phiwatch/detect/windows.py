@@ -6,9 +6,12 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+from phiwatch.detect.snapshot import snapshot_class
+
 Entry = tuple[float, str, Any]  # (event time, EventUid, what the rule keeps of the event)
 
 
+@snapshot_class
 class SlidingWindow:
     """Entries of one key in event-time order. Adding an EventUid twice is a no-op, so a
     redelivered event can never inflate a count (a duplicate has the same time and uid, so a
@@ -55,6 +58,7 @@ class SlidingWindow:
 S = TypeVar("S")
 
 
+@snapshot_class
 class KeyedState(Generic[S]):
     """State per key, ordered by when the key was last touched in event time, so expiring
     idle keys costs only the keys that expire (state stays bounded as the stream goes on).
@@ -93,6 +97,7 @@ class KeyedState(Generic[S]):
         return len(self._states)
 
 
+@snapshot_class
 class KeyedWindows:
     """A `SlidingWindow` per key. A key's old entries are trimmed when the key is touched,
     and idle keys are dropped oldest first, so the cost of expiry follows what changes, not

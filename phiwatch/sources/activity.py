@@ -16,6 +16,8 @@ from phiwatch.sources.record import Record, RecordSkipped
 
 name = "activity"
 PRODUCT = "Azure Resource Manager"
+# Control plane: changes to resources; its detections group within a subscription.
+PLANE = "control"
 
 ACTIVITY_CATEGORIES = {"administrative", "write", "action", "delete"}
 # Activity Log categories phiwatch deliberately does not monitor: counted as skips.

@@ -22,6 +22,8 @@ class SourceNormaliser(Protocol):
     """One per file in `phiwatch/sources/`; the registry asks each in turn."""
 
     name: str
+    PRODUCT: str  # the EventProduct of every event it makes
+    PLANE: str  # "data" or "control": decides the routing key (phiwatch.routing)
 
     def matches(self, record: Record) -> bool: ...
 

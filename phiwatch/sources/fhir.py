@@ -11,6 +11,8 @@ from phiwatch.sources.record import Record
 
 name = "fhir"
 PRODUCT = "FHIR Service"
+# Data plane: who read or used what; its detections group by the actor.
+PLANE = "data"
 
 _READS = {"read", "vread", "history", "history-type", "history-instance", "history-system"}
 _TYPES: dict[str, EventType] = {

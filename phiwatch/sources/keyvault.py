@@ -15,6 +15,8 @@ from phiwatch.sources.record import Record
 
 name = "keyvault"
 PRODUCT = "Key Vault"
+# Data plane: who read or used what; its detections group by the actor.
+PLANE = "data"
 
 # Operation names are ObjectVerb: SecretGet, KeyUnwrap, VaultPut, Authentication, ...
 _OBJECT_VERB = re.compile(r"^(Vault|Secret|Key|Certificate|Storage|ManagedHsm)(\w+)$")

@@ -1,0 +1,142 @@
+"""Detection state ⇄ bytes, for the per-partition snapshots of the `detect` stage.
+
+A snapshot is read back from Blob storage, so decoding must never run code chosen by
+whoever can write that blob (pickle would): it is JSON, and the only objects it can build
+are the state classes listed in `_CLASSES`, filled field by field. Tags keep the Python
+types the detections rely on (tuples for bisect, sets, counters, infinities, datetimes,
+events); plain JSON values stay plain.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import math
+from collections import Counter
+from datetime import datetime
+from typing import Any, TypeVar
+
+import orjson
+
+from phiwatch.model import AccessEvent
+
+FORMAT = 1
+C = TypeVar("C", bound=type)
+
+
+class SnapshotError(ValueError):
+    """The bytes are not a snapshot this version can read."""
+
+
+_CLASSES: dict[str, type] = {}
+
+
+def snapshot_class(cls: C) -> C:
+    """Allow instances of `cls` (a dataclass or a class with __slots__) in snapshots."""
+    if not _field_names(cls):
+        raise TypeError(f"{cls.__name__}: only dataclasses and __slots__ classes can be restored")
+    _CLASSES[cls.__name__] = cls
+    return cls
+
+
+def _field_names(cls: type) -> tuple[str, ...]:
+    if dataclasses.is_dataclass(cls):
+        return tuple(f.name for f in dataclasses.fields(cls))
+    return tuple(s for c in cls.__mro__ for s in getattr(c, "__slots__", ()))
+
+
+def dumps(state: dict[str, Any]) -> bytes:
+    body = orjson.dumps({"format": FORMAT, "state": _encode(state)})
+    # mtime=0: the same state gives the same bytes.
+    return gzip.compress(body, compresslevel=3, mtime=0)
+
+
+def loads(data: bytes) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(gzip.decompress(data))
+    except (OSError, EOFError, orjson.JSONDecodeError) as exc:
+        raise SnapshotError(f"snapshot is not gzip'd JSON ({type(exc).__name__})") from exc
+    if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+        raise SnapshotError(f"unsupported snapshot format {doc.get('format')!r}")
+    state = _decode(doc.get("state"))
+    if not isinstance(state, dict):
+        raise SnapshotError("snapshot state is not an object")
+    return state
+
+
+def _fields(obj: Any) -> dict[str, Any]:
+    return {name: getattr(obj, name) for name in _field_names(type(obj))}
+
+
+def _encode(value: Any) -> Any:
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return {"$f": repr(value)}
+        return value
+    if isinstance(value, list):
+        return [_encode(v) for v in value]
+    if isinstance(value, tuple):
+        return {"$t": [_encode(v) for v in value]}
+    if isinstance(value, Counter):
+        return {"$counter": [[_encode(k), v] for k, v in value.items()]}
+    if isinstance(value, dict):
+        if all(isinstance(k, str) and not k.startswith("$") for k in value):
+            return {k: _encode(v) for k, v in value.items()}
+        return {"$map": [[_encode(k), _encode(v)] for k, v in value.items()]}
+    if isinstance(value, (set, frozenset)):
+        return {"$set": sorted((_encode(v) for v in value), key=orjson.dumps)}
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, AccessEvent):
+        return {"$event": value.to_wire()}
+    if isinstance(value, type) and _CLASSES.get(value.__name__) is value:
+        return {"$class": value.__name__}
+    cls = _CLASSES.get(type(value).__name__)
+    if cls is type(value):
+        return {"$obj": cls.__name__, "fields": {k: _encode(v) for k, v in _fields(value).items()}}
+    raise SnapshotError(f"cannot snapshot a {type(value).__name__}")
+
+
+def _decode(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_decode(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((tag, inner),) = value.items()
+        if tag == "$f":
+            return float(inner)
+        if tag == "$t":
+            return tuple(_decode(v) for v in inner)
+        if tag == "$counter":
+            return Counter({_decode(k): v for k, v in inner})
+        if tag == "$map":
+            return {_decode(k): _decode(v) for k, v in inner}
+        if tag == "$set":
+            return {_decode(v) for v in inner}
+        if tag == "$dt":
+            return datetime.fromisoformat(inner)
+        if tag == "$event":
+            return AccessEvent.model_validate(inner)
+        if tag == "$class":
+            return _known(inner)
+    if set(value) == {"$obj", "fields"}:
+        cls = _known(value["$obj"])
+        fields = value["fields"]
+        names = _field_names(cls)
+        if not isinstance(fields, dict) or set(fields) != set(names):
+            raise SnapshotError(f"snapshot of {cls.__name__} does not hold exactly {names}")
+        obj = cls.__new__(cls)
+        for name in names:
+            object.__setattr__(obj, name, _decode(fields[name]))
+        return obj
+    return {k: _decode(v) for k, v in value.items()}
+
+
+def _known(name: Any) -> type:
+    cls = _CLASSES.get(name) if isinstance(name, str) else None
+    if cls is None:
+        raise SnapshotError(f"snapshot names a class this version does not allow: {name!r}")
+    return cls
