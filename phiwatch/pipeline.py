@@ -43,6 +43,14 @@ class Sink(Protocol):
     def emit(self, result: BatchResult) -> None: ...
 
 
+class Forwarder(Protocol):
+    """Hands a batch's events to the `detect` stage (the `phi-events` hub). Unlike a sink it
+    must succeed before the batch counts as done: if it raises, the batch is rolled back and
+    the host retries it, so no event is lost on the way to detection."""
+
+    def forward(self, events: Sequence[tuple[AccessEvent, datetime | None]]) -> None: ...
+
+
 @dataclass(slots=True)
 class Batch:
     """Bodies processed together. `stream` names the input stream (an Event Hub partition,
@@ -157,13 +165,20 @@ class Pipeline:
         self,
         *,
         pseudonymizer: Pseudonymizer,
-        engine: DetectionEngine,
+        engine: DetectionEngine | None,
         archive: Archive,
         sinks: Sequence[Sink] = (),
         max_record_bytes: int = MAX_RECORD_BYTES,
+        forwarder: Forwarder | None = None,
     ) -> None:
+        """With an engine, detections run in this process (local replay, one partition);
+        with a forwarder instead, events go to the `detect` stage (two-stage scaling)."""
+        if (engine is None) == (forwarder is None):
+            raise ValueError("a pipeline needs exactly one of engine and forwarder")
         self.pseudonymizer = pseudonymizer
         self.engine = engine
+        self.forwarder = forwarder
+        self._dedupe_clock = float("-inf")
         self.archive = archive
         self.sinks = list(sinks)
         self.max_record_bytes = max_record_bytes
@@ -193,21 +208,28 @@ class Pipeline:
             object_name("raw", hour, batch.name), [_raw_line(r) for r in records]
         )
         counts = Counts(records=len(records))
-        late_before = self.engine.late
+        engine = self.engine
+        late_before = engine.late if engine else 0
         try:
             dead: list[DeadLetter] = []
             events: list[AccessEvent] = []
+            arrivals: list[datetime | None] = []
             for index, record in enumerate(records):
                 produced = self._normalise(record, f"{raw.name}#{index}", counts, dead)
                 for event in produced:
                     # Arrival (enqueued time) stamps DetectedAt; a local file has none.
-                    self.engine.process(event, record.enqueued_time)
+                    if engine:
+                        engine.process(event, record.enqueued_time)
+                    arrivals.append(record.enqueued_time)
                 events.extend(produced)
             entries = [raw]
             entries += self._put_derived("deadletter", hour, batch.name, dead)
             entries += self._put_derived("events", hour, batch.name, events)
-            self.engine.advance()
-            alerts = self.engine.changed_alerts() + self._integrity_alerts(hour)
+            alerts = []
+            if engine:
+                engine.advance()
+                alerts = engine.changed_alerts()
+            alerts += self._integrity_alerts(hour)
             entries += self._put_derived("alerts", hour, batch.name, alerts)
             times = [e.time_generated for e in events]
             self.archive.seal(
@@ -219,18 +241,24 @@ class Pipeline:
                 objects=entries,
                 event_times=(min(times), max(times)) if times else None,
             )
+            if self.forwarder and events:
+                self.forwarder.forward(list(zip(events, arrivals, strict=True)))
         except BaseException:
             self.seen.rollback()
             raise
+        if times:
+            self._dedupe_clock = max(self._dedupe_clock, max(times).timestamp())
         self._commit()
         self._last_stream = batch.stream
         self._last_batch = batch.name
-        late = self.engine.late - late_before
+        late = (engine.late if engine else 0) - late_before
         health = _health(batch, counts, events, alerts, late)
         return self._emit(BatchResult(counts, events, alerts, dead, late, health))
 
     def finish(self) -> BatchResult:
         """End of a local replay: settle pending rules, archive and emit what they raise."""
+        if self.engine is None:
+            return self._emit(BatchResult(Counts(), [], [], [], 0))
         self.engine.finish()
         alerts = self.engine.changed_alerts()
         if alerts and self._last_stream is not None:
@@ -270,6 +298,12 @@ class Pipeline:
         return [integrity_alert(c, hour) for c in conflicts]
 
     def _commit(self) -> None:
+        if self.engine is None:
+            # No watermark here: the newest event time is enough to let old uids go (a
+            # duplicate that slips through is dropped by the detections' own uid check).
+            clock = self._dedupe_clock
+            self.seen.commit(clock, clock - DEDUPE_HORIZON_SECONDS)
+            return
         self.engine.commit()
         watermark = self.engine.watermark
         self.seen.commit(watermark, watermark - self.engine.lateness - DEDUPE_HORIZON_SECONDS)

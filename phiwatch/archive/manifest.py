@@ -46,7 +46,9 @@ class Manifest(BaseModel):
     stream: str
     index: int
     # "batch": objects of one input batch; "settle": alerts raised when a replay ended.
-    kind: Literal["batch", "settle"] = "batch"
+    # batch: a contiguous range of an input stream; settle: end of a replay; detect: the
+    # alerts a `detect` batch raised (only batches with alerts are sealed, so gaps are normal).
+    kind: Literal["batch", "settle", "detect"] = "batch"
     batch: str
     first: int | None  # first and last sequence number (Event Hubs) or line (local file)
     last: int | None

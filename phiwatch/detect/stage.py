@@ -1,0 +1,275 @@
+"""The `detect` stage: stateful detections over the `phi-events` hub, one engine per partition.
+
+`normalize` publishes every event with its routing key as partition key (`PublishingForwarder`),
+so all events a detection groups together reach one partition, and one engine per partition
+sees them all. Per partition batch:
+
+1. restore the partition's engine from its snapshot the first time this process sees the
+   partition (or after another instance took it over), and skip messages whose sequence number
+   the snapshot already covers: a redelivered batch neither counts twice nor loses a window;
+2. run the events through the engine, in event-time order within the reorder delay;
+3. archive the alerts that changed (archive before emit), then emit them (Sentinel);
+4. save the snapshot with the highest sequence number it covers, replacing exactly the version
+   it restored (etag). If another instance wrote in between, both believed they owned the
+   partition: this one drops its state and raises, the host retries, and the retry restores the
+   winner's snapshot and skips what it covers. The alerts emitted meanwhile carry the same
+   AlertIds the winner derives, so Sentinel deduplicates them.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+import structlog
+from pydantic import ValidationError
+
+from phiwatch.archive.archive import Archive, object_name
+from phiwatch.detect import snapshot
+from phiwatch.detect.engine import DetectionEngine
+from phiwatch.detect.state_store import StateConflict, StateStore, state_key
+from phiwatch.event_publisher import EventPublisher, KeyedMessage
+from phiwatch.model import AccessEvent, Alert
+from phiwatch.pipeline import BatchResult, Counts, Sink
+from phiwatch.routing import routing_key
+
+if TYPE_CHECKING:
+    from phiwatch.eventhub_host import EventHubMessage
+
+log = structlog.get_logger("phiwatch.detect")
+
+
+# ----------------------------------------------------------------------------- messages
+
+
+def encode_event(event: AccessEvent, arrival: datetime | None) -> bytes:
+    """A `phi-events` body: the event and when its raw record arrived (which stamps an
+    alert's DetectedAt, the same however often the event is republished)."""
+    arrived = orjson.dumps(arrival.isoformat() if arrival else None)
+    return b'{"ArrivedAt":' + arrived + b',"Event":' + event.to_json() + b"}"
+
+
+def decode_event(body: bytes) -> tuple[AccessEvent, datetime | None]:
+    """Raises ValueError for a body that is not one of ours."""
+    doc = orjson.loads(body)
+    if not isinstance(doc, dict) or "Event" not in doc:
+        raise ValueError("not a phi-events message (no Event)")
+    arrived = doc.get("ArrivedAt")
+    event = AccessEvent.model_validate(doc["Event"])
+    return event, datetime.fromisoformat(arrived) if arrived else None
+
+
+class PublishingForwarder:
+    """`normalize`'s hand-over: each event to `phi-events`, keyed by its routing key."""
+
+    def __init__(self, publisher: EventPublisher) -> None:
+        self.publisher = publisher
+
+    def forward(self, events: Sequence[tuple[AccessEvent, datetime | None]]) -> None:
+        self.publisher.publish(
+            [KeyedMessage(routing_key(e), encode_event(e, arrival), {}) for e, arrival in events]
+        )
+
+
+# ----------------------------------------------------------------------------- the stage
+
+
+@dataclass
+class DetectResult:
+    partition: str
+    events: int = 0  # events run through the engine
+    covered: int = 0  # messages skipped: the restored state already holds them
+    invalid: int = 0  # messages that were not events (logged, never in state)
+    late: int = 0
+    alerts: list[Alert] = field(default_factory=list)
+    restored: bool = False  # this batch restored the partition's state from its snapshot
+
+
+@dataclass
+class _Partition:
+    engine: DetectionEngine
+    covered: int  # highest sequence number reflected in the engine's state (-1: none)
+    etag: str | None  # of the snapshot the state was restored from or last saved as
+
+
+class DetectProcessor:
+    """One per process; keeps the engines of the partitions this process has been given."""
+
+    def __init__(
+        self,
+        *,
+        engine_factory: Callable[[], DetectionEngine],
+        archive: Archive,
+        state_store: StateStore | None,
+        sinks: Sequence[Sink] = (),
+        hub: str = "phi-events",
+        consumer_group: str = "phiwatch",
+    ) -> None:
+        self.engine_factory = engine_factory
+        self.archive = archive
+        self.state_store = state_store
+        self.sinks = list(sinks)
+        self.hub = hub
+        self.consumer_group = consumer_group
+        self._partitions: dict[str, _Partition] = {}
+        self._lock = threading.Lock()  # the Functions worker runs invocations on threads
+        self.sink_failures = 0
+
+    def process(self, partition: str, messages: Sequence[EventHubMessage]) -> DetectResult:
+        with self._lock:
+            return self._process(partition, messages)
+
+    def _process(self, partition: str, messages: Sequence[EventHubMessage]) -> DetectResult:
+        result = DetectResult(partition)
+        state = self._partitions.get(partition)
+        if state is None:
+            state = self._restore(partition)
+            result.restored = True
+        fresh = [m for m in messages if _seq(m) > state.covered]
+        result.covered = len(messages) - len(fresh)
+        if not fresh:
+            return result
+        engine = state.engine
+        late_before = engine.late
+        times: list[datetime] = []
+        for message in fresh:
+            try:
+                event, arrival = decode_event(message.body)
+            except (ValueError, ValidationError) as exc:
+                # Only phiwatch writes this hub: a bad body is a bug or a foreign writer.
+                # Its record is in the archive (normalize put it there); skip, loudly.
+                result.invalid += 1
+                log.error(
+                    "phi-events message is not an event; skipped",
+                    partition=partition,
+                    sequence_number=message.sequence_number,
+                    error=type(exc).__name__,
+                )
+                continue
+            engine.process(event, arrival or message.enqueued_time)
+            times.append(event.time_generated)
+            result.events += 1
+        engine.advance()
+        alerts = engine.changed_alerts()
+        first, last = _seq(fresh[0]), _seq(fresh[-1])
+        try:
+            if alerts:
+                self._archive(partition, first, last, alerts)
+                self._emit(alerts, engine.late - late_before)
+            engine.commit()
+            self._save(partition, state, last)
+        except BaseException:
+            # Whatever failed, this process's copy of the partition is now ahead of what is
+            # durable: forget it, so the retry restores the snapshot and redoes the batch.
+            self._partitions.pop(partition, None)
+            raise
+        result.alerts = alerts
+        result.late = engine.late - late_before
+        log.info(
+            "detect batch processed",
+            hub=self.hub,
+            partition=partition,
+            first=first,
+            last=last,
+            events=result.events,
+            covered=result.covered,
+            invalid=result.invalid,
+            alerts=len(alerts),
+            late=result.late,
+            buffered=engine.state_size(),
+        )
+        return result
+
+    def finish(self) -> list[Alert]:
+        """End of a local run: settle every partition's pending rules, archive and emit."""
+        settled: list[Alert] = []
+        with self._lock:
+            for partition, state in sorted(self._partitions.items()):
+                state.engine.finish()
+                alerts = state.engine.changed_alerts()
+                if alerts:
+                    self._archive(partition, None, state.covered, alerts)
+                    self._emit(alerts, 0)
+                state.engine.commit()
+                self._save(partition, state, state.covered)
+                settled += alerts
+        return settled
+
+    def engines(self) -> dict[str, DetectionEngine]:
+        return {p: s.engine for p, s in self._partitions.items()}
+
+    # ------------------------------------------------------------------ internals
+
+    def _key(self, partition: str) -> str:
+        return state_key(self.consumer_group, self.hub, partition)
+
+    def _restore(self, partition: str) -> _Partition:
+        engine = self.engine_factory()
+        state = _Partition(engine, covered=-1, etag=None)
+        if self.state_store is not None:
+            found = self.state_store.load(self._key(partition))
+            if found is not None:
+                doc = snapshot.loads(found.data)
+                engine.load_state(doc["engine"])
+                state.covered, state.etag = doc["covered"], found.etag
+        self._partitions[partition] = state
+        log.info(
+            "detect partition restored",
+            hub=self.hub,
+            partition=partition,
+            covered=state.covered,
+            from_snapshot=state.etag is not None,
+        )
+        return state
+
+    def _save(self, partition: str, state: _Partition, covered: int) -> None:
+        state.covered = covered
+        if self.state_store is None:
+            return
+        data = snapshot.dumps({"engine": state.engine.state(), "covered": covered})
+        try:
+            state.etag = self.state_store.save(self._key(partition), data, state.etag)
+        except StateConflict:
+            log.warning(
+                "another instance saved this partition's state; restoring it on retry",
+                hub=self.hub,
+                partition=partition,
+            )
+            raise
+
+    def _archive(self, partition: str, first: int | None, last: int, alerts: list[Alert]) -> None:
+        # A settle (end of a local run) follows the last batch: named after where it ended.
+        span = f"{first:012d}-{last:012d}" if first is not None else f"settle-{last:012d}"
+        batch = f"{self.hub}-p{partition}-{span}"
+        hour = max(a.last_event_time for a in alerts)
+        name = object_name("alerts", hour, batch)
+        entry = self.archive.put(name, [a.to_json() for a in alerts], derived=True)
+        self.archive.seal(
+            stream=f"detect:{self.consumer_group}/{self.hub}/{partition}",
+            batch=batch,
+            first=first,
+            last=last,
+            hour=hour,
+            objects=[entry],
+            kind="detect",
+        )
+
+    def _emit(self, alerts: list[Alert], late: int) -> None:
+        result = BatchResult(Counts(), [], alerts, [], late)
+        for sink in self.sinks:
+            try:  # archived already: a sink outage must not make the host redo the batch
+                sink.emit(result)
+            except Exception as exc:
+                self.sink_failures += 1
+                log.error("sink failed", sink=type(sink).__name__, error=type(exc).__name__)
+
+
+def _seq(message: Any) -> int:
+    seq = message.sequence_number
+    if seq is None:
+        raise ValueError("phi-events messages always carry a sequence number")
+    return int(seq)
