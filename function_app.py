@@ -1,9 +1,10 @@
 """Azure Functions bindings (Python v2 model). Bindings only: the work is in phiwatch.
 
 `normalize` reads the diagnostics hub in batches and hands them to
-`phiwatch.eventhub_host`; `deliver_outbox` sends rows Sentinel could not take yet (every
-invocation of `normalize` also sends a few first); `health` reports what is configured,
-never a value.
+`phiwatch.eventhub_host`, which archives, normalises and publishes each event to the
+`phi-events` hub keyed by its routing key; `detect` reads `phi-events` and runs the stateful
+detections with per-partition state in Blob (README "Scaling"); `deliver_outbox` sends rows
+Sentinel could not take yet; `health` reports what is configured, never a value.
 """
 
 import json
@@ -15,6 +16,7 @@ import azure.functions as func
 from phiwatch.eventhub_host import (
     EventHubMessage,
     configure_host_logging,
+    get_detector,
     get_processor,
     health_status,
 )
@@ -45,11 +47,36 @@ app = func.FunctionApp()
 def normalize(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
     if not events:
         return
+    hub = os.environ.get("PHIWATCH_EVENTHUB_NAME") or _from_context(
+        events[0].metadata or {}, "EventHubName"
+    )
+    get_processor().process(hub or "eventhub", _messages(events))
+
+
+# The same archive-before-return rule: state is saved after the alerts are archived and
+# emitted, and a failure raises so the retry restores the snapshot and redoes the batch.
+@app.event_hub_message_trigger(
+    arg_name="events",
+    event_hub_name="%PHIWATCH_PHI_EVENTS_HUB%",
+    connection="EVENTHUB",
+    cardinality="many",
+    consumer_group="%PHIWATCH_PHI_EVENTS_CONSUMER_GROUP%",
+)
+@app.retry(
+    strategy="exponential_backoff",
+    max_retry_count="-1",
+    minimum_interval="00:00:05",
+    maximum_interval="00:15:00",
+)
+def detect(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
+    if events:
+        get_detector().process(_messages(events))
+
+
+def _messages(events: typing.Sequence[func.EventHubEvent]) -> list[EventHubMessage]:
     # With cardinality=many every event carries the same (whole-batch) trigger metadata.
-    metadata = events[0].metadata or {}
-    hub = os.environ.get("PHIWATCH_EVENTHUB_NAME") or _from_context(metadata, "EventHubName")
-    partition = _from_context(metadata, "PartitionId") or "0"
-    messages = [
+    partition = _from_context(events[0].metadata or {}, "PartitionId") or "0"
+    return [
         EventHubMessage(
             body=event.get_body(),
             sequence_number=event.sequence_number,
@@ -58,7 +85,6 @@ def normalize(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
         )
         for event in events
     ]
-    get_processor().process(hub or "eventhub", messages)
 
 
 # Every 5 minutes (and at start-up, so a restart after an outage does not wait): rows that

@@ -68,6 +68,17 @@ class Settings(BaseSettings):
     outbox_dir: Path | None = None
     outbox_connection_string: SecretStr | None = None
 
+    # Two-stage scaling (README "Scaling"): with a phi-events hub, `normalize` publishes every
+    # event there keyed by its routing key and `detect` runs the detections, keeping state per
+    # partition in the state container (mutable; never the archive). Without one, detections
+    # run inside `normalize`, which is only correct for a diagnostics hub with one partition.
+    phi_events_hub: str | None = None
+    phi_events_namespace: str | None = None  # <namespace>.servicebus.windows.net
+    phi_events_consumer_group: str = "phiwatch"
+    state_url: str | None = None  # https://<account>.blob.core.windows.net/phiwatch-state
+    state_dir: Path | None = None  # local runs only
+    state_connection_string: SecretStr | None = None  # Azurite only
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")

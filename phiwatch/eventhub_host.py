@@ -26,10 +26,18 @@ import phiwatch
 from phiwatch.archive.blob_store import ArchiveContainerMissing, ArchiveNotImmutable, BlobStore
 from phiwatch.archive.store import LocalStore, ObjectStore
 from phiwatch.config import Settings
+from phiwatch.detect.stage import DetectProcessor, DetectResult, PublishingForwarder
+from phiwatch.detect.state_store import (
+    BlobStateStore,
+    LocalStateStore,
+    StateStore,
+    StateStoreError,
+)
 from phiwatch.envelope import Body
+from phiwatch.event_publisher import EventHubsPublisher
 from phiwatch.logs import configure_logging
-from phiwatch.pipeline import Batch, BatchResult, Counts, Pipeline, Sink
-from phiwatch.runtime import build_pipeline
+from phiwatch.pipeline import Batch, BatchResult, Counts, Forwarder, Pipeline, Sink
+from phiwatch.runtime import build_detector, build_pipeline
 from phiwatch.sinks.outbox import BlobOutbox, LocalOutbox, Outbox, OutboxError
 from phiwatch.sinks.sentinel import DeliveryReport, SentinelSink, sentinel_sink_from
 
@@ -58,13 +66,29 @@ class EventHubMessage:
 
 
 class EventHubBatchProcessor:
-    """One long-lived pipeline per process (detection state and dedupe live in it)."""
+    """`normalize`: one long-lived pipeline per process (the dedupe set lives in it). With a
+    phi-events hub configured it forwards events there (two stages); without, it runs the
+    detections itself, which is right only for a diagnostics hub with one partition."""
 
-    def __init__(self, settings: Settings, sinks: Sequence[Sink] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Sequence[Sink] | None = None,
+        forwarder: Forwarder | None = None,
+    ) -> None:
         self.sentinel = sentinel_sink(settings) if sinks is None else None
         self._sinks = list(sinks) if sinks is not None else [s for s in [self.sentinel] if s]
+        if forwarder is None and settings.phi_events_hub:
+            forwarder = PublishingForwarder(event_publisher(settings))
+        if forwarder is None:
+            log.warning(
+                "no phi-events hub configured: detections run inside normalize, correct only "
+                "for a diagnostics hub with one partition (set PHIWATCH_PHI_EVENTS_HUB)"
+            )
         # Built now so a missing key or archive fails at the first invocation, loudly.
-        self._pipeline: Pipeline = build_pipeline(settings, archive_store(settings), self._sinks)
+        self._pipeline: Pipeline = build_pipeline(
+            settings, archive_store(settings), self._sinks, forwarder
+        )
         # The Python worker runs sync functions on a thread pool, so two partitions can be
         # processed at once; the pipeline's state is not thread-safe.
         self._lock = threading.Lock()
@@ -122,6 +146,80 @@ class EventHubBatchProcessor:
                 error=f"{type(exc).__name__}: {exc}",
             )
             raise
+
+
+class DetectBatchProcessor:
+    """`detect`: the phi-events trigger's batches, one `DetectProcessor` call per partition."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sinks: Sequence[Sink] | None = None,
+        state: StateStore | None = None,
+    ) -> None:
+        if not settings.phi_events_hub:
+            raise ConfigurationError(
+                "the detect function reads the phi-events hub: set PHIWATCH_PHI_EVENTS_HUB"
+            )
+        self.sentinel = sentinel_sink(settings) if sinks is None else None
+        chosen = list(sinks) if sinks is not None else [s for s in [self.sentinel] if s]
+        self.detector: DetectProcessor = build_detector(
+            settings,
+            archive_store(settings),
+            state if state is not None else state_store(settings),
+            chosen,
+            hub=settings.phi_events_hub,
+            consumer_group=settings.phi_events_consumer_group,
+        )
+
+    def process(self, messages: Sequence[EventHubMessage]) -> list[DetectResult]:
+        groups: dict[str, list[EventHubMessage]] = {}
+        for message in messages:
+            groups.setdefault(message.partition_id or "0", []).append(message)
+        results = []
+        for partition, group in groups.items():
+            try:
+                results.append(self.detector.process(partition, group))
+            except Exception as exc:
+                # Nothing of the batch is durable yet (state is saved last): the host's
+                # retry restores the partition and redoes it.
+                log.error(
+                    "detect batch failed; raising so the host retries it",
+                    partition=partition,
+                    error=f"{type(exc).__name__}: {exc}",
+                )
+                raise
+        return results
+
+
+def event_publisher(settings: Settings) -> EventHubsPublisher:
+    """The phi-events producer, identity-based; one per process (see get_processor)."""
+    if not settings.phi_events_namespace:
+        raise ConfigurationError(
+            "PHIWATCH_PHI_EVENTS_HUB is set but PHIWATCH_PHI_EVENTS_NAMESPACE is not: "
+            "normalize needs the namespace to publish events to detect"
+        )
+    return EventHubsPublisher.connect(settings.phi_events_namespace, settings.phi_events_hub or "")
+
+
+def state_store(settings: Settings) -> StateStore:
+    """Where detect keeps its per-partition snapshots: a Blob container, else a directory."""
+    try:
+        if settings.state_url and settings.state_connection_string is not None:
+            return BlobStateStore.from_connection_string(
+                settings.state_connection_string.get_secret_value(),
+                _container_of(settings.state_url),
+            )
+        if settings.state_url:
+            return BlobStateStore.from_url(settings.state_url)
+        if settings.state_dir is not None:
+            return LocalStateStore(settings.state_dir)
+    except StateStoreError as exc:
+        raise ConfigurationError(str(exc)) from exc
+    raise ConfigurationError(
+        "the detect function keeps detection state per partition: set PHIWATCH_STATE_URL "
+        "(a Blob container, not the archive) or PHIWATCH_STATE_DIR"
+    )
 
 
 def sentinel_sink(settings: Settings) -> SentinelSink | None:
@@ -208,13 +306,21 @@ def build_batch(hub: str, partition: str, messages: Sequence[EventHubMessage]) -
     return Batch(f"{hub}-p{partition}-noseq-{_digest(messages)[:16]}", 0, last, bodies)
 
 
-@functools.cache
-def _cached_processor() -> EventHubBatchProcessor:
+def _settings() -> Settings:
     try:
-        settings = Settings()
+        return Settings()
     except SETTINGS_ERRORS as exc:
         raise ConfigurationError(f"invalid phiwatch settings: {_settings_problem(exc)}") from exc
-    return EventHubBatchProcessor(settings)
+
+
+@functools.cache
+def _cached_processor() -> EventHubBatchProcessor:
+    return EventHubBatchProcessor(_settings())
+
+
+@functools.cache
+def _cached_detector() -> DetectBatchProcessor:
+    return DetectBatchProcessor(_settings())
 
 
 _processor_lock = threading.Lock()
@@ -228,6 +334,12 @@ def get_processor() -> EventHubBatchProcessor:
     """
     with _processor_lock:
         return _cached_processor()
+
+
+def get_detector() -> DetectBatchProcessor:
+    """The process-wide `detect` processor (engines per partition live in it)."""
+    with _processor_lock:
+        return _cached_detector()
 
 
 def health_status() -> tuple[int, dict[str, Any]]:

@@ -24,17 +24,22 @@ import pytest
 from azure.functions.eventhub import EventHubTriggerConverter
 from azure.functions.meta import Datum
 
+from phiwatch import eventhub_host
 from phiwatch.archive.archive import Archive
 from phiwatch.config import Settings
+from phiwatch.detect.stage import encode_event
 from phiwatch.eventhub_host import (
     ConfigurationError,
+    DetectBatchProcessor,
     EventHubBatchProcessor,
     EventHubMessage,
     health_status,
 )
 from phiwatch.logs import configure_logging
+from phiwatch.routing import routing_key
 from tests.conftest import TEST_KEY_HEX
-from tests.records import keyvault
+from tests.harness import batches_of, make_pipeline
+from tests.records import SUB, activity, fhir, keyvault
 
 ROOT = Path(__file__).resolve().parent.parent
 ENQUEUED = datetime(2026, 11, 2, 8, 0, 30, tzinfo=UTC)
@@ -401,3 +406,110 @@ def test_sample_settings_name_every_setting_the_app_reads():
     text = json.dumps(values).lower()
     for secret_marker in ("accountkey=", "sharedaccesskey", "password"):
         assert secret_marker not in text
+
+
+# ------------------------------------------------------------------ two stages
+
+
+def test_detect_binding(functions):
+    fn = functions["detect"]
+    spec = json.loads(fn.get_function_json())
+    assert spec["bindings"] == [
+        {
+            "type": "eventHubTrigger",
+            "direction": "IN",
+            "name": "events",
+            "connection": "EVENTHUB",
+            "eventHubName": "%PHIWATCH_PHI_EVENTS_HUB%",
+            "cardinality": "MANY",
+            "consumerGroup": "%PHIWATCH_PHI_EVENTS_CONSUMER_GROUP%",
+        }
+    ]
+    assert fn.get_settings_dict("retry_policy")["max_retry_count"] == "-1"
+    hints = typing.get_type_hints(fn.get_user_function())
+    assert EventHubTriggerConverter.check_input_type_annotation(hints["events"])
+
+
+def phi_events(events, first_seq: int, partition: str = "3") -> list[func.EventHubEvent]:
+    context = {"EventHubName": "phi-events", "ConsumerGroup": "phiwatch", "PartitionId": partition}
+    metadata = {"PartitionContext": Datum(json.dumps(context), "json")}
+    return [
+        func.EventHubEvent(
+            body=encode_event(event, ENQUEUED),
+            trigger_metadata=metadata,
+            enqueued_time=ENQUEUED,
+            sequence_number=first_seq + i,
+            offset=str(i),
+        )
+        for i, event in enumerate(events)
+    ]
+
+
+def test_normalize_forwards_every_event_keyed_by_its_routing_key(tmp_path: Path):
+    sent: list = []
+
+    class Forwarder:
+        def forward(self, events):
+            sent.extend(events)
+
+    records = [fhir(i, path=f"Patient/p{i}") for i in range(3)] + [activity(5)]
+    body = json.dumps({"records": records}).encode()
+    settings = Settings(archive_dir=tmp_path / "archive")
+    result = EventHubBatchProcessor(settings, sinks=[], forwarder=Forwarder()).process(
+        "diagnostics", messages([body])
+    )
+    assert [event for event, _ in sent] == result.events and len(sent) == 4
+    assert {arrival for _, arrival in sent} == {ENQUEUED}  # DetectedAt comes from here
+    assert result.alerts == []  # detection is detect's job now
+    assert {routing_key(e) for e, _ in sent} == {
+        "oid:33333333-aaaa-4bbb-8ccc-000000000003",
+        f"sub:{SUB.lower()}",
+    }
+
+
+def test_detect_raises_alerts_keeps_state_and_skips_what_it_covers(
+    functions, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.setenv("PHIWATCH_ARCHIVE_DIR", str(tmp_path / "archive"))
+    monkeypatch.setenv("PHIWATCH_PHI_EVENTS_HUB", "phi-events")
+    monkeypatch.setenv("PHIWATCH_STATE_DIR", str(tmp_path / "state"))
+    eventhub_host._cached_detector.cache_clear()
+    detect = functions["detect"].get_user_function()
+    pipeline, _ = make_pipeline(tmp_path)
+    records = [fhir(i * 2, path=f"Patient/p{i}") for i in range(60)]
+    records += [fhir(200 + i * 3, path="metadata", interaction="capabilities") for i in range(80)]
+    events = [e for b in batches_of(records) for e in pipeline.process(b).events]
+    try:
+        detect(phi_events(events[:70], 1000))
+        detect(phi_events(events[70:], 1070))
+        alerts_dir = tmp_path / "archive" / "alerts"
+        (alert_file,) = alerts_dir.rglob("phi-events-p3-*.jsonl.gz")
+        (alert,) = read_object(alert_file)
+        assert alert["RuleId"] == "mass-record-access" and alert["DistinctPatientCount"] == 60
+        assert alert["DetectedAt"] == ENQUEUED.isoformat().replace("+00:00", "Z")
+        assert [p.name for p in (tmp_path / "state").rglob("*.json.gz")] == ["3.json.gz"]
+
+        # A new instance (the partition moved) restores the snapshot and skips the batch it
+        # covers: nothing is counted twice, no alert is raised again.
+        eventhub_host._cached_detector.cache_clear()
+        before = snapshot(tmp_path)
+        (result,) = eventhub_host.get_detector().process(
+            [m for m in _messages_of(phi_events(events[70:], 1070))]
+        )
+        assert result.restored and result.covered == len(events) - 70 and result.events == 0
+        assert snapshot(tmp_path) == before
+    finally:
+        eventhub_host._cached_detector.cache_clear()
+
+
+def _messages_of(events: list[func.EventHubEvent]) -> list[EventHubMessage]:
+    return [EventHubMessage(e.get_body(), e.sequence_number, e.enqueued_time, "3") for e in events]
+
+
+def test_detect_without_a_hub_or_state_is_a_clear_configuration_error(tmp_path: Path):
+    with pytest.raises(ConfigurationError, match="PHIWATCH_PHI_EVENTS_HUB"):
+        DetectBatchProcessor(Settings(archive_dir=tmp_path))
+    with pytest.raises(ConfigurationError, match="PHIWATCH_STATE_URL"):
+        DetectBatchProcessor(Settings(archive_dir=tmp_path, phi_events_hub="phi-events"))
+    with pytest.raises(ConfigurationError, match="PHIWATCH_PHI_EVENTS_NAMESPACE"):
+        EventHubBatchProcessor(Settings(archive_dir=tmp_path, phi_events_hub="phi-events"))
