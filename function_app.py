@@ -70,7 +70,8 @@ def normalize(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
 )
 def detect(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
     if events:
-        get_detector().process(_messages(events))
+        hub = os.environ.get("PHIWATCH_PHI_EVENTS_HUB") or "phi-events"
+        get_detector().process(hub, _messages(events))
 
 
 def _messages(events: typing.Sequence[func.EventHubEvent]) -> list[EventHubMessage]:

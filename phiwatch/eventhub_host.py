@@ -172,7 +172,16 @@ class DetectBatchProcessor:
             consumer_group=settings.phi_events_consumer_group,
         )
 
-    def process(self, messages: Sequence[EventHubMessage]) -> list[DetectResult]:
+    def process(self, hub: str, messages: Sequence[EventHubMessage]) -> BatchResult:
+        """The host-facing call (Functions trigger, `phiwatch consume --stage detect`)."""
+        total = BatchResult(Counts(), [], [], [], 0)
+        for result in self.process_partitions(messages):
+            total.counts.events += result.events
+            total.alerts.extend(result.alerts)
+            total.late += result.late
+        return total
+
+    def process_partitions(self, messages: Sequence[EventHubMessage]) -> list[DetectResult]:
         groups: dict[str, list[EventHubMessage]] = {}
         for message in messages:
             groups.setdefault(message.partition_id or "0", []).append(message)

@@ -22,6 +22,7 @@ from phiwatch.envelope import InputError, discover
 from phiwatch.eventhub_host import (
     SETTINGS_ERRORS,
     ConfigurationError,
+    DetectBatchProcessor,
     EventHubBatchProcessor,
     EventHubMessage,
     _settings_problem,
@@ -31,6 +32,7 @@ from phiwatch.eventhubs_io import (
     MAX_WAIT_SECONDS,
     START_POSITIONS,
     BatchNotProcessed,
+    BatchProcessor,
     ConsumeReport,
     ConsumerSource,
     EventHubsConfigError,
@@ -58,6 +60,11 @@ err = Console(stderr=True, soft_wrap=True)
 class StartPosition(StrEnum):
     earliest = "earliest"
     latest = "latest"
+
+
+class Stage(StrEnum):
+    normalize = "normalize"
+    detect = "detect"
 
 
 NamespaceOpt = Annotated[
@@ -223,12 +230,23 @@ def consume_command(
             "(as the Function App does) or only new ones.",
         ),
     ] = StartPosition.earliest,
+    stage: Annotated[
+        Stage,
+        typer.Option(
+            "--stage",
+            help="normalize: read the diagnostics hub, archive, normalise and publish events "
+            "to PHIWATCH_PHI_EVENTS_HUB (detecting in-process when none is set: one "
+            "partition only). detect: read the phi-events hub and run the detections with "
+            "per-partition state in PHIWATCH_STATE_URL/DIR. Run one consumer per stage.",
+        ),
+    ] = Stage.normalize,
 ) -> None:
-    """Run the pipeline as a standalone Event Hubs consumer until Ctrl-C.
+    """Run a pipeline stage as a standalone Event Hubs consumer until Ctrl-C.
 
-    Same work as the Function App (archive, normalise, detect, Sentinel), configured by the
-    same PHIWATCH_* settings. A batch is checkpointed only after its archive write; if it
-    fails, consume stops with exit 1 and the next run receives that batch again.
+    Same code path as the Function App's `normalize` and `detect` functions, configured by
+    the same PHIWATCH_* settings. A batch is checkpointed only after its archive write (and,
+    for detect, its state snapshot); if it fails, consume stops with exit 1 and the next run
+    receives that batch again.
     """
     configure_logging(os.environ.get("PHIWATCH_LOG_LEVEL", "WARNING"))
     try:
@@ -244,8 +262,17 @@ def consume_command(
         settings = Settings()
     except SETTINGS_ERRORS as exc:
         raise _fail(f"invalid phiwatch settings: {_settings_problem(exc)}") from None
+    if stage is Stage.detect and hub != settings.phi_events_hub:
+        raise _fail(
+            f"--stage detect reads the phi-events hub that normalize publishes to "
+            f"(PHIWATCH_PHI_EVENTS_HUB={settings.phi_events_hub or 'unset'}), not {hub!r}"
+        )
+    processor: BatchProcessor
     try:
-        processor = EventHubBatchProcessor(settings)
+        if stage is Stage.detect:
+            processor = DetectBatchProcessor(settings)
+        else:
+            processor = EventHubBatchProcessor(settings)
     except (ConfigurationError, PseudonymKeyError, SignerError, RegistryError) as exc:
         raise _fail(str(exc)) from None
     try:

@@ -864,3 +864,90 @@ def test_consume_cli_without_an_archive_fails_before_connecting(monkeypatch):
     )
     assert result.exit_code == 2
     assert "no archive configured" in result.output
+
+
+def test_consume_runs_both_stages_and_detect_alerts_once(azurite, tmp_path, monkeypatch):
+    """`consume --stage normalize` publishes keyed events, `consume --stage detect` reads
+    them: the two-stage path of the Function App, with state in a directory."""
+    import hashlib
+    import uuid
+
+    from phiwatch.event_publisher import PublishReport
+    from tests.records import fhir
+
+    records = [fhir(i * 2, path=f"Patient/p{i}") for i in range(60)]
+    records += [fhir(200 + 3 * i, path="metadata", interaction="capabilities") for i in range(80)]
+    raw: dict[str, list[EventHubMessage]] = {"0": [], "1": [], "2": []}
+    for i in range(0, len(records), 5):  # bodies spread over partitions, as Azure Monitor does
+        part = raw[str((i // 5) % 3)]
+        part.append(
+            EventHubMessage(
+                json.dumps({"records": records[i : i + 5]}).encode(),
+                FIRST_SEQ + len(part),
+                ENQUEUED + timedelta(seconds=i),
+                str((i // 5) % 3),
+            )
+        )
+    phi: dict[str, list[EventHubMessage]] = {"0": [], "1": []}
+
+    class Publisher:  # the phi-events hub: partition = hash of the key, as Event Hubs does
+        def publish(self, messages):
+            for m in messages:
+                pid = str(int(hashlib.sha256(m.key.encode()).hexdigest(), 16) % 2)
+                phi[pid].append(EventHubMessage(m.body, len(phi[pid]), ENQUEUED, pid))
+            return PublishReport(messages=len(messages))
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(eventhub_host, "event_publisher", lambda settings: Publisher())
+    for name, value in {
+        "PHIWATCH_ARCHIVE_DIR": tmp_path / "archive",
+        "PHIWATCH_STATE_DIR": tmp_path / "state",
+        "PHIWATCH_PHI_EVENTS_HUB": "phi-events",
+        "PHIWATCH_PHI_EVENTS_NAMESPACE": NS,
+        "PHIWATCH_CHECKPOINT_CONNECTION_STRING": azurite.connection_string,
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    containers = []
+    for _ in range(3):
+        containers.append(f"cp-{uuid.uuid4().hex[:12]}")
+        azurite.blob_service().create_container(containers[-1])
+
+    def run_stage(stage: str, data, hub: str, container: str):
+        def make_consumer(ns, hub_, store, group, **kwargs):
+            source = FakeHubSource(data, store, stage)
+            source.hub = hub_
+            return source
+
+        monkeypatch.setattr(eventhubs_cli, "make_consumer", make_consumer)
+        args = ["consume", "--namespace", "phiwatch-test", "--hub", hub, "--stage", stage]
+        return runner.invoke(app, [*args, "--checkpoint-store", container])
+
+    normalize = run_stage("normalize", raw, HUB, containers[0])
+    assert normalize.exit_code == 0, normalize.output
+    assert sum(len(m) for m in phi.values()) == 140  # every event forwarded
+    assert "140 access events" in normalize.output and "0 alert update(s)" in normalize.output
+
+    wrong = run_stage("detect", phi, HUB, containers[1])
+    assert wrong.exit_code == 2 and "reads the phi-events hub" in wrong.output
+
+    detect = run_stage("detect", phi, "phi-events", containers[1])
+    assert detect.exit_code == 0, detect.output
+    assert detect.output.strip().splitlines()[-1].startswith("done: ")
+    alert_files = list((tmp_path / "archive" / "alerts").rglob("phi-events-p*.jsonl.gz"))
+    alerts = [
+        json.loads(line)
+        for f in alert_files
+        for line in gzip.decompress(f.read_bytes()).splitlines()
+    ]
+    assert {a["RuleId"] for a in alerts} == {"mass-record-access"}
+    assert max(a["DistinctPatientCount"] for a in alerts) == 60
+    assert sorted(p.name for p in (tmp_path / "state").rglob("*.json.gz")) != []
+
+    # Detect again with no checkpoints (a new consumer group's worth of redelivery): the
+    # snapshots cover every message, so nothing is counted twice and nothing new is raised.
+    again = run_stage("detect", phi, "phi-events", containers[2])
+    assert again.exit_code == 0, again.output
+    last = again.output.strip().splitlines()[-1]
+    assert "received" in last and "0 access events" in last and "0 alert update(s)" in last

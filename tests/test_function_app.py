@@ -493,7 +493,7 @@ def test_detect_raises_alerts_keeps_state_and_skips_what_it_covers(
         # covers: nothing is counted twice, no alert is raised again.
         eventhub_host._cached_detector.cache_clear()
         before = snapshot(tmp_path)
-        (result,) = eventhub_host.get_detector().process(
+        (result,) = eventhub_host.get_detector().process_partitions(
             [m for m in _messages_of(phi_events(events[70:], 1070))]
         )
         assert result.restored and result.covered == len(events) - 70 and result.events == 0
