@@ -27,6 +27,7 @@ from bench.ingest import ingest_summary, raw_sizes
 from bench.latency import batch_latency, detection_latency, observed_run
 from bench.pipelines import quiet_logging
 from bench.stages import measure_baseline, measure_stages, profile_full
+from bench.two_stage import measure_two_stage
 
 RESULTS = Path(__file__).resolve().parent / "results"
 FULL = {
@@ -137,6 +138,10 @@ def run(args: argparse.Namespace, console: Console, scratch: Path) -> dict[str, 
     m["baseline"] = measure_baseline(bodies, raw["records"], reps)
     step("stages: decode, + normalise, + detect, full")
     m["stages"] = measure_stages(
+        batch_list, raw["records"], m["baseline"]["records_per_s"], reps, scratch
+    )
+    step("two stages: normalize forwarding to phi-events, detect with snapshots")
+    m["two_stage"] = measure_two_stage(
         batch_list, raw["records"], m["baseline"]["records_per_s"], reps, scratch
     )
     step("observed run: ingest bytes and detection latency")

@@ -94,6 +94,10 @@ def summarise(m: dict[str, Any]) -> dict[str, float]:
         "state_bytes_after_expiry_traced": state["traced"]["after_expiry"]["held_bytes"],
         "rss_run_max_state_after_first_day": rss["max_state_size_after_first_day"],
     }
+    two = m["two_stage"]
+    out["normalize_forwarding_records_per_s"] = two["normalize_forwarding"]["records_per_s"]
+    out["normalize_forwarding_ratio_to_baseline"] = two["normalize_forwarding"]["ratio_to_baseline"]
+    out["detect_stage_events_per_s"] = two["detect"]["events_per_s"]
     for size, lat in m["batch_latency"].items():
         out[f"batch_{size}_p50_ms"] = lat["p50_ms"]
         out[f"batch_{size}_p99_ms"] = lat["p99_ms"]
