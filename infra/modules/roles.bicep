@@ -7,7 +7,7 @@
 // | Azure Event Hubs Data Receiver (a638d3c7-...-5f17a39d4fde)   | hub `diagnostics`         | the Event Hubs trigger reads the hub; consumer groups cannot be an RBAC scope, the hub is the narrowest |
 // | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-archive | create archive blobs; the narrowest built-in role that can create blobs. It could also overwrite and delete: the container's immutability policy, not RBAC, prevents that |
 // | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-outbox | write, read and delete outbox entries |
-// | Storage Blob Data Owner (b7e6dc6d-...-fe8ebbd0d3bb)          | host storage account      | AzureWebJobsStorage and the Flex deployment package: the host creates its own containers (azure-webjobs-*), so it needs the account; this account holds nothing else |
+// | Storage Blob Data Owner (b7e6dc6d-...-0f276bb0955b)          | host storage account      | AzureWebJobsStorage and the Flex deployment package: the host creates its own containers (azure-webjobs-*), so it needs the account; this account holds nothing else |
 // | Monitoring Metrics Publisher (3913510d-...-420c390055eb)     | the DCR                   | upload to Sentinel through the Logs Ingestion API |
 // | Monitoring Metrics Publisher (3913510d-...-420c390055eb)     | Application Insights      | Entra ID-authenticated telemetry (local auth is disabled on the component) |
 // | Key Vault Crypto User (12338af0-...-57ae8d297424)            | the vault                 | read the signing key's public part and sign with it (the vault holds only phiwatch's two objects) |
