@@ -14,6 +14,7 @@ mutable outbox, identity-only connections, and each role on the narrowest scope.
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -663,6 +664,50 @@ def check_parameter_examples(files: Files) -> None:
         assert not secure & given, f"{example} must not carry a value for {secure & given}"
 
 
+_MODULE = re.compile(r"^module (\w+) '([^']+)' = (?:if \(.*?\) )?([{\[])", re.M)
+
+
+def _top_level_keys(block: str) -> set[str]:
+    """The keys of a `{...}` block's own level (the least indented `key:` lines)."""
+    keys = re.findall(r"^( *)(\w+):", block[1:-1], re.M)
+    indent = min((len(spaces) for spaces, _ in keys), default=0)
+    return {key for spaces, key in keys if len(spaces) == indent}
+
+
+def check_module_wiring(files: Files) -> None:
+    """What `az bicep build` would refuse, checked without it: each module call passes only
+    parameters the module declares, every required one, and reads only outputs it has."""
+    for name, text in files.items():
+        if not name.endswith(".bicep"):
+            continue
+        code = strip_comments(text)
+        targets = {}
+        for m in _MODULE.finditer(code):
+            target = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.group(2)))
+            assert target in files, f"{name}: module {m.group(1)} points to missing {target}"
+            module = strip_comments(files[target])
+            targets[m.group(1)] = module
+            body = code[m.start(3) : _block_end(code, m.start(3))]
+            at = re.search(r"^\s*params: \{", body, re.M)
+            passed = (
+                _top_level_keys(body[at.end() - 1 : _block_end(body, at.end() - 1)])
+                if at
+                else set()
+            )
+            declared = dict(re.findall(r"^param (\w+) \S+?( = .*)?$", module, re.M))
+            unknown = sorted(passed - set(declared))
+            assert not unknown, f"{name}: module {m.group(1)} passes undeclared {unknown}"
+            missing = sorted(
+                p for p, default in declared.items() if not default and p not in passed
+            )
+            assert not missing, f"{name}: module {m.group(1)} lacks required {missing}"
+        for symbol, output in re.findall(r"\b(\w+)(?:\[[^\]]*\])?\.outputs\.(\w+)", code):
+            if symbol in targets:
+                assert re.search(rf"^output {output} ", targets[symbol], re.M), (
+                    f"{name}: {symbol}.outputs.{output} is not an output of that module"
+                )
+
+
 def check_parseable_by_checkov(files: Files) -> None:
     for name, text in files.items():
         if name.endswith(".bicep"):
@@ -684,6 +729,7 @@ CHECKS: list[Callable[[Files], None]] = [
     check_roles,
     check_diagnostics,
     check_parameter_examples,
+    check_module_wiring,
     check_parseable_by_checkov,
 ]
 
@@ -862,6 +908,24 @@ MUTATIONS = [
     ),
     (check_diagnostics, "modules/diagnostics/sql.bicep", "'SQLSecurityAuditEvents'", "'Errors'"),
     (check_diagnostics, "diagnostics-entra.bicep", "'SignInLogs'", "'AuditLogs'"),
+    (
+        check_module_wiring,
+        "main.bicep",
+        "outboxUrl: archive.outputs.outboxUrl",
+        "outboxUrl: archive.outputs.outbox",
+    ),
+    (
+        check_module_wiring,
+        "modules/functionapp.bicep",
+        "param outboxUrl string\n",
+        "param outboxUrls string\n",
+    ),
+    (
+        check_module_wiring,
+        "main.bicep",
+        "    hostStorageAccountName: hostStorage.outputs.accountName\n    keyVaultName",
+        "    keyVaultName",
+    ),
     (
         check_parseable_by_checkov,
         "sentinel/dcr.bicep",
