@@ -18,7 +18,7 @@ targetScope = 'tenant'
 @description('Namespace-level authorization rule (Send) of the phiwatch Event Hubs namespace (main.bicep output diagnosticsEventHubAuthorizationRuleId).')
 param eventHubAuthorizationRuleId string
 
-@description('The phiwatch hub.')
+@description('The phiwatch hub that normalize reads (main.bicep output eventHubName). Never phi-events: that hub carries normalised events only, written by phiwatch.')
 param eventHubName string = 'diagnostics'
 
 @description('Name of the tenant diagnostic setting.')

@@ -28,7 +28,7 @@ targetScope = 'subscription'
 @description('Namespace-level Send authorization rule of the phiwatch namespace (main.bicep output diagnosticsEventHubAuthorizationRuleId).')
 param eventHubAuthorizationRuleId string
 
-@description('The phiwatch hub.')
+@description('The phiwatch hub that normalize reads (main.bicep output eventHubName). Never phi-events: that hub carries normalised events only, written by phiwatch.')
 param eventHubName string = 'diagnostics'
 
 @description('Name of every diagnostic setting this creates (a resource can have at most 5).')

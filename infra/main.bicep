@@ -3,15 +3,17 @@
 //   az deployment group create -g <resource group> -f infra/main.bicep \
 //     -p @infra/main.parameters.example.json
 //
-// Deploys: the Event Hubs namespace with hub `diagnostics` and consumer group `phiwatch`; the
-// Flex Consumption Function App (Python 3.11, system-assigned identity, identity-based
-// connections only) with Application Insights and its own diagnostic settings; the archive
-// storage account (immutable `phiwatch-archive`, mutable `phiwatch-outbox`); the host storage
-// account; the Key Vault with the archive signing key; the Sentinel tables, DCR (and optional
-// DCE), analytic rule and workbook through infra/sentinel/main.bicep; and the role
-// assignments (modules/roles.bicep). Then route the monitored resources' logs to the hub with
-// infra/diagnostics.bicep. Step by step, with the one-time key commands and the immutability
-// lock decision: infra/README.md.
+// Deploys: the Event Hubs namespace with hub `diagnostics` (read by `normalize`) and hub
+// `phi-events` (normalised events, written by `normalize`, read by `detect`), each with
+// consumer group `phiwatch`; the Flex Consumption Function App (Python 3.11, system-assigned
+// identity, identity-based connections only) with Application Insights and its own
+// diagnostic settings; the archive storage account (immutable `phiwatch-archive`, mutable
+// `phiwatch-outbox` and `phiwatch-state`); the host storage account; the Key Vault with the
+// archive signing key; the Sentinel tables, DCR (and optional DCE), analytic rule and workbook
+// through infra/sentinel/main.bicep; and the role assignments (modules/roles.bicep). Then
+// route the monitored resources' logs to the diagnostics hub with infra/diagnostics.bicep.
+// Step by step, with the one-time key commands and the immutability lock decision:
+// infra/README.md.
 
 targetScope = 'resourceGroup'
 
@@ -88,6 +90,16 @@ param eventHubPartitionCount int = 4
 @maxValue(7)
 param eventHubMessageRetentionInDays int = 7
 
+@description('Partitions of the phi-events hub (1-32): the parallelism of the detect function (at most one instance per partition). Fixed after creation on Standard and can never be lowered; default: the same as the diagnostics hub. See infra/README.md, "Two stages and scaling".')
+@minValue(1)
+@maxValue(32)
+param phiEventsPartitionCount int = 4
+
+@description('Days normalised events stay in the phi-events hub (1-7): how long detect can be stopped or stalled without missing events.')
+@minValue(1)
+@maxValue(7)
+param phiEventsMessageRetentionInDays int = 7
+
 @description('Refuse SAS on the namespace. Azure Monitor diagnostic settings can only deliver with SAS: true stops diagnostics.bicep\'s settings from delivering. See infra/README.md, "Event Hubs local authentication".')
 param eventHubDisableLocalAuth bool = false
 
@@ -123,7 +135,7 @@ param pseudonymKey string = ''
 
 // --- Function App -----------------------------------------------------------------------------
 
-@description('Flex Consumption: upper bound of instances (40-1000).')
+@description('Flex Consumption: upper bound of the app\'s instances (40-1000). normalize and detect scale separately (one instance per partition at most each): keep it at least eventHubPartitionCount + phiEventsPartitionCount plus a few for HTTP and the timer.')
 @minValue(40)
 @maxValue(1000)
 param functionMaximumInstanceCount int = 40
@@ -159,8 +171,11 @@ var names = {
 }
 var eventHubName = 'diagnostics'
 var consumerGroupName = 'phiwatch'
+var phiEventsHubName = 'phi-events'
+var phiEventsConsumerGroupName = 'phiwatch'
 var archiveContainerName = 'phiwatch-archive'
 var outboxContainerName = 'phiwatch-outbox'
+var stateContainerName = 'phiwatch-state'
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
   name: workspaceName
@@ -202,6 +217,10 @@ module eventHubs 'modules/eventhubs.bicep' = {
     disableLocalAuth: eventHubDisableLocalAuth
     eventHubName: eventHubName
     consumerGroupName: consumerGroupName
+    phiEventsHubName: phiEventsHubName
+    phiEventsPartitionCount: phiEventsPartitionCount
+    phiEventsMessageRetentionInDays: phiEventsMessageRetentionInDays
+    phiEventsConsumerGroupName: phiEventsConsumerGroupName
   }
 }
 
@@ -214,6 +233,7 @@ module archive 'modules/storage-archive.bicep' = {
     archiveSkuName: archiveStorageSku
     archiveContainerName: archiveContainerName
     outboxContainerName: outboxContainerName
+    stateContainerName: stateContainerName
     immutabilityPeriodInDays: archiveImmutabilityDays
     immutabilityPolicyLocked: archiveImmutabilityLocked
     workspaceResourceId: auditPhiwatchResources ? operationsWorkspaceId : ''
@@ -254,8 +274,11 @@ module functionApp 'modules/functionapp.bicep' = {
     eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
     eventHubName: eventHubs.outputs.eventHubName
     consumerGroupName: eventHubs.outputs.consumerGroupName
+    phiEventsHubName: eventHubs.outputs.phiEventsHubName
+    phiEventsConsumerGroupName: eventHubs.outputs.phiEventsConsumerGroupName
     archiveUrl: archive.outputs.archiveUrl
     outboxUrl: archive.outputs.outboxUrl
+    stateUrl: archive.outputs.stateUrl
     keyVaultName: keyVault.outputs.name
     pseudonymSecretName: keyVault.outputs.pseudonymSecretName
     signingKeyUrl: keyVault.outputs.signingKeyUrl
@@ -273,9 +296,11 @@ module roles 'modules/roles.bicep' = {
     principalId: functionApp.outputs.principalId
     eventHubNamespaceName: eventHubs.outputs.namespaceName
     eventHubName: eventHubs.outputs.eventHubName
+    phiEventsHubName: eventHubs.outputs.phiEventsHubName
     archiveStorageAccountName: archive.outputs.accountName
     archiveContainerName: archive.outputs.archiveContainerName
     outboxContainerName: archive.outputs.outboxContainerName
+    stateContainerName: archive.outputs.stateContainerName
     hostStorageAccountName: hostStorage.outputs.accountName
     keyVaultName: keyVault.outputs.name
     dcrName: dcrName
@@ -291,12 +316,14 @@ output functionAppPrincipalId string = functionApp.outputs.principalId
 output functionAppHealthUrl string = 'https://${functionApp.outputs.defaultHostName}/api/health'
 output eventHubNamespaceName string = eventHubs.outputs.namespaceName
 output eventHubName string = eventHubs.outputs.eventHubName
+output phiEventsHubName string = eventHubs.outputs.phiEventsHubName
 @description('eventHubAuthorizationRuleId parameter of infra/diagnostics.bicep.')
 output diagnosticsEventHubAuthorizationRuleId string = eventHubs.outputs.diagnosticsAuthorizationRuleId
 output keyVaultName string = keyVault.outputs.name
 output archiveStorageAccountName string = archive.outputs.accountName
 output archiveUrl string = archive.outputs.archiveUrl
 output outboxUrl string = archive.outputs.outboxUrl
+output stateUrl string = archive.outputs.stateUrl
 output signingKeyUrl string = keyVault.outputs.signingKeyUrl
 output dcrImmutableId string = sentinel.outputs.dcrImmutableId
 output logsIngestionEndpoint string = sentinel.outputs.logsIngestionEndpoint

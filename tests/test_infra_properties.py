@@ -8,7 +8,9 @@ copies of the real files, that dropping a property fails the suite.
 
 checkov (`make check-infra`) runs its generic rules on the same files; this file pins
 phiwatch's own decisions: no anonymous or shared-key access, an immutable archive and a
-mutable outbox, identity-only connections, and each role on the narrowest scope.
+mutable outbox and state, identity-only connections, the two stages' hubs and settings (every
+`%SETTING%` a trigger binds to, each named after a `phiwatch.config.Settings` field), and each
+role on the narrowest scope.
 """
 
 from __future__ import annotations
@@ -22,13 +24,17 @@ from pathlib import Path
 
 import pytest
 
+from phiwatch.config import Settings
+
 ROOT = Path(__file__).resolve().parents[1]
 INFRA = ROOT / "infra"
+FUNCTION_APP = ROOT / "function_app.py"
 
 Files = Mapping[str, str]  # path relative to infra/ -> text
 
 # Built-in role definition ids.
 EVENT_HUBS_DATA_RECEIVER = "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
+EVENT_HUBS_DATA_SENDER = "2b629674-e913-4c01-ae53-ef4638d8f975"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
@@ -147,6 +153,28 @@ def param_description(text: str, name: str) -> str:
     desc = re.search(r"@description\('((?:[^'\\]|\\.)*)'\)", m.group(1))
     assert desc, f"param {name} has no @description"
     return desc.group(1)
+
+
+def array_items(array: str) -> list[str]:
+    """The top-level `{...}` items of a `[...]` block."""
+    items, i = [], 1
+    while (start := array.find("{", i)) >= 0:
+        end = _block_end(array, start)
+        items.append(array[start:end])
+        i = end
+    return items
+
+
+def module_call(main: str, symbol: str) -> str:
+    """The `{...}` body of `module <symbol> '...' = {` in a template (comments stripped)."""
+    code = strip_comments(main)
+    m = re.search(rf"^module {symbol} '[^']+' = \{{", code, re.M)
+    assert m, f"main.bicep must deploy `module {symbol}`"
+    return code[m.end() - 1 : _block_end(code, m.end() - 1)]
+
+
+def has_line(block: str, line: str) -> bool:
+    return re.search(rf"^\s*{re.escape(line)}$", block, re.M) is not None
 
 
 def load_files(root: Path = INFRA) -> dict[str, str]:
@@ -271,11 +299,30 @@ def check_archive_immutability(files: Files) -> None:
         )
 
 
-def check_outbox_mutable(files: Files) -> None:
+def lifecycle_rule(files: Files, container_param: str) -> str | None:
+    """The archive account's lifecycle rule whose prefix is the container `container_param`."""
+    archive_only = {"modules/storage-archive.bicep": files["modules/storage-archive.bicep"]}
+    lifecycle = one(
+        resources(archive_only, "Microsoft.Storage/storageAccounts/managementPolicies"),
+        "lifecycle policy in storage-archive.bicep",
+    )
+    assert "archiveContainerName" not in lifecycle.body, (
+        "the lifecycle policy must not touch the archive container"
+    )
+    for rule in array_items(lifecycle.block("rules") or "[]"):
+        if f"'${{{container_param}}}/'" in rule:
+            return rule
+    return None
+
+
+def check_mutable_container(
+    files: Files, symbol: str, name_param: str, name: str, setting: str, why: str
+) -> None:
+    """A container the app rewrites: in the archive account, no WORM, old versions expire."""
     module = files["modules/storage-archive.bicep"]
     archive_only = {"modules/storage-archive.bicep": module}
-    assert param_default(module, "outboxContainerName") == "'phiwatch-outbox'", (
-        "the outbox container is named phiwatch-outbox (PHIWATCH_OUTBOX_URL)"
+    assert param_default(module, name_param) == f"'{name}'", (
+        f"the container is named {name} ({setting})"
     )
     containers = {
         c.symbol: c
@@ -283,30 +330,60 @@ def check_outbox_mutable(files: Files) -> None:
             archive_only, "Microsoft.Storage/storageAccounts/blobServices/containers"
         )
     }
-    outbox = containers.get("outboxContainer")
-    assert outbox, "storage-archive.bicep must define the outbox container (outboxContainer)"
-    assert outbox.prop("name") == "outboxContainerName"
-    assert "immutableStorageWithVersioning" not in outbox.body, (
-        "phiwatch-outbox must NOT be immutable: the app rewrites and deletes outbox entries as "
-        "Sentinel accepts them; WORM there would stall delivery"
+    container = containers.get(symbol)
+    assert container, f"storage-archive.bicep must define the {name} container ({symbol})"
+    assert container.prop("name") == name_param
+    assert container.prop("parent") == "archiveBlobService"
+    assert "immutableStorageWithVersioning" not in container.body, (
+        f"{name} must NOT be immutable: {why}"
     )
     for policy in resources(
         files, "Microsoft.Storage/storageAccounts/blobServices/containers/immutabilityPolicies"
     ):
-        assert policy.prop("parent") != "outboxContainer", (
-            "no immutability policy may target the outbox container"
+        assert policy.prop("parent") != symbol, (
+            f"no immutability policy may target the {name} container"
         )
-    lifecycle = one(
-        resources(archive_only, "Microsoft.Storage/storageAccounts/managementPolicies"),
-        "lifecycle policy in storage-archive.bicep",
-    )
-    assert "'${outboxContainerName}/'" in lifecycle.body and "version" in lifecycle.body, (
-        "versioning is on for the whole account, so a lifecycle rule must delete the outbox's "
+    rule = lifecycle_rule(files, name_param) or ""
+    assert re.search(r"\bversion: \{\s*delete: \{", rule), (
+        f"versioning is on for the whole account, so a lifecycle rule must delete {name}'s "
         "previous versions (otherwise every rewrite is kept and billed forever)"
     )
-    assert "archiveContainerName" not in lifecycle.body, (
-        "the lifecycle policy must not touch the archive container"
+
+
+def check_outbox_mutable(files: Files) -> None:
+    check_mutable_container(
+        files,
+        "outboxContainer",
+        "outboxContainerName",
+        "phiwatch-outbox",
+        "PHIWATCH_OUTBOX_URL",
+        "the app rewrites and deletes outbox entries as Sentinel accepts them; WORM there "
+        "would stall delivery",
     )
+
+
+def check_state_mutable(files: Files) -> None:
+    check_mutable_container(
+        files,
+        "stateContainer",
+        "stateContainerName",
+        "phiwatch-state",
+        "PHIWATCH_STATE_URL",
+        "detect replaces each partition's snapshot with an etag condition after every batch; "
+        "WORM there would refuse every save and stall detection",
+    )
+    module = strip_comments(files["modules/storage-archive.bicep"])
+    assert (
+        "output stateUrl string = "
+        "'${archiveAccount.properties.primaryEndpoints.blob}${stateContainer.name}'"
+    ) in module, (
+        "PHIWATCH_STATE_URL (output stateUrl) must be the state container's URL: pointed at the "
+        "archive, every snapshot replacement would be refused by the immutability policy"
+    )
+    assert has_line(
+        module_call(files["main.bicep"], "archive"), "stateContainerName: stateContainerName"
+    )
+    assert re.search(r"^var stateContainerName = 'phiwatch-state'$", files["main.bicep"], re.M)
 
 
 def check_network_documented(files: Files) -> None:
@@ -344,7 +421,12 @@ def check_event_hubs(files: Files) -> None:
     assert "## Event Hubs local authentication" in readme, (
         "infra/README.md must explain the Event Hubs local authentication decision"
     )
-    hub = one(resources(files, "Microsoft.EventHub/namespaces/eventhubs"), "event hub")
+    hubs = {h.symbol: h for h in resources(files, "Microsoft.EventHub/namespaces/eventhubs")}
+    assert sorted(hubs) == ["hub", "phiEventsHub"], (
+        "the namespace has exactly two hubs: `diagnostics` (hub) and `phi-events` (phiEventsHub)"
+    )
+    hub = hubs["hub"]
+    assert hub.prop("name") == "eventHubName" and hub.prop("parent") == "namespace"
     assert hub.prop("partitionCount") == "partitionCount"
     module = files["modules/eventhubs.bicep"]
     assert param_default(module, "eventHubName") == "'diagnostics'", (
@@ -353,9 +435,12 @@ def check_event_hubs(files: Files) -> None:
     assert param_default(module, "consumerGroupName") == "'phiwatch'", (
         "the consumer group is phiwatch (PHIWATCH_EVENTHUB_CONSUMER_GROUP)"
     )
-    one(
-        resources(files, "Microsoft.EventHub/namespaces/eventhubs/consumergroups"), "consumer group"
+    groups = resources(files, "Microsoft.EventHub/namespaces/eventhubs/consumergroups")
+    assert sorted(g.prop("parent") or "" for g in groups) == ["hub", "phiEventsHub"], (
+        "one phiwatch consumer group per hub: normalize reads `diagnostics`, detect `phi-events`"
     )
+    group = next(g for g in groups if g.prop("parent") == "hub")
+    assert group.prop("name") == "consumerGroupName"
     rules = resources(files, "Microsoft.EventHub/namespaces/authorizationRules")
     rules += resources(files, "Microsoft.EventHub/namespaces/eventhubs/authorizationRules")
     rule = one(rules, "Event Hubs authorization rule")
@@ -364,6 +449,69 @@ def check_event_hubs(files: Files) -> None:
         "the only SAS rule (for Azure Monitor diagnostic settings) must have Send rights only: "
         "Listen would let its key read PHI logs, Manage would let it reconfigure the namespace"
     )
+
+
+def check_phi_events_hub(files: Files) -> None:
+    module = files["modules/eventhubs.bicep"]
+    hubs = {h.symbol: h for h in resources(files, "Microsoft.EventHub/namespaces/eventhubs")}
+    phi = hubs.get("phiEventsHub")
+    assert phi, "modules/eventhubs.bicep must define the phi-events hub (phiEventsHub)"
+    assert phi.prop("parent") == "namespace", (
+        "phi-events must be in the same namespace as diagnostics: detect's trigger uses the "
+        "EVENTHUB connection (EVENTHUB__fullyQualifiedNamespace) and normalize publishes to "
+        "PHIWATCH_PHI_EVENTS_NAMESPACE, both set to this namespace's host name"
+    )
+    assert phi.prop("name") == "phiEventsHubName"
+    assert param_default(module, "phiEventsHubName") == "'phi-events'", (
+        "the hub is named phi-events (PHIWATCH_PHI_EVENTS_HUB)"
+    )
+    assert phi.prop("partitionCount") == "phiEventsPartitionCount", (
+        "phi-events takes its own partition count: it is detect's parallelism"
+    )
+    assert phi.prop("messageRetentionInDays") == "phiEventsMessageRetentionInDays"
+    for template in ("modules/eventhubs.bicep", "main.bicep"):
+        param = "phiEventsPartitionCount"
+        default = param_default(files[template], param) or ""
+        assert default.isdigit() and 1 <= int(default) <= 32, (
+            f"{template}: {param} must default to a partition count (Standard: 1-32)"
+        )
+        doc = param_description(files[template], param)
+        assert "detect" in doc and "lowered" in doc, (
+            f"{template}: {param} must say it is detect's parallelism and can never be lowered"
+        )
+    groups = [
+        g
+        for g in resources(files, "Microsoft.EventHub/namespaces/eventhubs/consumergroups")
+        if g.prop("parent") == "phiEventsHub"
+    ]
+    group = one(groups, "consumer group on phi-events")
+    assert group.prop("name") == "phiEventsConsumerGroupName"
+    assert param_default(module, "phiEventsConsumerGroupName") == "'phiwatch'", (
+        "detect reads phi-events with consumer group phiwatch (PHIWATCH_PHI_EVENTS_CONSUMER_GROUP)"
+    )
+    code = strip_comments(module)
+    for output in (
+        "output phiEventsHubName string = phiEventsHub.name",
+        "output phiEventsConsumerGroupName string = phiEventsConsumerGroup.name",
+    ):
+        assert has_line(code, output), f"modules/eventhubs.bicep must have `{output}`"
+    main = files["main.bicep"]
+    assert re.search(r"^var phiEventsHubName = 'phi-events'$", main, re.M)
+    call = module_call(main, "eventHubs")
+    for wiring in (
+        "phiEventsHubName: phiEventsHubName",
+        "phiEventsPartitionCount: phiEventsPartitionCount",
+        "phiEventsMessageRetentionInDays: phiEventsMessageRetentionInDays",
+        "phiEventsConsumerGroupName: phiEventsConsumerGroupName",
+    ):
+        assert has_line(call, wiring), f"main.bicep must pass `{wiring}` to the eventHubs module"
+    for name in ("diagnostics.bicep", "diagnostics-entra.bicep"):
+        assert param_default(files[name], "eventHubName") == "'diagnostics'", (
+            f"{name}: diagnostic settings stream to `diagnostics`, never to phi-events "
+            "(normalised events only, written by phiwatch)"
+        )
+    example = json.loads(files["diagnostics.parameters.example.json"])["parameters"]
+    assert example.get("eventHubName", {"value": "diagnostics"})["value"] == "diagnostics"
 
 
 def check_key_vault(files: Files) -> None:
@@ -411,6 +559,10 @@ EXPECTED_APP_SETTINGS = {
     "EVENTHUB__fullyQualifiedNamespace": "eventHubFullyQualifiedNamespace",
     "PHIWATCH_EVENTHUB_NAME": "eventHubName",
     "PHIWATCH_EVENTHUB_CONSUMER_GROUP": "consumerGroupName",
+    "PHIWATCH_PHI_EVENTS_HUB": "phiEventsHubName",
+    "PHIWATCH_PHI_EVENTS_NAMESPACE": "eventHubFullyQualifiedNamespace",
+    "PHIWATCH_PHI_EVENTS_CONSUMER_GROUP": "phiEventsConsumerGroupName",
+    "PHIWATCH_STATE_URL": "stateUrl",
     "PHIWATCH_ARCHIVE_URL": "archiveUrl",
     "PHIWATCH_ARCHIVE_REQUIRE_IMMUTABILITY": "'true'",
     "PHIWATCH_OUTBOX_URL": "outboxUrl",
@@ -486,6 +638,66 @@ def check_function_app(files: Files) -> None:
     )
 
 
+# The two-stage settings (phiwatch.config.Settings fields) infra must set.
+TWO_STAGE_FIELDS = (
+    "phi_events_hub",
+    "phi_events_namespace",
+    "phi_events_consumer_group",
+    "state_url",
+)
+
+
+def check_app_settings_match_app(files: Files) -> None:
+    """Every setting a trigger binds to is set; every PHIWATCH_ setting is one phiwatch reads."""
+    settings = app_settings(files)
+    source = FUNCTION_APP.read_text(encoding="utf-8")
+    bound = set(re.findall(r"%([A-Za-z0-9_]+)%", source))
+    assert bound, "function_app.py binds no %SETTING%: the reader no longer finds the bindings"
+    missing = sorted(bound - set(settings))
+    assert not missing, (
+        f"function_app.py binds {missing} but the Function App's app settings do not set them: "
+        "the host cannot start that trigger (an unresolved %SETTING% fails the function)"
+    )
+    connections = set(re.findall(r"\bconnection=\"([A-Za-z0-9_]+)\"", source))
+    assert connections, "function_app.py has no trigger connection: the reader is broken"
+    for connection in connections:
+        assert f"{connection}__fullyQualifiedNamespace" in settings, (
+            f"trigger connection {connection} needs {connection}__fullyQualifiedNamespace "
+            "(identity-based connection)"
+        )
+        assert settings.get(f"{connection}__credential") == "'managedidentity'"
+    assert Settings.model_config["env_prefix"] == "PHIWATCH_"
+    read = bound | set(re.findall(r"os\.(?:environ\.get|getenv)\(\s*\"(\w+)\"", source))
+    read |= {f"PHIWATCH_{field.upper()}" for field in Settings.model_fields}
+    unknown = sorted(name for name in settings if name.startswith("PHIWATCH_") and name not in read)
+    assert not unknown, (
+        f"app settings {unknown} match no phiwatch.config.Settings field and nothing "
+        "function_app.py reads: phiwatch would ignore them (a typo here silently falls back to "
+        "the default)"
+    )
+    for field in TWO_STAGE_FIELDS:
+        assert field in Settings.model_fields, f"phiwatch.config.Settings has no field {field}"
+        assert f"PHIWATCH_{field.upper()}" in settings, (
+            f"the two stages need PHIWATCH_{field.upper()} in the app settings"
+        )
+    namespace = settings.get("EVENTHUB__fullyQualifiedNamespace")
+    assert settings.get("PHIWATCH_PHI_EVENTS_NAMESPACE") == namespace, (
+        "normalize publishes to PHIWATCH_PHI_EVENTS_NAMESPACE and detect reads phi-events "
+        "through the EVENTHUB connection: both must be the same namespace"
+    )
+    module = files["modules/functionapp.bicep"]
+    assert param_default(module, "phiEventsHubName") == "'phi-events'"
+    assert param_default(module, "phiEventsConsumerGroupName") == "'phiwatch'"
+    call = module_call(files["main.bicep"], "functionApp")
+    for wiring in (
+        "eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace",
+        "phiEventsHubName: eventHubs.outputs.phiEventsHubName",
+        "phiEventsConsumerGroupName: eventHubs.outputs.phiEventsConsumerGroupName",
+        "stateUrl: archive.outputs.stateUrl",
+    ):
+        assert has_line(call, wiring), f"main.bicep must pass `{wiring}` to the functionApp module"
+
+
 _FORBIDDEN = re.compile(
     r"accountkey|sharedaccesskey|sharedaccesssignature|listkeys\(|listaccountsas|"
     r"connectionstring|connection_string|sig=",
@@ -522,6 +734,19 @@ EXPECTED_ROLES = [
         "read the diagnostics hub; the hub, not the namespace",
     ),
     (
+        EVENT_HUBS_DATA_SENDER,
+        "Microsoft.EventHub/namespaces/eventhubs",
+        "phiEventsHubName",
+        "normalize publishes to phi-events; that hub, not the namespace (which would let the "
+        "app write into `diagnostics` too)",
+    ),
+    (
+        EVENT_HUBS_DATA_RECEIVER,
+        "Microsoft.EventHub/namespaces/eventhubs",
+        "phiEventsHubName",
+        "detect reads phi-events; the hub, not the namespace",
+    ),
+    (
         STORAGE_BLOB_DATA_CONTRIBUTOR,
         "Microsoft.Storage/storageAccounts/blobServices/containers",
         "archiveContainerName",
@@ -532,6 +757,12 @@ EXPECTED_ROLES = [
         "Microsoft.Storage/storageAccounts/blobServices/containers",
         "outboxContainerName",
         "keep outbox entries; the outbox container, not the account",
+    ),
+    (
+        STORAGE_BLOB_DATA_CONTRIBUTOR,
+        "Microsoft.Storage/storageAccounts/blobServices/containers",
+        "stateContainerName",
+        "detect's state snapshots; the state container, not the account",
     ),
     (
         STORAGE_BLOB_DATA_OWNER,
@@ -597,14 +828,33 @@ def check_roles(files: Files) -> None:
         )
     extra = [f for f in found if f not in expected]
     assert not extra, f"unexpected role assignments (wider access than listed): {extra}"
+    roles_file = {"modules/roles.bicep": files["modules/roles.bicep"]}
+    scopes = {r.symbol: r for r in resources(roles_file, existing=True) if r.existing}
+    for symbol, parent in (
+        ("hub", "namespace"),
+        ("phiEventsHub", "namespace"),
+        ("archiveBlobService", "archiveAccount"),
+        ("archiveContainer", "archiveBlobService"),
+        ("outboxContainer", "archiveBlobService"),
+        ("stateContainer", "archiveBlobService"),
+    ):
+        scope = scopes.get(symbol)
+        assert scope and scope.prop("parent") == parent, (
+            f"roles.bicep: the scope {symbol} must be the child of {parent} (phiwatch's "
+            "namespace / archive account)"
+        )
     main = strip_comments(files["main.bicep"])
     m = re.search(r"^module roles 'modules/roles.bicep' = \{", main, re.M)
     assert m, "main.bicep must deploy modules/roles.bicep as `module roles`"
     roles_call = main[m.end() - 1 : _block_end(main, m.end() - 1)]
     for wiring in (
+        "eventHubNamespaceName: eventHubs.outputs.namespaceName",
+        "eventHubName: eventHubs.outputs.eventHubName",
+        "phiEventsHubName: eventHubs.outputs.phiEventsHubName",
         "archiveStorageAccountName: archive.outputs.accountName",
         "archiveContainerName: archive.outputs.archiveContainerName",
         "outboxContainerName: archive.outputs.outboxContainerName",
+        "stateContainerName: archive.outputs.stateContainerName",
         "hostStorageAccountName: hostStorage.outputs.accountName",
         "principalId: functionApp.outputs.principalId",
         "dcrName: dcrName",
@@ -721,10 +971,13 @@ CHECKS: list[Callable[[Files], None]] = [
     check_storage_accounts,
     check_archive_immutability,
     check_outbox_mutable,
+    check_state_mutable,
     check_network_documented,
     check_event_hubs,
+    check_phi_events_hub,
     check_key_vault,
     check_function_app,
+    check_app_settings_match_app,
     check_no_keys,
     check_roles,
     check_diagnostics,
@@ -842,10 +1095,65 @@ MUTATIONS = [
         "  name: outboxContainerName\n  properties: {\n"
         "    immutableStorageWithVersioning: {\n      enabled: true\n    }\n",
     ),
+    (
+        check_state_mutable,
+        "modules/storage-archive.bicep",
+        "  name: stateContainerName\n  properties: {\n",
+        "  name: stateContainerName\n  properties: {\n"
+        "    immutableStorageWithVersioning: {\n      enabled: true\n    }\n",
+    ),
+    (
+        check_state_mutable,
+        "modules/storage-archive.bicep",
+        "'${stateContainerName}/'",
+        "'${outboxContainerName}/'",
+    ),
+    (
+        check_state_mutable,
+        "modules/storage-archive.bicep",
+        "blob}${stateContainer.name}'",
+        "blob}${archiveContainer.name}'",
+    ),
+    (
+        check_state_mutable,
+        "modules/storage-archive.bicep",
+        "param stateContainerName string = 'phiwatch-state'",
+        "param stateContainerName string = 'phiwatch-archive'",
+    ),
     (check_network_documented, "README.md", "## Network exposure", "## Networking"),
     (check_event_hubs, "modules/eventhubs.bicep", "minimumTlsVersion: '1.2'", ""),
     (check_event_hubs, "modules/eventhubs.bicep", "disableLocalAuth: disableLocalAuth\n", ""),
     (check_event_hubs, "modules/eventhubs.bicep", "      'Send'\n", "      'Listen'\n"),
+    (
+        check_phi_events_hub,
+        "modules/eventhubs.bicep",
+        "param phiEventsHubName string = 'phi-events'",
+        "param phiEventsHubName string = 'phievents'",
+    ),
+    (
+        check_phi_events_hub,
+        "modules/eventhubs.bicep",
+        "partitionCount: phiEventsPartitionCount",
+        "partitionCount: partitionCount",
+    ),
+    (
+        check_phi_events_hub,
+        "modules/eventhubs.bicep",
+        "  parent: phiEventsHub\n  name: phiEventsConsumerGroupName",
+        "  parent: hub\n  name: phiEventsConsumerGroupName",
+    ),
+    (
+        check_phi_events_hub,
+        "main.bicep",
+        "    phiEventsPartitionCount: phiEventsPartitionCount\n",
+        "",
+    ),
+    (
+        check_phi_events_hub,
+        "diagnostics.bicep",
+        "param eventHubName string = 'diagnostics'",
+        "param eventHubName string = 'phi-events'",
+    ),
     (
         check_key_vault,
         "modules/keyvault.bicep",
@@ -876,6 +1184,30 @@ MUTATIONS = [
         "          value: 'python'\n        }",
     ),
     (
+        check_app_settings_match_app,
+        "modules/functionapp.bicep",
+        "name: 'PHIWATCH_PHI_EVENTS_CONSUMER_GROUP'",
+        "name: 'PHIWATCH_PHI_EVENTS_GROUP'",
+    ),
+    (
+        check_app_settings_match_app,
+        "modules/functionapp.bicep",
+        "name: 'PHIWATCH_PHI_EVENTS_NAMESPACE'\n          value: eventHubFullyQualifiedNamespace",
+        "name: 'PHIWATCH_PHI_EVENTS_NAMESPACE'\n          value: phiEventsHubName",
+    ),
+    (
+        check_app_settings_match_app,
+        "modules/functionapp.bicep",
+        "name: 'PHIWATCH_STATE_URL'",
+        "name: 'PHIWATCH_STATE_CONTAINER'",
+    ),
+    (
+        check_app_settings_match_app,
+        "main.bicep",
+        "    stateUrl: archive.outputs.stateUrl\n",
+        "    stateUrl: archive.outputs.outboxUrl\n",
+    ),
+    (
         check_no_keys,
         "modules/functionapp.bicep",
         "value: logLevel\n",
@@ -892,6 +1224,35 @@ MUTATIONS = [
     (check_roles, "modules/roles.bicep", "scope: outboxContainer", "scope: archiveAccount"),
     (check_roles, "modules/roles.bicep", "scope: hub\n", "scope: namespace\n"),
     (check_roles, "modules/roles.bicep", "scope: dcr\n", "scope: vault\n"),
+    (
+        check_roles,
+        "modules/roles.bicep",
+        "  scope: phiEventsHub\n  properties: {\n    roleDefinitionId: subscriptionResourceId("
+        "'Microsoft.Authorization/roleDefinitions', roles.eventHubsDataSender)",
+        "  scope: namespace\n  properties: {\n    roleDefinitionId: subscriptionResourceId("
+        "'Microsoft.Authorization/roleDefinitions', roles.eventHubsDataSender)",
+    ),
+    (
+        check_roles,
+        "modules/roles.bicep",
+        "  scope: phiEventsHub\n  properties: {\n    roleDefinitionId: subscriptionResourceId("
+        "'Microsoft.Authorization/roleDefinitions', roles.eventHubsDataReceiver)",
+        "  scope: hub\n  properties: {\n    roleDefinitionId: subscriptionResourceId("
+        "'Microsoft.Authorization/roleDefinitions', roles.eventHubsDataReceiver)",
+    ),
+    (check_roles, "modules/roles.bicep", "scope: stateContainer", "scope: archiveAccount"),
+    (
+        check_roles,
+        "modules/roles.bicep",
+        "  parent: namespace\n  name: phiEventsHubName",
+        "  parent: namespace\n  name: eventHubName",
+    ),
+    (
+        check_roles,
+        "main.bicep",
+        "    stateContainerName: archive.outputs.stateContainerName\n",
+        "    stateContainerName: archive.outputs.archiveContainerName\n",
+    ),
     (
         check_roles,
         "modules/roles.bicep",

@@ -1,13 +1,24 @@
-// Event Hubs namespace (Standard) with the hub every diagnostic setting streams to
-// (`diagnostics`) and the consumer group phiwatch reads with (`phiwatch`).
+// Event Hubs namespace (Standard) with the two hubs of phiwatch's two stages:
+// - `diagnostics`: every diagnostic setting streams here; the `normalize` function reads it
+//   with consumer group `phiwatch`.
+// - `phi-events`: `normalize` publishes every normalised event here, with the event's routing
+//   key as partition key; the `detect` function reads it with its own consumer group
+//   `phiwatch` and keeps detection state per partition (PHIWATCH_STATE_URL). Its partition
+//   count is the parallelism of `detect` (one instance per partition at most) and, like any
+//   partition count on Standard, cannot be lowered after creation.
+// Both hubs share the namespace and its throughput units: each normalised event is one more
+// event in (the publish) and out (detect's read), so size throughput units for both hubs.
 //
 // Authentication:
-// - phiwatch reads with its managed identity (Azure Event Hubs Data Receiver on the hub,
-//   assigned in roles.bicep); it holds no connection string and no key.
+// - phiwatch reads both hubs and writes `phi-events` with its managed identity (Azure Event
+//   Hubs Data Receiver on both hubs, Data Sender on `phi-events` only; roles.bicep); it holds
+//   no connection string and no key.
 // - Azure Monitor diagnostic settings can only write to Event Hubs through a SAS
 //   authorization rule (there is no managed-identity option for that destination). The one
 //   rule here is namespace-level (diagnostic settings require that), Send only, and used
-//   only by Azure Monitor: nobody reads its key, no template calls listKeys().
+//   only by Azure Monitor: nobody reads its key, no template calls listKeys(). Being
+//   namespace-level, its key could also send to `phi-events` (events that were never
+//   archived raw); whoever can list it can already forge raw logs into `diagnostics`.
 //   `disableLocalAuth: true` would make the namespace refuse that SAS and stop every
 //   diagnostic setting from delivering, so it is a parameter (default false); see
 //   infra/README.md, "Event Hubs local authentication".
@@ -54,6 +65,22 @@ param eventHubName string = 'diagnostics'
 @description('Consumer group phiwatch reads with (PHIWATCH_EVENTHUB_CONSUMER_GROUP).')
 param consumerGroupName string = 'phiwatch'
 
+@description('Name of the hub `normalize` publishes normalised events to and `detect` reads (PHIWATCH_PHI_EVENTS_HUB).')
+param phiEventsHubName string = 'phi-events'
+
+@description('Partitions of the phi-events hub (Standard: 1-32). The parallelism of the detect function: at most one instance per partition, each holding the detection state of its partitions. Fixed after creation on Standard (it can never be lowered), so choose it for the peak audit volume; default: the same as the diagnostics hub.')
+@minValue(1)
+@maxValue(32)
+param phiEventsPartitionCount int = 4
+
+@description('Days a normalised event stays in the phi-events hub (Standard: 1-7): how long detect can be stopped (or stalled retrying) without missing events. Events older than that are still archived and in Sentinel, but no detection sees them.')
+@minValue(1)
+@maxValue(7)
+param phiEventsMessageRetentionInDays int = 7
+
+@description('Consumer group the detect function reads phi-events with (PHIWATCH_PHI_EVENTS_CONSUMER_GROUP). Part of the state blob names: changing it starts detection with empty state.')
+param phiEventsConsumerGroupName string = 'phiwatch'
+
 @description('Name of the Send-only authorization rule that diagnostic settings use.')
 param diagnosticsRuleName string = 'phiwatch-diagnostics-send'
 
@@ -94,6 +121,26 @@ resource consumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2
   }
 }
 
+// Stage two: normalised events, partitioned by routing key, read by `detect`. Nothing but
+// phiwatch writes here (Data Sender on this hub, roles.bicep); diagnostic settings must never
+// name it.
+resource phiEventsHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = {
+  parent: namespace
+  name: phiEventsHubName
+  properties: {
+    partitionCount: phiEventsPartitionCount
+    messageRetentionInDays: phiEventsMessageRetentionInDays
+  }
+}
+
+resource phiEventsConsumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2024-01-01' = {
+  parent: phiEventsHub
+  name: phiEventsConsumerGroupName
+  properties: {
+    userMetadata: 'phiwatch detect function (Event Hubs trigger)'
+  }
+}
+
 // Used only by Azure Monitor diagnostic settings (diagnostics.bicep). Send only: it cannot
 // read the hub or manage the namespace.
 resource diagnosticsRule 'Microsoft.EventHub/namespaces/authorizationRules@2024-01-01' = {
@@ -111,7 +158,12 @@ output namespaceId string = namespace.id
 output eventHubName string = hub.name
 output eventHubId string = hub.id
 output consumerGroupName string = consumerGroup.name
-@description('Host name for EVENTHUB__fullyQualifiedNamespace (<namespace>.servicebus.windows.net).')
+@description('PHIWATCH_PHI_EVENTS_HUB')
+output phiEventsHubName string = phiEventsHub.name
+output phiEventsHubId string = phiEventsHub.id
+@description('PHIWATCH_PHI_EVENTS_CONSUMER_GROUP')
+output phiEventsConsumerGroupName string = phiEventsConsumerGroup.name
+@description('Host name for EVENTHUB__fullyQualifiedNamespace and PHIWATCH_PHI_EVENTS_NAMESPACE (<namespace>.servicebus.windows.net).')
 output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '//')[1], ':')[0]
 @description('eventHubAuthorizationRuleId for diagnostics.bicep.')
 output diagnosticsAuthorizationRuleId string = diagnosticsRule.id

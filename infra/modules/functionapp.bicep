@@ -2,10 +2,18 @@
 // system-assigned managed identity and identity-based connections only: no connection string
 // with a key, no storage key, no SAS anywhere in its settings.
 //
-// - Event Hubs trigger: connection prefix EVENTHUB -> EVENTHUB__fullyQualifiedNamespace.
+// - Two stages, one app: `normalize` (trigger: the diagnostics hub) publishes every
+//   normalised event to the phi-events hub (azure-eventhub producer, DefaultAzureCredential,
+//   PHIWATCH_PHI_EVENTS_NAMESPACE); `detect` (trigger: phi-events) keeps its state per
+//   partition in PHIWATCH_STATE_URL. Both triggers use the connection prefix EVENTHUB ->
+//   EVENTHUB__fullyQualifiedNamespace: both hubs are in one namespace, and
+//   PHIWATCH_PHI_EVENTS_NAMESPACE is set from the same parameter so they cannot diverge.
+// - Flex Consumption scales each Event Hubs function on its own (per-function scaling): at
+//   most one instance per partition of its hub. maximumInstanceCount bounds the app, so keep
+//   it at least the sum of both hubs' partition counts plus a few (HTTP, timer).
 // - Host storage (AzureWebJobsStorage__accountName) and the deployment package container
 //   (functionAppConfig.deployment.storage) by identity.
-// - Archive and outbox by URL (the app uses DefaultAzureCredential).
+// - Archive, outbox and state by URL (the app uses DefaultAzureCredential).
 // - PHIWATCH_PSEUDONYM_KEY is a Key Vault reference, resolved by the platform with the
 //   identity; PHIWATCH_ARCHIVE_SIGNING_KEY_URL is a Key Vault key the app signs through.
 // - Application Insights with local authentication disabled: telemetry is accepted only with
@@ -46,6 +54,15 @@ param eventHubName string = 'diagnostics'
 @description('PHIWATCH_EVENTHUB_CONSUMER_GROUP')
 param consumerGroupName string = 'phiwatch'
 
+@description('PHIWATCH_PHI_EVENTS_HUB: the hub normalize publishes to and detect reads.')
+param phiEventsHubName string = 'phi-events'
+
+@description('PHIWATCH_PHI_EVENTS_CONSUMER_GROUP: the consumer group detect reads phi-events with.')
+param phiEventsConsumerGroupName string = 'phiwatch'
+
+@description('PHIWATCH_STATE_URL: the mutable container of detect\'s per-partition state snapshots.')
+param stateUrl string
+
 @description('PHIWATCH_ARCHIVE_URL: the immutable archive container.')
 param archiveUrl string
 
@@ -76,7 +93,7 @@ param dcrImmutableId string
 ])
 param logLevel string = 'INFO'
 
-@description('Flex Consumption: upper bound of instances (40-1000). The Event Hubs trigger uses at most one instance per partition.')
+@description('Flex Consumption: upper bound of the app\'s instances (40-1000). normalize and detect scale separately, each to at most one instance per partition of its hub: keep this at least the sum of both partition counts plus a few for the HTTP and timer functions.')
 @minValue(40)
 @maxValue(1000)
 param maximumInstanceCount int = 40
@@ -169,6 +186,24 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'PHIWATCH_EVENTHUB_CONSUMER_GROUP'
           value: consumerGroupName
+        }
+        // Stage two: normalize publishes to phi-events in the same namespace (identity);
+        // detect reads it and keeps its state per partition in the state container.
+        {
+          name: 'PHIWATCH_PHI_EVENTS_HUB'
+          value: phiEventsHubName
+        }
+        {
+          name: 'PHIWATCH_PHI_EVENTS_NAMESPACE'
+          value: eventHubFullyQualifiedNamespace
+        }
+        {
+          name: 'PHIWATCH_PHI_EVENTS_CONSUMER_GROUP'
+          value: phiEventsConsumerGroupName
+        }
+        {
+          name: 'PHIWATCH_STATE_URL'
+          value: stateUrl
         }
         {
           name: 'PHIWATCH_ARCHIVE_URL'

@@ -4,14 +4,20 @@
 //
 // | Role (built-in id)                                           | Scope                     | Why |
 // |--------------------------------------------------------------|---------------------------|-----|
-// | Azure Event Hubs Data Receiver (a638d3c7-...-5f17a39d4fde)   | hub `diagnostics`         | the Event Hubs trigger reads the hub; consumer groups cannot be an RBAC scope, the hub is the narrowest |
+// | Azure Event Hubs Data Receiver (a638d3c7-...-5f17a39d4fde)   | hub `diagnostics`         | the `normalize` trigger reads the hub; consumer groups cannot be an RBAC scope, the hub is the narrowest |
+// | Azure Event Hubs Data Sender (2b629674-...-ef4638d8f975)     | hub `phi-events`          | `normalize` publishes normalised events (azure-eventhub producer, DefaultAzureCredential); not the namespace, so it cannot write into `diagnostics` |
+// | Azure Event Hubs Data Receiver (a638d3c7-...-5f17a39d4fde)   | hub `phi-events`          | the `detect` trigger reads the hub |
 // | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-archive | create archive blobs; the narrowest built-in role that can create blobs. It could also overwrite and delete: the container's immutability policy, not RBAC, prevents that |
 // | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-outbox | write, read and delete outbox entries |
+// | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-state  | read and replace (etag-conditional) detect's per-partition state snapshots |
 // | Storage Blob Data Owner (b7e6dc6d-...-0f276bb0955b)          | host storage account      | AzureWebJobsStorage and the Flex deployment package: the host creates its own containers (azure-webjobs-*), so it needs the account; this account holds nothing else |
 // | Monitoring Metrics Publisher (3913510d-...-420c390055eb)     | the DCR                   | upload to Sentinel through the Logs Ingestion API |
 // | Monitoring Metrics Publisher (3913510d-...-420c390055eb)     | Application Insights      | Entra ID-authenticated telemetry (local auth is disabled on the component) |
 // | Key Vault Crypto User (12338af0-...-57ae8d297424)            | the vault                 | read the signing key's public part and sign with it (the vault holds only phiwatch's two objects) |
 // | Key Vault Secrets User (4633458b-...-0445c86b69e6)           | the vault                 | resolve the PHIWATCH_PSEUDONYM_KEY Key Vault reference. The secret may not exist when this deploys (it is set once afterwards), so it cannot be the scope |
+//
+// Both functions run under this one identity. `detect` archives its alerts in phiwatch-archive
+// and sends them to Sentinel through the same DCR and outbox as `normalize`: no further role.
 //
 // New role assignments take effect within minutes, up to 30 minutes for the DCR; until then
 // the app's calls fail with 403 and are retried.
@@ -21,9 +27,11 @@ param principalId string
 
 param eventHubNamespaceName string
 param eventHubName string
+param phiEventsHubName string
 param archiveStorageAccountName string
 param archiveContainerName string
 param outboxContainerName string
+param stateContainerName string
 param hostStorageAccountName string
 param keyVaultName string
 param dcrName string
@@ -31,6 +39,7 @@ param appInsightsName string
 
 var roles = {
   eventHubsDataReceiver: 'a638d3c7-ab3a-418d-83e6-5f17a39d4fde'
+  eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
@@ -45,6 +54,11 @@ resource namespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
 resource hub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
   parent: namespace
   name: eventHubName
+}
+
+resource phiEventsHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
+  parent: namespace
+  name: phiEventsHubName
 }
 
 resource archiveAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -64,6 +78,11 @@ resource archiveContainer 'Microsoft.Storage/storageAccounts/blobServices/contai
 resource outboxContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: archiveBlobService
   name: outboxContainerName
+}
+
+resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: archiveBlobService
+  name: stateContainerName
 }
 
 resource hostAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -93,6 +112,28 @@ resource hubReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
+resource phiEventsSender 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(phiEventsHub.id, principalId, roles.eventHubsDataSender)
+  scope: phiEventsHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataSender)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: normalize publishes normalised events to the phi-events hub'
+  }
+}
+
+resource phiEventsReceiver 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(phiEventsHub.id, principalId, roles.eventHubsDataReceiver)
+  scope: phiEventsHub
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.eventHubsDataReceiver)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: read the phi-events hub (detect, Event Hubs trigger)'
+  }
+}
+
 resource archiveWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   name: guid(archiveContainer.id, principalId, roles.storageBlobDataContributor)
   scope: archiveContainer
@@ -112,6 +153,17 @@ resource outboxWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'phiwatch: keep undelivered Sentinel rows in the outbox'
+  }
+}
+
+resource stateWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(stateContainer.id, principalId, roles.storageBlobDataContributor)
+  scope: stateContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataContributor)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: keep detect state snapshots per phi-events partition'
   }
 }
 

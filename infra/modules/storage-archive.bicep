@@ -1,5 +1,5 @@
-// The phiwatch audit archive and the Sentinel outbox, in one storage account that holds
-// nothing else.
+// The phiwatch audit archive, the Sentinel outbox and the detection state, in one storage
+// account that holds nothing else.
 //
 // - `phiwatch-archive` (PHIWATCH_ARCHIVE_URL): raw diagnostic records and signed manifests,
 //   written create-only by the Function App. The container has version-level immutability
@@ -10,11 +10,17 @@
 //   and it could otherwise also overwrite and delete them.
 // - `phiwatch-outbox` (PHIWATCH_OUTBOX_URL): rows Sentinel has not accepted yet. The app
 //   rewrites and deletes them, so this container must NOT be immutable.
+// - `phiwatch-state` (PHIWATCH_STATE_URL): the `detect` function's snapshot of its detection
+//   state, one blob per consumer group and phi-events partition, replaced with etag
+//   conditions (If-Match / If-None-Match) after every batch. phiwatch never creates this
+//   container. It must NOT be immutable either: WORM would refuse every replacement and stall
+//   detection.
 //
 // Account: no anonymous access, no shared key (Entra ID only), TLS 1.2, HTTPS only, blob
 // versioning (required by version-level immutability), soft delete for blobs and
-// containers. Versioning applies to the outbox too, so a lifecycle rule removes the outbox's
-// previous versions after `outboxVersionRetentionDays`.
+// containers. Versioning applies to the outbox and the state too, so lifecycle rules remove
+// their previous versions after `outboxVersionRetentionDays` and `stateVersionRetentionDays`
+// (every state snapshot replacement makes a version).
 //
 // Locking (immutabilityPolicyLocked): Azure Resource Manager creates the container policy
 // Unlocked and cannot lock it (locking is a separate action, and a locked policy can no
@@ -47,6 +53,9 @@ param archiveContainerName string = 'phiwatch-archive'
 @description('Outbox container (PHIWATCH_OUTBOX_URL); mutable.')
 param outboxContainerName string = 'phiwatch-outbox'
 
+@description('State container (PHIWATCH_STATE_URL); mutable, replaced with etag conditions by the detect function.')
+param stateContainerName string = 'phiwatch-state'
+
 @description('Days each archived blob version is protected from overwrite and delete (default 2190 = 6 years).')
 @minValue(1)
 @maxValue(146000)
@@ -63,6 +72,10 @@ param deleteRetentionDays int = 14
 @description('Days before previous versions of outbox blobs are deleted (versioning is on for the whole account).')
 @minValue(1)
 param outboxVersionRetentionDays int = 7
+
+@description('Days before previous versions of state snapshots are deleted. Each batch replaces a partition\'s snapshot (a new version), and only the current one is ever read, so keep this short.')
+@minValue(1)
+param stateVersionRetentionDays int = 1
 
 @description('Resource id of the Log Analytics workspace that receives the archive access logs; empty = none.')
 param workspaceResourceId string = ''
@@ -154,6 +167,16 @@ resource outboxContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
   }
 }
 
+// Mutable on purpose: detect replaces each partition's snapshot with etag conditions. No
+// immutability here.
+resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: archiveBlobService
+  name: stateContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: archiveAccount
   name: 'default'
@@ -182,6 +205,28 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
             }
           }
         }
+        {
+          name: 'state-delete-previous-versions'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${stateContainerName}/'
+              ]
+            }
+            actions: {
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: stateVersionRetentionDays
+                }
+              }
+            }
+          }
+        }
       ]
     }
   }
@@ -189,6 +234,8 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
 
 // Who read, wrote or tried to delete archive blobs, in Log Analytics. Never route these logs
 // to the phiwatch hub: every archive write would produce a log that phiwatch archives again.
+// The setting covers the whole blob service, so outbox and state traffic is logged too (a
+// write per detect batch and partition; infra/README.md, Cost drivers).
 resource archiveAccessLogs 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (!empty(workspaceResourceId)) {
   name: 'phiwatch-archive-access'
   scope: archiveBlobService
@@ -215,7 +262,10 @@ output accountName string = archiveAccount.name
 output accountId string = archiveAccount.id
 output archiveContainerName string = archiveContainer.name
 output outboxContainerName string = outboxContainer.name
+output stateContainerName string = stateContainer.name
 @description('PHIWATCH_ARCHIVE_URL')
 output archiveUrl string = '${archiveAccount.properties.primaryEndpoints.blob}${archiveContainer.name}'
 @description('PHIWATCH_OUTBOX_URL')
 output outboxUrl string = '${archiveAccount.properties.primaryEndpoints.blob}${outboxContainer.name}'
+@description('PHIWATCH_STATE_URL')
+output stateUrl string = '${archiveAccount.properties.primaryEndpoints.blob}${stateContainer.name}'
