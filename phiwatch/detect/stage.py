@@ -189,6 +189,18 @@ class DetectProcessor:
         settled: list[Alert] = []
         with self._lock:
             for partition, state in sorted(self._partitions.items()):
+                if not self._still_ours(partition, state):
+                    # Another instance took the partition over and saved since: settling this
+                    # stale copy would emit what that instance never derives (a pending delete
+                    # it has since seen explained), and its failed save would stop the loop
+                    # before the partitions this process does own are settled.
+                    log.warning(
+                        "detect partition moved to another instance; not settled here",
+                        hub=self.hub,
+                        partition=partition,
+                    )
+                    del self._partitions[partition]
+                    continue
                 state.engine.finish()
                 alerts = state.engine.changed_alerts()
                 if alerts:
@@ -225,6 +237,14 @@ class DetectProcessor:
             from_snapshot=state.etag is not None,
         )
         return state
+
+    def _still_ours(self, partition: str, state: _Partition) -> bool:
+        """Whether the stored snapshot is still the one this state was restored from or
+        last saved as (nobody else has saved the partition since)."""
+        if self.state_store is None:
+            return True
+        found = self.state_store.load(self._key(partition))
+        return (found.etag if found is not None else None) == state.etag
 
     def _save(self, partition: str, state: _Partition, covered: int) -> None:
         state.covered = covered
