@@ -874,6 +874,64 @@ def check_roles(files: Files) -> None:
     )
 
 
+# The two role tables (roles.bicep's header, infra/README.md "Roles") name each scope this way.
+ROLE_NAMES = {
+    EVENT_HUBS_DATA_RECEIVER: "Azure Event Hubs Data Receiver",
+    EVENT_HUBS_DATA_SENDER: "Azure Event Hubs Data Sender",
+    STORAGE_BLOB_DATA_CONTRIBUTOR: "Storage Blob Data Contributor",
+    STORAGE_BLOB_DATA_OWNER: "Storage Blob Data Owner",
+    MONITORING_METRICS_PUBLISHER: "Monitoring Metrics Publisher",
+    KEY_VAULT_CRYPTO_USER: "Key Vault Crypto User",
+    KEY_VAULT_SECRETS_USER: "Key Vault Secrets User",
+}
+SCOPE_NAMES = {
+    "eventHubName": "diagnostics",
+    "phiEventsHubName": "phi-events",
+    "archiveContainerName": "phiwatch-archive",
+    "outboxContainerName": "phiwatch-outbox",
+    "stateContainerName": "phiwatch-state",
+    "hostStorageAccountName": "host storage",
+    "dcrName": "DCR",
+    "appInsightsName": "Application Insights",
+    "keyVaultName": "vault",
+}
+
+
+def _documented_roles(rows: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(role name, scope name param) per table row; the scope is the name it mentions first."""
+    documented = []
+    for role, scope in rows:
+        hits = [(scope.find(text), param) for param, text in SCOPE_NAMES.items() if text in scope]
+        documented.append((role.strip(), min(hits)[1] if hits else scope.strip()))
+    return sorted(documented)
+
+
+def check_role_tables_documented(files: Files) -> None:
+    expected = sorted((ROLE_NAMES[role], name) for role, _, name, _ in EXPECTED_ROLES)
+    header = re.findall(
+        r"^// \| ([A-Za-z ]+?) \([0-9a-f]{8}-\.\.\.-[0-9a-f]{12}\)\s*\| ([^|]+)\|",
+        files["modules/roles.bicep"],
+        re.M,
+    )
+    assert _documented_roles(header) == expected, (
+        "the role table in modules/roles.bicep's header must list exactly the roles it assigns, "
+        "one row per (role, scope)"
+    )
+    for role, _, _, _ in EXPECTED_ROLES:
+        short = f"({role[:8]}-...-{role[-12:]})"
+        assert f"{ROLE_NAMES[role]} {short}" in files["modules/roles.bicep"], (
+            f"roles.bicep's table must give {ROLE_NAMES[role]}'s id as {short}"
+        )
+    section = re.search(r"^## Roles\n(.*?)(?=^## )", files["README.md"], re.M | re.S)
+    assert section, "infra/README.md must have a 'Roles' section"
+    rows = re.findall(r"^\| ([^|]+)\| ([^|]+)\|$", section.group(1), re.M)
+    rows = [(role, scope) for role, scope in rows if role.strip() not in {"Role", "---"}]
+    assert _documented_roles(rows) == expected, (
+        "the Roles table in infra/README.md must list exactly the roles roles.bicep assigns, "
+        "one row per (role, scope)"
+    )
+
+
 def check_diagnostics(files: Files) -> None:
     expected = {
         "modules/diagnostics/keyvault.bicep": ["'AuditEvent'"],
@@ -980,6 +1038,7 @@ CHECKS: list[Callable[[Files], None]] = [
     check_app_settings_match_app,
     check_no_keys,
     check_roles,
+    check_role_tables_documented,
     check_diagnostics,
     check_parameter_examples,
     check_module_wiring,
@@ -1252,6 +1311,18 @@ MUTATIONS = [
         "main.bicep",
         "    stateContainerName: archive.outputs.stateContainerName\n",
         "    stateContainerName: archive.outputs.archiveContainerName\n",
+    ),
+    (
+        check_role_tables_documented,
+        "README.md",
+        "| Azure Event Hubs Data Sender | the `phi-events` hub only",
+        "| Azure Event Hubs Data Sender | the namespace",
+    ),
+    (
+        check_role_tables_documented,
+        "modules/roles.bicep",
+        "| container phiwatch-state  |",
+        "| the archive account       |",
     ),
     (
         check_roles,
