@@ -126,6 +126,19 @@ class DetectProcessor:
     def _process(self, partition: str, messages: Sequence[EventHubMessage]) -> DetectResult:
         result = DetectResult(partition)
         state = self._partitions.get(partition)
+        if (
+            state is not None
+            and self.state_store is not None
+            and messages
+            and min(map(_seq, messages)) > state.covered + 1
+        ):
+            # Sequence numbers of a partition have no gaps, and the host moves a checkpoint
+            # only past a processed batch: the messages in between went to another instance
+            # (the partition moved away and back). Its snapshot is current, this memory is
+            # not; going on from it would emit alerts that instance never derives.
+            log.info("detect partition came back; restoring it", hub=self.hub, partition=partition)
+            del self._partitions[partition]
+            state = None
         if state is None:
             state = self._restore(partition)
             result.restored = True
