@@ -225,17 +225,52 @@ class KqlEngine:
         self, query: str, now: datetime, *, functions: Sequence[str] | None = None
     ) -> QueryResult:
         """Execute `query` with now() and ago() pinned to `now` (naive means UTC)."""
+        return self.prepare(query, functions=functions).run(now)
+
+    def prepare(self, query: str, *, functions: Sequence[str] | None = None) -> PreparedQuery:
+        """Translate `query` once, to run it at many instants (a simulated schedule, a
+        backtest day by day): translation costs far more than execution on small tables.
+        Translated against the tables as they are now; their rows may change afterwards."""
         kql = self._kql
-        pinned = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
         try:
-            relation = kql.query(self.con, query, query_now=pinned, functions=functions)
-            columns = list(relation.columns)
-            duck_types = [str(t) for t in relation.types]
-            raw = relation.fetchall()
+            translated = kql.to_sql(
+                query,
+                schema=kql.engine.schema(self.con),
+                allow_write=False,
+                query_now=_EPOCH,  # any instant: it renders as a bound slot, set per run
+                functions=functions,
+            )
         except kql.KqlUnsupportedError as exc:
             raise UnsupportedConstruct(exc.construct, str(exc)) from None
         except kql.KqlError as exc:
             raise QueryFailed(str(exc)) from None
+        if translated.unbound:
+            raise QueryFailed(f"query parameters without a value: {', '.join(translated.unbound)}")
+        return PreparedQuery(self, str(translated), dict(translated.parameters))
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class PreparedQuery:
+    engine: KqlEngine
+    sql: str
+    parameters: dict[str, Any]
+
+    def run(self, now: datetime) -> QueryResult:
+        from duckdb_kql.translate import CLOCK_SLOT  # noqa: PLC0415 - layer 0, no duckdb
+
+        params = dict(self.parameters)
+        if CLOCK_SLOT in params:  # only when the query reads the clock
+            params[CLOCK_SLOT] = now.astimezone(UTC) if now.tzinfo else now.replace(tzinfo=UTC)
+        con = self.engine.con
+        try:
+            con.execute("SET TimeZone='UTC'")
+            relation = con.sql(self.sql, params=params) if params else con.sql(self.sql)
+            columns = list(relation.columns)
+            duck_types = [str(t) for t in relation.types]
+            raw = relation.fetchall()
         except Exception as exc:  # duckdb's own errors (binder, conversion) have no common base
             if type(exc).__module__.startswith(("duckdb", "_duckdb")):
                 raise QueryFailed(f"{type(exc).__name__}: {exc}") from None
