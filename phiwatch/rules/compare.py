@@ -1,8 +1,9 @@
 """Compare a query's result with a case's expected rows, and say exactly which row differs.
 
-Only the columns the expected rows write are compared. Rows match regardless of order unless
-the case says `ordered: true`. Times compare as UTC instants (`2026-01-15T12:00:00Z` in YAML
-equals the engine's datetime), dynamic values as parsed JSON, numbers by value.
+Each expected row is compared on the columns it writes (write `Col: null` to expect a null).
+Rows match regardless of order unless the case says `ordered: true`. Times compare as UTC
+instants (`2026-01-15T12:00:00Z` in YAML equals the engine's datetime), dynamic values as
+parsed JSON, numbers by value.
 """
 
 from __future__ import annotations
@@ -87,15 +88,14 @@ def compare(
             f"(columns: {', '.join(result.columns)})"
         )
         return problems
-    want = [{c: _expected_value(row.get(c), kinds[c]) for c in compared} for row in expected_rows]
+    # Each expected row is compared on the columns it writes (`Col: null` expects a null).
+    want = [{c: _expected_value(v, kinds[c]) for c, v in row.items()} for row in expected_rows]
     records = result.records()
-    got = [{c: record[c] for c in compared} for record in records]
+    got = records
 
     def differences(e: Mapping[str, Any], a: Mapping[str, Any]) -> list[str]:
         return [
-            f"{c}: expected {show(e[c])}, got {show(a[c])}"
-            for c in compared
-            if not _equal(e[c], a[c])
+            f"{c}: expected {show(e[c])}, got {show(a[c])}" for c in e if not _equal(e[c], a[c])
         ]
 
     if ordered:
@@ -121,7 +121,7 @@ def compare(
         if not unexpected:
             break
         j = min(unexpected, key=lambda j: len(differences(want[i], got[j])))
-        if len(differences(want[i], got[j])) < len(compared):
+        if len(differences(want[i], got[j])) < len(want[i]):
             problems.append(
                 f"expected row {i + 1} {show_row(want[i])} differs from result row {j + 1}: "
                 + "; ".join(differences(want[i], got[j]))
