@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint format install clean bench check-infra
+.PHONY: demo test lint format install clean bench check-infra lint-rules test-rules
 
 install: $(STAMP)
 
@@ -17,7 +17,8 @@ $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	touch $@
 
-# Azurite (local Azure Storage) for the blob-store tests, pinned in package-lock.json.
+# Azurite (local Azure Storage) for the blob-store tests and Kusto.Language for rules lint,
+# pinned in package-lock.json.
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
@@ -27,10 +28,19 @@ demo: $(STAMP)
 	$(BIN)/phiwatch replay samples/logs --out out/demo
 	$(BIN)/phiwatch archive verify out/demo/archive
 
-test: $(STAMP) $(NODE_STAMP) check-infra
+test: $(STAMP) $(NODE_STAMP) check-infra lint-rules test-rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m pytest
+
+# The KQL rules in kql/ (kql/README.md): the schema file is current, every rule passes
+# Sentinel's template constraints and Kusto.Language, and every rule passes its cases.
+lint-rules: $(STAMP) $(NODE_STAMP)
+	$(BIN)/phiwatch rules schema --check
+	$(BIN)/phiwatch rules lint
+
+test-rules: $(STAMP)
+	$(BIN)/phiwatch rules test
 
 # Checkov (static IaC checks) on infra/, offline. Its own venv: checkov pins many packages that
 # would clash with the app's. Fails on any failed check AND on any file it cannot parse (a

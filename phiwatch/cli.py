@@ -25,6 +25,7 @@ from phiwatch.eventhubs_cli import consume_command, send_command
 from phiwatch.logs import configure_logging
 from phiwatch.pseudonym import PseudonymKeyError
 from phiwatch.replay import ReplaySummary, replay
+from phiwatch.rules.cli import app as rules_app
 from phiwatch.samplegen import generate
 from phiwatch.schema_cli import schema_command
 
@@ -37,6 +38,7 @@ app = typer.Typer(
 samples_app = typer.Typer(no_args_is_help=True, help="Synthetic diagnostic logs.")
 app.add_typer(samples_app, name="samples")
 app.add_typer(archive_app, name="archive")
+app.add_typer(rules_app, name="rules")
 app.command("schema")(schema_command)
 app.command("send")(send_command)
 app.command("consume")(consume_command)

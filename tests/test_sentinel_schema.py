@@ -26,6 +26,8 @@ from phiwatch.archive.archive import IntegrityConflict
 from phiwatch.archive.integrity_alert import integrity_alert
 from phiwatch.cli import app
 from phiwatch.model import Alert
+from phiwatch.rules.entities import ENTITY_IDENTIFIERS
+from phiwatch.rules.mitre import TACTICS, TECHNIQUE_TACTICS
 from phiwatch.schema import SYSTEM_COLUMNS, TABLES, by_table, table_columns, transform_kql
 from phiwatch.schema_export import (
     DCR_DESTINATION,
@@ -133,64 +135,9 @@ def test_the_column_check_catches_a_misspelt_column():
 
 # --- (b) the analytic rule -----------------------------------------------------------------
 
-VALID_TACTICS = {
-    "Reconnaissance",
-    "ResourceDevelopment",
-    "InitialAccess",
-    "Execution",
-    "Persistence",
-    "PrivilegeEscalation",
-    "DefenseEvasion",
-    "CredentialAccess",
-    "Discovery",
-    "LateralMovement",
-    "Collection",
-    "Exfiltration",
-    "CommandAndControl",
-    "Impact",
-}
-# MITRE ATT&CK (enterprise) tactics of the techniques phiwatch's detections name.
-TECHNIQUE_TACTICS = {
-    "T1530": {"Collection"},
-    "T1213": {"Collection"},
-    "T1555": {"CredentialAccess"},
-    "T1580": {"Discovery"},
-    "T1562": {"DefenseEvasion"},
-    "T1565": {"Impact"},
-}
-# learn.microsoft.com/azure/sentinel/entities-reference (identifiers usable in mappings).
-ENTITY_IDENTIFIERS = {
-    "Account": {
-        "Name",
-        "FullName",
-        "NTDomain",
-        "DnsDomain",
-        "UPNSuffix",
-        "Sid",
-        "AadTenantId",
-        "AadUserId",
-        "PUID",
-        "IsDomainJoined",
-        "DisplayName",
-        "ObjectGuid",
-    },
-    "IP": {"Address", "AddressScope"},
-    "AzureResource": {"ResourceId"},
-    "Host": {
-        "DnsDomain",
-        "NTDomain",
-        "HostName",
-        "FullName",
-        "NetBiosName",
-        "AzureID",
-        "OMSAgentID",
-        "OSFamily",
-        "OSVersion",
-        "IsDomainJoined",
-    },
-    "URL": {"Url"},
-    "CloudApplication": {"AppId", "Name", "InstanceName"},
-}
+# Sentinel's tactics, the ATT&CK tactics of each technique, and the entity identifiers: the
+# tables `phiwatch rules lint` uses.
+VALID_TACTICS = TACTICS
 SEVERITIES = {"Informational", "Low", "Medium", "High"}
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 _GUID = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")

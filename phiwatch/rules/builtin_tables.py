@@ -1,0 +1,143 @@
+"""Built-in Log Analytics tables a rule may read, with their commonly used columns.
+
+Hand-written from the Azure Monitor table reference (there is no model to derive them from):
+a rule that names a column not listed here fails lint with KS142 even if the real table has
+it. Add the column here (name and type exactly as the reference spells them), then
+`phiwatch rules schema --write`.
+"""
+
+from __future__ import annotations
+
+# Every Log Analytics table has these; custom tables get them from Log Analytics on ingestion.
+STANDARD_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("TenantId", "string"),
+    ("Type", "string"),
+    ("SourceSystem", "string"),
+    ("_ResourceId", "string"),
+    ("_SubscriptionId", "string"),
+    ("_ItemId", "string"),
+    ("_IsBillable", "string"),
+    ("_BilledSize", "real"),
+)
+
+AZURE_ACTIVITY: tuple[tuple[str, str], ...] = (
+    ("TimeGenerated", "datetime"),
+    ("OperationName", "string"),
+    ("OperationNameValue", "string"),
+    ("Level", "string"),
+    ("ActivityStatus", "string"),
+    ("ActivityStatusValue", "string"),
+    ("ActivitySubstatus", "string"),
+    ("ActivitySubstatusValue", "string"),
+    ("ResourceGroup", "string"),
+    ("SubscriptionId", "string"),
+    ("CorrelationId", "string"),
+    ("Caller", "string"),
+    ("CallerIpAddress", "string"),
+    ("Category", "string"),
+    ("CategoryValue", "string"),
+    ("HTTPRequest", "string"),
+    ("Properties", "string"),
+    ("Properties_d", "dynamic"),
+    ("EventDataId", "string"),
+    ("EventSubmissionTimestamp", "datetime"),
+    ("Authorization", "string"),
+    ("Authorization_d", "dynamic"),
+    ("Claims", "string"),
+    ("Claims_d", "dynamic"),
+    ("Hierarchy", "string"),
+    ("OperationId", "string"),
+    ("Resource", "string"),
+    ("ResourceId", "string"),
+    ("ResourceProvider", "string"),
+    ("ResourceProviderValue", "string"),
+)
+
+AZURE_DIAGNOSTICS: tuple[tuple[str, str], ...] = (
+    ("TimeGenerated", "datetime"),
+    ("ResourceId", "string"),
+    ("Category", "string"),
+    ("ResourceGroup", "string"),
+    ("SubscriptionId", "string"),
+    ("ResourceProvider", "string"),
+    ("Resource", "string"),
+    ("ResourceType", "string"),
+    ("OperationName", "string"),
+    ("OperationVersion", "string"),
+    ("ResultType", "string"),
+    ("ResultSignature", "string"),
+    ("ResultDescription", "string"),
+    ("DurationMs", "long"),
+    ("CorrelationId", "string"),
+    ("CallerIPAddress", "string"),
+    ("Level", "string"),
+    ("Message", "string"),
+    # Key Vault AuditEvent
+    ("id_s", "string"),
+    ("clientInfo_s", "string"),
+    ("httpStatusCode_d", "real"),
+    ("requestUri_s", "string"),
+    ("identity_claim_oid_g", "guid"),
+    ("identity_claim_upn_s", "string"),
+    ("identity_claim_appid_g", "guid"),
+    ("identity_claim_unique_name_s", "string"),
+    ("identity_claim_ipaddr_s", "string"),
+    ("identity_claim_http_schemas_microsoft_com_identity_claims_objectidentifier_g", "guid"),
+    # Azure SQL auditing (SQLSecurityAuditEvents)
+    ("event_time_t", "datetime"),
+    ("action_name_s", "string"),
+    ("succeeded_s", "string"),
+    ("server_principal_name_s", "string"),
+    ("database_name_s", "string"),
+    ("client_ip_s", "string"),
+    ("statement_s", "string"),
+    ("affected_rows_d", "real"),
+)
+
+SIGNIN_LOGS: tuple[tuple[str, str], ...] = (
+    ("TimeGenerated", "datetime"),
+    ("ResourceId", "string"),
+    ("OperationName", "string"),
+    ("OperationVersion", "string"),
+    ("Category", "string"),
+    ("ResultType", "string"),
+    ("ResultSignature", "string"),
+    ("ResultDescription", "string"),
+    ("DurationMs", "long"),
+    ("CorrelationId", "string"),
+    ("Identity", "string"),
+    ("Level", "string"),
+    ("Location", "string"),
+    ("AppDisplayName", "string"),
+    ("AppId", "string"),
+    ("AuthenticationRequirement", "string"),
+    ("ClientAppUsed", "string"),
+    ("ConditionalAccessStatus", "string"),
+    ("DeviceDetail", "dynamic"),
+    ("IsInteractive", "bool"),
+    ("IPAddress", "string"),
+    ("LocationDetails", "dynamic"),
+    ("MfaDetail", "dynamic"),
+    ("RiskDetail", "string"),
+    ("RiskEventTypes", "string"),
+    ("RiskLevelAggregated", "string"),
+    ("RiskLevelDuringSignIn", "string"),
+    ("RiskState", "string"),
+    ("ResourceDisplayName", "string"),
+    ("ResourceIdentity", "string"),
+    ("ServicePrincipalId", "string"),
+    ("Status", "dynamic"),
+    ("UserAgent", "string"),
+    ("UserDisplayName", "string"),
+    ("UserId", "string"),
+    ("UserPrincipalName", "string"),
+    ("UserType", "string"),
+    ("HomeTenantId", "string"),
+    ("ResourceTenantId", "string"),
+)
+
+BUILTIN_TABLES: dict[str, tuple[tuple[str, str], ...]] = {
+    "AzureActivity": AZURE_ACTIVITY,
+    "AzureDiagnostics": AZURE_DIAGNOSTICS,
+    "SigninLogs": SIGNIN_LOGS,
+}

@@ -1,0 +1,118 @@
+"""Find and load rule files: `kql/<rule>.yaml`, one Sentinel analytic-rule template each.
+
+A rule's test cases live in `kql/tests/<rule>/*.yaml` (see `phiwatch.rules.fixtures`);
+`kql/schema/` holds the table schema. Neither is a rule.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from phiwatch.rules.problems import Problem, validation_problems
+from phiwatch.rules.template import RuleTemplate
+from phiwatch.rules.yaml_positions import (
+    PathKey,
+    Position,
+    ScalarSource,
+    YamlDocument,
+    YamlFileError,
+    load_yaml,
+)
+
+# The repository's kql/ (next to the phiwatch package in a checkout or an editable install).
+KQL_DIR = Path(__file__).resolve().parents[2] / "kql"
+TESTS_DIR_NAME = "tests"
+RULE_SUFFIXES = (".yaml", ".yml")
+
+
+class RuleLoadError(Exception):
+    """A file that is not a usable rule or case; `problems` say where and why."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(p.render() for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class RuleFile:
+    path: Path
+    document: YamlDocument
+    template: RuleTemplate
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+    @property
+    def cases_dir(self) -> Path:
+        return self.path.parent / TESTS_DIR_NAME / self.path.stem
+
+    @property
+    def query_source(self) -> ScalarSource:
+        return self.document.scalars[("query",)]
+
+    def query_position(self, offset: int) -> Position:
+        """File position of character `offset` of the query (a Kusto diagnostic's start)."""
+        return self.query_source.position(offset)
+
+    def position(self, key: PathKey) -> Position:
+        return self.document.position(key)
+
+    def problem(self, key: PathKey, code: str, message: str, severity: str = "error") -> Problem:
+        return Problem(self.path, self.position(key), code, message, severity)  # type: ignore[arg-type]
+
+
+def load_rule(path: Path) -> RuleFile:
+    """Load and validate one rule file. Raises RuleLoadError with located problems."""
+    path = Path(path)
+    try:
+        document = load_yaml(path)
+    except YamlFileError as exc:
+        raise RuleLoadError([Problem(exc.path, exc.position, "yaml", exc.message)]) from None
+    except OSError as exc:
+        raise RuleLoadError([Problem(path, Position(1, 1), "file", str(exc))]) from None
+    if not isinstance(document.data, dict):
+        raise RuleLoadError([Problem(path, Position(1, 1), "format", "not a YAML mapping")])
+    try:
+        template = RuleTemplate.model_validate(document.data)
+    except ValidationError as exc:
+        raise RuleLoadError(validation_problems(document, exc, root_key="kind")) from None
+    return RuleFile(path, document, template)
+
+
+def is_rule_file(path: Path) -> bool:
+    return path.is_file() and path.suffix in RULE_SUFFIXES
+
+
+def discover(targets: Sequence[Path | str] = (), root: Path = KQL_DIR) -> list[Path]:
+    """Rule files named by `targets` (files, directories, or rule names in `root`); every
+    rule in `root` when none are given. Directories are not searched recursively: rules sit
+    at the top of their directory, fixtures and the schema below it."""
+    found: list[Path] = []
+    for target in targets or [root]:
+        path = Path(target)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir() if is_rule_file(p)))
+        elif path.is_file():
+            found.append(path)
+        elif not path.suffix and (root / f"{path.name}.yaml").is_file():
+            found.append(root / f"{path.name}.yaml")
+        else:
+            raise FileNotFoundError(f"no rule file or directory {target}")
+    return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def load_rules(paths: Iterable[Path]) -> tuple[list[RuleFile], list[Problem]]:
+    """Every loadable rule, and the problems of those that are not."""
+    rules: list[RuleFile] = []
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            rules.append(load_rule(path))
+        except RuleLoadError as exc:
+            problems.extend(exc.problems)
+    return rules, problems
