@@ -162,3 +162,21 @@ def test_command(
     )
     if not report.ok:
         raise typer.Exit(1)
+
+
+# --- export, backtest (phiwatch/rules/export.py, backtest.py) ------------------------------
+
+
+@app.command("export")
+def export_command(
+    rules: RulesArg = None,
+    format_: Annotated[str, typer.Option("--format", help="Output format (arm).")] = "arm",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file (default: stdout).")
+    ] = None,
+) -> None:
+    """Write the rules as a deployable ARM template of Sentinel alertRules (parameter
+    `workspace`)."""
+    from phiwatch.rules.export import export_cli  # noqa: PLC0415 - logic lives there
+
+    export_cli(_targets(rules), format_, out_file)
