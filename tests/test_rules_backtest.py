@@ -130,3 +130,15 @@ def test_not_an_archive(tmp_path: Path) -> None:
 def test_step_longer_than_the_period_is_refused(archive: Path) -> None:
     with pytest.raises(BacktestError, match="longer than the rule's queryPeriod"):
         backtest(load_rule(TWIN).template, archive, step=timedelta(hours=2))
+
+
+def test_alerts_are_loaded_as_phialerts(archive: Path) -> None:
+    # A rule over PhiAlerts_CL reads the archive's alerts/ (TimeGenerated = DetectedAt).
+    query = "PhiAlerts_CL | where TimeGenerated > ago(1h) | distinct AlertId, RuleId, ActorUserId"
+    rule = load_rule(TWIN).template.model_copy(update={"query": query})
+    report = backtest(rule, archive)
+    assert set(report.rows_loaded) == {"PhiAlerts_CL"}
+    assert [(r["RuleId"], r["ActorUserId"]) for r in report.results] == [
+        ("mass-record-access", OID)
+    ]
+    assert [d.day for d in report.days if d.results] == ["2026-11-02"]
