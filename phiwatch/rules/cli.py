@@ -162,3 +162,41 @@ def test_command(
     )
     if not report.ok:
         raise typer.Exit(1)
+
+
+# --- export, backtest (phiwatch/rules/export.py, backtest.py) ------------------------------
+
+
+@app.command("export")
+def export_command(
+    rules: RulesArg = None,
+    format_: Annotated[str, typer.Option("--format", help="Output format (arm).")] = "arm",
+    out_file: Annotated[
+        Path | None, typer.Option("--out", help="Write to this file (default: stdout).")
+    ] = None,
+) -> None:
+    """Write the rules as a deployable ARM template of Sentinel alertRules (parameter
+    `workspace`)."""
+    from phiwatch.rules.export import export_cli  # noqa: PLC0415 - logic lives there
+
+    export_cli(_targets(rules), format_, out_file)
+
+
+@app.command("backtest")
+def backtest_command(
+    rule: Annotated[Path, typer.Argument(help="Rule file or rule name in kql/.")],
+    archive: Annotated[Path, typer.Option("--archive", help="Archive directory.")],
+    since: Annotated[
+        str | None, typer.Option("--since", help="Start (ISO date/time, UTC).")
+    ] = None,
+    until: Annotated[str | None, typer.Option("--until", help="End (ISO date/time, UTC).")] = None,
+    step_minutes: Annotated[
+        int | None, typer.Option("--step", min=1, help="Minutes between runs (queryFrequency).")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """What RULE would have fired on over the archive's events, per day (one run per
+    queryFrequency with now() pinned at each run)."""
+    from phiwatch.rules.backtest import backtest_cli  # noqa: PLC0415 - logic lives there
+
+    backtest_cli(_targets([rule])[0], archive, since, until, step_minutes, as_json)
