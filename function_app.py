@@ -10,6 +10,7 @@ Sentinel could not take yet; `health` reports what is configured, never a value.
 import json
 import os
 import typing
+from datetime import UTC, datetime
 
 import azure.functions as func
 
@@ -18,6 +19,7 @@ from phiwatch.eventhub_host import (
     configure_host_logging,
     get_detector,
     get_processor,
+    get_rule_runner,
     health_status,
 )
 
@@ -95,6 +97,16 @@ def _messages(events: typing.Sequence[func.EventHubEvent]) -> list[EventHubMessa
 )
 def deliver_outbox(timer: func.TimerRequest) -> None:
     get_processor().deliver_outbox()
+
+
+# kql/ rules marked `phiwatch.run` (queries over Log Analytics or Azure Data Explorer, e.g.
+# long-retention data Sentinel's own rules cannot reach) run when due on their queryFrequency;
+# windows are aligned, so the 5-minute tick only decides when a due window is picked up.
+@app.timer_trigger(arg_name="timer", schedule="30 */5 * * * *", use_monitor=True)
+def run_rules(timer: func.TimerRequest) -> None:
+    runner = get_rule_runner()
+    if runner is not None:
+        runner.run(datetime.now(UTC))
 
 
 @app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)

@@ -79,6 +79,11 @@ class Settings(BaseSettings):
     state_dir: Path | None = None  # local runs only
     state_connection_string: SecretStr | None = None  # Azurite only
 
+    # Scheduled KQL rules (kql/ rules with a `phiwatch.run` block): where they run.
+    rules_workspace_id: str | None = None  # Log Analytics workspace (customer) id
+    rules_adx_cluster_url: str | None = None  # https://<cluster>.<region>.kusto.windows.net
+    rules_adx_database: str | None = None
+
     log_level: str = "INFO"
 
     @model_validator(mode="after")

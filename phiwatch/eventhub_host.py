@@ -37,7 +37,8 @@ from phiwatch.envelope import Body
 from phiwatch.event_publisher import EventHubsPublisher
 from phiwatch.logs import configure_logging
 from phiwatch.pipeline import Batch, BatchResult, Counts, Forwarder, Pipeline, Sink
-from phiwatch.runtime import build_detector, build_pipeline
+from phiwatch.rules.scheduled import ScheduledRules, backends_from
+from phiwatch.runtime import build_archive, build_detector, build_pipeline
 from phiwatch.sinks.outbox import BlobOutbox, LocalOutbox, Outbox, OutboxError
 from phiwatch.sinks.sentinel import DeliveryReport, SentinelSink, sentinel_sink_from
 
@@ -343,6 +344,26 @@ def get_processor() -> EventHubBatchProcessor:
     """
     with _processor_lock:
         return _cached_processor()
+
+
+@functools.cache
+def _cached_rule_runner() -> ScheduledRules | None:
+    settings = _settings()
+    backends = backends_from(settings)
+    if not backends:
+        return None
+    return ScheduledRules(
+        backends=backends,
+        archive=build_archive(settings, archive_store(settings)),
+        state_store=state_store(settings),
+        sinks=[s for s in [sentinel_sink(settings)] if s],
+    )
+
+
+def get_rule_runner() -> ScheduledRules | None:
+    """The scheduled-rules runner, or None when no workspace or ADX database is configured."""
+    with _processor_lock:
+        return _cached_rule_runner()
 
 
 def get_detector() -> DetectBatchProcessor:

@@ -46,6 +46,11 @@ def build_pipeline(
     )
 
 
+def build_archive(settings: Settings, archive: Path | ObjectStore) -> Archive:
+    store = LocalStore(archive) if isinstance(archive, Path) else archive
+    return Archive(store, load_signer(settings))
+
+
 def build_detector(
     settings: Settings,
     archive: Path | ObjectStore,

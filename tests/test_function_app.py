@@ -174,6 +174,17 @@ def test_outbox_timer_binding(functions):
     assert trigger["runOnStartup"] is True and trigger["useMonitor"] is True
 
 
+def test_rules_timer_binding_and_no_op_without_a_workspace(functions):
+    from azure.functions.timer import TimerRequest
+
+    (trigger,) = json.loads(functions["run_rules"].get_function_json())["bindings"]
+    assert trigger["type"] == "timerTrigger" and trigger["schedule"] == "30 */5 * * * *"
+    assert trigger["useMonitor"] is True
+    eventhub_host._cached_rule_runner.cache_clear()
+    assert eventhub_host.get_rule_runner() is None  # no workspace, no ADX: nothing to run
+    functions["run_rules"].get_user_function()(TimerRequest(past_due=False))
+
+
 def test_outbox_timer_without_sentinel_settings_is_a_no_op(functions):
     from azure.functions.timer import TimerRequest
 

@@ -15,6 +15,7 @@ from azure.core.credentials import AccessToken
 from azure.kusto.data import KustoClient, KustoConnectionStringBuilder
 from azure.monitor.query import LogsQueryClient
 
+from phiwatch.archive.archive import Archive
 from phiwatch.detect.alert_book import alert_id
 from phiwatch.rules.loader import KQL_DIR, load_rule
 from phiwatch.rules.runner import (
@@ -218,3 +219,60 @@ def test_window_end_and_severity_fallback() -> None:
     alert = to_alert(rule, row, END)
     assert alert.severity == "High"
     assert alert.actor_username is None and alert.src_ip_addr is None
+
+
+def test_scheduled_rules_archive_emit_and_remember_their_windows(
+    log_analytics: KqlQueryStandIn, tmp_path: Path
+) -> None:
+    """The Function App's timer path: rules from a directory, the real client against the
+    stand-in, alerts archived and emitted, windows remembered in the state store."""
+    import yaml
+
+    from phiwatch.archive.archive import decode_lines
+    from phiwatch.archive.signer import Ed25519Signer, load_public_key
+    from phiwatch.archive.store import LocalStore
+    from phiwatch.archive.verify import verify_archive
+    from phiwatch.detect.state_store import LocalStateStore
+    from phiwatch.rules.scheduled import LAST_RUNS_KEY, ScheduledRules
+    from tests.conftest import TEST_SIGNING_SEED_HEX
+
+    rules_dir = tmp_path / "kql"
+    rules_dir.mkdir()
+    source = KQL_DIR / "phiwatch-mass-record-access.yaml"
+    document = yaml.safe_load(source.read_text())
+    document["phiwatch"]["run"] = {"backend": "log-analytics"}
+    (rules_dir / source.name).write_text(yaml.safe_dump(document, sort_keys=False))
+    emitted: list = []
+
+    class Sink:
+        def emit(self, result):
+            emitted.extend(result.alerts)
+
+    store = LocalStore(tmp_path / "archive")
+    signer = Ed25519Signer.from_seed(bytes.fromhex(TEST_SIGNING_SEED_HEX))
+    state = LocalStateStore(tmp_path / "state")
+
+    def runner() -> ScheduledRules:
+        return ScheduledRules(
+            backends={"log-analytics": la_backend(log_analytics)},
+            archive=Archive(store, signer),
+            state_store=state,
+            sinks=[Sink()],
+            rules_dir=rules_dir,
+        )
+
+    first = runner()
+    assert first.scheduled == [document["name"]]
+    report = first.run(NOW)
+    assert [a.rule_id for a in report.alerts] == ["mass-record-access"] and emitted
+    (alerts_object,) = [n for n in store.list("alerts/") if n.endswith(".jsonl.gz")]
+    (line,) = decode_lines(store.get(alerts_object))
+    assert json.loads(line)["AlertId"] == report.alerts[0].alert_id
+    assert json.loads(state.load(LAST_RUNS_KEY).data) == {document["id"]: END.isoformat()}
+    trusted = {signer.key_id: load_public_key(signer.public_key_pem())}
+    assert verify_archive(store, trusted).problems == []
+
+    # A restarted app finds the window done: nothing runs, nothing is emitted twice.
+    emitted.clear()
+    again = runner().run(NOW + timedelta(minutes=5))
+    assert again.ran == {} and again.alerts == [] and emitted == []

@@ -15,18 +15,19 @@ end (a rule for ADX bounds its own time with `ago()`, as a Sentinel rule does).
 
 from __future__ import annotations
 
-import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+import structlog
+
 from phiwatch.detect.alert_book import alert_id
 from phiwatch.model import MAX_EVIDENCE, Alert
 from phiwatch.rules.template import Backend, RuleTemplate
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("phiwatch.rules.runner")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _PLACEHOLDER = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 _SEVERITIES = ("Informational", "Low", "Medium", "High")
@@ -197,7 +198,7 @@ def run_due(
         try:
             rows = backend.rows(rule, end - rule.lookback, end)
         except Exception as exc:  # one rule's failure must not stop the others
-            log.warning("rule %s failed: %s", rule.name, exc)
+            log.warning("scheduled rule failed", rule=rule.name, error=type(exc).__name__)
             report.failed[str(rule.id)] = f"{type(exc).__name__}: {exc}"
             continue
         report.ran[str(rule.id)] = end
