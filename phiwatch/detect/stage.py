@@ -87,6 +87,7 @@ class DetectResult:
     late: int = 0
     alerts: list[Alert] = field(default_factory=list)
     restored: bool = False  # this batch restored the partition's state from its snapshot
+    restarted: bool = False  # the snapshot was for an earlier incarnation of the hub
 
 
 @dataclass
@@ -94,6 +95,7 @@ class _Partition:
     engine: DetectionEngine
     covered: int  # highest sequence number reflected in the engine's state (-1: none)
     etag: str | None  # of the snapshot the state was restored from or last saved as
+    covered_at: datetime | None = None  # when that message was enqueued
 
 
 class DetectProcessor:
@@ -142,6 +144,17 @@ class DetectProcessor:
         if state is None:
             state = self._restore(partition)
             result.restored = True
+        if _hub_recreated(messages, state):
+            # Sequence numbers restarted (phi-events was deleted and created again, e.g. to
+            # change its partition count): the snapshot's cover would skip new events.
+            log.error(
+                "phi-events sequence numbers went back in time; starting the partition afresh",
+                hub=self.hub,
+                partition=partition,
+                covered=state.covered,
+            )
+            state.engine, state.covered, state.covered_at = self.engine_factory(), -1, None
+            result.restarted = True
         fresh = [m for m in messages if _seq(m) > state.covered]
         result.covered = len(messages) - len(fresh)
         if not fresh:
@@ -174,6 +187,7 @@ class DetectProcessor:
                 self._archive(partition, first, last, alerts)
                 self._emit(alerts, engine.late - late_before)
             engine.commit()
+            state.covered_at = fresh[-1].enqueued_time
             self._save(partition, state, last)
         except BaseException:
             # Whatever failed, this process's copy of the partition is now ahead of what is
@@ -241,6 +255,8 @@ class DetectProcessor:
                 doc = snapshot.loads(found.data)
                 engine.load_state(doc["engine"])
                 state.covered, state.etag = doc["covered"], found.etag
+                at = doc.get("covered_at")
+                state.covered_at = datetime.fromisoformat(at) if at else None
         self._partitions[partition] = state
         log.info(
             "detect partition restored",
@@ -263,7 +279,10 @@ class DetectProcessor:
         state.covered = covered
         if self.state_store is None:
             return
-        data = snapshot.dumps({"engine": state.engine.state(), "covered": covered})
+        at = state.covered_at.isoformat() if state.covered_at else None
+        data = snapshot.dumps(
+            {"engine": state.engine.state(), "covered": covered, "covered_at": at}
+        )
         try:
             state.etag = self.state_store.save(self._key(partition), data, state.etag)
         except StateConflict:
@@ -299,6 +318,19 @@ class DetectProcessor:
             except Exception as exc:
                 self.sink_failures += 1
                 log.error("sink failed", sink=type(sink).__name__, error=type(exc).__name__)
+
+
+def _hub_recreated(messages: Sequence[Any], state: _Partition) -> bool:
+    """A message the snapshot claims to cover, enqueued after the last one it covers: the
+    sequence numbers are a new hub's. A genuine redelivery is never newer than its cover."""
+    if state.covered < 0 or state.covered_at is None:
+        return False
+    return any(
+        m.enqueued_time is not None
+        and _seq(m) <= state.covered
+        and m.enqueued_time > state.covered_at
+        for m in messages
+    )
 
 
 def _seq(message: Any) -> int:
