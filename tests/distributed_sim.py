@@ -46,6 +46,8 @@ Faults (each counted in `SimResult.faults`, with what the product did about it)
 * every detect partition moving on to another worker at each `Move` (the new owner restores
   from Blob); with `stale_batch`, the old owner then processes one more batch of it, which
   must hit the etag conflict (`StateConflict`) and leave the winner's state in place;
+* forwarding to phi-events failing half way through a normalize batch: the pipeline rolls
+  back and raises, the live worker gets the batch again and sends it all (again);
 * the same batch delivered twice, to either stage (the second delivery right after the first);
 * bodies arriving late (`Faults.delay`).
 
@@ -78,7 +80,7 @@ from phiwatch.detect.stage import (
 )
 from phiwatch.detect.state_store import Snapshot, StateConflict, StateStore
 from phiwatch.envelope import Body, decode_body, discover, read_file_bodies
-from phiwatch.event_publisher import KeyedMessage, PublishReport
+from phiwatch.event_publisher import KeyedMessage, PublishError, PublishReport
 from phiwatch.eventhub_host import EventHubMessage, build_batch
 from phiwatch.model import Alert
 from phiwatch.pipeline import BatchResult, Counts, Pipeline
@@ -197,7 +199,9 @@ def random_partitioner(seed: int) -> Partitioner:
 
 class MemoryPublisher:
     """`EventPublisher` onto a `MemoryHub`: messages grouped by key (keys in order of first
-    appearance, messages in order within a key), as `EventHubsPublisher` sends them."""
+    appearance, messages in order within a key), as `EventHubsPublisher` sends them. With
+    `fail_next`, the next call sends the first half of its keys and then fails, as a send
+    that breaks off half way does."""
 
     def __init__(
         self, hub: MemoryHub, clock: SimClock, partitioner: Partitioner = key_partition
@@ -206,6 +210,7 @@ class MemoryPublisher:
         self.clock = clock
         self.partitioner = partitioner
         self.published = 0
+        self.fail_next = False
 
     def publish(self, messages: Sequence[KeyedMessage]) -> PublishReport:
         groups: dict[str, list[KeyedMessage]] = {}
@@ -213,11 +218,17 @@ class MemoryPublisher:
             if not message.key:
                 raise ValueError("a phi-events message always has a routing key")
             groups.setdefault(message.key, []).append(message)
-        for key, members in groups.items():
+        failing, self.fail_next = self.fail_next, False
+        sent = 0
+        for index, (key, members) in enumerate(groups.items()):
+            if failing and index >= len(groups) // 2:
+                report = PublishReport(messages=sent, batches=index, keys=index)
+                raise PublishError("send failed (injected)", report, len(messages) - sent)
             partition = self.partitioner(key, self.hub.partitions)
             for message in members:
                 self.hub.append(partition, message.body, self.clock.now)
-        self.published += len(messages)
+            sent += len(members)
+            self.published += len(members)
         return PublishReport(
             messages=len(messages),
             batches=len(groups),
@@ -355,6 +366,7 @@ class Faults:
     # Rates per batch. A crash comes after `process` returned, before the checkpoint.
     normalize_crash: float = 0.0
     normalize_duplicate: float = 0.0  # the batch is delivered (and processed) twice
+    normalize_publish_failure: float = 0.0  # forwarding to phi-events fails half way
     detect_crash: float = 0.0  # the state is saved by then
     detect_outage: float = 0.0  # the state save fails: the batch fails
     detect_duplicate: float = 0.0
@@ -525,7 +537,14 @@ class Simulation:
     def _normalize_partition(self, w: int, p: int) -> bool:
         worker = self.normalizers[w]
         while batch := self.raw.visible(p, self.raw_checkpoint[p], self.clock.now, NORMALIZE_BATCH):
-            worker.process(p, batch)
+            self.publisher.fail_next = self._fault("normalize_publish_failure")
+            try:
+                worker.process(p, batch)
+            except PublishError as exc:
+                # The pipeline rolled back and raised: the host retries the batch next tick
+                # (on this same, live worker); what was sent comes again, as duplicates.
+                self.counts["normalize_publish_partial_messages"] += exc.sent.messages
+                return True
             self._delivered(p, batch)
             if self._fault("normalize_crash"):
                 worker.crash()

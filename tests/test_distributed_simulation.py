@@ -167,6 +167,7 @@ def assert_everything_accounted_for(result: SimResult, scenario: Scenario, archi
 FAULTS = {
     "normalize_crash": 0.02,
     "normalize_duplicate": 0.02,
+    "normalize_publish_failure": 0.02,
     "detect_crash": 0.02,
     "detect_outage": 0.02,
     "detect_duplicate": 0.02,
@@ -196,6 +197,7 @@ def test_distributed_run_raises_the_replays_alerts(
     assert f["late_bodies"] > 0
     assert f["normalize_crash"] > 0 and f["normalize_taken_over"] > 0
     assert f["normalize_duplicate"] > 0
+    assert f["normalize_publish_failure"] > 0
     assert f["detect_crash"] == f["detect_crash_redelivered"] > 0
     assert f["detect_crash_redelivery_covered"] > 0  # the saved state covers the redelivery
     assert f["detect_outage"] == f["detect_outage_redelivered"] > 0
