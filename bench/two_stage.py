@@ -38,6 +38,11 @@ class _Hub:
             part.append(SimpleNamespace(body=m.body, sequence_number=len(part), enqueued_time=None))
         return PublishReport(messages=len(messages))
 
+    def broadcast(self, body: bytes) -> int:
+        for part in self.partitions.values():
+            part.append(SimpleNamespace(body=body, sequence_number=len(part), enqueued_time=None))
+        return PARTITIONS
+
     def close(self) -> None:
         pass
 

@@ -110,6 +110,7 @@ class EventHubsPublisher:
     def __init__(self, client: EventHubProducerClient) -> None:
         self._client = client
         self._lock = threading.Lock()
+        self._partitions: list[str] | None = None  # learnt on the first broadcast
 
     @classmethod
     def connect(
@@ -234,6 +235,24 @@ class EventHubsPublisher:
             progress.total - progress.messages,
             index,
         )
+
+    def broadcast(self, body: bytes) -> int:
+        """One message per partition, addressed by partition id: how `normalize` tells a quiet
+        partition that event time has moved on. Raises PublishError like `publish`."""
+        progress = _Progress(0)
+        with self._lock:
+            try:
+                if self._partitions is None:
+                    self._partitions = list(self._client.get_partition_ids())
+                for partition in self._partitions:
+                    batch = self._client.create_batch(partition_id=partition)
+                    event = EventData(body)
+                    event.content_type = CONTENT_TYPE
+                    batch.add(event)
+                    self._client.send_batch(batch)
+            except Exception as exc:
+                raise self._failed(exc, progress) from exc
+            return len(self._partitions)
 
     def close(self) -> None:
         with self._lock:

@@ -48,7 +48,9 @@ class Forwarder(Protocol):
     must succeed before the batch counts as done: if it raises, the batch is rolled back and
     the host retries it, so no event is lost on the way to detection."""
 
-    def forward(self, events: Sequence[tuple[AccessEvent, datetime | None]]) -> None: ...
+    def forward(
+        self, events: Sequence[tuple[AccessEvent, datetime | None]], stream: str
+    ) -> None: ...
 
 
 @dataclass(slots=True)
@@ -242,7 +244,7 @@ class Pipeline:
                 event_times=(min(times), max(times)) if times else None,
             )
             if self.forwarder and events:
-                self.forwarder.forward(list(zip(events, arrivals, strict=True)))
+                self.forwarder.forward(list(zip(events, arrivals, strict=True)), batch.stream)
         except BaseException:
             self.seen.rollback()
             raise

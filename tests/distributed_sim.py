@@ -76,7 +76,7 @@ from phiwatch.detect.stage import (
     DetectProcessor,
     DetectResult,
     PublishingForwarder,
-    decode_event,
+    decode_message,
 )
 from phiwatch.detect.state_store import Snapshot, StateConflict, StateStore
 from phiwatch.envelope import Body, decode_body, discover, read_file_bodies
@@ -236,6 +236,11 @@ class MemoryPublisher:
             body_bytes=sum(len(m.body) for m in messages),
         )
 
+    def broadcast(self, body: bytes) -> int:
+        for partition in range(self.hub.partitions):
+            self.hub.append(partition, body, self.clock.now)
+        return self.hub.partitions
+
     def close(self) -> None:
         pass
 
@@ -269,17 +274,24 @@ class FlakyStateStore:
 class Emission:
     worker: str
     alert: Alert
+    at: datetime  # simulated clock (arrival time) when it was sent
+    in_stream: bool  # False: sent by the end-of-run finish(), which no Functions host calls
 
 
 class AlertLog:
     """Sentinel: every alert version a detect worker emitted, in order."""
 
-    def __init__(self, worker: str, into: list[Emission]) -> None:
+    def __init__(
+        self, worker: str, into: list[Emission], clock: SimClock, finishing: list[bool]
+    ) -> None:
         self.worker = worker
         self.into = into
+        self.clock = clock
+        self.finishing = finishing
 
     def emit(self, result: BatchResult) -> None:
-        self.into.extend(Emission(self.worker, a) for a in result.alerts)
+        in_stream = not self.finishing[0]
+        self.into.extend(Emission(self.worker, a, self.clock.now, in_stream) for a in result.alerts)
 
 
 def latest_versions(alerts: Iterable[Alert]) -> dict[str, Alert]:
@@ -402,6 +414,11 @@ class SimResult:
         return most_advanced_versions(self.alert_versions)
 
     @property
+    def streamed(self) -> dict[str, Alert]:
+        """What Sentinel holds without the end-of-run settle: the in-stream result."""
+        return most_advanced_versions(e.alert for e in self.emissions if e.in_stream)
+
+    @property
     def latest(self) -> dict[str, Alert]:
         return latest_versions(self.alert_versions)
 
@@ -428,6 +445,7 @@ class Simulation:
         self.events = MemoryHub(EVENTS_HUB, partitions)
         self._fill_raw(bodies)
         self.clock = SimClock(self._first_arrival())
+        self._finishing = [False]
         self.publisher = MemoryPublisher(self.events, self.clock, partitioner)
         self.emissions: list[Emission] = []
         store = LocalStore(archive)  # one archive for every worker of both stages
@@ -448,7 +466,9 @@ class Simulation:
         self._tick = 0
         self._forced: set[str] = set()
         # (worker, partition) → why its last delivery failed or was not checkpointed.
-        self._failed: dict[tuple[str, int], str] = {}
+        # Partition → why its last batch failed; the next delivery of it (to whichever worker
+        # owns the partition by then) is the redelivery.
+        self._failed: dict[int, str] = {}
         self._moved_to: set[tuple[str, int]] = set()
         self._records: dict[tuple[int, int], int] = {}  # raw (partition, seq) → records
         self.records_delivered = 0
@@ -462,7 +482,7 @@ class Simulation:
                 self.settings,
                 archive,
                 store,
-                [AlertLog(name, self.emissions)],
+                [AlertLog(name, self.emissions, self.clock, self._finishing)],
                 hub=EVENTS_HUB,
                 consumer_group=CONSUMER_GROUP,
             )
@@ -502,6 +522,7 @@ class Simulation:
                 idle_after_last += 1
                 if idle_after_last > DRAIN_TICKS:
                     raise RuntimeError("the hubs never drained: a batch fails for good")
+        self._finishing[0] = True
         finish_errors = self._finish()
         return self._result(finish_errors)
 
@@ -601,25 +622,29 @@ class Simulation:
         while batch := self.events.visible(
             p, self.events_checkpoint[p], self.clock.now, DETECT_BATCH
         ):
-            worker.store.fail_next_save = self._fault("detect_outage")
+            # Not on a redelivery: the fault counts pair each failure with its redelivery.
+            worker.store.fail_next_save = p not in self._failed and self._fault("detect_outage")
             self.detect_batches += 1
             try:
                 result = worker.detector.process(str(p), batch)
             except InjectedOutage:
-                self._failed[(worker.name, p)] = "outage"
+                self._failed[p] = "outage"
                 return True  # the host retries this partition next tick; the others go on
             except StateConflict:
                 # Only an injected stale batch may meet another owner's save: this is a bug.
                 self.counts["detect_conflict_unexpected"] += 1
-                self._failed[(worker.name, p)] = "conflict"
+                self._failed[p] = "conflict"
                 return True
             finally:
+                if worker.store.fail_next_save:
+                    # A batch of ticks only saves nothing: the outage did not happen.
+                    self.counts["detect_outage"] -= 1
                 worker.store.fail_next_save = False
             self._account(worker, p, result)
             processed.setdefault(p, batch)
             if self._fault("detect_crash"):
                 worker.crash()
-                self._failed[(worker.name, p)] = "crash"
+                self._failed[p] = "crash"
                 return False
             if self._fault("detect_duplicate"):
                 again = worker.detector.process(str(p), batch)
@@ -629,7 +654,7 @@ class Simulation:
         return True
 
     def _account(self, worker: DetectWorker, p: int, result: DetectResult) -> None:
-        reason = self._failed.pop((worker.name, p), None)
+        reason = self._failed.pop(p, None)
         if reason is not None:
             # The redelivery after a failure: a crash came after the save, so the restored
             # snapshot covers the batch; an outage came before it, so nothing is covered.
@@ -686,7 +711,8 @@ class Simulation:
             self.counts[f"{kind}_derived_conflicts"] = sum(
                 len(a.derived_conflicts) for a in archives
             )
-        uids = {decode_event(m.body)[0].event_uid for log in self.events.logs for m in log}
+        decoded = [decode_message(m.body) for log in self.events.logs for m in log]
+        uids = {d[0].event_uid for d in decoded if not isinstance(d[0], datetime)}
         engines = [e for w in self.detectors for d in w.detectors() for e in d.engines().values()]
         return SimResult(
             emissions=self.emissions,

@@ -147,11 +147,24 @@ def moves(scenario: Scenario) -> tuple[Move, ...]:
 
 def assert_same_alerts(result: SimResult, scenario: Scenario) -> None:
     # Sentinel keeps the most advanced version of each AlertId; the last version sent must be
-    # that one too (no stale version after it).
-    for versions in (result.alerts, result.latest):
+    # that one too (no stale version after it). And all of it in-stream: no Functions host
+    # ever calls finish(), so what only the end-of-run settle would send does not count.
+    for versions in (result.alerts, result.latest, result.streamed):
         assert sorted(versions) == sorted(scenario.alerts)
         for alert_id, alert in versions.items():
             assert comparable(alert) == comparable(scenario.alerts[alert_id])
+
+
+def stream_lags(result: SimResult) -> dict[str, timedelta]:
+    """Per AlertId: simulated time from its last event to when its final version was sent."""
+    final = result.streamed
+    lags = {}
+    for emission in result.emissions:
+        alert = final.get(emission.alert.alert_id)
+        if emission.in_stream and alert is not None and emission.alert == alert:
+            lags.setdefault(alert.alert_id, emission.at - alert.last_event_time)
+    assert sorted(lags) == sorted(final)
+    return lags
 
 
 def assert_everything_accounted_for(result: SimResult, scenario: Scenario, archive: Path) -> None:
@@ -190,6 +203,15 @@ def test_distributed_run_raises_the_replays_alerts(
     check_against_ground_truth(scenario.truth, list(result.alerts.values()))
     assert_everything_accounted_for(result, scenario, tmp_path / "archive")
     assert sum(e.late for e in result.engines) == 0
+    # In-stream latency, measured in arrival time: each alert's final version leaves once
+    # event time has moved past it on its partition, quiet partitions included (ticks carry
+    # the other partitions' progress). What remains is event time itself standing still:
+    # this scenario has 2,000 records a day, and the burst ends at 21:48 when the night's
+    # trickle begins. Without ticks the lags were hours, or forever without the end-of-run
+    # settle (no Functions host has one).
+    lags = stream_lags(result)
+    print(f"P={partitions}: lag of each alert's final version {sorted(lags.values())}")
+    assert max(lags.values()) <= timedelta(minutes=60)
 
     f = result.faults
     print(f"P={partitions}: {dict(sorted(f.items()))}")
@@ -208,7 +230,10 @@ def test_distributed_run_raises_the_replays_alerts(
     assert f["detect_moves"] == 2 and f["detect_moved_partition_restored"] > 0
     assert f["detect_stale_conflicts"] > 0  # the winner's state is kept
     assert f["detect_conflict_unexpected"] == 0
-    assert f["finish_stale_copies"] > 0
+    if partitions < 32:
+        # At 32 partitions ticks make many more batches, so the 2% crash rate wipes every
+        # worker's memory (stale copies with it) before the end.
+        assert f["finish_stale_copies"] > 0
     assert f["finish_stale_dropped"] == f["finish_stale_copies"]
     assert result.finish_errors == []
 

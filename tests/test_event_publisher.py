@@ -34,9 +34,16 @@ LIMIT = 1024
 class RecordingBatch(EventDataBatch):
     """A real EventDataBatch that also keeps the events it accepted, for the assertions."""
 
-    def __init__(self, max_size_in_bytes: int, partition_key: str | None) -> None:
-        super().__init__(max_size_in_bytes=max_size_in_bytes, partition_key=partition_key)
+    def __init__(
+        self, max_size_in_bytes: int, partition_key: str | None, partition_id: str | None = None
+    ) -> None:
+        super().__init__(
+            max_size_in_bytes=max_size_in_bytes,
+            partition_key=partition_key,
+            partition_id=partition_id,
+        )
         self.key = partition_key
+        self.partition = partition_id
         self.events: list[EventData] = []
 
     def add(self, event_data: Any) -> None:
@@ -77,10 +84,14 @@ class FakeProducerClient:
         partition_key: str | None = None,
         max_size_in_bytes: int | None = None,
     ) -> RecordingBatch:
-        assert partition_id is None and max_size_in_bytes is None  # the hub decides both
+        assert max_size_in_bytes is None  # the hub decides
+        assert (partition_id is None) != (partition_key is None)  # one addressing, never both
         if self.fail_create is not None:
             raise self.fail_create
-        return RecordingBatch(self.max_size_in_bytes, partition_key)
+        return RecordingBatch(self.max_size_in_bytes, partition_key, partition_id)
+
+    def get_partition_ids(self) -> list[str]:
+        return ["0", "1", "2", "3"]
 
     def send_batch(self, event_data_batch: RecordingBatch, **kwargs: Any) -> None:
         assert len(event_data_batch) > 0
@@ -326,3 +337,19 @@ def test_connect_builds_an_identity_client_without_network():
 def test_connect_refuses_bad_names(namespace: str, hub: str):
     with pytest.raises(EventHubsConfigError):
         EventHubsPublisher.connect(namespace, hub, object())  # type: ignore[arg-type]
+
+
+def test_broadcast_sends_one_tick_to_every_partition_by_id():
+    client = FakeProducerClient()
+    publisher = EventHubsPublisher(client)  # type: ignore[arg-type]
+    assert publisher.broadcast(b'{"Tick":"2026-11-02T08:00:00+00:00"}') == 4
+    assert [(b.partition, b.key, b.bodies) for b in client.sent] == [
+        (p, None, [b'{"Tick":"2026-11-02T08:00:00+00:00"}']) for p in ("0", "1", "2", "3")
+    ]
+    assert all(b.events[0].content_type == "application/json" for b in client.sent)
+
+
+def test_broadcast_failure_is_a_publish_error():
+    client = FakeProducerClient(fail_send_at=2)
+    with pytest.raises(PublishError, match="sending to Event Hubs failed"):
+        EventHubsPublisher(client).broadcast(b"{}")  # type: ignore[arg-type]

@@ -897,6 +897,11 @@ def test_consume_runs_both_stages_and_detect_alerts_once(azurite, tmp_path, monk
                 phi[pid].append(EventHubMessage(m.body, len(phi[pid]), ENQUEUED, pid))
             return PublishReport(messages=len(messages))
 
+        def broadcast(self, body):
+            for pid, part in phi.items():
+                part.append(EventHubMessage(body, len(part), ENQUEUED, pid))
+            return len(phi)
+
         def close(self):
             pass
 
@@ -926,7 +931,12 @@ def test_consume_runs_both_stages_and_detect_alerts_once(azurite, tmp_path, monk
 
     normalize = run_stage("normalize", raw, HUB, containers[0])
     assert normalize.exit_code == 0, normalize.output
-    assert sum(len(m) for m in phi.values()) == 140  # every event forwarded
+    from phiwatch.detect.stage import decode_message
+
+    decoded = [decode_message(m.body) for part in phi.values() for m in part]
+    ticks = [d for d in decoded if isinstance(d[0], datetime)]
+    assert len(decoded) - len(ticks) == 140  # every event forwarded
+    assert ticks and len(ticks) % 2 == 0  # and watermark ticks, to both partitions
     assert "140 access events" in normalize.output and "0 alert update(s)" in normalize.output
 
     wrong = run_stage("detect", phi, HUB, containers[1])

@@ -460,7 +460,7 @@ def test_normalize_forwards_every_event_keyed_by_its_routing_key(tmp_path: Path)
     sent: list = []
 
     class Forwarder:
-        def forward(self, events):
+        def forward(self, events, stream):
             sent.extend(events)
 
     records = [fhir(i, path=f"Patient/p{i}") for i in range(3)] + [activity(5)]

@@ -66,6 +66,7 @@ class DetectionEngine:
         # With a reorder delay: the event time up to which detections have seen everything
         # (released in order). Absence rules and window horizons go by it, not the watermark.
         self._clock = float("-inf")
+        self._ticks: dict[str, float] = {}  # diagnostics stream → newest tick from it
 
     @property
     def frontier(self) -> float:
@@ -89,6 +90,20 @@ class DetectionEngine:
             self._arrivals += 1
             heapq.heappush(self._buffer, (time, event.event_uid, self._arrivals, event, arrival))
         self._release(self.frontier)
+
+    def tick(self, time: datetime, stream: str) -> None:
+        """normalize has forwarded `stream`'s events up to about `time`. The slowest stream
+        still active (not more than the allowed lateness behind the fastest) bounds what can
+        still arrive, so the watermark may move up to it even when this partition gets no
+        events of its own."""
+        ticks = self._ticks
+        ticks[stream] = max(ticks.get(stream, float("-inf")), time.timestamp())
+        newest = max(ticks.values())
+        for idle in [s for s, t in ticks.items() if t < newest - self.lateness]:
+            del ticks[idle]  # a stream gone quiet (or moved away) holds nothing back
+        self.watermark = max(self.watermark, min(ticks.values()))
+        if self.reorder:
+            self._release(self.frontier)
 
     def _release(self, upto: float) -> None:
         """Hand buffered events up to `upto` to the detections, oldest first. Each is seen
@@ -165,6 +180,7 @@ class DetectionEngine:
             "buffer": list(self._buffer),
             "arrivals": self._arrivals,
             "clock": self._clock,
+            "ticks": dict(self._ticks),
             "book": self.book,
             "detections": {d.rule_id: d.state() for d in self.detections},
         }
@@ -179,6 +195,7 @@ class DetectionEngine:
         heapq.heapify(self._buffer)
         self._arrivals = state["arrivals"]
         self._clock = state["clock"]
+        self._ticks = dict(state.get("ticks", {}))
         self.book = state["book"]
         for rule_id, detection_state in state["detections"].items():
             # A rule removed since the snapshot is dropped; a new one starts empty.

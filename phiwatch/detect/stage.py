@@ -21,7 +21,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -30,7 +30,7 @@ from pydantic import ValidationError
 
 from phiwatch.archive.archive import Archive, object_name
 from phiwatch.detect import snapshot
-from phiwatch.detect.engine import DetectionEngine
+from phiwatch.detect.engine import MAX_CLOCK_SKEW, DetectionEngine
 from phiwatch.detect.state_store import StateConflict, StateStore, state_key
 from phiwatch.event_publisher import EventPublisher, KeyedMessage
 from phiwatch.model import AccessEvent, Alert
@@ -53,9 +53,21 @@ def encode_event(event: AccessEvent, arrival: datetime | None) -> bytes:
     return b'{"ArrivedAt":' + arrived + b',"Event":' + event.to_json() + b"}"
 
 
-def decode_event(body: bytes) -> tuple[AccessEvent, datetime | None]:
-    """Raises ValueError for a body that is not one of ours."""
+def encode_tick(time: datetime, stream: str) -> bytes:
+    """A watermark tick: normalize has forwarded the events of `stream` (a diagnostics-hub
+    partition) up to about this event time."""
+    return orjson.dumps({"Tick": time.isoformat(), "Stream": stream})
+
+
+def decode_message(body: bytes) -> tuple[AccessEvent, datetime | None] | tuple[datetime, str]:
+    """(event, arrival) or, for a tick, (time, stream). Raises ValueError for a body that
+    is not one of ours."""
     doc = orjson.loads(body)
+    if isinstance(doc, dict) and set(doc) == {"Tick", "Stream"}:
+        tick = datetime.fromisoformat(doc["Tick"])
+        if tick.tzinfo is None or not isinstance(doc["Stream"], str):
+            raise ValueError("a tick needs a time with a zone and a stream")
+        return tick, doc["Stream"]
     if not isinstance(doc, dict) or "Event" not in doc:
         raise ValueError("not a phi-events message (no Event)")
     arrived = doc.get("ArrivedAt")
@@ -63,16 +75,44 @@ def decode_event(body: bytes) -> tuple[AccessEvent, datetime | None]:
     return event, datetime.fromisoformat(arrived) if arrived else None
 
 
+# A partition only hears of event time through its own messages. Without ticks, a partition
+# that gets no events for a while (few actors hash to it, a quiet night) holds its last
+# events in the reorder buffer and its pending absence rules open: an alert would wait for
+# the next unrelated event there, hours later. So for each diagnostics partition it reads,
+# normalize sends every phi-events partition a tick whenever the event time it forwarded
+# from there has moved this far since the last one; detect's engine takes the slowest
+# active source as a low watermark (DetectionEngine.tick).
+TICK_EVERY_SECONDS = 60.0
+
+
 class PublishingForwarder:
-    """`normalize`'s hand-over: each event to `phi-events`, keyed by its routing key."""
+    """`normalize`'s hand-over: each event to `phi-events`, keyed by its routing key, and a
+    watermark tick to every partition as event time moves on."""
 
-    def __init__(self, publisher: EventPublisher) -> None:
+    def __init__(self, publisher: EventPublisher, tick_every: float = TICK_EVERY_SECONDS) -> None:
         self.publisher = publisher
+        self.tick_every = tick_every
+        self._last_tick: dict[str, float] = {}  # per diagnostics-hub stream
 
-    def forward(self, events: Sequence[tuple[AccessEvent, datetime | None]]) -> None:
+    def forward(self, events: Sequence[tuple[AccessEvent, datetime | None]], stream: str) -> None:
         self.publisher.publish(
             [KeyedMessage(routing_key(e), encode_event(e, arrival), {}) for e, arrival in events]
         )
+        if not events:
+            return
+        # The newest event time, each capped at its arrival plus the clock skew the engine
+        # allows (as the engine caps an event's say in the watermark), so a record with a
+        # wrong clock cannot make the tick claim hours that have not come. Without arrival
+        # times (files), the median.
+        if all(arrival is not None for _, arrival in events):
+            skew = timedelta(seconds=MAX_CLOCK_SKEW)
+            tick = max(min(e.time_generated, arrival + skew) for e, arrival in events)  # type: ignore[operator]
+        else:
+            times = sorted(e.time_generated for e, _ in events)
+            tick = times[len(times) // 2]
+        if tick.timestamp() >= self._last_tick.get(stream, float("-inf")) + self.tick_every:
+            self.publisher.broadcast(encode_tick(tick, stream))
+            self._last_tick[stream] = tick.timestamp()
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -84,6 +124,7 @@ class DetectResult:
     events: int = 0  # events run through the engine
     covered: int = 0  # messages skipped: the restored state already holds them
     invalid: int = 0  # messages that were not events (logged, never in state)
+    ticks: int = 0  # watermark ticks from normalize
     late: int = 0
     alerts: list[Alert] = field(default_factory=list)
     restored: bool = False  # this batch restored the partition's state from its snapshot
@@ -161,10 +202,9 @@ class DetectProcessor:
             return result
         engine = state.engine
         late_before = engine.late
-        times: list[datetime] = []
         for message in fresh:
             try:
-                event, arrival = decode_event(message.body)
+                decoded = decode_message(message.body)
             except (ValueError, ValidationError) as exc:
                 # Only phiwatch writes this hub: a bad body is a bug or a foreign writer.
                 # Its record is in the archive (normalize put it there); skip, loudly.
@@ -176,8 +216,12 @@ class DetectProcessor:
                     error=type(exc).__name__,
                 )
                 continue
+            if isinstance(decoded[0], datetime):
+                result.ticks += 1
+                engine.tick(*decoded)  # type: ignore[arg-type]
+                continue
+            event, arrival = decoded  # type: ignore[assignment]
             engine.process(event, arrival or message.enqueued_time)
-            times.append(event.time_generated)
             result.events += 1
         engine.advance()
         alerts = engine.changed_alerts()
@@ -188,7 +232,13 @@ class DetectProcessor:
                 self._emit(alerts, engine.late - late_before)
             engine.commit()
             state.covered_at = fresh[-1].enqueued_time
-            self._save(partition, state, last)
+            if result.events or alerts:
+                self._save(partition, state, last)
+            else:
+                # Ticks only (a quiet partition, once a minute per normalize instance): no
+                # write. If the partition moves before the next save, its new owner misses
+                # these ticks' progress, never an event, and later ticks bring it back.
+                state.covered = last
         except BaseException:
             # Whatever failed, this process's copy of the partition is now ahead of what is
             # durable: forget it, so the retry restores the snapshot and redoes the batch.
