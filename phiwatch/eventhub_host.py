@@ -384,15 +384,24 @@ def health_status() -> tuple[int, dict[str, Any]]:
     # A Key Vault reference the platform could not resolve arrives as its own literal text.
     unresolved = secret.startswith(KEY_VAULT_REFERENCE)
     key = bool(secret) and not unresolved
+    two_stage = bool(settings.phi_events_hub)
+    state = settings.state_url is not None or settings.state_dir is not None
+    # Without phi-events, detections run inside normalize: right for one partition only.
+    detection = "two-stage" if two_stage else "in-process (one diagnostics partition only)"
+    healthy = archive and key and (state or not two_stage)
     body = {
-        "status": "ok" if archive and key else "degraded",
+        "status": "ok" if healthy else "degraded",
         "version": phiwatch.__version__,
         "archive_configured": archive,
         "pseudonym_key_configured": key,
+        "detection": detection,
+        "state_configured": state,
     }
     if unresolved:
         body["problem"] = "PHIWATCH_PSEUDONYM_KEY: the Key Vault reference did not resolve"
-    return (200 if archive and key else 503), body
+    elif two_stage and not state:
+        body["problem"] = "PHIWATCH_STATE_URL: detect needs a state container"
+    return (200 if healthy else 503), body
 
 
 def configure_host_logging() -> None:

@@ -272,8 +272,20 @@ def test_health_reports_configuration_without_values(functions):
         "version": "0.1.0",
         "archive_configured": True,
         "pseudonym_key_configured": True,
+        "detection": "in-process (one diagnostics partition only)",
+        "state_configured": False,
     }
     assert TEST_KEY_HEX not in response.get_body().decode()
+
+
+def test_health_of_two_stages_needs_the_state_container(archive_dir, monkeypatch):
+    monkeypatch.setenv("PHIWATCH_PHI_EVENTS_HUB", "phi-events")
+    status, body = health_status()
+    assert (status, body["detection"], body["status"]) == (503, "two-stage", "degraded")
+    assert body["problem"] == "PHIWATCH_STATE_URL: detect needs a state container"
+    monkeypatch.setenv("PHIWATCH_STATE_URL", "https://acct.blob.core.windows.net/phiwatch-state")
+    status, body = health_status()
+    assert (status, body["status"], body["state_configured"]) == (200, "ok", True)
 
 
 def test_health_says_what_is_missing_or_invalid(archive_dir, monkeypatch: pytest.MonkeyPatch):
