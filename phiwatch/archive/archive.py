@@ -6,24 +6,49 @@ overwritten), and the conflict is reported so the pipeline raises an `archive-in
 alert. Events, dead-letters and alerts are derived from raw records *and* from state (what
 was already seen, what detection remembers), so a batch redelivered to another instance may
 derive slightly different objects: the first write stands and the difference is counted.
+
+Layout (one directory or Blob container; every name is written once and never changed):
+
+    raw|deadletter|events|alerts/<yyyy/mm/dd/hh>/<batch>.jsonl.gz   the batch's objects
+    manifests/<stream>/<yyyy/mm/dd/hh>/<index:012d>.json             the signed chain
+    chain/<stream>/<index:012d>.json                                 index claims
+    seals/<stream>/<batch>.json                                      batch → its manifest
+
+(`undated` instead of the hour folder for a batch without one.) Several instances may extend
+one stream's chain: an Event Hubs partition moves to another instance and back, or two
+process it during a rebalance. Each `Archive` caches its streams' heads, so one of them may
+append at an index another has taken already. The manifest's own create-only write cannot
+stop that when the two batches fall in different hours (different folders), so an index is
+taken by creating its claim first, and only the writer that created it writes the manifest.
+The claim carries the manifest itself: if its writer stops in between, whoever reads that
+stream's head next writes the manifest and points the batch's seal at it (a retry of the same
+batch, on any instance, then finds its seal). Archives written before index claims have
+none; they are read as before (`verify` does not require claims, and checks those it finds).
 """
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
+import structlog
 
 from phiwatch.archive.manifest import (
+    CLAIMS,
     ChainLink,
+    Claim,
     Manifest,
     ObjectEntry,
+    claim_name,
+    encode_claim,
     index_of,
     manifest_name,
+    read_claim,
     sign_manifest,
     stream_slug,
 )
@@ -33,6 +58,8 @@ from phiwatch.archive.store import ObjectMissing, ObjectStore, PutOutcome, sha25
 
 KINDS = ("raw", "deadletter", "events", "alerts")
 CHAIN_RETRIES = 5
+
+log = structlog.get_logger("phiwatch.archive")
 
 
 class ArchiveIntegrityError(Exception):
@@ -99,6 +126,11 @@ class Archive:
     objects_written: int = 0
     objects_unchanged: int = 0
     manifests_written: int = 0
+    # Chain indices found claimed by another writer (a stale cached head, a race, or an
+    # earlier attempt at the same batch): the head was read again.
+    chain_conflicts: int = 0
+    # Manifests written from another writer's claim (it stopped between claim and manifest).
+    manifests_completed: int = 0
     derived_conflicts: list[str] = field(default_factory=list)
     integrity_conflicts: list[IntegrityConflict] = field(default_factory=list)
     _heads: dict[str, _Head] = field(default_factory=dict)
@@ -148,19 +180,27 @@ class Archive:
 
         A batch is sealed once: a redelivered batch finds its seal and adds nothing, so the
         archive stays byte-identical however often a batch comes back.
+
+        Index i is taken by creating its claim (create-only), then the manifest is written.
+        A claim that exists already means another writer took i (this instance's cached head
+        is stale, another raced it, or an earlier attempt at this batch got that far): the
+        head is read again from the store, and the batch goes after it, or is found there.
         """
         slug = stream_slug(stream)
         seal = seal_name(slug, batch)
-        try:
-            return orjson.loads(self.store.get(seal))["manifest"]
-        except ObjectMissing:
-            pass
+        if (sealed := self._sealed(seal)) is not None:
+            return sealed
         for _ in range(CHAIN_RETRIES):
+            cached = slug in self._heads
             head = self._head(slug)
             if head is not None and head.batch == batch:
                 # Sealed before, but the seal pointer was not written: finish, don't repeat.
                 self._write_seal(seal, batch, head.link)
                 return head.link.name
+            if not cached and (sealed := self._sealed(seal)) is not None:
+                # Another instance sealed it since the check above, and others went on after
+                # it. (The seal of the batch at index i is written before i + 1 is claimed.)
+                return sealed
             index = head.index + 1 if head else 0
             manifest = Manifest(
                 stream=slug,
@@ -176,35 +216,102 @@ class Archive:
                 algorithm=self.signer.algorithm,
                 key_id=self.signer.key_id,
             )
-            name = manifest_name(slug, hour, index)
-            outcome, digest = self.store.put_if_absent(name, sign_manifest(manifest, self.signer))
-            if outcome is not PutOutcome.CONFLICT:
-                self.manifests_written += outcome is PutOutcome.CREATED
-                link = ChainLink(name=name, sha256=digest)
-                self._heads[slug] = _Head(index, link, batch)
-                self._write_seal(seal, batch, link)
-                return name
-            # Another writer extended this chain (a partition that moved): read it again.
-            self._heads.pop(slug, None)
+            content = sign_manifest(manifest, self.signer)
+            claim = Claim(
+                stream=slug,
+                index=index,
+                batch=batch,
+                manifest=manifest_name(slug, hour, index),
+                sha256=sha256_hex(content),
+                content=content.decode(),
+            )
+            outcome, _ = self.store.put_if_absent(claim_name(slug, index), encode_claim(claim))
+            if outcome is PutOutcome.CONFLICT:
+                self.chain_conflicts += 1
+                self._heads.pop(slug, None)
+                continue
+            # Ours (CREATED; IDENTICAL: our own earlier attempt at this batch, byte for byte).
+            head = self._write_claimed(claim, finishing=False)
+            if head.batch == batch:
+                return head.link.name
+            # The manifest's name held another manifest (see _write_claimed): go after it.
         raise ArchiveIntegrityError(f"could not extend the manifest chain of {slug}")
+
+    def _sealed(self, seal: str) -> str | None:
+        try:
+            return orjson.loads(self.store.get(seal))["manifest"]
+        except ObjectMissing:
+            return None
 
     def _write_seal(self, seal: str, batch: str, link: ChainLink) -> None:
         pointer = {"batch": batch, "manifest": link.name, "sha256": link.sha256}
         self.store.put_if_absent(seal, orjson.dumps(pointer))
 
+    def _write_claimed(self, claim: Claim, *, finishing: bool) -> _Head:
+        """Write the manifest `claim` holds (unless it is there already), make it the cached
+        head, and point its batch's seal at it. `finishing`: another writer's claim."""
+        outcome, digest = self.store.put_if_absent(claim.manifest, claim.content.encode())
+        link = ChainLink(name=claim.manifest, sha256=digest)
+        if outcome is PutOutcome.CONFLICT:
+            # The name holds a manifest this claim is not for: one written without a claim
+            # (by a version from before index claims) or planted. The chain goes on from the
+            # manifest stored, as it did before claims; `verify` reports the claim.
+            log.warning(
+                "archive manifest name taken by another manifest than its index claim",
+                manifest=claim.manifest,
+                claim=claim_name(claim.stream, claim.index),
+            )
+            batch = orjson.loads(self.store.get(claim.manifest)).get("batch", "")
+            head = _Head(claim.index, link, batch)
+        else:
+            self.manifests_written += outcome is PutOutcome.CREATED
+            if finishing and outcome is PutOutcome.CREATED:
+                self.manifests_completed += 1
+                log.info(
+                    "archive manifest written from another writer's index claim",
+                    manifest=claim.manifest,
+                )
+            head = _Head(claim.index, link, claim.batch)
+        if head.batch:  # first: nobody claims the next index before this seal exists
+            self._write_seal(seal_name(claim.stream, head.batch), head.batch, link)
+        self._heads[claim.stream] = head
+        return head
+
     def _head(self, slug: str) -> _Head | None:
+        """The stream's last chain position: cached, or else read from the store, where it is
+        the highest index claimed or holding a manifest (archives from before index claims
+        have manifests only). A claim whose manifest is missing gets it written here."""
         head = self._heads.get(slug)
         if head is not None:
             return head
-        names = [n for n in self.store.list(f"manifests/{slug}/") if n.endswith(".json")]
-        if not names:
+        claims = _by_index(self.store.list(f"{CLAIMS}{slug}/"))
+        manifests = _by_index(self.store.list(f"manifests/{slug}/"))
+        if claims and (not manifests or max(claims) >= max(manifests)):
+            name = claims[max(claims)]
+            try:
+                claim = read_claim(name, self.store.get(name))
+            except ValueError as exc:
+                raise ArchiveIntegrityError(str(exc)) from None
+            return self._write_claimed(claim, finishing=True)
+        if not manifests:
             return None
-        latest = max(names, key=index_of)
+        index = max(manifests)
+        latest = manifests[index]
         data = self.store.get(latest)
         head = _Head(
-            index_of(latest),
+            index,
             ChainLink(name=latest, sha256=sha256_hex(data)),
             orjson.loads(data).get("batch", ""),
         )
         self._heads[slug] = head
         return head
+
+
+def _by_index(names: Iterable[str]) -> dict[int, str]:
+    """Chain index → name (of manifests, or claims); where manifests forked, the last name."""
+    found = {}
+    for name in names:
+        if name.endswith(".json"):
+            with contextlib.suppress(ValueError):
+                found[index_of(name)] = name
+    return found

@@ -6,8 +6,11 @@ predecessor's name and SHA-256, each stored under its own index), every signatur
 for a *trusted* key, every listed object exists with the listed SHA-256, no Event Hub
 sequence numbers or file lines are missing between consecutive batches; and for the whole
 archive, no object exists that no manifest lists, and every seal points at a manifest that
-lists its batch. What it cannot see: a stream whose newest manifests *and* objects were all
-removed (immutable storage prevents that in Azure; the empty hour shows in `--since`).
+lists its batch. Index claims (`chain/<stream>/<index>.json`, see `archive.py`) are not required, as
+archives from before them have none; each one there is must name a manifest of its stream and
+index that exists and is, byte for byte, the manifest the claim carries. What it cannot see:
+a stream whose newest manifests *and* objects were all removed (immutable storage prevents
+that in Azure; the empty hour shows in `--since`).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from phiwatch.archive.manifest import index_of, signing_payload
+from phiwatch.archive.manifest import CLAIMS, Claim, index_of, read_claim, signing_payload
 from phiwatch.archive.signer import PublicKey, unb64, verify_signature
 from phiwatch.archive.store import ObjectMissing, ObjectStore, sha256_hex
 
@@ -29,6 +32,7 @@ class VerifyReport:
     objects: int = 0
     manifests: int = 0
     streams: int = 0
+    claims: int = 0
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -90,11 +94,14 @@ def verify_archive(
     problems = report.problems
     names = list(store.list())
     manifests_by_stream: dict[str, list[str]] = defaultdict(list)
+    claims_by_stream: dict[str, list[str]] = defaultdict(list)
     seals: list[str] = []
     data_objects: set[str] = set()
     for name in names:
         if name.startswith("manifests/"):
             manifests_by_stream[name.split("/")[1]].append(name)
+        elif name.startswith(CLAIMS):
+            claims_by_stream[name.split("/")[1]].append(name)
         elif name.startswith("seals/"):
             seals.append(name)
         else:
@@ -102,11 +109,25 @@ def verify_archive(
 
     listed: dict[str, str] = {}  # object name → manifest listing it
     batches: dict[tuple[str, str], str] = {}  # (stream, batch) → manifest
-    for stream, stream_manifests in sorted(manifests_by_stream.items()):
-        report.streams += 1
-        _verify_chain(
-            store, stream, stream_manifests, trusted, since, until, report, listed, batches
-        )
+    stored: dict[str, str] = {}  # manifest name → SHA-256 of what is stored
+    for stream in sorted(set(manifests_by_stream) | set(claims_by_stream)):
+        claims = _read_claims(store, claims_by_stream[stream], report)
+        if manifests_by_stream[stream]:
+            report.streams += 1
+            _verify_chain(
+                store,
+                stream,
+                manifests_by_stream[stream],
+                trusted,
+                since,
+                until,
+                report,
+                listed,
+                batches,
+                stored,
+            )
+        for claim in claims.values():
+            _verify_claim(claim, stored, problems)
 
     for name in sorted(data_objects - set(listed)):
         if _in_range(name, since, until):
@@ -115,6 +136,34 @@ def verify_archive(
         _verify_seal(store, name, batches, problems)
     report.objects = sum(1 for n in data_objects if _in_range(n, since, until))
     return report
+
+
+def _read_claims(store: ObjectStore, names: list[str], report: VerifyReport) -> dict[int, Claim]:
+    claims: dict[int, Claim] = {}
+    for name in names:
+        try:
+            claim = read_claim(name, store.get(name))
+        except ValueError as exc:
+            report.problems.append(str(exc))
+            continue
+        report.claims += 1
+        claims[claim.index] = claim
+    return claims
+
+
+def _verify_claim(claim: Claim, stored: dict[str, str], problems: list[str]) -> None:
+    where = f"chain/{claim.stream}/{claim.index:012d}.json"
+    digest = stored.get(claim.manifest)
+    if digest is None:
+        problems.append(
+            f"{where}: claims index {claim.index} for {claim.manifest}, which does not exist "
+            "(deleted, or its writer stopped before it and no batch of the stream came since)"
+        )
+    elif digest != claim.sha256:
+        problems.append(
+            f"{where}: {claim.manifest} is not the manifest claimed for index {claim.index} "
+            "(SHA-256 differs: altered, or written without a claim)"
+        )
 
 
 def _verify_chain(
@@ -127,6 +176,7 @@ def _verify_chain(
     report: VerifyReport,
     listed: dict[str, str],
     batches: dict[tuple[str, str], str],
+    stored: dict[str, str],
 ) -> None:
     problems = report.problems
     by_index: dict[int, str] = {}
@@ -148,48 +198,75 @@ def _verify_chain(
             )
             previous_link = None  # the link to check against is gone
         expected = index + 1
-        data = store.get(name)
-        digest = sha256_hex(data)
-        try:
-            document = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            problems.append(f"{name}: manifest is not valid JSON (altered or truncated)")
+        document = _read_manifest(store, name, stream, index, trusted, report, stored)
+        if document is None:
             previous_link, previous_last = None, None
             continue
-        report.manifests += 1
-        where = f"{name}"
-        if document.get("index") != index or document.get("stream") != stream:
-            problems.append(
-                f"{where}: holds manifest {document.get('stream')}#{document.get('index')} "
-                "(manifests swapped or moved)"
-            )
-        problem = check_manifest_signature(document, trusted)
-        if problem:
-            problems.append(f"{where}: {problem}")
         prev = document.get("previous")
         if index == 0 and prev is not None:
-            problems.append(f"{where}: first manifest names a predecessor (chain truncated)")
+            problems.append(f"{name}: first manifest names a predecessor (chain truncated)")
         elif previous_link is not None and (
             prev is None or (prev.get("name"), prev.get("sha256")) != previous_link
         ):
             problems.append(
-                f"{where}: does not chain to {previous_link[0]} (a manifest was altered, "
+                f"{name}: does not chain to {previous_link[0]} (a manifest was altered, "
                 "replaced or reordered)"
             )
         first, last = document.get("first"), document.get("last")
         if document.get("kind", "batch") == "batch" and first is not None:
             if previous_last is not None and first > previous_last + 1:
                 problems.append(
-                    f"{where}: positions {previous_last + 1}..{first - 1} of stream {stream} "
+                    f"{name}: positions {previous_last + 1}..{first - 1} of stream {stream} "
                     "were never archived (gap)"
                 )
             previous_last = max(last, previous_last) if previous_last is not None else last
         batches[(stream, document.get("batch", ""))] = name
-        for entry in document.get("objects", []):
-            listed[entry["name"]] = name
-            if _in_range(name, since, until):
-                _verify_object(store, entry, name, problems)
-        previous_link = (name, digest)
+        _verify_objects(store, name, document, since, until, listed, problems)
+        previous_link = (name, stored[name])
+
+
+def _read_manifest(
+    store: ObjectStore,
+    name: str,
+    stream: str,
+    index: int,
+    trusted: dict[str, PublicKey],
+    report: VerifyReport,
+    stored: dict[str, str],
+) -> dict[str, Any] | None:
+    """The manifest's document, checked on its own (place, signature); None if unreadable."""
+    data = store.get(name)
+    stored[name] = sha256_hex(data)
+    try:
+        document = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        report.problems.append(f"{name}: manifest is not valid JSON (altered or truncated)")
+        return None
+    report.manifests += 1
+    if document.get("index") != index or document.get("stream") != stream:
+        report.problems.append(
+            f"{name}: holds manifest {document.get('stream')}#{document.get('index')} "
+            "(manifests swapped or moved)"
+        )
+    problem = check_manifest_signature(document, trusted)
+    if problem:
+        report.problems.append(f"{name}: {problem}")
+    return document
+
+
+def _verify_objects(
+    store: ObjectStore,
+    name: str,
+    document: dict[str, Any],
+    since: datetime | None,
+    until: datetime | None,
+    listed: dict[str, str],
+    problems: list[str],
+) -> None:
+    for entry in document.get("objects", []):
+        listed[entry["name"]] = name
+        if _in_range(name, since, until):
+            _verify_object(store, entry, name, problems)
 
 
 def _verify_object(
