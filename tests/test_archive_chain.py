@@ -309,6 +309,28 @@ def test_an_archive_whose_claims_start_mid_chain_is_extended(store):
     assert problems(store) == []
 
 
+def test_verify_reports_a_fork_of_an_archive_from_before_claims(store):
+    # What the bug left behind: two manifests with index 1, in hours 10 and 11.
+    a = Archive(store, SIGNER)
+    for n in range(3):
+        seal(a, n, hour=10)
+    without_claims(store)
+    zero = f"manifests/{SLUG}/2026/11/02/10/{0:012d}.json"
+    forked = plant_manifest(store, 1, hour=11, batch=batch_name(7), previous=zero)
+    one = f"manifests/{SLUG}/2026/11/02/10/{1:012d}.json"
+    fork = f"stream {SLUG}: 2 manifests with index 1 ({one}, {forked}): the chain forked"
+    assert problems(store) == [fork]
+    assert verify_archive(store, TRUSTED).manifests == 4
+    # The claimed manifest is the one the chain follows, whatever its name.
+    store.put_if_absent(claim_name(SLUG, 1), claim_for(store, forked))
+    two = f"manifests/{SLUG}/2026/11/02/10/{2:012d}.json"
+    assert problems(store) == [
+        fork,
+        f"{forked}: positions 10..69 of stream {SLUG} were never archived (gap)",
+        f"{two}: does not chain to {forked} (a manifest was altered, replaced or reordered)",
+    ]
+
+
 # --- claims that do not hold together -------------------------------------------------------
 
 

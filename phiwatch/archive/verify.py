@@ -6,7 +6,8 @@ predecessor's name and SHA-256, each stored under its own index), every signatur
 for a *trusted* key, every listed object exists with the listed SHA-256, no Event Hub
 sequence numbers or file lines are missing between consecutive batches; and for the whole
 archive, no object exists that no manifest lists, and every seal points at a manifest that
-lists its batch. Index claims (`chain/<stream>/<index>.json`, see `archive.py`) are not required, as
+lists its batch. Two manifests with one index in one stream (in different hour folders) are
+a fork. Index claims (`chain/<stream>/<index>.json`, see `archive.py`) are not required, as
 archives from before them have none; each one there is must name a manifest of its stream and
 index that exists and is, byte for byte, the manifest the claim carries. What it cannot see:
 a stream whose newest manifests *and* objects were all removed (immutable storage prevents
@@ -118,6 +119,7 @@ def verify_archive(
                 store,
                 stream,
                 manifests_by_stream[stream],
+                claims,
                 trusted,
                 since,
                 until,
@@ -170,6 +172,7 @@ def _verify_chain(
     store: ObjectStore,
     stream: str,
     names: list[str],
+    claims: dict[int, Claim],
     trusted: dict[str, PublicKey],
     since: datetime | None,
     until: datetime | None,
@@ -179,25 +182,40 @@ def _verify_chain(
     stored: dict[str, str],
 ) -> None:
     problems = report.problems
-    by_index: dict[int, str] = {}
+    by_index: dict[int, list[str]] = defaultdict(list)
     for name in names:
         try:
             index = index_of(name)
         except ValueError:
             problems.append(f"{name}: not a manifest name")
             continue
-        by_index[index] = name
+        by_index[index].append(name)
     previous_link: tuple[str, str] | None = None
     previous_last: int | None = None
     expected = 0
     for index in sorted(by_index):
-        name = by_index[index]
+        candidates = by_index[index]
+        claim = claims.get(index)
+        # Where the chain forked, follow the claimed manifest (or, without a claim, the first
+        # by name); the others are checked on their own and their objects count as listed.
+        name = claim.manifest if claim and claim.manifest in candidates else candidates[0]
         if index != expected:
             problems.append(
                 f"stream {stream}: manifest(s) {expected}..{index - 1} missing before {name}"
             )
             previous_link = None  # the link to check against is gone
         expected = index + 1
+        if len(candidates) > 1:
+            problems.append(
+                f"stream {stream}: {len(candidates)} manifests with index {index} "
+                f"({', '.join(candidates)}): the chain forked"
+            )
+            for other in candidates:
+                if other != name:
+                    document = _read_manifest(store, other, stream, index, trusted, report, stored)
+                    if document is not None:
+                        _verify_objects(store, other, document, since, until, listed, problems)
+                        batches.setdefault((stream, document.get("batch", "")), other)
         document = _read_manifest(store, name, stream, index, trusted, report, stored)
         if document is None:
             previous_link, previous_last = None, None
