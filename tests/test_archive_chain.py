@@ -8,6 +8,7 @@ from __future__ import annotations
 import random
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import orjson
@@ -29,7 +30,7 @@ from phiwatch.archive.manifest import (
     manifest_name,
     sign_manifest,
 )
-from phiwatch.archive.store import ObjectStore, PutOutcome, sha256_hex
+from phiwatch.archive.store import ObjectMissing, ObjectStore, PutOutcome, sha256_hex
 from phiwatch.archive.verify import verify_archive
 from tests.test_archive_tamper import SIGNER, TRUSTED, Tamper, fill
 
@@ -195,6 +196,45 @@ def test_concurrent_instances_each_batch_sealed_once(store):
     for name, got in results.items():
         assert len(got) == 2 and got[0] == got[1], name
     print(f"lost an index 5 times in a row: {dict(retries)}")
+    assert problems(store) == []
+
+
+class Meanwhile:
+    """A store that runs `then()` once, right after a seal pointer was looked up and not
+    found: what other instances do while this one goes on from that answer."""
+
+    def __init__(self, inner: ObjectStore) -> None:
+        self.inner, self.location = inner, inner.location
+        self.then: Callable[[], object] | None = None
+
+    def put_if_absent(self, name: str, data: bytes) -> tuple[PutOutcome, str]:
+        return self.inner.put_if_absent(name, data)
+
+    def get(self, name: str) -> bytes:
+        try:
+            return self.inner.get(name)
+        except ObjectMissing:
+            if name.startswith("seals/") and self.then is not None:
+                then, self.then = self.then, None
+                then()
+            raise
+
+    def list(self, prefix: str = ""):
+        return self.inner.list(prefix)
+
+
+def test_a_batch_sealed_meanwhile_by_another_instance_is_not_sealed_again(store):
+    # `a` (head cached at 0) finds no seal for batch 1; meanwhile `b` seals batch 1 (its
+    # manifest in another hour: not the claim `a` would write) and `c` batch 2 after it. `a`
+    # meets index 1 claimed, reads the head (batch 2) and, before appending batch 1 a second
+    # time, finds its seal.
+    slow = Meanwhile(store)
+    a, b, c = Archive(slow, SIGNER), Archive(store, SIGNER), Archive(store, SIGNER)
+    seal(a, 0, hour=9)
+    slow.then = lambda: (seal(b, 1, hour=10, manifest_hour=11), seal(c, 2, hour=11))
+    assert seal(a, 1, hour=10) == f"manifests/{SLUG}/2026/11/02/11/{1:012d}.json"
+    assert slow.then is None and a.chain_conflicts == 1
+    assert batches_in_chain_order(store) == [batch_name(n) for n in range(3)]
     assert problems(store) == []
 
 
