@@ -43,6 +43,46 @@ class Sink(Protocol):
     def emit(self, result: BatchResult) -> None: ...
 
 
+def emit_to(sinks: Sequence[Sink], result: BatchResult) -> int:
+    """Hand an archived result to every sink; returns how many failed. Everything is archived
+    by now, so a sink that fails must not make the host retry the batch (its records would
+    come back as duplicates and not be re-sent): Sentinel's outbox retries on its own."""
+    failures = 0
+    for sink in sinks:
+        try:
+            sink.emit(result)
+        except Exception as exc:
+            failures += 1
+            log.error("sink failed", sink=type(sink).__name__, error=type(exc).__name__)
+    return failures
+
+
+def archive_alerts(
+    archive: Archive,
+    *,
+    stream: str,
+    batch: str,
+    alerts: Sequence[Alert],
+    first: int | None = None,
+    last: int | None = None,
+) -> None:
+    """Alerts raised outside a normalize batch (the detect stage, scheduled rules): one
+    create-only object, sealed into the stream's own chain."""
+    hour = max(a.last_event_time for a in alerts)
+    entry = archive.put(
+        object_name("alerts", hour, batch), [a.to_json() for a in alerts], derived=True
+    )
+    archive.seal(
+        stream=stream,
+        batch=batch,
+        first=first,
+        last=last,
+        hour=hour,
+        objects=[entry],
+        kind="detect",
+    )
+
+
 class Forwarder(Protocol):
     """Hands a batch's events to the `detect` stage (the `phi-events` hub). Unlike a sink it
     must succeed before the batch counts as done: if it raises, the batch is rolled back and
@@ -316,14 +356,7 @@ class Pipeline:
             if alert.alert_id not in self.alert_ids:
                 self.alert_ids[alert.alert_id] = alert.rule_id
                 counts.alerts[alert.rule_id] += 1
-        for sink in self.sinks:
-            # Everything is archived by now; a sink that fails must not make the host
-            # retry (the records would come back as duplicates and not be re-sent).
-            try:
-                sink.emit(result)
-            except Exception as exc:
-                self.sink_failures += 1
-                log.error("sink failed", sink=type(sink).__name__, error=type(exc).__name__)
+        self.sink_failures += emit_to(self.sinks, result)
         self.totals.add(counts)
         log.info(
             "batch processed",

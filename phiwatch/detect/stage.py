@@ -28,13 +28,13 @@ import orjson
 import structlog
 from pydantic import ValidationError
 
-from phiwatch.archive.archive import Archive, object_name
+from phiwatch.archive.archive import Archive
 from phiwatch.detect import snapshot
 from phiwatch.detect.engine import MAX_CLOCK_SKEW, DetectionEngine
 from phiwatch.detect.state_store import StateConflict, StateStore, state_key
 from phiwatch.event_publisher import EventPublisher, KeyedMessage
 from phiwatch.model import AccessEvent, Alert
-from phiwatch.pipeline import BatchResult, Counts, Sink
+from phiwatch.pipeline import BatchResult, Counts, Sink, archive_alerts, emit_to
 from phiwatch.routing import routing_key
 
 if TYPE_CHECKING:
@@ -346,28 +346,17 @@ class DetectProcessor:
     def _archive(self, partition: str, first: int | None, last: int, alerts: list[Alert]) -> None:
         # A settle (end of a local run) follows the last batch: named after where it ended.
         span = f"{first:012d}-{last:012d}" if first is not None else f"settle-{last:012d}"
-        batch = f"{self.hub}-p{partition}-{span}"
-        hour = max(a.last_event_time for a in alerts)
-        name = object_name("alerts", hour, batch)
-        entry = self.archive.put(name, [a.to_json() for a in alerts], derived=True)
-        self.archive.seal(
+        archive_alerts(
+            self.archive,
             stream=f"detect:{self.consumer_group}/{self.hub}/{partition}",
-            batch=batch,
+            batch=f"{self.hub}-p{partition}-{span}",
+            alerts=alerts,
             first=first,
             last=last,
-            hour=hour,
-            objects=[entry],
-            kind="detect",
         )
 
     def _emit(self, alerts: list[Alert], late: int) -> None:
-        result = BatchResult(Counts(), [], alerts, [], late)
-        for sink in self.sinks:
-            try:  # archived already: a sink outage must not make the host redo the batch
-                sink.emit(result)
-            except Exception as exc:
-                self.sink_failures += 1
-                log.error("sink failed", sink=type(sink).__name__, error=type(exc).__name__)
+        self.sink_failures += emit_to(self.sinks, BatchResult(Counts(), [], alerts, [], late))
 
 
 def _hub_recreated(messages: Sequence[Any], state: _Partition) -> bool:

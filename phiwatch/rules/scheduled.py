@@ -19,10 +19,10 @@ from typing import Any
 import orjson
 import structlog
 
-from phiwatch.archive.archive import Archive, object_name
+from phiwatch.archive.archive import Archive
 from phiwatch.detect.state_store import StateConflict, StateStore
 from phiwatch.model import Alert
-from phiwatch.pipeline import BatchResult, Counts, Sink
+from phiwatch.pipeline import BatchResult, Counts, Sink, archive_alerts, emit_to
 from phiwatch.rules.loader import KQL_DIR, discover, load_rules
 from phiwatch.rules.runner import AdxBackend, LogAnalyticsBackend, QueryBackend, RunReport, run_due
 from phiwatch.rules.template import Backend
@@ -92,26 +92,11 @@ class ScheduledRules:
         for rule_id, alerts in sorted(by_rule.items()):
             end = max(a.detected_at for a in alerts)
             batch = f"{rule_id}-{end:%Y%m%dT%H%M%S}"
-            entry = self.archive.put(
-                object_name("alerts", end, batch), [a.to_json() for a in alerts], derived=True
-            )
-            self.archive.seal(
-                stream=f"rules:{rule_id}",
-                batch=batch,
-                first=None,
-                last=None,
-                hour=end,
-                objects=[entry],
-                kind="detect",
-            )
+            archive_alerts(self.archive, stream=f"rules:{rule_id}", batch=batch, alerts=alerts)
 
     def _emit(self, alerts: list[Alert]) -> None:
-        result = BatchResult(Counts(), [], alerts, [], 0)
-        for sink in self.sinks:
-            try:  # archived already: Sentinel's outbox retries what it cannot take now
-                sink.emit(result)
-            except Exception as exc:
-                log.error("sink failed", sink=type(sink).__name__, error=type(exc).__name__)
+        # Archived already: Sentinel's outbox retries what it cannot take now.
+        emit_to(self.sinks, BatchResult(Counts(), [], alerts, [], 0))
 
 
 def backends_from(settings: Any) -> dict[Backend, QueryBackend]:
