@@ -76,6 +76,7 @@ from phiwatch.detect.stage import (
     DetectProcessor,
     DetectResult,
     PublishingForwarder,
+    Tick,
     decode_message,
 )
 from phiwatch.detect.state_store import Snapshot, StateConflict, StateStore
@@ -712,7 +713,7 @@ class Simulation:
                 len(a.derived_conflicts) for a in archives
             )
         decoded = [decode_message(m.body) for log in self.events.logs for m in log]
-        uids = {d[0].event_uid for d in decoded if not isinstance(d[0], datetime)}
+        uids = {d[0].event_uid for d in decoded if not isinstance(d, Tick)}
         engines = [e for w in self.detectors for d in w.detectors() for e in d.engines().values()]
         return SimResult(
             emissions=self.emissions,

@@ -9,7 +9,13 @@ from types import SimpleNamespace
 import detections
 from phiwatch.config import Settings
 from phiwatch.detect.engine import DetectionEngine
-from phiwatch.detect.stage import PublishingForwarder, decode_message, encode_event, encode_tick
+from phiwatch.detect.stage import (
+    PublishingForwarder,
+    Tick,
+    decode_message,
+    encode_event,
+    encode_tick,
+)
 from phiwatch.event_publisher import PublishReport
 from phiwatch.runtime import build_detector
 from tests.harness import batches_of, make_pipeline
@@ -49,10 +55,10 @@ def test_a_tick_per_stream_once_event_time_has_moved_a_minute(tmp_path):
     forwarder.forward([(events[3], arrival[events[3].event_uid])], "raw/1")
     assert len(recorder.published) == 7
     assert recorder.ticks == [
-        (at(20), "raw/0"),  # the newest of the first batch
-        (at(90), "raw/0"),  # 50 s was less than a minute on; 90 s is not
-        (at(200), "raw/0"),
-        (at(50), "raw/1"),  # every stream keeps its own pace
+        Tick(at(20), "raw/0"),  # the newest of the first batch
+        Tick(at(90), "raw/0"),  # 50 s was less than a minute on; 90 s is not
+        Tick(at(200), "raw/0"),
+        Tick(at(50), "raw/1"),  # every stream keeps its own pace
     ]
 
 
@@ -61,7 +67,7 @@ def test_a_record_with_a_wrong_clock_cannot_push_a_tick_ahead(tmp_path):
     recorder = Recorder()
     PublishingForwarder(recorder).forward([(honest, at(30)), (wrong, at(31))], "raw/0")
     # Capped at its arrival plus the five minutes of clock skew the engine allows.
-    assert recorder.ticks == [(at(31 + 300), "raw/0")]
+    assert recorder.ticks == [Tick(at(31 + 300), "raw/0")]
 
 
 def test_the_slowest_active_stream_holds_the_watermark_and_a_silent_one_does_not():

@@ -931,10 +931,10 @@ def test_consume_runs_both_stages_and_detect_alerts_once(azurite, tmp_path, monk
 
     normalize = run_stage("normalize", raw, HUB, containers[0])
     assert normalize.exit_code == 0, normalize.output
-    from phiwatch.detect.stage import decode_message
+    from phiwatch.detect.stage import Tick, decode_message
 
     decoded = [decode_message(m.body) for part in phi.values() for m in part]
-    ticks = [d for d in decoded if isinstance(d[0], datetime)]
+    ticks = [d for d in decoded if isinstance(d, Tick)]
     assert len(decoded) - len(ticks) == 140  # every event forwarded
     assert ticks and len(ticks) % 2 == 0  # and watermark ticks, to both partitions
     assert "140 access events" in normalize.output and "0 alert update(s)" in normalize.output

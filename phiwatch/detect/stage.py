@@ -59,15 +59,20 @@ def encode_tick(time: datetime, stream: str) -> bytes:
     return orjson.dumps({"Tick": time.isoformat(), "Stream": stream})
 
 
-def decode_message(body: bytes) -> tuple[AccessEvent, datetime | None] | tuple[datetime, str]:
-    """(event, arrival) or, for a tick, (time, stream). Raises ValueError for a body that
-    is not one of ours."""
+@dataclass(frozen=True, slots=True)
+class Tick:
+    time: datetime
+    stream: str
+
+
+def decode_message(body: bytes) -> tuple[AccessEvent, datetime | None] | Tick:
+    """(event, arrival), or a Tick. Raises ValueError for a body that is not one of ours."""
     doc = orjson.loads(body)
     if isinstance(doc, dict) and set(doc) == {"Tick", "Stream"}:
         tick = datetime.fromisoformat(doc["Tick"])
         if tick.tzinfo is None or not isinstance(doc["Stream"], str):
             raise ValueError("a tick needs a time with a zone and a stream")
-        return tick, doc["Stream"]
+        return Tick(tick, doc["Stream"])
     if not isinstance(doc, dict) or "Event" not in doc:
         raise ValueError("not a phi-events message (no Event)")
     arrived = doc.get("ArrivedAt")
@@ -216,11 +221,11 @@ class DetectProcessor:
                     error=type(exc).__name__,
                 )
                 continue
-            if isinstance(decoded[0], datetime):
+            if isinstance(decoded, Tick):
                 result.ticks += 1
-                engine.tick(*decoded)  # type: ignore[arg-type]
+                engine.tick(decoded.time, decoded.stream)
                 continue
-            event, arrival = decoded  # type: ignore[assignment]
+            event, arrival = decoded
             engine.process(event, arrival or message.enqueued_time)
             result.events += 1
         engine.advance()
