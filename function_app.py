@@ -27,10 +27,17 @@ configure_host_logging()
 
 app = func.FunctionApp()
 
+# An outage (archive, state store, phi-events) must stall a partition, not lose its batch:
+# the host checkpoints when the function returns, even after an exception, and only a retry
+# replays the batch first. -1 = retry until it succeeds; the backoff caps at 15 minutes.
+RETRY_UNTIL_DONE = {
+    "strategy": "exponential_backoff",
+    "max_retry_count": "-1",
+    "minimum_interval": "00:00:05",
+    "maximum_interval": "00:15:00",
+}
 
-# An archive outage must stall the partition, not lose the batch: the host checkpoints
-# when the function returns, even after an exception, and only a retry replays the batch
-# first. -1 = retry until it succeeds; the backoff caps at 15 minutes between attempts.
+
 @app.event_hub_message_trigger(
     arg_name="events",
     event_hub_name="%PHIWATCH_EVENTHUB_NAME%",
@@ -38,12 +45,7 @@ app = func.FunctionApp()
     cardinality="many",
     consumer_group="%PHIWATCH_EVENTHUB_CONSUMER_GROUP%",
 )
-@app.retry(
-    strategy="exponential_backoff",
-    max_retry_count="-1",
-    minimum_interval="00:00:05",
-    maximum_interval="00:15:00",
-)
+@app.retry(**RETRY_UNTIL_DONE)
 # typing.List, not list[...]: azure-functions 1.26's annotation check for the Event Hub
 # trigger does not recognise PEP 585 generics and the worker would refuse to load.
 def normalize(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
@@ -64,12 +66,7 @@ def normalize(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
     cardinality="many",
     consumer_group="%PHIWATCH_PHI_EVENTS_CONSUMER_GROUP%",
 )
-@app.retry(
-    strategy="exponential_backoff",
-    max_retry_count="-1",
-    minimum_interval="00:00:05",
-    maximum_interval="00:15:00",
-)
+@app.retry(**RETRY_UNTIL_DONE)
 def detect(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
     if events:
         hub = os.environ.get("PHIWATCH_PHI_EVENTS_HUB") or "phi-events"

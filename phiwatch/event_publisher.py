@@ -125,22 +125,9 @@ class EventHubsPublisher:
         publish. Connection strings and SAS keys are deliberately not supported."""
         # Imported here, not at module level: eventhubs_io imports phiwatch.eventhub_host, the
         # module that publishes from normalize; importing it back at the top would be a cycle.
-        from phiwatch.eventhubs_io import (  # noqa: PLC0415
-            check_hub_name,
-            fully_qualified_namespace,
-        )
+        from phiwatch.eventhubs_io import producer_client  # noqa: PLC0415
 
-        if credential is None:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 (slow import)
-
-            credential = DefaultAzureCredential()
-        client = EventHubProducerClient(
-            fully_qualified_namespace=fully_qualified_namespace(namespace),
-            eventhub_name=check_hub_name(hub),
-            credential=credential,
-            **client_kwargs,
-        )
-        return cls(client)
+        return cls(producer_client(namespace, hub, credential, **client_kwargs))
 
     def publish(self, messages: Sequence[KeyedMessage]) -> PublishReport:
         progress = _Progress(len(messages))

@@ -105,6 +105,19 @@ def check_hub_name(hub: str) -> str:
     return hub
 
 
+def producer_client(
+    namespace: str, hub: str, credential: TokenCredential | None = None, **client_kwargs: Any
+) -> EventHubProducerClient:
+    """A sync producer for `hub`, signed in with the given credential or
+    DefaultAzureCredential; names are checked first, nothing touches the network yet."""
+    return EventHubProducerClient(
+        fully_qualified_namespace=fully_qualified_namespace(namespace),
+        eventhub_name=check_hub_name(hub),
+        credential=credential or DefaultAzureCredential(),
+        **client_kwargs,
+    )
+
+
 def split_container_url(url: str) -> tuple[str, str]:
     """`https://acct.blob.core.windows.net/checkpoints` → (account URL, container name)."""
     parts = urlsplit(url.strip())
@@ -235,15 +248,7 @@ class EventHubsProducer:
         **client_kwargs: Any,
     ) -> EventHubsProducer:
         """Build the client (no network yet; the first batch connects)."""
-        if credential is None:
-            credential = DefaultAzureCredential()
-        client = EventHubProducerClient(
-            fully_qualified_namespace=fully_qualified_namespace(namespace),
-            eventhub_name=check_hub_name(hub),
-            credential=credential,
-            **client_kwargs,
-        )
-        return cls(client)
+        return cls(producer_client(namespace, hub, credential, **client_kwargs))
 
     @property
     def max_batch_bytes(self) -> int:

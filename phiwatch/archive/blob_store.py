@@ -23,6 +23,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from phiwatch.archive.store import ObjectMissing, PutOutcome, check_name, sha256_hex
+from phiwatch.blob_clients import container_from_url
 
 _CONTENT_TYPES = {".gz": "application/gzip", ".json": "application/json"}
 
@@ -152,13 +153,7 @@ class BlobStore:
     ) -> BlobStore:
         """Production: `https://<account>.blob.core.windows.net/<container>`, authenticated with
         `DefaultAzureCredential` (managed identity in Azure) unless a credential is given."""
-        if credential is None:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 (slow import)
-
-            credential = DefaultAzureCredential()
-        client = ContainerClient.from_container_url(
-            container_url, credential=credential, **client_kwargs
-        )
+        client = container_from_url(container_url, credential, **client_kwargs)
         return cls(client, require_immutability=require_immutability)
 
     @classmethod

@@ -41,6 +41,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from phiwatch.archive.blob_store import content_type_for
+from phiwatch.blob_clients import container_from_url
 from phiwatch.files import durable_temp
 
 if TYPE_CHECKING:
@@ -164,13 +165,7 @@ class BlobStateStore:
                 "state container URL: a SAS token is not accepted (it would end up in logs); "
                 "grant the identity 'Storage Blob Data Contributor' on the container instead"
             )
-        if credential is None:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 (slow import)
-
-            credential = DefaultAzureCredential()
-        client = ContainerClient.from_container_url(
-            container_url, credential=credential, **client_kwargs
-        )
+        client = container_from_url(container_url, credential, **client_kwargs)
         return cls(client)
 
     @classmethod

@@ -40,6 +40,7 @@ from typing import Any, Protocol
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
+from phiwatch.blob_clients import container_from_url
 from phiwatch.files import durable_temp
 
 PENDING = "pending/"
@@ -330,13 +331,7 @@ class BlobOutbox(_ObjectOutbox):
     ) -> BlobOutbox:
         """Production: `https://<account>.blob.core.windows.net/<container>`, authenticated
         with `DefaultAzureCredential` (the managed identity in Azure) unless one is given."""
-        if credential is None:
-            from azure.identity import DefaultAzureCredential  # noqa: PLC0415 (slow import)
-
-            credential = DefaultAzureCredential()
-        client = ContainerClient.from_container_url(
-            container_url, credential=credential, **client_kwargs
-        )
+        client = container_from_url(container_url, credential, **client_kwargs)
         return cls(client)
 
     @classmethod
