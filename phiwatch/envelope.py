@@ -5,6 +5,16 @@ with the stdlib's C JSON scanner (`raw_decode`), which parses each element *and*
 it ends, so every record gets its byte-exact span without a second parse. A body that breaks
 half way (truncated, not JSON, nested too deep) still yields the records before the break;
 the rest becomes one undecodable record, so nothing read is ever dropped.
+
+Every byte of a body that is not the envelope's own syntax ends in a raw record, so it is
+archived and counted (issue #12, item 4):
+- every `records` array (any casing, however often the key repeats) gives records: a JSON
+  parser that keeps only the last duplicate key would see other records than we do, so we
+  keep them all rather than pick one;
+- any other top-level member becomes an undecodable record (`body-extra-member`) holding
+  its bytes (Azure sends none);
+- after the closing brace, another object is read as a further body of the same event
+  (`{..}{..}`), and anything else is an undecodable record (`body-trailing-data`).
 """
 
 from __future__ import annotations
@@ -12,6 +22,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import json
+import math
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +32,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from phiwatch.surrogates import SURROGATE_ESCAPE, without_surrogates
 
 MAX_RECORD_BYTES = 1024 * 1024
 MAX_DEPTH = 64
@@ -54,6 +67,7 @@ class RawRecord:
     error: str | None = None
     enqueued_time: datetime | None = None
     _hash: str | None = field(default=None, repr=False)
+    _uid: str | None = field(default=None, repr=False)
 
     @property
     def record_hash(self) -> str:
@@ -67,11 +81,41 @@ class RawRecord:
 
         Azure may re-send a record re-serialised, so dedupe must not hinge on bytes.
         """
-        try:
-            canonical = orjson.dumps(self.value, option=orjson.OPT_SORT_KEYS)
-        except TypeError:  # integers beyond 64 bits: orjson refuses, stdlib copes
-            canonical = json.dumps(self.value, sort_keys=True, separators=(",", ":")).encode()
-        return hashlib.sha256(canonical).hexdigest()[:32]
+        if self._uid is None:
+            self._uid = _content_uid(self.value, self.raw)
+        return self._uid
+
+
+def _content_uid(value: Any, raw: bytes) -> str:
+    # AlertIds derive from EventUids: the bytes hashed for a record must never change. orjson
+    # writes NaN and Infinity as null, which made `NaN` and `null` one EventUid; those
+    # records take the stdlib's form (which writes the bare tokens, so it equals no other
+    # record's canonical JSON), as records with integers beyond 64 bits always did.
+    if (b"NaN" in raw or b"Infinity" in raw) and _has_non_finite(value):
+        return _digest(_stdlib_canonical(value))
+    try:
+        canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # integers beyond 64 bits, lone surrogates: orjson refuses, stdlib copes
+        canonical = _stdlib_canonical(value)
+    return _digest(canonical)
+
+
+def _stdlib_canonical(value: Any) -> bytes:
+    return json.dumps(value, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _digest(canonical: bytes) -> str:
+    return hashlib.sha256(canonical).hexdigest()[:32]
+
+
+def _has_non_finite(value: Any) -> bool:
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_non_finite(v) for v in value.values())
+    if isinstance(value, list):
+        return any(_has_non_finite(v) for v in value)
+    return False
 
 
 def _skip_ws(text: str, idx: int) -> int:
@@ -137,7 +181,6 @@ def decode_body(body: Body, *, max_record_bytes: int = MAX_RECORD_BYTES) -> list
         return [bad(data, "body-not-utf8", f"body is not valid UTF-8 (byte {exc.start})")]
     slicer = _Slicer(data, text)
     start = 1 if text.startswith("\ufeff") else 0
-    records: list[RawRecord] = []
     idx = _skip_ws(text, start)
     if idx >= len(text):
         return [bad(data, "body-empty", "body is empty")]
@@ -147,37 +190,127 @@ def decode_body(body: Body, *, max_record_bytes: int = MAX_RECORD_BYTES) -> list
         except (ValueError, RecursionError):
             return [bad(data, "body-malformed", "body is not valid JSON")]
         return [bad(data, "body-not-object", f"body is a JSON {kind}, not an object with records")]
-    found = False
-    good_until = [0]  # str offset just past the last complete record
+    walk = _Walk(body, slicer, max_record_bytes)
     try:
+        walk.objects(idx)
+    except (ValueError, IndexError, RecursionError) as exc:
+        code, message = _break_reason(exc, bool(walk.records))
+        if not walk.found or not walk.out:
+            return [bad(data, code, message)]
+        walk.out.append(bad(slicer.raw(walk.good_until, len(text)), code, message, "#rest"))
+        return walk.out
+    if not walk.found:
+        return [bad(data, "body-no-records", "body has no records array")]
+    return walk.out
+
+
+class _Walk:
+    """One pass over a body's top-level objects, collecting raw records in body order."""
+
+    def __init__(self, body: Body, slicer: _Slicer, max_record_bytes: int) -> None:
+        self.body = body
+        self.slicer = slicer
+        self.text = slicer.text
+        self.max_record_bytes = max_record_bytes
+        self.out: list[RawRecord] = []
+        self.records = 0  # of `out`, those from a records array
+        self.members = 0  # of `out`, the other top-level members
+        self.found = False  # a records array was seen
+        self.good_until = 0  # str offset just past the last byte a raw record holds
+
+    def objects(self, idx: int) -> None:
+        """`idx` is at a `{`. Reads it and any objects after it; other trailing bytes are
+        one undecodable record."""
+        text = self.text
+        while True:
+            self.good_until = self.object(idx)
+            idx = _skip_ws(text, self.good_until)
+            if idx >= len(text):
+                return
+            if text[idx] != "{":
+                self.out.append(
+                    self.undecodable(
+                        idx,
+                        len(text),
+                        "body-trailing-data",
+                        "body has data after its closing brace",
+                        "#trailing",
+                    )
+                )
+                return
+
+    def object(self, idx: int) -> int:
+        text = self.text
         idx = _skip_ws(text, idx + 1)
         while idx < len(text) and text[idx] != "}":
             if text[idx] != '"':
                 raise ValueError("expected a key")
+            member_start = idx
             key, idx = scanstring(text, idx + 1)
             idx = _skip_ws(text, idx)
             if text[idx] != ":":
                 raise ValueError("expected ':'")
             idx = _skip_ws(text, idx + 1)
-            if key.lower() == "records" and text[idx] == "[" and not found:
-                found = True
-                idx = _walk_records(body, slicer, idx, records, max_record_bytes, good_until)
+            if key.lower() == "records" and text[idx] == "[":
+                self.found = True
+                idx = self.records_array(idx)
             else:
                 _, idx = _decoder.raw_decode(text, idx)
+                self.out.append(
+                    self.undecodable(
+                        member_start,
+                        idx,
+                        "body-extra-member",
+                        "body has a top-level member other than records",
+                        f"#member{self.members}",
+                    )
+                )
+                self.members += 1
             idx = _skip_ws(text, idx)
             if text[idx] == ",":
                 idx = _skip_ws(text, idx + 1)
             elif text[idx] != "}":
                 raise ValueError("expected ',' or '}'")
-    except (ValueError, IndexError, RecursionError) as exc:
-        code, message = _break_reason(exc, bool(records))
-        if not records:
-            return [bad(data, code, message)]
-        records.append(bad(slicer.raw(good_until[0], len(text)), code, message, "#rest"))
-        return records
-    if not found:
-        return [bad(data, "body-no-records", "body has no records array")]
-    return records
+        if idx >= len(text):
+            raise ValueError("expected '}'")
+        return idx + 1
+
+    def undecodable(self, start: int, end: int, code: str, message: str, suffix: str) -> RawRecord:
+        self.good_until = end
+        body = self.body
+        return RawRecord(
+            raw=self.slicer.raw(start, end),
+            stream=body.stream,
+            position=body.position + suffix,
+            error_code=code,
+            error=message,
+            enqueued_time=body.enqueued_time,
+        )
+
+    def records_array(self, idx: int) -> int:
+        text = self.text
+        body = self.body
+        idx = _skip_ws(text, idx + 1)
+        while text[idx] != "]":
+            start = idx
+            value, idx = _decoder.raw_decode(text, idx)
+            record = RawRecord(
+                raw=self.slicer.raw(start, idx),
+                stream=body.stream,
+                position=f"{body.position}#{self.records}",
+                value=value,
+                enqueued_time=body.enqueued_time,
+            )
+            _check_shape(record, self.max_record_bytes)
+            self.out.append(record)
+            self.records += 1
+            self.good_until = idx
+            idx = _skip_ws(text, idx)
+            if text[idx] == ",":
+                idx = _skip_ws(text, idx + 1)
+            elif text[idx] != "]":
+                raise ValueError("expected ',' or ']' in records")
+        return idx + 1
 
 
 def _break_reason(exc: BaseException, after_records: bool) -> tuple[str, str]:
@@ -187,41 +320,6 @@ def _break_reason(exc: BaseException, after_records: bool) -> tuple[str, str]:
     if isinstance(exc, json.JSONDecodeError):
         return "body-malformed", f"body is not valid JSON {where} ({exc.msg})"
     return "body-malformed", f"body is not valid JSON {where} ({exc})"
-
-
-def _walk_records(
-    body: Body,
-    slicer: _Slicer,
-    idx: int,
-    out: list[RawRecord],
-    max_record_bytes: int,
-    good_until: list[int],
-) -> int:
-    text = slicer.text
-    idx = _skip_ws(text, idx + 1)
-    n = 0
-    while text[idx] != "]":
-        start = idx
-        value, idx = _decoder.raw_decode(text, idx)
-        raw = slicer.raw(start, idx)
-        position = f"{body.position}#{n}"
-        record = RawRecord(
-            raw=raw,
-            stream=body.stream,
-            position=position,
-            value=value,
-            enqueued_time=body.enqueued_time,
-        )
-        _check_shape(record, max_record_bytes)
-        out.append(record)
-        good_until[0] = idx
-        n += 1
-        idx = _skip_ws(text, idx)
-        if text[idx] == ",":
-            idx = _skip_ws(text, idx + 1)
-        elif text[idx] != "]":
-            raise ValueError("expected ',' or ']' in records")
-    return idx + 1
 
 
 def _check_shape(record: RawRecord, max_record_bytes: int) -> None:
@@ -241,6 +339,17 @@ def _check_shape(record: RawRecord, max_record_bytes: int) -> None:
             record.error = f"record is nested {depth} levels deep, over the limit of {MAX_DEPTH}"
     if record.error_code is not None:
         record.value = None
+    elif SURROGATE_ESCAPE.search(record.raw):
+        _repair_text(record)
+
+
+def _repair_text(record: RawRecord) -> None:
+    """Lone surrogates become U+FFFD in what the normalisers read (phiwatch.surrogates);
+    the EventUid is taken from the record as received first, so it stays distinct."""
+    repaired = without_surrogates(record.value)
+    if repaired is not record.value:
+        record.content_uid()
+        record.value = repaired
 
 
 # ---------------------------------------------------------------- local files

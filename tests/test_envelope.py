@@ -20,11 +20,13 @@ def test_records_keep_their_exact_bytes_including_whitespace_and_non_ascii():
     rec1 = '{ "time" : "2026-11-02T08:00:00Z",\n  "category": "AuditEvent" }'
     rec2 = '{"name":"Zoë Ångström","n":1.50}'
     raw = f'{{"records": [ {rec1} ,\n{rec2}], "extra": {{"x": [1,2]}}}}'.encode()
-    records = decode_body(body(raw))
+    *records, extra = decode_body(body(raw))
     assert [r.raw for r in records] == [rec1.encode(), rec2.encode()]
     assert records[1].value == {"name": "Zoë Ångström", "n": 1.5}
     assert [r.position for r in records] == ["b0#0", "b0#1"]
     assert all(r.error_code is None for r in records)
+    # A member other than records is kept too, as an undecodable record with its bytes.
+    assert (extra.raw, extra.error_code) == (b'"extra": {"x": [1,2]}', "body-extra-member")
 
 
 def test_record_hash_is_of_bytes_and_content_uid_ignores_layout():
