@@ -37,6 +37,11 @@ class Settings(BaseSettings):
     reorder_seconds: int = Field(default=120, ge=0)
 
     max_record_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # A batch failing after its raw put (in its own handling, never an archive or hub outage)
+    # this many times in a row is set aside as `batch-quarantined` so its partition moves on
+    # (phiwatch/quarantine.py). Retries are cheap and a transient fault rarely repeats five
+    # times; a poison record repeats every time.
+    poison_batch_attempts: int = Field(default=5, ge=1)
 
     # Archive manifest signing: a Key Vault EC P-256 key URL (Azure), or an Ed25519 seed
     # (hex, base64 or PEM). The local default generates one in PHIWATCH_HOME.

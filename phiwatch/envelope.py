@@ -386,7 +386,9 @@ def _is_input_name(name: str) -> bool:
 
 def read_file_bodies(path: Path) -> Iterator[Body]:
     """Bodies from one local file: `.json` (a body or an array of them) or JSON lines."""
-    stream = f"file:{path.name}"
+    # A name that is not UTF-8 (surrogate escapes) could not be written in any archive line.
+    shown = without_surrogates(path.name)
+    stream = f"file:{shown}"
     try:
         data = path.read_bytes()
         if path.name.lower().endswith(".gz"):
@@ -395,11 +397,11 @@ def read_file_bodies(path: Path) -> Iterator[Body]:
         raise InputError(f"{path}: cannot read ({exc})") from exc
     name = path.name.lower().removesuffix(".gz")
     if name.endswith(".json"):
-        yield from _json_file_bodies(path.name, stream, data)
+        yield from _json_file_bodies(shown, stream, data)
         return
     for lineno, line in enumerate(data.split(b"\n"), start=1):
         if line.strip():
-            yield Body(data=line.rstrip(b"\r"), stream=stream, position=f"{path.name}:{lineno}")
+            yield Body(data=line.rstrip(b"\r"), stream=stream, position=f"{shown}:{lineno}")
 
 
 def _json_file_bodies(name: str, stream: str, data: bytes) -> Iterator[Body]:

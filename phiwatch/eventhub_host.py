@@ -5,6 +5,8 @@ calls `EventHubBatchProcessor.process`. Bad records never raise here (the pipeli
 them); an archive failure does, on purpose: the Functions host checkpoints when the function
 returns, even after an exception, so only a raise plus the function's retry policy replays a
 batch that is not in the archive yet (DESIGN.md §1, "archive before emit, emit before return").
+A batch that fails after its raw put (`BatchPoisoned`) raises too, up to
+PHIWATCH_POISON_BATCH_ATTEMPTS times; then it is quarantined and the call returns.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from phiwatch.envelope import Body
 from phiwatch.event_publisher import EventHubsPublisher
 from phiwatch.logs import configure_logging
 from phiwatch.pipeline import Batch, BatchResult, Counts, Forwarder, Pipeline, Sink
+from phiwatch.quarantine import BatchPoisoned, PoisonAttempts
 from phiwatch.rules.scheduled import ScheduledRules, backends_from
 from phiwatch.runtime import build_archive, build_detector, build_pipeline
 from phiwatch.sinks.outbox import BlobOutbox, LocalOutbox, Outbox, OutboxError
@@ -93,6 +96,9 @@ class EventHubBatchProcessor:
         # The Python worker runs sync functions on a thread pool, so two partitions can be
         # processed at once; the pipeline's state is not thread-safe.
         self._lock = threading.Lock()
+        # In memory, per batch name: the retry policy is unbounded on purpose (outages), so
+        # this is what bounds the retries of a batch that fails the same way every time.
+        self._poison = PoisonAttempts(settings.poison_batch_attempts)
 
     def process(self, hub: str, messages: Sequence[EventHubMessage]) -> BatchResult:
         started = time.monotonic()
@@ -135,7 +141,24 @@ class EventHubBatchProcessor:
 
     def _process_one(self, hub: str, partition: str, batch: Batch) -> BatchResult:
         try:
-            return self._pipeline.process(batch)
+            result = self._pipeline.process(batch)
+        except BatchPoisoned as exc:
+            attempts = self._poison.failed(batch.name)
+            if attempts < self._poison.limit:
+                log.error(
+                    "eventhub batch failed after its raw put; raising so the host retries it",
+                    hub=hub,
+                    partition=partition,
+                    batch=batch.name,
+                    attempt=attempts,
+                    quarantine_after=self._poison.limit,
+                    error=exc.error,
+                )
+                raise
+            # An archive failure here raises: the next retry quarantines again (idempotent).
+            result = self._pipeline.quarantine(batch, exc, attempts)
+            self._poison.forget(batch.name)
+            return result
         except Exception as exc:
             # The pipeline commits nothing of a failed batch, so the host's retry of it
             # derives and archives exactly what a first clean attempt would have.
@@ -147,6 +170,8 @@ class EventHubBatchProcessor:
                 error=f"{type(exc).__name__}: {exc}",
             )
             raise
+        self._poison.forget(batch.name)
+        return result
 
 
 class DetectBatchProcessor:

@@ -2,9 +2,11 @@
 
 Every record read ends as exactly one of: an event (one or more `AccessEvent`s), a
 dead-letter with a reason, or a counted skip with a reason, and is in the raw archive before
-anything leaves. A bad record never sinks its batch: the only exception that escapes
-`process` is an archive failure, because a batch that is not archived must not be
-checkpointed (the host retries it).
+anything leaves. A bad record never sinks its batch: the exceptions that escape `process`
+are an archive or forwarder failure, because a batch that is not archived must not be
+checkpointed (the host retries it), and `BatchPoisoned` for a failure in the batch's own
+handling after the raw put, which the host retries a bounded number of times before it sets
+the batch aside with `quarantine` (phiwatch/quarantine.py).
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import orjson
 import structlog
 from pydantic import ValidationError
+from pydantic_core import PydanticSerializationError
 
 from phiwatch.archive.archive import Archive, ObjectEntry, object_name
 from phiwatch.archive.integrity_alert import integrity_alert
@@ -26,8 +29,11 @@ from phiwatch.detect.engine import DetectionEngine
 from phiwatch.envelope import MAX_RECORD_BYTES, Body, RawRecord, decode_body
 from phiwatch.model import AccessEvent, Alert, BatchHealth, DeadLetter
 from phiwatch.pseudonym import Pseudonymizer
+from phiwatch.quarantine import RULE_ID as QUARANTINED
+from phiwatch.quarantine import BatchPoisoned, quarantine_alert
 from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route
-from phiwatch.sources.fields import parse_time
+from phiwatch.sources.fields import in_event_range, parse_time
+from phiwatch.surrogates import without_surrogates
 
 log = structlog.get_logger("phiwatch.pipeline")
 
@@ -253,26 +259,22 @@ class Pipeline:
         engine = self.engine
         late_before = engine.late if engine else 0
         try:
-            dead: list[DeadLetter] = []
-            events: list[AccessEvent] = []
-            arrivals: list[datetime | None] = []
-            for index, record in enumerate(records):
-                produced = self._normalise(record, f"{raw.name}#{index}", counts, dead)
-                for event in produced:
-                    # Arrival (enqueued time) stamps DetectedAt; a local file has none.
-                    if engine:
-                        engine.process(event, record.enqueued_time)
-                    arrivals.append(record.enqueued_time)
-                events.extend(produced)
+            try:
+                derived = self._derive(batch, records, raw, hour, counts)
+            except Exception as exc:
+                # Not the archive nor the forwarder: the batch's own content. A retry is
+                # likely to fail alike; the host counts these and may quarantine the batch.
+                log.error(
+                    "batch failed after its raw put",
+                    batch=batch.name,
+                    error=type(exc).__name__,
+                )
+                raise BatchPoisoned(batch.name, exc) from exc
             entries = [raw]
-            entries += self._put_derived("deadletter", hour, batch.name, dead)
-            entries += self._put_derived("events", hour, batch.name, events)
-            alerts = []
-            if engine:
-                engine.advance()
-                alerts = engine.changed_alerts()
-            alerts += self._integrity_alerts(hour)
-            entries += self._put_derived("alerts", hour, batch.name, alerts)
+            entries += self._put_lines("deadletter", hour, batch.name, derived.dead_lines)
+            entries += self._put_lines("events", hour, batch.name, derived.event_lines)
+            entries += self._put_lines("alerts", hour, batch.name, derived.alert_lines)
+            events = derived.events
             times = [e.time_generated for e in events]
             self.archive.seal(
                 stream=batch.stream,
@@ -284,7 +286,9 @@ class Pipeline:
                 event_times=(min(times), max(times)) if times else None,
             )
             if self.forwarder and events:
-                self.forwarder.forward(list(zip(events, arrivals, strict=True)), batch.stream)
+                self.forwarder.forward(
+                    list(zip(events, derived.arrivals, strict=True)), batch.stream
+                )
         except BaseException:
             self.seen.rollback()
             raise
@@ -294,8 +298,96 @@ class Pipeline:
         self._last_stream = batch.stream
         self._last_batch = batch.name
         late = (engine.late if engine else 0) - late_before
+        alerts = derived.alerts
         health = _health(batch, counts, events, alerts, late)
-        return self._emit(BatchResult(counts, events, alerts, dead, late, health))
+        return self._emit(BatchResult(counts, events, alerts, derived.dead, late, health))
+
+    def _derive(
+        self,
+        batch: Batch,
+        records: list[RawRecord],
+        raw: ObjectEntry,
+        hour: datetime | None,
+        counts: Counts,
+    ) -> _Derived:
+        """Everything a batch derives from its records, serialised: no archive write yet."""
+        engine = self.engine
+        derived = _Derived()
+        for index, record in enumerate(records):
+            produced = self._normalise(record, f"{raw.name}#{index}", counts, derived.dead)
+            for event in produced:
+                # Arrival (enqueued time) stamps DetectedAt; a local file has none.
+                if engine:
+                    engine.process(event, record.enqueued_time)
+                derived.arrivals.append(record.enqueued_time)
+            derived.events.extend(produced)
+        if engine:
+            engine.advance()
+            derived.alerts = engine.changed_alerts()
+        derived.alerts += self._integrity_alerts(hour)
+        derived.dead_lines = [m.to_json() for m in derived.dead]
+        derived.event_lines = [m.to_json() for m in derived.events]
+        derived.alert_lines = [m.to_json() for m in derived.alerts]
+        return derived
+
+    def quarantine(self, batch: Batch, failure: BatchPoisoned, attempts: int) -> BatchResult:
+        """Set a poison batch aside: archive it as dead-letters, sealed like any batch, with a
+        `batch-quarantined` alert, so the host can return and its partition move on.
+
+        Derives nothing from the records' content (that is what failed): each is one
+        dead-letter pointing at its raw copy. Detection state is left as it is (no alert it
+        holds was archived by the failed attempts, so none is committed here)."""
+        records = [
+            r
+            for body in batch.bodies
+            for r in decode_body(body, max_record_bytes=self.max_record_bytes)
+        ]
+        hour = _batch_hour(batch, records)
+        raw = self.archive.put(
+            object_name("raw", hour, batch.name), [_raw_line(r) for r in records]
+        )
+        reason = f"batch set aside after {attempts} failed attempts ({failure.error})"
+        counts = Counts(records=len(records))
+        counts.dead_letters[QUARANTINED] = len(records)
+        counts.examples[QUARANTINED] = reason
+        dead = [
+            _serialisable(
+                DeadLetter(
+                    record_hash=r.record_hash,
+                    reason_code=QUARANTINED,
+                    reason=reason,
+                    source_stream=r.stream,
+                    position=r.position,
+                    received_at=r.enqueued_time,
+                    raw_record_ref=f"{raw.name}#{index}",
+                )
+            )
+            for index, r in enumerate(records)
+        ]
+        alert = quarantine_alert(batch.name, raw.name, len(records), failure.error, attempts, hour)
+        alerts = [alert, *self._integrity_alerts(hour)]
+        entries = [raw]
+        entries += self._put_derived("deadletter", hour, batch.name, dead)
+        entries += self._put_derived("alerts", hour, batch.name, alerts)
+        self.archive.seal(
+            stream=batch.stream,
+            batch=batch.name,
+            first=batch.first,
+            last=batch.last,
+            hour=hour,
+            objects=entries,
+        )
+        log.error(
+            "batch quarantined",
+            batch=batch.name,
+            records=len(records),
+            attempts=attempts,
+            error=failure.error,
+        )
+        self._last_stream = batch.stream
+        self._last_batch = batch.name
+        health = _health(batch, counts, [], alerts, 0)
+        return self._emit(BatchResult(counts, [], alerts, dead, 0, health))
 
     def finish(self) -> BatchResult:
         """End of a local replay: settle pending rules, archive and emit what they raise."""
@@ -320,6 +412,13 @@ class Pipeline:
             )
         self._commit()
         return self._emit(BatchResult(Counts(), [], alerts, [], 0))
+
+    def _put_lines(
+        self, kind: str, hour: datetime | None, batch_name: str, lines: list[bytes]
+    ) -> list[ObjectEntry]:
+        if not lines:
+            return []
+        return [self.archive.put(object_name(kind, hour, batch_name), lines, derived=True)]
 
     def _put_derived(
         self,
@@ -380,9 +479,7 @@ class Pipeline:
         dead: list[DeadLetter],
     ) -> list[AccessEvent]:
         def reject(code: str, reason: str, category: str | None = None) -> None:
-            counts.dead_letters[code] += 1
-            counts.examples.setdefault(code, reason)
-            dead.append(
+            letter = _serialisable(
                 DeadLetter(
                     record_hash=raw.record_hash,
                     reason_code=code,
@@ -394,6 +491,9 @@ class Pipeline:
                     raw_record_ref=ref,
                 )
             )
+            counts.dead_letters[code] += 1
+            counts.examples.setdefault(code, letter.reason)
+            dead.append(letter)
 
         if raw.error_code is not None:
             counts.undecodable += 1
@@ -410,15 +510,19 @@ class Pipeline:
         try:
             normaliser = route(record)
             produced = normaliser.normalise(record, NormaliseContext(self.pseudonymizer, ref))
+            produced = [_serialisable(event) for event in produced]
         except RecordSkipped as skip:
             counts.skipped[skip.code] += 1
-            counts.examples.setdefault(skip.code, skip.reason)
+            counts.examples.setdefault(skip.code, without_surrogates(skip.reason))
             return []
         except RecordRejected as rejected:
             reject(rejected.code, rejected.reason, category)
             return []
         except ValidationError as exc:
             reject("invalid-field", _validation_reason(exc), category)
+            return []
+        except PydanticSerializationError:
+            reject("invalid-text", "a field cannot be written as JSON text", category)
             return []
         except Exception as exc:  # a normaliser bug must cost one record, not the batch
             name = getattr(normaliser, "name", "routing")
@@ -428,6 +532,35 @@ class Pipeline:
         counts.event_records += 1
         counts.events += len(produced)
         return produced
+
+
+@dataclass
+class _Derived:
+    """What one batch derives before any of it is archived."""
+
+    dead: list[DeadLetter] = field(default_factory=list)
+    events: list[AccessEvent] = field(default_factory=list)
+    arrivals: list[datetime | None] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    dead_lines: list[bytes] = field(default_factory=list)
+    event_lines: list[bytes] = field(default_factory=list)
+    alert_lines: list[bytes] = field(default_factory=list)
+
+
+_M = TypeVar("_M", AccessEvent, DeadLetter)
+
+
+def _serialisable(model: _M) -> _M:
+    """`model` once it serialises: a lone surrogate the envelope could not see (inside
+    JSON held in a string, such as `properties`) becomes U+FFFD (phiwatch/surrogates.py).
+    Raises PydanticSerializationError when that is not the cause."""
+    try:
+        model.to_json()  # cached: the archive writes these very bytes
+    except PydanticSerializationError:
+        repaired = type(model).model_validate(without_surrogates(model.model_dump()))
+        repaired.to_json()
+        return repaired
+    return model
 
 
 def _validation_reason(exc: ValidationError) -> str:
@@ -485,6 +618,7 @@ def _batch_hour(batch: Batch, records: list[RawRecord]) -> datetime | None:
             for key in ("time", "Time", "timestamp", "originalEventTimestamp"):
                 if key in record.value:
                     parsed = parse_time(record.value[key])
-                    if parsed is not None:
+                    # A record out of range is dead-lettered; it must not name the folder.
+                    if parsed is not None and in_event_range(parsed):
                         return parsed
     return None

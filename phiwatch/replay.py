@@ -11,7 +11,8 @@ from typing import Any
 from phiwatch.config import Settings
 from phiwatch.envelope import Body, InputError, discover, read_file_bodies
 from phiwatch.model import Alert
-from phiwatch.pipeline import Batch, Counts
+from phiwatch.pipeline import Batch, Counts, Pipeline
+from phiwatch.quarantine import BatchPoisoned
 from phiwatch.runtime import build_pipeline
 from phiwatch.sinks.local_files import LocalFileSink
 
@@ -64,6 +65,19 @@ def _batches(path: Path, batch_bodies: int) -> Iterator[Batch]:
         yield Batch(f"file-{digest}", first, first + len(chunk) - 1, chunk)
 
 
+def _process(pipeline: Pipeline, batch: Batch, path: Path, problems: list[str]) -> None:
+    """One batch; a poison batch is quarantined at once (a local retry would read the same
+    bytes with the same code) and the replay goes on with the next one."""
+    try:
+        pipeline.process(batch)
+    except BatchPoisoned as exc:
+        result = pipeline.quarantine(batch, exc, attempts=1)
+        problems.append(
+            f"{path}: bodies {batch.first}..{batch.last} failed ({exc.error}) and were set "
+            f"aside: {result.counts.records} record(s) dead-lettered as batch-quarantined"
+        )
+
+
 def replay(
     paths: list[Path],
     out_dir: Path,
@@ -83,7 +97,7 @@ def replay(
             undecodable_before = pipeline.totals.undecodable
             try:
                 for batch in _batches(path, batch_bodies):
-                    pipeline.process(batch)
+                    _process(pipeline, batch, path, problems)
             except InputError as exc:
                 problems.append(str(exc))
                 continue

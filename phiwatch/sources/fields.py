@@ -10,8 +10,46 @@ from typing import Any
 _FALLBACK_TIME_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S")
 
 
+# Event times phiwatch accepts: diagnostic logs exist since the 2010s, and an archive kept six
+# years (plus late replays) stays far inside 2100. Outside this range a time is a wrong clock
+# or a forged record; it must not reach datetime arithmetic (a window start before year 1, a
+# `.timestamp()` past 9999 raise), and an hour folder or watermark decades away helps nobody.
+EARLIEST_EVENT_TIME = datetime(2000, 1, 1, tzinfo=UTC)
+LATEST_EVENT_TIME = datetime(2100, 1, 1, tzinfo=UTC)
+_OUT_OF_RANGE = f"timestamp is outside {EARLIEST_EVENT_TIME:%Y-%m-%d}..{LATEST_EVENT_TIME:%Y-%m-%d}"
+# Epoch numbers above this are milliseconds (1e11 s is the year 5138).
+_EPOCH_MS_ABOVE = 1e11
+
+
+class TimeOutOfRange(ValueError):
+    """A value that reads as a time, outside EARLIEST_EVENT_TIME..LATEST_EVENT_TIME."""
+
+
 def parse_time(value: Any) -> datetime | None:
-    """ISO 8601 in its Azure variants (space separator, `Z`, 7-digit fractions) → aware UTC."""
+    """ISO 8601 in its Azure variants (space separator, `Z`, 7-digit fractions) → aware UTC.
+
+    None for anything that is not a time, or one Python cannot represent (year 0, 10**400,
+    9999-12-31 with a negative offset); never raises."""
+    try:
+        return _parse_time(value)
+    except TimeOutOfRange:
+        return None
+
+
+def parse_event_time(value: Any) -> datetime | None:
+    """`parse_time` for an event's own time: None when it is not a time, TimeOutOfRange when
+    it is one outside the accepted range (a dead-letter of its own, `time-out-of-range`)."""
+    parsed = _parse_time(value)
+    if parsed is not None and not in_event_range(parsed):
+        raise TimeOutOfRange(_OUT_OF_RANGE)
+    return parsed
+
+
+def in_event_range(when: datetime) -> bool:
+    return EARLIEST_EVENT_TIME <= when < LATEST_EVENT_TIME
+
+
+def _parse_time(value: Any) -> datetime | None:
     if isinstance(value, str):
         text = value.strip()
         if not text:
@@ -23,16 +61,26 @@ def parse_time(value: Any) -> datetime | None:
             if parsed is None:
                 return None
     elif isinstance(value, int | float) and not isinstance(value, bool):
-        seconds = value / 1000 if value > 1e11 else value  # epoch ms vs s
-        try:
-            return datetime.fromtimestamp(seconds, tz=UTC)
-        except (OverflowError, OSError, ValueError):
-            return None
+        return _from_epoch(value)
     else:
         return None
-    if parsed.tzinfo is None:
-        return parsed.replace(tzinfo=UTC)
-    return parsed.astimezone(UTC)
+    try:
+        if parsed.tzinfo is None:
+            return parsed.replace(tzinfo=UTC)
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00+05:00, 9999-12-31T23:00-05:00
+        raise TimeOutOfRange(_OUT_OF_RANGE) from None
+
+
+def _from_epoch(value: int | float) -> datetime:
+    # Compared before dividing: 10**400 / 1000 overflows a float, NaN compares false to all.
+    if not -_EPOCH_MS_ABOVE * 1000 <= value <= _EPOCH_MS_ABOVE * 1000:
+        raise TimeOutOfRange(_OUT_OF_RANGE)
+    seconds = value / 1000 if value > _EPOCH_MS_ABOVE else value  # epoch ms vs s
+    try:
+        return datetime.fromtimestamp(seconds, tz=UTC)
+    except (OverflowError, OSError, ValueError):
+        raise TimeOutOfRange(_OUT_OF_RANGE) from None
 
 
 def _parse_fallback(text: str) -> datetime | None:

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from phiwatch.sources.fields import normalise_ip, parse_time, to_str
+from phiwatch.sources.fields import TimeOutOfRange, normalise_ip, parse_event_time, to_str
 
 # Names under which services put the event time (SQL audit, Event Hubs logs, Activity raw).
 _TIME_KEYS = ("time", "timestamp", "originaleventtimestamp", "eventtimestamp", "eventtimestring")
@@ -146,7 +146,10 @@ class Record:
         value = self.get(*_TIME_KEYS)
         if value is None:
             raise RecordRejected("no-timestamp", "no timestamp")
-        parsed = parse_time(value)
+        try:
+            parsed = parse_event_time(value)
+        except TimeOutOfRange as exc:
+            raise RecordRejected("time-out-of-range", str(exc)) from None
         if parsed is None:
             raise RecordRejected("bad-timestamp", "timestamp is not a recognisable date/time")
         return parsed
