@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck
+from hypothesis import settings as settings_profiles
 
 from phiwatch.config import Settings
 from phiwatch.pseudonym import Pseudonymizer
@@ -54,3 +56,17 @@ def normalise(pseudonymizer: Pseudonymizer):
         return route(record).normalise(record, NormaliseContext(pseudonymizer, "raw/x#0"))
 
     return run
+
+
+# Property-based fuzz (tests/test_fuzz_pipeline.py): a budget that keeps `make test` quick;
+# `pytest --hypothesis-profile fuzz-long` digs deeper.
+settings_profiles.register_profile(
+    "phiwatch",
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+settings_profiles.register_profile(
+    "fuzz-long", parent=settings_profiles.get_profile("phiwatch"), max_examples=5000
+)
+settings_profiles.load_profile("phiwatch")

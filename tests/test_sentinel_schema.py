@@ -26,6 +26,7 @@ from phiwatch.archive.archive import IntegrityConflict
 from phiwatch.archive.integrity_alert import integrity_alert
 from phiwatch.cli import app
 from phiwatch.model import Alert
+from phiwatch.quarantine import quarantine_alert
 from phiwatch.rules.entities import ENTITY_IDENTIFIERS
 from phiwatch.rules.mitre import TACTICS, TECHNIQUE_TACTICS
 from phiwatch.schema import SYSTEM_COLUMNS, TABLES, by_table, table_columns, transform_kql
@@ -318,6 +319,8 @@ def test_rule_covers_every_phiwatch_detection(rule):
     integrity = integrity_alert(conflict, None)
     sources = [(cls.rule_id, cls.tactics, cls.techniques) for cls in detection_classes()]
     sources.append((integrity.rule_id, integrity.tactics, integrity.techniques))
+    quarantined = quarantine_alert("b", "raw/b", 1, "ValueError", 5, None)
+    sources.append((quarantined.rule_id, quarantined.tactics, quarantined.techniques))
     for rule_id, rule_tactics, rule_techniques in sources:
         assert set(rule_tactics) <= tactics, rule_id
         assert {t.split(".")[0] for t in rule_techniques} <= techniques, rule_id
