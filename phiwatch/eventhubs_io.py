@@ -38,6 +38,7 @@ from azure.identity import DefaultAzureCredential
 
 from phiwatch.envelope import Body, discover, read_file_bodies
 from phiwatch.eventhub_host import EventHubMessage
+from phiwatch.quarantine import BatchPoisoned
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -442,6 +443,24 @@ def describe_seqs(first: int | None, last: int | None) -> str:
     return f"seq {first}" if first == last else f"seq {first}-{last}"
 
 
+# A processor counts a poison batch's attempts in memory and quarantines it at its own limit
+# (PHIWATCH_POISON_BATCH_ATTEMPTS), so its retries happen here, in this process: stopping
+# would restart the count with the next run, and the batch would stop every run. This only
+# bounds a processor that has no limit of its own.
+MAX_POISON_RETRIES = 100
+
+
+def _process(
+    processor: BatchProcessor, hub: str, messages: Sequence[EventHubMessage]
+) -> BatchResult:
+    for _ in range(MAX_POISON_RETRIES):
+        try:
+            return processor.process(hub, messages)
+        except BatchPoisoned:
+            continue
+    return processor.process(hub, messages)
+
+
 def consume(
     source: ConsumerSource,
     processor: BatchProcessor,
@@ -461,7 +480,7 @@ def consume(
         if not messages:  # max_wait_time passed with nothing new: nothing to checkpoint
             return
         try:
-            result = processor.process(source.hub, messages)
+            result = _process(processor, source.hub, messages)
         except Exception as exc:
             log.error(
                 "batch failed; not checkpointed, stopping so it is received again",

@@ -361,3 +361,34 @@ def test_a_quarantine_alert_is_timed_by_the_batch_not_by_the_clock(tmp_path, eng
         pipeline.process(batch)
     result = pipeline.quarantine(batch, failure.value, attempts=1)
     assert result.alerts[0].last_event_time == records.at(0)
+
+
+class OneBatchSource:
+    """A ConsumerSource delivering one partition's batch once (no checkpoint store needed)."""
+
+    hub = "diagnostics"
+
+    def __init__(self, messages: list[EventHubMessage]) -> None:
+        self.messages = messages
+        self.checkpointed: list[int | None] = []
+
+    def receive(self, on_batch) -> None:
+        on_batch("0", self.messages)
+
+    def checkpoint(self, partition_id, last_event) -> None:
+        self.checkpointed.append(last_event.sequence_number)
+
+    def stop(self) -> None:
+        pass
+
+
+def test_the_standalone_consumer_quarantines_instead_of_stopping_every_run(tmp_path, engine_bug):
+    from phiwatch.eventhubs_io import consume
+
+    processor = EventHubBatchProcessor(
+        Settings(archive_dir=tmp_path / "archive", poison_batch_attempts=3), sinks=[]
+    )
+    source = OneBatchSource(messages(body_of(json.dumps(records.fhir(0, oid=POISON_ACTOR))), 4))
+    report = consume(source, processor)
+    assert source.checkpointed == [4]
+    assert (report.batches, report.dead_letters) == (1, 1)
