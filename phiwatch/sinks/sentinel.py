@@ -30,7 +30,9 @@ there): azure-core's stock policy does not retry a POST on 408/502, on 429 witho
 Retry-After, or on a connection error, and it sleeps whatever Retry-After says.
 
 Delivery is at-least-once and not ordered: an older version of an alert can arrive after a
-newer one (it waited in the outbox). Consumers dedupe (EventUid, AlertId, Batch).
+newer one (it waited in the outbox). Every row carries a `RowId` (phiwatch.schema.row_id, a
+digest of its content): a row sent twice has one RowId, so consumers dedupe on it
+(`summarize arg_max(_TimeReceived, *) by RowId`), and on AlertId for an alert's latest version.
 
 Logs carry counts, stream names and status codes only: never row content (PHI), never the
 service's error message (it can quote the rows).
@@ -52,7 +54,7 @@ from azure.monitor.ingestion import LogsIngestionClient
 
 from phiwatch.model import AccessEvent, Alert, BatchHealth
 from phiwatch.pipeline import BatchResult
-from phiwatch.schema import TABLES, spec_for, wire_row
+from phiwatch.schema import ROW_ID, TABLES, row_id, spec_for, wire_row
 from phiwatch.sinks.outbox import Outbox, OutboxEntry
 
 log = structlog.get_logger("phiwatch.sinks.sentinel")
@@ -171,23 +173,27 @@ class _Outcome:
 class _Failure:
     kind: str  # "transient" (block all), "stream" (block this stream), "permanent", "too_large"
     label: str  # "HTTP 503", "HTTP 400 InvalidStream", "ServiceRequestError": safe to log
-    detail: str  # the service's message: may quote rows, so only for rejected/ entries
 
 
 def _classify(error: BaseException) -> _Failure:
     status = getattr(error, "status_code", None)
     if isinstance(error, HttpResponseError) and isinstance(status, int):
         code = getattr(getattr(error, "error", None), "code", None)
-        label = f"HTTP {status}" + (f" {code}" if code else "")
-        message = getattr(getattr(error, "error", None), "message", None) or error.reason or ""
+        # The service's message is never kept: a 400's can echo row content.
+        label = f"HTTP {status}" + (f" {code}" if _is_code(code) else "")
         if status == 413:
-            return _Failure("too_large", label, message)
+            return _Failure("too_large", label)
         if status == 400:
-            return _Failure("permanent", label, message)
+            return _Failure("permanent", label)
         if status == 404:
-            return _Failure("stream", label, message)
-        return _Failure("transient", label, message)
-    return _Failure("transient", type(error).__name__, "")
+            return _Failure("stream", label)
+        return _Failure("transient", label)
+    return _Failure("transient", type(error).__name__)
+
+
+def _is_code(code: object) -> bool:
+    """An error code is an identifier ("InvalidStream"), never free text."""
+    return isinstance(code, str) and 0 < len(code) <= 64 and code.isascii() and code.isalnum()
 
 
 def json_size(row: Mapping[str, Any]) -> int:
@@ -330,7 +336,9 @@ class SentinelSink:
 
     def _redeliver(self, entry: OutboxEntry, report: DeliveryReport) -> None:
         stream = entry.stream
-        outcome = self._send(stream, entry.rows, report.blocked)
+        # Rows queued before RowId existed get the one they would have had.
+        rows = [r if ROW_ID in r else {**r, ROW_ID: row_id(r)} for r in entry.rows]
+        outcome = self._send(stream, rows, report.blocked)
         self._count(self.delivered_rows, report.rows_delivered, stream, outcome.delivered)
         whole_entry_rejected = (
             len(outcome.rejected) == 1
@@ -427,8 +435,9 @@ class SentinelSink:
                     queue.appendleft(failed[half:])
                     queue.appendleft(failed[:half])
                 elif failure.kind in ("too_large", "permanent"):
-                    reason = f"{failure.label}: {failure.detail}".rstrip(": ")
-                    outcome.rejected.append((failed, reason))
+                    # Status and error code only: the service's message can quote the rows
+                    # (PHI), and rejected/ is read by people re-driving them.
+                    outcome.rejected.append((failed, failure.label))
                     log.error(
                         "sentinel rejected rows",
                         stream=stream,
