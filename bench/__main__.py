@@ -13,7 +13,7 @@ from typing import Any
 
 from rich.console import Console
 
-from bench import memory, report
+from bench import memory, report, volume
 from bench.corpus import (
     FIRST_SEED,
     CorpusSpec,
@@ -36,6 +36,7 @@ FULL = {
     "records_rss": 1_000_000,
     "actors": 100_000,
     "latency_batches": {100: 200, 1000: 200},
+    "records_volume": 3_000_000,
 }
 QUICK = {
     "stage_records": 4_000,
@@ -43,6 +44,7 @@ QUICK = {
     "records_rss": 40_000,
     "actors": 2_000,
     "latency_batches": {100: 20, 1000: 5},
+    "records_volume": 20_000,
 }
 NOTES = [
     "A batch is one Functions invocation: N Event Hub events (bodies of 1-40 records each), "
@@ -64,6 +66,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         default=None,
         metavar="N",
         help="records in the peak-RSS run (default 1,000,000; --quick 40,000)",
+    )
+    p.add_argument(
+        "--records-volume",
+        type=int,
+        default=None,
+        metavar="N",
+        help="records in the volume run (default 3,000,000; --quick 20,000)",
     )
     p.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     p.add_argument(
@@ -90,6 +99,8 @@ def run(args: argparse.Namespace, console: Console, scratch: Path) -> dict[str, 
     cfg = dict(QUICK if args.quick else FULL)
     if args.records_rss is not None:
         cfg["records_rss"] = args.records_rss
+    if args.records_volume is not None:
+        cfg["records_volume"] = args.records_volume
     clock = time.perf_counter()
 
     def step(text: str) -> None:
@@ -122,6 +133,8 @@ def run(args: argparse.Namespace, console: Console, scratch: Path) -> dict[str, 
             "sample_every": max(cfg["records_rss"] // 20, 1000),
         },
     )
+    step(f"volume: {cfg['records_volume']:,} records through one pipeline (subprocess)")
+    m["volume"] = volume.measure({"records": cfg["records_volume"]})
 
     batch_list = list(batches(read_messages(stage_dir)))
     raw = raw_sizes(batch_list)

@@ -23,6 +23,8 @@ TARGETS = {  # summary key: (comparison, target, unit)
     # "State must stay bounded as the stream goes on": what is left once event time has
     # moved past window + lateness, as a share of the state with every actor active.
     "state_left_after_expiry": ("<=", 0.01, "x active"),
+    # No cliff at hospital volume: the last tenth of a >= 3 M-record run as fast as the first.
+    "volume_last_to_first_ratio": (">=", 0.8, "x first tenth"),
 }
 
 
@@ -93,6 +95,14 @@ def summarise(m: dict[str, Any]) -> dict[str, float]:
         ),
         "state_bytes_after_expiry_traced": state["traced"]["after_expiry"]["held_bytes"],
         "rss_run_max_state_after_first_day": rss["max_state_size_after_first_day"],
+    }
+    vol = m["volume"]
+    out |= {
+        "volume_records": vol["records"],
+        "volume_first_tenth_records_per_s": vol["first_tenth_records_per_s"],
+        "volume_last_tenth_records_per_s": vol["last_tenth_records_per_s"],
+        "volume_last_to_first_ratio": vol["last_to_first_ratio"],
+        "volume_peak_rss_mb": vol["peak_rss_mb"],
     }
     two = m["two_stage"]
     out["normalize_forwarding_records_per_s"] = two["normalize_forwarding"]["records_per_s"]

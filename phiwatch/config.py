@@ -72,6 +72,14 @@ class Settings(BaseSettings):
     outbox_url: str | None = None
     outbox_dir: Path | None = None
     outbox_connection_string: SecretStr | None = None
+    # Time Sentinel delivery may take per batch, outbox backlog and new rows together: what
+    # does not go out in time waits in the outbox, so a slow or hanging Sentinel never holds
+    # up the archive path (issue #12). The outbox holds at most `outbox_max_entries` pending
+    # entries (beyond, new rows are refused, counted and logged: the archive holds them);
+    # past `outbox_backlog_alert_entries` an `outbox-backlog` alert is raised once an hour.
+    sentinel_seconds_per_batch: float = Field(default=5.0, gt=0)
+    outbox_max_entries: int = Field(default=20_000, ge=1)
+    outbox_backlog_alert_entries: int = Field(default=1_000, ge=1)
 
     # Two-stage scaling (README "Scaling"): with a phi-events hub, `normalize` publishes every
     # event there keyed by its routing key and `detect` runs the detections, keeping state per

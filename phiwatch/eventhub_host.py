@@ -38,10 +38,20 @@ from phiwatch.detect.state_store import (
 from phiwatch.envelope import Body
 from phiwatch.event_publisher import EventHubsPublisher
 from phiwatch.logs import configure_logging
-from phiwatch.pipeline import Batch, BatchResult, Counts, Forwarder, Pipeline, Sink
+from phiwatch.pipeline import (
+    Batch,
+    BatchResult,
+    Counts,
+    Forwarder,
+    Pipeline,
+    Sink,
+    archive_alerts,
+    emit_to,
+)
 from phiwatch.quarantine import BatchPoisoned, PoisonAttempts
 from phiwatch.rules.scheduled import ScheduledRules, backends_from
 from phiwatch.runtime import build_archive, build_detector, build_pipeline
+from phiwatch.sinks.backlog_alert import backlog_alert, hour_of
 from phiwatch.sinks.outbox import BlobOutbox, LocalOutbox, Outbox, OutboxError
 from phiwatch.sinks.sentinel import DeliveryReport, SentinelSink, sentinel_sink_from
 
@@ -93,6 +103,7 @@ class EventHubBatchProcessor:
         self._pipeline: Pipeline = build_pipeline(
             settings, archive_store(settings), self._sinks, forwarder
         )
+        self._backlog_alert_entries = settings.outbox_backlog_alert_entries
         # The Python worker runs sync functions on a thread pool, so two partitions can be
         # processed at once; the pipeline's state is not thread-safe.
         self._lock = threading.Lock()
@@ -131,13 +142,31 @@ class EventHubBatchProcessor:
         return total
 
     def deliver_outbox(self) -> DeliveryReport | None:
-        """For the timer: send what Sentinel did not take yet, oldest first."""
+        """For the timer: send what Sentinel did not take yet, oldest first, within the
+        sink's entry and time budget. Not under the batch lock: a backlog of hours must not
+        hold up the archive path (the sink is thread-safe; a batch's emit leaves the
+        backlog to this drain). Past the threshold, an `outbox-backlog` alert."""
         if self.sentinel is None:
             return None
-        with self._lock:
-            report = self.sentinel.deliver_outbox()
+        report = self.sentinel.deliver_outbox()
         log.info("outbox delivery", **report.as_dict())
+        if report.remaining is not None and report.remaining >= self._backlog_alert_entries:
+            self._raise_backlog_alert(report.remaining)
         return report
+
+    def _raise_backlog_alert(self, pending: int) -> None:
+        assert self.sentinel is not None
+        now = datetime.now(UTC)
+        alert = backlog_alert(
+            self.sentinel.outbox.location, pending, self._backlog_alert_entries, now
+        )
+        log.error("outbox backlog", pending=pending, threshold=self._backlog_alert_entries)
+        # Named by hour and count: create-only, and a recount in the same hour is a new
+        # object (a new version of the hour's AlertId), never a clash with the last one.
+        batch = f"outbox-backlog-{hour_of(now):%Y%m%dT%H}-{pending}"
+        with self._lock:  # the archive's chains are the batches' too
+            archive_alerts(self._pipeline.archive, stream="outbox", batch=batch, alerts=[alert])
+        emit_to(self._sinks, BatchResult(Counts(), [], [alert], [], 0))
 
     def _process_one(self, hub: str, partition: str, batch: Batch) -> BatchResult:
         try:
@@ -267,7 +296,12 @@ def sentinel_sink(settings: Settings) -> SentinelSink | None:
         "health": settings.dcr_health_stream,
     }
     return sentinel_sink_from(
-        settings.dcr_endpoint, settings.dcr_immutable_id, outbox(settings), streams=streams
+        settings.dcr_endpoint,
+        settings.dcr_immutable_id,
+        outbox(settings),
+        streams=streams,
+        max_seconds_per_emit=settings.sentinel_seconds_per_batch,
+        max_outbox_entries=settings.outbox_max_entries,
     )
 
 

@@ -25,6 +25,7 @@ from pydantic_core import PydanticSerializationError
 
 from phiwatch.archive.archive import Archive, ObjectEntry, object_name
 from phiwatch.archive.integrity_alert import integrity_alert
+from phiwatch.dedupe import DEDUPE_HORIZON_SECONDS, SeenUids
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.envelope import MAX_RECORD_BYTES, Body, RawRecord, decode_body
 from phiwatch.model import AccessEvent, Alert, BatchHealth, DeadLetter
@@ -36,11 +37,6 @@ from phiwatch.sources.fields import in_event_range, parse_time
 from phiwatch.surrogates import without_surrogates
 
 log = structlog.get_logger("phiwatch.pipeline")
-
-# Redeliveries arrive within minutes; remember EventUids this long in event time, and no
-# more than this many, so the dedupe set stays bounded.
-DEDUPE_HORIZON_SECONDS = 3600.0
-DEDUPE_MAX_ENTRIES = 500_000
 
 
 class Sink(Protocol):
@@ -168,46 +164,6 @@ class BatchResult:
     health: BatchHealth | None = None  # None for the alerts settled when a replay ends
 
 
-class _SeenUids:
-    """EventUids seen recently, for dropping at-least-once duplicates.
-
-    Uids a batch adds stay pending until the batch commits (then they are stamped with the
-    watermark, which is unknown while a stream's first batch is read) or rolls back (a
-    failed batch must not make its own retry look like a duplicate). A uid is let go once
-    event time has moved a horizon past its stamp.
-    """
-
-    def __init__(self) -> None:
-        self._seen: dict[str, float] = {}  # insertion order is arrival order
-        self._pending: list[str] = []
-
-    def check_and_add(self, uid: str) -> bool:
-        """True when `uid` was already seen."""
-        if uid in self._seen:
-            return True
-        self._seen[uid] = float("inf")
-        self._pending.append(uid)
-        return False
-
-    def rollback(self) -> None:
-        for uid in self._pending:
-            self._seen.pop(uid, None)
-        self._pending.clear()
-
-    def commit(self, now: float, expire_before: float) -> None:
-        for uid in self._pending:
-            self._seen[uid] = now
-        self._pending.clear()
-        while self._seen:
-            uid, when = next(iter(self._seen.items()))
-            if when >= expire_before and len(self._seen) <= DEDUPE_MAX_ENTRIES:
-                break
-            del self._seen[uid]
-
-    def __len__(self) -> int:
-        return len(self._seen)
-
-
 class Pipeline:
     def __init__(
         self,
@@ -230,7 +186,7 @@ class Pipeline:
         self.archive = archive
         self.sinks = list(sinks)
         self.max_record_bytes = max_record_bytes
-        self.seen = _SeenUids()
+        self.seen = SeenUids()
         self.totals = Counts()
         self.alert_ids: dict[str, str] = {}  # AlertId → RuleId, for distinct counts
         self.sink_failures = 0

@@ -6,8 +6,11 @@ a test fails when the committed infra drifts from the models.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
@@ -60,6 +63,15 @@ TABLES: tuple[TableSpec, ...] = (
     ),
 )
 
+# An idempotency key on every row the sink sends: a digest of the row's own content, so a
+# row sent twice (a kill between an accepted upload and the outbox delete, two instances
+# draining one outbox) has one RowId, and rows that differ in anything (another event of
+# the same record, another version of an alert) have different ones. Not a model field: the
+# archive and the models do not change, the sink adds it. Dedupe in KQL with
+# `summarize arg_max(_TimeReceived, *) by RowId` (infra/sentinel/README.md).
+ROW_ID = "RowId"
+_ROW_ID_COLUMN = {"name": ROW_ID, "type": "string"}
+
 # Columns Log Analytics adds to every table (for KQL schemas, not for ingestion).
 SYSTEM_COLUMNS = (("TenantId", "string"), ("Type", "string"), ("_ResourceId", "string"))
 
@@ -103,7 +115,7 @@ def stream_columns(spec: TableSpec) -> list[dict[str, str]]:
     """Columns of the DCR input stream: the model's wire names as the sink sends them (the
     constant columns are added by the transform instead)."""
     constants = dict(spec.constants)
-    return [c for c in _model_columns(spec) if c["name"] not in constants]
+    return [c for c in _model_columns(spec) if c["name"] not in constants] + [_ROW_ID_COLUMN]
 
 
 def table_columns(spec: TableSpec) -> list[dict[str, str]]:
@@ -112,7 +124,7 @@ def table_columns(spec: TableSpec) -> list[dict[str, str]]:
     columns = [{**c, "name": renames.get(c["name"], c["name"])} for c in _model_columns(spec)]
     if not any(c["name"] == "TimeGenerated" for c in columns):
         columns.insert(0, {"name": "TimeGenerated", "type": "datetime"})
-    return columns
+    return [*columns, dict(_ROW_ID_COLUMN)]
 
 
 def transform_kql(spec: TableSpec) -> str:
@@ -129,9 +141,20 @@ def transform_kql(spec: TableSpec) -> str:
 
 def wire_row(spec: TableSpec, model: BaseModel) -> dict[str, Any]:
     """The row the sink sends: the model's wire form without nulls (a missing column is null
-    in Log Analytics anyway) and without the constants the transform adds."""
+    in Log Analytics anyway) and without the constants the transform adds, plus its RowId."""
     skip = dict(spec.constants)
-    return {k: v for k, v in model.to_wire().items() if v is not None and k not in skip}  # type: ignore[attr-defined]
+    row = {k: v for k, v in model.to_wire().items() if v is not None and k not in skip}  # type: ignore[attr-defined]
+    row[ROW_ID] = row_id(row)
+    return row
+
+
+def row_id(row: Mapping[str, Any]) -> str:
+    """The RowId of a wire row: SHA-256 (128 bits, hex) of its canonical JSON without RowId.
+    The same for the row as sent and as read back from the outbox (a JSON round trip), so a
+    row queued before RowId existed gets the RowId it would have had."""
+    content = {k: v for k, v in row.items() if k != ROW_ID}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("ascii")).hexdigest()[:32]
 
 
 def spec_for(model: BaseModel) -> TableSpec:

@@ -17,7 +17,9 @@ the real `LogsIngestionClient` sends it (azure-formats.md §5, local-azure.md §
 
 Fault injection: `fail_next(status, count, headers)` queues scripted answers (429 with
 Retry-After, 503, 400, ...) consumed by the next ingestion requests, and `outage(True)` answers
-503 to everything until `outage(False)`. Every request is recorded (`requests`).
+503 to everything until `outage(False)`. `hang(True)` makes every request wait without an
+answer (an endpoint that accepts and never replies) until `hang(False)` or stop, then answer
+503. Every request is recorded (`requests`) once answered; `arrivals` counts them on arrival.
 
 Fixture: `logs_ingestion` (function scope) — a started stand-in for one random DCR id
 declaring the three phiwatch streams; stopped afterwards.
@@ -191,6 +193,9 @@ class LogsIngestionStandIn:
         self.requests: list[RecordedRequest] = []
         self._faults: deque[_Scripted] = deque()
         self._outage = False
+        self._hanging = False
+        self._release = threading.Event()
+        self.arrivals = 0
         self._lock = threading.Lock()
         self.cert_file, self.key_file = make_certificate(workdir)
         self._server: ThreadingHTTPServer | None = None
@@ -224,6 +229,15 @@ class LogsIngestionStandIn:
         """While on, every request gets 503 ServiceUnavailable."""
         with self._lock:
             self._outage = on
+
+    def hang(self, on: bool) -> None:
+        """While on, requests wait unanswered; switching off (or stop) releases them."""
+        with self._lock:
+            self._hanging = on
+            if on:
+                self._release.clear()
+            else:
+                self._release.set()
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -269,6 +283,7 @@ class LogsIngestionStandIn:
         return self
 
     def stop(self) -> None:
+        self.hang(False)
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -284,6 +299,12 @@ class LogsIngestionStandIn:
             self.requests.append(request)
 
     def _next_fault(self) -> _Scripted | None:
+        with self._lock:
+            self.arrivals += 1
+            hanging = self._hanging
+        if hanging:
+            self._release.wait(120)
+            return _Scripted(503, {}, None)
         with self._lock:
             if self._outage:
                 return _Scripted(503, {}, None)

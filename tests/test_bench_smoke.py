@@ -39,6 +39,11 @@ MEASURES = (
     "incidents_detected",
     "detection_max_batches_after_trigger",
     "detection_max_records_after_trigger",
+    "volume_records",
+    "volume_first_tenth_records_per_s",
+    "volume_last_tenth_records_per_s",
+    "volume_last_to_first_ratio",
+    "volume_peak_rss_mb",
 )
 
 
@@ -65,5 +70,8 @@ def test_quick_bench_reports_every_measure(tmp_path: Path) -> None:
         assert isinstance(check["pass"], bool), name
     incidents = result["measures"]["detection_latency"]["incidents"]
     assert len(incidents) == result["summary"]["incidents_total"] > 0
+    volume = result["measures"]["volume"]
+    assert len(volume["tenths"]) == 10 and volume["accounted"]
+    assert sum(t["records"] for t in volume["tenths"]) == volume["records"]
     machine = result["machine"]
     assert machine["cpu_count"] and machine["python"] and machine["platform"]

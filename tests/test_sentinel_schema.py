@@ -85,7 +85,7 @@ def test_schema_check_passes_on_the_committed_file_and_fails_on_drift(tmp_path):
     path.write_text(json.dumps(stale), encoding="utf-8")
     drift = runner.invoke(app, ["schema", "-f", "bicep-json", "--out", str(path), "--check"])
     assert drift.exit_code == 1
-    assert "column RawRecordRef added" in drift.output
+    assert "column RowId added" in drift.output
     assert json.loads(path.read_text(encoding="utf-8")) == stale  # --check never writes
 
 

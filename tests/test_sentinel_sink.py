@@ -483,8 +483,23 @@ def test_schema_mismatch_from_the_stand_in_is_rejected(logs_ingestion, credentia
     sink.emit(result([event(1)], [alert(1)]))
     assert [r.status for r in logs_ingestion.ingest_requests()] == [204, 400]
     (rejected,) = outbox.rejected()
-    assert "column 'AlertId' is not declared" in rejected.reason
+    assert rejected.reason == "HTTP 400 InvalidStream"  # the service's text is not kept
     assert rejected.rows == [as_json(alert(1))]
+
+
+def test_rejected_keeps_status_and_code_never_the_service_text(
+    logs_ingestion, credential, tmp_path
+):
+    """A 400's message can quote row content (PHI): rejected/ keeps status and error code."""
+    outbox = LocalOutbox(tmp_path / "outbox")
+    sink = make_sink(logs_ingestion, outbox, credential)
+    echo = "row 0: 'ECHOED-MRN-99812' is not valid for column Object"
+    logs_ingestion.fail_next(400, body={"error": {"code": "InvalidStream", "message": echo}})
+    sink.emit(result([event(1)]))
+    (rejected,) = outbox.rejected()
+    assert rejected.reason == "HTTP 400 InvalidStream"
+    stored = b"".join(gzip.decompress(p.read_bytes()) for p in (tmp_path / "outbox").rglob("*.gz"))
+    assert b"ECHOED-MRN-99812" not in stored and b"is not valid" not in stored
 
 
 def test_a_row_over_the_limit_is_rejected_without_being_sent(logs_ingestion, credential, tmp_path):
@@ -670,3 +685,57 @@ def test_outage_loses_nothing(outbox, logs_ingestion, credential, tmp_path, log_
 
     assert_no_phi(log_stream.getvalue(), _phi_in(tmp_path / "gen" / "logs"))
     assert "sentinel ingestion failed" in log_stream.getvalue()
+
+
+# ------------------------------------------------------------------------------ RowId
+
+
+class CrashingDone:
+    """An outbox whose first `done` dies, as a kill between an accepted upload and the
+    delete would: the entry stays pending and is sent again."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self.inner = outbox
+        self.crashes = 1
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def done(self, entry: Any) -> None:
+        if self.crashes:
+            self.crashes -= 1
+            raise KeyboardInterrupt("killed after the upload was accepted")
+        self.inner.done(entry)
+
+
+def test_a_row_sent_twice_keeps_its_row_id(logs_ingestion, credential, tmp_path):
+    outbox = CrashingDone(LocalOutbox(tmp_path / "outbox"))
+    sink = make_sink(logs_ingestion, outbox, credential, max_outbox_entries_per_emit=0)
+    final = alert(1, severity="High", event_count=300)
+    models = [event(1), event(2), alert(1), final]
+    logs_ingestion.outage(True)
+    sink.emit(result(models[:2], models[2:3]))
+    sink.emit(result(alerts=[final]))
+    logs_ingestion.outage(False)
+    with pytest.raises(KeyboardInterrupt):
+        sink.deliver_outbox()  # the first entry is accepted, then the process dies
+    sink.deliver_outbox()  # after the restart: that entry is sent again
+
+    events, alerts = logs_ingestion.rows(EVENTS), logs_ingestion.rows(ALERTS)
+    assert len(events) == 4  # the duplicates the kill causes
+    ids = Counter(r["RowId"] for r in events + alerts)
+    assert sorted(ids.values()) == [1, 1, 2, 2]
+    deduped = {r["RowId"]: r for r in events + alerts}
+    assert sorted(deduped.values(), key=json.dumps) == sorted(map(as_json, models), key=json.dumps)
+    # Two versions of one alert are two rows; so are two events of one record.
+    assert len({r["RowId"] for r in alerts}) == 2
+    twins = [event(7, object=f"{FHIR_URI}/{kind}") for kind in ("Observation", "Condition")]
+    assert len({as_json(t)["RowId"] for t in twins}) == 2
+
+
+def test_a_row_queued_before_row_id_gets_the_same_row_id(logs_ingestion, credential, tmp_path):
+    outbox = LocalOutbox(tmp_path / "outbox")
+    legacy = {k: v for k, v in as_json(event(1)).items() if k != "RowId"}
+    outbox.add(EVENTS, [legacy])
+    make_sink(logs_ingestion, outbox, credential).deliver_outbox()
+    assert logs_ingestion.rows(EVENTS) == [as_json(event(1))]

@@ -30,8 +30,10 @@ import contextlib
 import gzip
 import json
 import os
+import threading
+import time
 import uuid
-from collections.abc import Container, Iterator
+from collections.abc import Container, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -49,6 +51,9 @@ _SUFFIX = ".json.gz"
 _TS_FORMAT = "%Y%m%dT%H%M%S.%f"
 _TS_LEN = len("20240101T000000.000000")
 _UUID_LEN = 32
+# pending_estimate() lists the pending entries again after this long: other instances add
+# and deliver entries too, so the count kept between listings drifts.
+COUNT_REFRESH_SECONDS = 300.0
 
 
 class OutboxError(Exception):
@@ -87,7 +92,14 @@ class Outbox(Protocol):
         iterating). Entries deleted meanwhile (another instance) are passed over."""
         ...
 
-    def pending_count(self) -> int: ...
+    def pending_count(self) -> int:
+        """Pending entries, counted now (one listing)."""
+        ...
+
+    def pending_estimate(self) -> int:
+        """Pending entries without a listing per call: the last count, kept up to date with
+        this instance's own adds and deletes, recounted every COUNT_REFRESH_SECONDS."""
+        ...
 
     def done(self, entry: OutboxEntry) -> None:
         """Delivered: delete the entry (a missing entry is fine)."""
@@ -182,6 +194,22 @@ class _ObjectOutbox:
     def _names(self, prefix: str) -> list[str]:  # sorted
         raise NotImplementedError
 
+    def _iter_names(self, prefix: str) -> Iterable[str]:  # sorted, as lazily as it can
+        return self._names(prefix)
+
+    # -- the pending count --------------------------------------------------------------------
+
+    _count: int | None = None
+    _counted_at = 0.0
+
+    def _init_count(self) -> None:
+        self._count_lock = threading.Lock()
+
+    def _adjust(self, delta: int) -> None:
+        with self._count_lock:
+            if self._count is not None:
+                self._count = max(self._count + delta, 0)
+
     # -- protocol ---------------------------------------------------------------------------
 
     def add(
@@ -198,9 +226,12 @@ class _ObjectOutbox:
         first_failed = first_failed or datetime.now(UTC)
         name = entry_name(PENDING, stream, first_failed)
         self._write(name, _encode(_document(stream, rows, attempts, first_failed, last_error)))
+        self._adjust(+1)
 
     def _entries(self, prefix: str, skip_streams: Container[str] = ()) -> Iterator[OutboxEntry]:
-        for name in self._names(prefix):
+        # Names one page at a time where the backend can: a drain that stops after ten
+        # entries must not list thousands.
+        for name in self._iter_names(prefix):
             stream = stream_of(name)
             if stream is None or stream in skip_streams:
                 continue
@@ -213,13 +244,24 @@ class _ObjectOutbox:
         return self._entries(PENDING, skip_streams)
 
     def pending_count(self) -> int:
-        return sum(1 for name in self._names(PENDING) if stream_of(name) is not None)
+        count = sum(1 for name in self._names(PENDING) if stream_of(name) is not None)
+        with self._count_lock:
+            self._count, self._counted_at = count, time.monotonic()
+        return count
+
+    def pending_estimate(self) -> int:
+        with self._count_lock:
+            count, fresh = self._count, time.monotonic() - self._counted_at
+        if count is None or fresh > COUNT_REFRESH_SECONDS:
+            return self.pending_count()
+        return count
 
     def rejected(self) -> Iterator[OutboxEntry]:
         return self._entries(REJECTED)
 
     def done(self, entry: OutboxEntry) -> None:
         self._delete(entry.name)
+        self._adjust(-1)
 
     def retry_later(self, entry: OutboxEntry, attempts: int, last_error: str | None = None) -> None:
         doc = _document(entry.stream, entry.rows, attempts, entry.first_failed, last_error)
@@ -253,6 +295,7 @@ class _ObjectOutbox:
         self._write(name, _encode(doc))
         if isinstance(entry_or_rows, OutboxEntry):
             self._delete(entry_or_rows.name)
+            self._adjust(-1)
 
 
 class LocalOutbox(_ObjectOutbox):
@@ -262,6 +305,7 @@ class LocalOutbox(_ObjectOutbox):
     def __init__(self, directory: Path) -> None:
         self.root = Path(directory)
         self.location = str(self.root)
+        self._init_count()
         for prefix in (PENDING, REJECTED):
             (self.root / prefix).mkdir(parents=True, exist_ok=True)
 
@@ -303,6 +347,7 @@ class BlobOutbox(_ObjectOutbox):
     def __init__(self, container: ContainerClient, *, check_container: bool = True) -> None:
         self.container = container
         self.location = container.url
+        self._init_count()
         if check_container:
             self._check()
 
@@ -361,3 +406,7 @@ class BlobOutbox(_ObjectOutbox):
 
     def _names(self, prefix: str) -> list[str]:
         return sorted(self.container.list_blob_names(name_starts_with=prefix))
+
+    def _iter_names(self, prefix: str) -> Iterable[str]:
+        # Blob listings come in name order, a page (up to 5,000 names) per request.
+        return self.container.list_blob_names(name_starts_with=prefix)

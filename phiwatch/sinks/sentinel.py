@@ -30,7 +30,9 @@ there): azure-core's stock policy does not retry a POST on 408/502, on 429 witho
 Retry-After, or on a connection error, and it sleeps whatever Retry-After says.
 
 Delivery is at-least-once and not ordered: an older version of an alert can arrive after a
-newer one (it waited in the outbox). Consumers dedupe (EventUid, AlertId, Batch).
+newer one (it waited in the outbox). Every row carries a `RowId` (phiwatch.schema.row_id, a
+digest of its content): a row sent twice has one RowId, so consumers dedupe on it
+(`summarize arg_max(_TimeReceived, *) by RowId`), and on AlertId for an alert's latest version.
 
 Logs carry counts, stream names and status codes only: never row content (PHI), never the
 service's error message (it can quote the rows).
@@ -39,9 +41,10 @@ service's error message (it can quote the rows).
 from __future__ import annotations
 
 import json
+import threading
 import time
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -52,7 +55,7 @@ from azure.monitor.ingestion import LogsIngestionClient
 
 from phiwatch.model import AccessEvent, Alert, BatchHealth
 from phiwatch.pipeline import BatchResult
-from phiwatch.schema import TABLES, spec_for, wire_row
+from phiwatch.schema import ROW_ID, TABLES, row_id, spec_for, wire_row
 from phiwatch.sinks.outbox import Outbox, OutboxEntry
 
 log = structlog.get_logger("phiwatch.sinks.sentinel")
@@ -67,10 +70,24 @@ DEFAULT_STREAMS: dict[str, str] = {
     for kind, model in (("events", AccessEvent), ("alerts", Alert), ("health", BatchHealth))
 }
 
-# Outbox entries delivered per emit(), so a batch is not held up by hours of backlog; the
-# timer function drains the rest with deliver_outbox().
+# A slow Sentinel must never hold up the archive path: one emit() (a batch) takes at most
+# this long, outbox backlog and new rows together. Every request gets what is left of it as
+# its timeout, and what has not gone out when it is spent goes to the outbox (nothing is lost,
+# the timer sends it). With azure-core's stock settings a hanging endpoint held each
+# invocation for 60 s (the read timeout) per attempt.
+DEFAULT_SECONDS_PER_EMIT = 5.0
+# Of that, outbox entries delivered per emit(), so a batch is not held up by hours of
+# backlog; the timer function drains the rest with deliver_outbox(), which has its own budget.
 DEFAULT_OUTBOX_ENTRIES_PER_EMIT = 10
-DEFAULT_OUTBOX_SECONDS_PER_EMIT = 30.0
+DEFAULT_OUTBOX_SECONDS_PER_EMIT = 2.0
+DEFAULT_DELIVER_ENTRIES = 500
+DEFAULT_DELIVER_SECONDS = 120.0  # the timer fires every 5 minutes
+# Pending entries the outbox may hold. Beyond, new rows are refused (counted, logged, and
+# the `outbox-backlog` alert is up): refusing the newest keeps what waited longest, and the
+# archive holds every row anyway (Sentinel's rows can be re-derived from it).
+DEFAULT_MAX_OUTBOX_ENTRIES = 20_000
+TIME_BUDGET = "time budget"
+_TIMEOUT_KEYS = ("timeout", "read_timeout", "connection_timeout")
 
 # What the production client is built with (sentinel_sink_from). Per request: the first
 # attempt plus 3 retries; back-off 0 s, 1.6 s, 3.2 s (azure-core's exponential schedule with
@@ -111,12 +128,28 @@ class IngestionRetryPolicy(RetryPolicy):
     * Retry-After is honoured up to `max_retry_after` seconds. A longer one is not waited
       for: the request fails at once and its rows go to the outbox (stock azure-core sleeps
       whatever the header says, which would stall the Functions invocation).
+    * No retry starts whose wait would end past the call's `timeout` (azure-core bounds
+      only the connect timeout by it and would sleep a Retry-After or back-off regardless):
+      the sink passes what is left of its time budget as `timeout`.
     """
 
     def __init__(self, *, max_retry_after: float = 30.0, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.max_retry_after = max_retry_after
         self._method_whitelist = frozenset(self._method_whitelist | {"POST"})
+
+    def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
+        settings = super().configure_retries(options)
+        settings["deadline"] = time.monotonic() + settings["timeout"]
+        return settings
+
+    def increment(self, settings: dict[str, Any], response: Any = None, error: Any = None) -> bool:
+        if not super().increment(settings, response=response, error=error):
+            return False
+        wait = None if error is not None else self.get_retry_after(response)
+        if wait is None:
+            wait = self.get_backoff_time(settings)
+        return bool(time.monotonic() + wait < settings["deadline"])
 
     def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
         status = response.http_response.status_code
@@ -136,6 +169,7 @@ class DeliveryReport:
     rows_queued: Counter[str] = field(default_factory=Counter)  # newly put in the outbox
     rows_rejected: Counter[str] = field(default_factory=Counter)
     rows_lost: Counter[str] = field(default_factory=Counter)  # the outbox write failed too
+    rows_refused: Counter[str] = field(default_factory=Counter)  # the outbox was full
     entries_delivered: int = 0
     entries_kept: int = 0  # tried, failed transiently, still pending
     entries_rejected: int = 0
@@ -143,6 +177,7 @@ class DeliveryReport:
     blocked: dict[str, str] = field(default_factory=dict)
     remaining: int | None = None  # pending entries afterwards (deliver_outbox only)
     error: str | None = None  # an unexpected failure (exception type name)
+    budget_spent: bool = False  # the time budget ran out: the rest waits in the outbox
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -150,12 +185,14 @@ class DeliveryReport:
             "rows_queued": dict(self.rows_queued),
             "rows_rejected": dict(self.rows_rejected),
             "rows_lost": dict(self.rows_lost),
+            "rows_refused": dict(self.rows_refused),
             "entries_delivered": self.entries_delivered,
             "entries_kept": self.entries_kept,
             "entries_rejected": self.entries_rejected,
             "blocked": dict(self.blocked),
             "remaining": self.remaining,
             "error": self.error,
+            "budget_spent": self.budget_spent,
         }
 
 
@@ -171,23 +208,27 @@ class _Outcome:
 class _Failure:
     kind: str  # "transient" (block all), "stream" (block this stream), "permanent", "too_large"
     label: str  # "HTTP 503", "HTTP 400 InvalidStream", "ServiceRequestError": safe to log
-    detail: str  # the service's message: may quote rows, so only for rejected/ entries
 
 
 def _classify(error: BaseException) -> _Failure:
     status = getattr(error, "status_code", None)
     if isinstance(error, HttpResponseError) and isinstance(status, int):
         code = getattr(getattr(error, "error", None), "code", None)
-        label = f"HTTP {status}" + (f" {code}" if code else "")
-        message = getattr(getattr(error, "error", None), "message", None) or error.reason or ""
+        # The service's message is never kept: a 400's can echo row content.
+        label = f"HTTP {status}" + (f" {code}" if _is_code(code) else "")
         if status == 413:
-            return _Failure("too_large", label, message)
+            return _Failure("too_large", label)
         if status == 400:
-            return _Failure("permanent", label, message)
+            return _Failure("permanent", label)
         if status == 404:
-            return _Failure("stream", label, message)
-        return _Failure("transient", label, message)
-    return _Failure("transient", type(error).__name__, "")
+            return _Failure("stream", label)
+        return _Failure("transient", label)
+    return _Failure("transient", type(error).__name__)
+
+
+def _is_code(code: object) -> bool:
+    """An error code is an identifier ("InvalidStream"), never free text."""
+    return isinstance(code, str) and 0 < len(code) <= 64 and code.isascii() and code.isalnum()
 
 
 def json_size(row: Mapping[str, Any]) -> int:
@@ -210,6 +251,12 @@ def _groups(rows: list[tuple[dict[str, Any], int]], limit: int) -> Iterator[list
         yield group
 
 
+def _earlier(a: float | None, b: float | None) -> float | None:
+    if a is None:
+        return b
+    return a if b is None else min(a, b)
+
+
 class _Blocked:
     """`stream in blocked` for Outbox.pending(skip_streams=...)."""
 
@@ -223,7 +270,11 @@ class _Blocked:
 class SentinelSink:
     """The Sink for Sentinel. `streams` overrides DCR stream names by kind ("events",
     "alerts", "health"); `upload_kwargs` go to every `upload` call (per-request options such
-    as `retry_total` or `logging_enable`)."""
+    as `retry_total` or `logging_enable`).
+
+    Thread-safe: the timer's deliver_outbox() runs outside the batch lock, next to emit().
+    One drain of the outbox at a time (two would send the same entries twice); emit() does
+    not wait for the timer's, it leaves the backlog to it. `clock` is for tests."""
 
     def __init__(
         self,
@@ -233,10 +284,17 @@ class SentinelSink:
         streams: dict[str, str] | None = None,
         upload_kwargs: dict[str, Any] | None = None,
         *,
+        max_seconds_per_emit: float | None = DEFAULT_SECONDS_PER_EMIT,
         max_outbox_entries_per_emit: int | None = DEFAULT_OUTBOX_ENTRIES_PER_EMIT,
         max_outbox_seconds_per_emit: float | None = DEFAULT_OUTBOX_SECONDS_PER_EMIT,
+        max_outbox_entries: int | None = DEFAULT_MAX_OUTBOX_ENTRIES,
         max_request_bytes: int = MAX_REQUEST_BYTES,
+        request_timeouts: Mapping[str, float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        """`request_timeouts` are the client's own limits per request (`timeout` of the
+        retry policy, `read_timeout`, `connection_timeout`): a budget only ever shortens
+        them."""
         unknown = set(streams or {}) - set(DEFAULT_STREAMS)
         if unknown:
             raise ValueError(f"unknown stream kinds {sorted(unknown)}; use {DEFAULT_STREAMS}")
@@ -247,29 +305,40 @@ class SentinelSink:
         self.outbox = outbox
         self.streams = {**DEFAULT_STREAMS, **(streams or {})}
         self.upload_kwargs = dict(upload_kwargs or {})
+        self.max_seconds_per_emit = max_seconds_per_emit
         self.max_outbox_entries_per_emit = max_outbox_entries_per_emit
         self.max_outbox_seconds_per_emit = max_outbox_seconds_per_emit
+        self.max_outbox_entries = max_outbox_entries
         self.max_request_bytes = max_request_bytes
+        self.request_timeouts = {
+            **{k: float(self.upload_kwargs[k]) for k in _TIMEOUT_KEYS if k in self.upload_kwargs},
+            **(request_timeouts or {}),
+        }
+        self.clock = clock
+        self._counts_lock = threading.Lock()
+        self._drain_lock = threading.Lock()
         # Since construction, per stream.
         self.delivered_rows: Counter[str] = Counter()
         self.queued_rows: Counter[str] = Counter()
         self.rejected_rows: Counter[str] = Counter()
         self.lost_rows: Counter[str] = Counter()
+        self.refused_rows: Counter[str] = Counter()
 
     # ------------------------------------------------------------------ the Sink protocol
 
     def emit(self, result: BatchResult) -> None:
         # The batch is archived: no failure here may escape (the host would retry the batch).
         report = DeliveryReport()
-        try:
-            self._drain(
-                report,
-                self.max_outbox_entries_per_emit,
-                self._deadline(self.max_outbox_seconds_per_emit),
-            )
-        except Exception as exc:  # the backlog stays pending; this batch still goes out
-            report.error = type(exc).__name__
-            log.error("sentinel outbox delivery failed", error=report.error)
+        deadline = self._deadline(self.max_seconds_per_emit)
+        drain_deadline = _earlier(deadline, self._deadline(self.max_outbox_seconds_per_emit))
+        if self._drain_lock.acquire(blocking=False):  # else the timer is draining: leave it
+            try:
+                self._drain(report, self.max_outbox_entries_per_emit, drain_deadline)
+            except Exception as exc:  # the backlog stays pending; this batch still goes out
+                report.error = type(exc).__name__
+                log.error("sentinel outbox delivery failed", error=report.error)
+            finally:
+                self._drain_lock.release()
         batches: tuple[tuple[str, list[Any]], ...] = (
             ("events", result.events),
             ("alerts", result.alerts),
@@ -280,20 +349,25 @@ class SentinelSink:
                 continue
             stream = self.streams[kind]
             try:
-                self._deliver_new(stream, [wire_row(spec_for(m), m) for m in models], report)
+                rows = [wire_row(spec_for(m), m) for m in models]
+                self._deliver_new(stream, rows, report, deadline)
             except Exception as exc:  # a bug, not a delivery failure: count, never raise
                 report.error = type(exc).__name__
                 self._lost(stream, len(models), exc, report)
         self._log("sentinel batch delivery", report)
 
     def deliver_outbox(
-        self, max_entries: int | None = None, max_seconds: float | None = None
+        self,
+        max_entries: int | None = DEFAULT_DELIVER_ENTRIES,
+        max_seconds: float | None = DEFAULT_DELIVER_SECONDS,
     ) -> DeliveryReport:
         """Deliver pending outbox entries, oldest first (the timer function). Stops early
-        when the service fails transiently, after `max_entries` entries or `max_seconds`."""
+        when the service fails transiently, after `max_entries` entries or `max_seconds`
+        (None: no bound). Waits for a drain emit() has under way (bounded by its budget)."""
         report = DeliveryReport()
         try:
-            self._drain(report, max_entries, self._deadline(max_seconds))
+            with self._drain_lock:
+                self._drain(report, max_entries, self._deadline(max_seconds))
         except Exception as exc:
             report.error = type(exc).__name__
             log.error("sentinel outbox delivery failed", error=report.error)
@@ -309,28 +383,33 @@ class SentinelSink:
 
     # ------------------------------------------------------------------ delivery
 
-    @staticmethod
-    def _deadline(seconds: float | None) -> float | None:
-        return None if seconds is None else time.monotonic() + seconds
+    def _deadline(self, seconds: float | None) -> float | None:
+        return None if seconds is None else self.clock() + seconds
 
     def _drain(
         self, report: DeliveryReport, max_entries: int | None, deadline: float | None
     ) -> None:
         if max_entries is not None and max_entries <= 0:
             return
+        if deadline is not None and self.clock() >= deadline:
+            return
         entries = self.outbox.pending(skip_streams=_Blocked(report.blocked))
         for tried, entry in enumerate(entries, start=1):
-            self._redeliver(entry, report)
+            self._redeliver(entry, report, deadline)
             if _BLOCK_ALL in report.blocked:
                 break  # the service is unwell: the rest waits for the next call
             if max_entries is not None and tried >= max_entries:
                 break
-            if deadline is not None and time.monotonic() > deadline:
+            if deadline is not None and self.clock() >= deadline:
                 break
 
-    def _redeliver(self, entry: OutboxEntry, report: DeliveryReport) -> None:
+    def _redeliver(
+        self, entry: OutboxEntry, report: DeliveryReport, deadline: float | None
+    ) -> None:
         stream = entry.stream
-        outcome = self._send(stream, entry.rows, report.blocked)
+        # Rows queued before RowId existed get the one they would have had.
+        rows = [r if ROW_ID in r else {**r, ROW_ID: row_id(r)} for r in entry.rows]
+        outcome = self._send(stream, rows, report, deadline)
         self._count(self.delivered_rows, report.rows_delivered, stream, outcome.delivered)
         whole_entry_rejected = (
             len(outcome.rejected) == 1
@@ -338,13 +417,13 @@ class SentinelSink:
             and len(outcome.rejected[0][0]) == len(entry.rows)
         )
         if whole_entry_rejected:
-            rows, reason = outcome.rejected[0]
+            rejected, reason = outcome.rejected[0]
             self.outbox.reject(entry, reason)
             report.entries_rejected += 1
-            self._count(self.rejected_rows, report.rows_rejected, stream, len(rows))
+            self._count(self.rejected_rows, report.rows_rejected, stream, len(rejected))
             return
-        for rows, reason in outcome.rejected:
-            self._reject_rows(stream, rows, reason, report)
+        for rejected, reason in outcome.rejected:
+            self._reject_rows(stream, rejected, reason, report)
         if not outcome.failed:
             self.outbox.done(entry)
             if outcome.delivered:
@@ -352,7 +431,8 @@ class SentinelSink:
             else:
                 report.entries_rejected += 1
         elif len(outcome.failed) == len(entry.rows):
-            self.outbox.retry_later(entry, entry.attempts + 1, outcome.error)
+            if outcome.error is not None:  # not tried at all (the budget ran out): no attempt
+                self.outbox.retry_later(entry, entry.attempts + 1, outcome.error)
             report.entries_kept += 1
         else:  # partly delivered: keep only what failed, in the entry's place in the order
             self.outbox.add(
@@ -360,23 +440,48 @@ class SentinelSink:
                 outcome.failed,
                 attempts=entry.attempts + 1,
                 first_failed=entry.first_failed,
-                last_error=outcome.error,
+                last_error=outcome.error or TIME_BUDGET,
             )
             self.outbox.done(entry)
             report.entries_kept += 1
 
-    def _deliver_new(self, stream: str, rows: list[dict[str, Any]], report: DeliveryReport) -> None:
-        outcome = self._send(stream, rows, report.blocked)
+    def _deliver_new(
+        self,
+        stream: str,
+        rows: list[dict[str, Any]],
+        report: DeliveryReport,
+        deadline: float | None,
+    ) -> None:
+        outcome = self._send(stream, rows, report, deadline)
         self._count(self.delivered_rows, report.rows_delivered, stream, outcome.delivered)
         for rejected, reason in outcome.rejected:
             self._reject_rows(stream, rejected, reason, report)
-        if outcome.failed:
-            try:
-                self.outbox.add(stream, outcome.failed, last_error=outcome.error)
-            except Exception as exc:
-                self._lost(stream, len(outcome.failed), exc, report)
-            else:
-                self._count(self.queued_rows, report.rows_queued, stream, len(outcome.failed))
+        if not outcome.failed:
+            return
+        if self._outbox_full():
+            self._count(self.refused_rows, report.rows_refused, stream, len(outcome.failed))
+            log.error(
+                "sentinel outbox full; rows refused, they are only in the archive",
+                stream=stream,
+                rows=len(outcome.failed),
+                max_entries=self.max_outbox_entries,
+            )
+            return
+        try:
+            self.outbox.add(stream, outcome.failed, last_error=outcome.error or TIME_BUDGET)
+        except Exception as exc:
+            self._lost(stream, len(outcome.failed), exc, report)
+        else:
+            self._count(self.queued_rows, report.rows_queued, stream, len(outcome.failed))
+
+    def _outbox_full(self) -> bool:
+        if self.max_outbox_entries is None:
+            return False
+        try:
+            return self.outbox.pending_estimate() >= self.max_outbox_entries
+        except Exception as exc:  # cannot tell: try to keep the rows
+            log.warning("sentinel outbox size unknown", error=type(exc).__name__)
+            return False
 
     def _reject_rows(
         self, stream: str, rows: list[dict[str, Any]], reason: str, report: DeliveryReport
@@ -396,8 +501,28 @@ class SentinelSink:
             error=type(exc).__name__,
         )
 
-    def _send(self, stream: str, rows: list[dict[str, Any]], blocked: dict[str, str]) -> _Outcome:
-        """Try to deliver `rows`; sort what did not go into kept (failed) and rejected."""
+    def _budget(self, deadline: float | None) -> dict[str, Any] | None:
+        """Per-request options that end the request by `deadline`; None once it is spent.
+        `timeout` bounds the retries (IngestionRetryPolicy) and the connect, `read_timeout`
+        a server that accepts the request and never answers."""
+        if deadline is None:
+            return {}
+        left = deadline - self.clock()
+        if left <= 0:
+            return None
+        limits = self.request_timeouts
+        return {key: min(limits.get(key, left), left) for key in _TIMEOUT_KEYS}
+
+    def _send(
+        self,
+        stream: str,
+        rows: list[dict[str, Any]],
+        report: DeliveryReport,
+        deadline: float | None,
+    ) -> _Outcome:
+        """Try to deliver `rows` by `deadline`; sort what did not go into kept (failed) and
+        rejected. `outcome.error` stays None when nothing was tried (budget, blocked)."""
+        blocked = report.blocked
         outcome = _Outcome()
         sized: list[tuple[dict[str, Any], int]] = []
         for row in rows:
@@ -418,8 +543,13 @@ class SentinelSink:
             if _BLOCK_ALL in blocked or stream in blocked:
                 outcome.failed.extend(group)
                 continue
+            budget = self._budget(deadline)
+            if budget is None:
+                report.budget_spent = True
+                outcome.failed.extend(group)
+                continue
             delivered = len(group)
-            for error, failed in self._upload(stream, group):
+            for error, failed in self._upload(stream, group, budget):
                 delivered -= len(failed)
                 failure = _classify(error)
                 if failure.kind == "too_large" and len(failed) > 1:
@@ -427,8 +557,9 @@ class SentinelSink:
                     queue.appendleft(failed[half:])
                     queue.appendleft(failed[:half])
                 elif failure.kind in ("too_large", "permanent"):
-                    reason = f"{failure.label}: {failure.detail}".rstrip(": ")
-                    outcome.rejected.append((failed, reason))
+                    # Status and error code only: the service's message can quote the rows
+                    # (PHI), and rejected/ is read by people re-driving them.
+                    outcome.rejected.append((failed, failure.label))
                     log.error(
                         "sentinel rejected rows",
                         stream=stream,
@@ -449,7 +580,7 @@ class SentinelSink:
         return outcome
 
     def _upload(
-        self, stream: str, rows: list[dict[str, Any]]
+        self, stream: str, rows: list[dict[str, Any]], budget: dict[str, Any]
     ) -> list[tuple[BaseException, list[dict[str, Any]]]]:
         failures: list[tuple[BaseException, list[dict[str, Any]]]] = []
 
@@ -462,16 +593,16 @@ class SentinelSink:
                 stream_name=stream,
                 logs=rows,
                 on_error=on_error,
-                **self.upload_kwargs,
+                **{**self.upload_kwargs, **budget},
             )
         except Exception as exc:  # outside a chunk (never seen); treat the group as failed
             failures = [(exc, rows)]
         return failures
 
-    @staticmethod
-    def _count(total: Counter[str], report: Counter[str], stream: str, n: int) -> None:
+    def _count(self, total: Counter[str], report: Counter[str], stream: str, n: int) -> None:
         if n:
-            total[stream] += n
+            with self._counts_lock:  # emit() and the timer's delivery run side by side
+                total[stream] += n
             report[stream] += n
 
     def _log(self, message: str, report: DeliveryReport, *, always: bool = False) -> None:
@@ -479,6 +610,8 @@ class SentinelSink:
             report.rows_queued
             or report.rows_rejected
             or report.rows_lost
+            or report.rows_refused
+            or report.budget_spent
             or report.entries_delivered
             or report.entries_kept
             or report.entries_rejected
@@ -489,6 +622,8 @@ class SentinelSink:
             "queued": sum(report.rows_queued.values()),
             "rejected": sum(report.rows_rejected.values()),
             "lost": sum(report.rows_lost.values()),
+            "refused": sum(report.rows_refused.values()),
+            "budget_spent": report.budget_spent,
             "outbox_delivered": report.entries_delivered,
             "outbox_kept": report.entries_kept,
             "outbox_rejected": report.entries_rejected,
@@ -507,8 +642,11 @@ def sentinel_sink_from(
     *,
     streams: dict[str, str] | None = None,
     upload_kwargs: dict[str, Any] | None = None,
+    max_seconds_per_emit: float | None = DEFAULT_SECONDS_PER_EMIT,
     max_outbox_entries_per_emit: int | None = DEFAULT_OUTBOX_ENTRIES_PER_EMIT,
     max_outbox_seconds_per_emit: float | None = DEFAULT_OUTBOX_SECONDS_PER_EMIT,
+    max_outbox_entries: int | None = DEFAULT_MAX_OUTBOX_ENTRIES,
+    clock: Callable[[], float] = time.monotonic,
     **client_kwargs: Any,
 ) -> SentinelSink:
     """A SentinelSink over a real `LogsIngestionClient` for `endpoint` (the DCE, or the DCR's
@@ -539,6 +677,14 @@ def sentinel_sink_from(
         outbox,
         streams,
         upload_kwargs,
+        max_seconds_per_emit=max_seconds_per_emit,
         max_outbox_entries_per_emit=max_outbox_entries_per_emit,
         max_outbox_seconds_per_emit=max_outbox_seconds_per_emit,
+        max_outbox_entries=max_outbox_entries,
+        request_timeouts={
+            "timeout": float(retry["timeout"]),
+            "read_timeout": float(client_kwargs["read_timeout"]),
+            "connection_timeout": float(client_kwargs["connection_timeout"]),
+        },
+        clock=clock,
     )
