@@ -22,6 +22,7 @@ from pydantic import ValidationError
 
 from phiwatch.archive.archive import Archive, ObjectEntry, object_name
 from phiwatch.archive.integrity_alert import integrity_alert
+from phiwatch.archive.names import safe_name
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.envelope import MAX_RECORD_BYTES, Body, RawRecord, decode_body
 from phiwatch.model import AccessEvent, Alert, BatchHealth, DeadLetter
@@ -97,17 +98,21 @@ class Forwarder(Protocol):
 class Batch:
     """Bodies processed together. `stream` names the input stream (an Event Hub partition,
     a local file) whose manifest chain the batch extends; `first`..`last` is its position in
-    that stream (sequence numbers, or line numbers). The name is derived from nothing else,
-    so a redelivered batch gets the same archive names."""
+    that stream (sequence numbers, or line numbers). The name is derived from nothing else
+    (and `identity`), so a redelivered batch gets the same archive names."""
 
     stream: str
     first: int
     last: int
     bodies: list[Body]
+    # Which incarnation of the stream (Event Hubs: generation and first enqueued time), so
+    # a re-created hub, whose sequence numbers start again, never reuses an old name.
+    identity: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.stream}-{self.first:012d}-{self.last:012d}"
+        name = f"{self.stream}-{self.first:012d}-{self.last:012d}"
+        return safe_name(f"{name}-{self.identity}" if self.identity else name)
 
 
 @dataclass
@@ -246,9 +251,10 @@ class Pipeline:
             for r in decode_body(body, max_record_bytes=self.max_record_bytes)
         ]
         hour = _batch_hour(batch, records)
-        raw = self.archive.put(
-            object_name("raw", hour, batch.name), [_raw_line(r) for r in records]
-        )
+        raw_lines = [_raw_line(r) for r in records]
+        # batch.name, unless that name is sealed with other raw records (an integrity alert).
+        name = self.archive.batch_name(batch.stream, batch.name, hour, raw_lines)
+        raw = self.archive.put(object_name("raw", hour, name), raw_lines)
         counts = Counts(records=len(records))
         engine = self.engine
         late_before = engine.late if engine else 0
@@ -265,18 +271,18 @@ class Pipeline:
                     arrivals.append(record.enqueued_time)
                 events.extend(produced)
             entries = [raw]
-            entries += self._put_derived("deadletter", hour, batch.name, dead)
-            entries += self._put_derived("events", hour, batch.name, events)
+            entries += self._put_derived("deadletter", hour, name, dead)
+            entries += self._put_derived("events", hour, name, events)
             alerts = []
             if engine:
                 engine.advance()
                 alerts = engine.changed_alerts()
             alerts += self._integrity_alerts(hour)
-            entries += self._put_derived("alerts", hour, batch.name, alerts)
+            entries += self._put_derived("alerts", hour, name, alerts)
             times = [e.time_generated for e in events]
             self.archive.seal(
                 stream=batch.stream,
-                batch=batch.name,
+                batch=name,
                 first=batch.first,
                 last=batch.last,
                 hour=hour,
@@ -292,7 +298,7 @@ class Pipeline:
             self._dedupe_clock = max(self._dedupe_clock, max(times).timestamp())
         self._commit()
         self._last_stream = batch.stream
-        self._last_batch = batch.name
+        self._last_batch = name
         late = (engine.late if engine else 0) - late_before
         health = _health(batch, counts, events, alerts, late)
         return self._emit(BatchResult(counts, events, alerts, dead, late, health))
