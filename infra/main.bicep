@@ -156,6 +156,9 @@ param functionInstanceMemoryMB int = 2048
 ])
 param logLevel string = 'INFO'
 
+@description('Part of every archive batch name: bump (1, 2, ...) when the diagnostics hub is re-created or a Geo-DR failover makes the secondary primary (sequence numbers start again)')
+param eventHubGeneration string = ''
+
 // --- Names --------------------------------------------------------------------------------------
 
 var suffix = uniqueString(resourceGroup().id)
@@ -285,6 +288,7 @@ module functionApp 'modules/functionapp.bicep' = {
     dcrEndpoint: sentinel.outputs.logsIngestionEndpoint
     dcrImmutableId: sentinel.outputs.dcrImmutableId
     logLevel: logLevel
+    eventHubGeneration: eventHubGeneration
     maximumInstanceCount: functionMaximumInstanceCount
     instanceMemoryMB: functionInstanceMemoryMB
   }

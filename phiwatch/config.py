@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     # times; a poison record repeats every time.
     poison_batch_attempts: int = Field(default=5, ge=1)
 
+    # The diagnostics hub's generation, part of every batch name: bump it (1, 2, ...) when the
+    # hub is re-created or a Geo-DR failover makes the secondary primary, since sequence
+    # numbers start again. (Names carry the first message's enqueued time as well.)
+    eventhub_generation: str = Field(default="", pattern=r"^[A-Za-z0-9]{0,16}$")
+
     # Archive manifest signing: a Key Vault EC P-256 key URL (Azure), or an Ed25519 seed
     # (hex, base64 or PEM). The local default generates one in PHIWATCH_HOME.
     archive_signing_key_url: str | None = None

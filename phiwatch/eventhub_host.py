@@ -26,6 +26,7 @@ from pydantic_settings import SettingsError
 
 import phiwatch
 from phiwatch.archive.blob_store import ArchiveContainerMissing, ArchiveNotImmutable, BlobStore
+from phiwatch.archive.names import MAX_STREAM, safe_name
 from phiwatch.archive.store import LocalStore, ObjectStore
 from phiwatch.config import Settings
 from phiwatch.detect.stage import DetectProcessor, DetectResult, PublishingForwarder
@@ -104,6 +105,7 @@ class EventHubBatchProcessor:
             settings, archive_store(settings), self._sinks, forwarder
         )
         self._backlog_alert_entries = settings.outbox_backlog_alert_entries
+        self._generation = settings.eventhub_generation
         # The Python worker runs sync functions on a thread pool, so two partitions can be
         # processed at once; the pipeline's state is not thread-safe.
         self._lock = threading.Lock()
@@ -120,7 +122,7 @@ class EventHubBatchProcessor:
         names: list[str] = []
         with self._lock:
             for partition, group in groups.items():
-                batch = build_batch(hub, partition, group)
+                batch = build_batch(hub, partition, group, generation=self._generation)
                 names.append(batch.name)
                 _merge(total, self._process_one(hub, partition, batch))
         counts = total.counts
@@ -352,8 +354,11 @@ def archive_store(settings: Settings) -> ObjectStore:
     )
 
 
-def build_batch(hub: str, partition: str, messages: Sequence[EventHubMessage]) -> Batch:
-    """The pipeline batch for one partition's messages; its name depends only on them."""
+def build_batch(
+    hub: str, partition: str, messages: Sequence[EventHubMessage], *, generation: str = ""
+) -> Batch:
+    """The pipeline batch for one partition's messages; its name depends only on them (and
+    on the hub's configured generation): see `batch_identity`."""
     stream = f"eventhub:{hub}/{partition}"
     seqs = [m.sequence_number for m in messages if m.sequence_number is not None]
     numbered = len(seqs) == len(messages)
@@ -367,12 +372,32 @@ def build_batch(hub: str, partition: str, messages: Sequence[EventHubMessage]) -
         )
         for index, m in enumerate(messages)
     ]
+    # Hub and partition come from the wire: bounded and made safe for names (as they were
+    # for every plain, short name).
+    chain = safe_name(f"{hub}-p{partition}", MAX_STREAM)
     if numbered and seqs:
-        return Batch(f"{hub}-p{partition}", min(seqs), max(seqs), bodies)
+        first = min(seqs)
+        identity = batch_identity(generation, [m for m in messages if m.sequence_number == first])
+        return Batch(chain, first, max(seqs), bodies, identity)
     # Indices repeat from batch to batch; the content digest keeps names (and chains) apart
     # while a redelivery (same bodies) still gets the same name.
     last = max(len(messages) - 1, 0)
-    return Batch(f"{hub}-p{partition}-noseq-{_digest(messages)[:16]}", 0, last, bodies)
+    identity = batch_identity(generation, [])
+    return Batch(safe_name(f"{chain}-noseq-{_digest(messages)[:16]}"), 0, last, bodies, identity)
+
+
+def batch_identity(generation: str, first: Sequence[EventHubMessage]) -> str:
+    """Which incarnation of a hub a batch comes from: `g<generation>` when one is configured
+    (PHIWATCH_EVENTHUB_GENERATION, bumped by infra when the hub is re-created or fails over),
+    and `t<enqueued time of the batch's first message>` (UTC, milliseconds). A redelivery
+    repeats that time exactly; a re-created hub or a Geo-DR secondary, whose sequence
+    numbers start again, enqueued its messages at other times."""
+    parts = [f"g{generation}"] if generation else []
+    times = [m.enqueued_time for m in first if m.enqueued_time is not None]
+    if times:
+        when = min(t if t.tzinfo else t.replace(tzinfo=UTC) for t in times).astimezone(UTC)
+        parts.append(f"t{when:%Y%m%dT%H%M%S}{when.microsecond // 1000:03d}Z")
+    return "-".join(parts)
 
 
 def _settings() -> Settings:

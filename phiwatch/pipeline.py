@@ -25,6 +25,7 @@ from pydantic_core import PydanticSerializationError
 
 from phiwatch.archive.archive import Archive, ObjectEntry, object_name
 from phiwatch.archive.integrity_alert import integrity_alert
+from phiwatch.archive.names import safe_name
 from phiwatch.dedupe import DEDUPE_HORIZON_SECONDS, SeenUids
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.envelope import MAX_RECORD_BYTES, Body, RawRecord, decode_body
@@ -99,17 +100,21 @@ class Forwarder(Protocol):
 class Batch:
     """Bodies processed together. `stream` names the input stream (an Event Hub partition,
     a local file) whose manifest chain the batch extends; `first`..`last` is its position in
-    that stream (sequence numbers, or line numbers). The name is derived from nothing else,
-    so a redelivered batch gets the same archive names."""
+    that stream (sequence numbers, or line numbers). The name is derived from nothing else
+    (and `identity`), so a redelivered batch gets the same archive names."""
 
     stream: str
     first: int
     last: int
     bodies: list[Body]
+    # Which incarnation of the stream (Event Hubs: generation and first enqueued time), so
+    # a re-created hub, whose sequence numbers start again, never reuses an old name.
+    identity: str = ""
 
     @property
     def name(self) -> str:
-        return f"{self.stream}-{self.first:012d}-{self.last:012d}"
+        name = f"{self.stream}-{self.first:012d}-{self.last:012d}"
+        return safe_name(f"{name}-{self.identity}" if self.identity else name)
 
 
 @dataclass
@@ -208,9 +213,10 @@ class Pipeline:
             for r in decode_body(body, max_record_bytes=self.max_record_bytes)
         ]
         hour = _batch_hour(batch, records)
-        raw = self.archive.put(
-            object_name("raw", hour, batch.name), [_raw_line(r) for r in records]
-        )
+        raw_lines = [_raw_line(r) for r in records]
+        # batch.name, unless that name is sealed with other raw records (an integrity alert).
+        name = self.archive.batch_name(batch.stream, batch.name, hour, raw_lines)
+        raw = self.archive.put(object_name("raw", hour, name), raw_lines)
         counts = Counts(records=len(records))
         engine = self.engine
         late_before = engine.late if engine else 0
@@ -227,14 +233,14 @@ class Pipeline:
                 )
                 raise BatchPoisoned(batch.name, exc) from exc
             entries = [raw]
-            entries += self._put_lines("deadletter", hour, batch.name, derived.dead_lines)
-            entries += self._put_lines("events", hour, batch.name, derived.event_lines)
-            entries += self._put_lines("alerts", hour, batch.name, derived.alert_lines)
+            entries += self._put_lines("deadletter", hour, name, derived.dead_lines)
+            entries += self._put_lines("events", hour, name, derived.event_lines)
+            entries += self._put_lines("alerts", hour, name, derived.alert_lines)
             events = derived.events
             times = [e.time_generated for e in events]
             self.archive.seal(
                 stream=batch.stream,
-                batch=batch.name,
+                batch=name,
                 first=batch.first,
                 last=batch.last,
                 hour=hour,
@@ -252,7 +258,7 @@ class Pipeline:
             self._dedupe_clock = max(self._dedupe_clock, max(times).timestamp())
         self._commit()
         self._last_stream = batch.stream
-        self._last_batch = batch.name
+        self._last_batch = name
         late = (engine.late if engine else 0) - late_before
         alerts = derived.alerts
         health = _health(batch, counts, events, alerts, late)
@@ -299,9 +305,9 @@ class Pipeline:
             for r in decode_body(body, max_record_bytes=self.max_record_bytes)
         ]
         hour = _batch_hour(batch, records)
-        raw = self.archive.put(
-            object_name("raw", hour, batch.name), [_raw_line(r) for r in records]
-        )
+        raw_lines = [_raw_line(r) for r in records]
+        name = self.archive.batch_name(batch.stream, batch.name, hour, raw_lines)
+        raw = self.archive.put(object_name("raw", hour, name), raw_lines)
         reason = f"batch set aside after {attempts} failed attempts ({failure.error})"
         counts = Counts(records=len(records))
         counts.dead_letters[QUARANTINED] = len(records)
@@ -320,14 +326,14 @@ class Pipeline:
             )
             for index, r in enumerate(records)
         ]
-        alert = quarantine_alert(batch.name, raw.name, len(records), failure.error, attempts, hour)
+        alert = quarantine_alert(name, raw.name, len(records), failure.error, attempts, hour)
         alerts = [alert, *self._integrity_alerts(hour)]
         entries = [raw]
-        entries += self._put_derived("deadletter", hour, batch.name, dead)
-        entries += self._put_derived("alerts", hour, batch.name, alerts)
+        entries += self._put_derived("deadletter", hour, name, dead)
+        entries += self._put_derived("alerts", hour, name, alerts)
         self.archive.seal(
             stream=batch.stream,
-            batch=batch.name,
+            batch=name,
             first=batch.first,
             last=batch.last,
             hour=hour,
@@ -341,7 +347,7 @@ class Pipeline:
             error=failure.error,
         )
         self._last_stream = batch.stream
-        self._last_batch = batch.name
+        self._last_batch = name
         health = _health(batch, counts, [], alerts, 0)
         return self._emit(BatchResult(counts, [], alerts, dead, 0, health))
 

@@ -44,6 +44,8 @@ from tests.records import SUB, activity, fhir, keyvault
 ROOT = Path(__file__).resolve().parent.parent
 ENQUEUED = datetime(2026, 11, 2, 8, 0, 30, tzinfo=UTC)
 FIRST_SEQ = 101
+# A batch name ends with the first message's enqueued time (the hub's incarnation).
+AT = "t20261102T080030000Z"
 
 # Byte-exact records: odd spacing and a non-ASCII character, as re-serialising would lose.
 KV_RECORD = json.dumps(
@@ -228,7 +230,7 @@ def test_normalize_archives_and_is_idempotent(functions, archive_dir: Path):
     normalize = functions["normalize"].get_user_function()
     normalize(eventhub_events(BODIES))  # must not raise: bad records are dead-lettered
 
-    batch = f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ + 2:012d}"
+    batch = f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ + 2:012d}-{AT}"
     raw = read_object(only(archive_dir, "raw", batch))
     assert [entry["Raw"].encode() for entry in raw] == [KV_RECORD, b"not json", NO_TIME_RECORD]
     assert [entry["Position"] for entry in raw] == ["seq 101#0", "seq 102", "seq 103#0"]
@@ -372,8 +374,8 @@ def test_partitions_and_missing_sequence_numbers(tmp_path: Path):
     assert result.counts.records == 2 and result.counts.accounted
     names = sorted(p.name for p in (tmp_path / "raw").rglob("*.gz"))
     assert names == [
-        f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ:012d}.jsonl.gz",
-        f"diagnostics-p3-{7:012d}-{7:012d}.jsonl.gz",
+        f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ:012d}-{AT}.jsonl.gz",
+        f"diagnostics-p3-{7:012d}-{7:012d}-{AT}.jsonl.gz",
     ]
     # Without sequence numbers, two different batches must not collide on one name.
     processor.process("diagnostics", messages([BODIES[1]], "5", first_seq=None))
@@ -395,7 +397,7 @@ def test_batch_log_line_has_counts_and_no_record_content(tmp_path: Path):
     lines = [json.loads(line) for line in stream.getvalue().splitlines()]
     (line,) = [entry for entry in lines if entry["event"] == "eventhub batch processed"]
     assert line["records"] == 3 and line["events"] == 1 and line["dead_letters"] == 2
-    assert line["batches"] == [f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ + 2:012d}"]
+    assert line["batches"] == [f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ + 2:012d}-{AT}"]
     output = stream.getvalue()
     for content in ("10.1.2.3", "fhir-client-secret", "11111111-aaaa", "not json"):
         assert content not in output

@@ -93,6 +93,9 @@ param dcrImmutableId string
 ])
 param logLevel string = 'INFO'
 
+@description('PHIWATCH_EVENTHUB_GENERATION: bump (1, 2, ...) when the diagnostics hub is re-created or fails over (Geo-DR)')
+param eventHubGeneration string = ''
+
 @description('Flex Consumption: upper bound of the app\'s instances (40-1000). normalize and detect scale separately, each to at most one instance per partition of its hub: keep this at least the sum of both partition counts plus a few for the HTTP and timer functions.')
 @minValue(40)
 @maxValue(1000)
@@ -240,6 +243,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'PHIWATCH_LOG_LEVEL'
           value: logLevel
+        }
+        {
+          name: 'PHIWATCH_EVENTHUB_GENERATION'
+          value: eventHubGeneration
         }
         // Entra ID-only telemetry (the component has local auth disabled).
         {

@@ -53,8 +53,15 @@ from phiwatch.archive.manifest import (
     stream_slug,
 )
 from phiwatch.archive.merkle import leaf_hash, root
+from phiwatch.archive.names import safe_name
 from phiwatch.archive.signer import Signer
-from phiwatch.archive.store import ObjectMissing, ObjectStore, PutOutcome, sha256_hex
+from phiwatch.archive.store import (
+    ObjectMissing,
+    ObjectStore,
+    PutOutcome,
+    UnsafeObject,
+    sha256_hex,
+)
 
 KINDS = ("raw", "deadletter", "events", "alerts")
 CHAIN_RETRIES = 5
@@ -84,12 +91,12 @@ def object_name(kind: str, hour: datetime | None, batch_name: str) -> str:
     if kind not in KINDS:
         raise ValueError(f"unknown archive kind {kind!r}")
     folder = hour.strftime("%Y/%m/%d/%H") if hour else "undated"
-    return f"{kind}/{folder}/{batch_name}.jsonl.gz"
+    return f"{kind}/{folder}/{safe_name(batch_name)}.jsonl.gz"
 
 
 def seal_name(stream_slug: str, batch: str) -> str:
     """Pointer from a batch to the manifest that lists it (written once, after the manifest)."""
-    return f"seals/{stream_slug}/{batch}.json"
+    return f"seals/{stream_slug}/{safe_name(batch)}.json"
 
 
 # Level 3 compresses diagnostic JSON about 11x at 2.2x the speed of level 6 (about 15x): on
@@ -187,6 +194,7 @@ class Archive:
         head is read again from the store, and the batch goes after it, or is found there.
         """
         slug = stream_slug(stream)
+        batch = safe_name(batch)
         seal = seal_name(slug, batch)
         if (sealed := self._sealed(seal)) is not None:
             return sealed
@@ -236,6 +244,49 @@ class Archive:
                 return head.link.name
             # The manifest's name held another manifest (see _write_claimed): go after it.
         raise ArchiveIntegrityError(f"could not extend the manifest chain of {slug}")
+
+    def batch_name(
+        self, stream: str, batch: str, hour: datetime | None, raw_lines: Sequence[bytes]
+    ) -> str:
+        """The name to archive an input batch under, asked before any of it is written.
+
+        `batch` itself, unless a batch of that name is sealed already with other raw records:
+        then two inputs claim one position (a re-created hub or a Geo-DR failover restarted
+        the sequence numbers under a name that carries no identity, or the archive was
+        altered). Returning the old seal would leave the new records listed by no manifest,
+        so the batch gets a name of its own (`<batch>.clash-<hash>`, sealed like any other)
+        and the clash is an integrity conflict. A redelivery (the same raw records) keeps
+        its name and adds nothing."""
+        batch = safe_name(batch)
+        sealed = self._sealed_raw(seal_name(stream_slug(stream), batch))
+        if sealed is None:
+            return batch
+        digest = sha256_hex(encode_lines(raw_lines))
+        if sealed[1] == digest:
+            return batch
+        clash = safe_name(f"{batch}.clash-{digest[:12]}")
+        kept_as = object_name("raw", hour, clash)
+        self.integrity_conflicts.append(IntegrityConflict(sealed[0], sealed[1], kept_as))
+        return clash
+
+    def _sealed_raw(self, seal: str) -> tuple[str, str] | None:
+        """(name, SHA-256) of the raw object the batch sealed under `seal` holds; None when
+        there is no such seal. A seal that does not lead to one raw object (unreadable,
+        pointing at nothing) counts as other raw records: never reuse what cannot be
+        checked."""
+        try:
+            pointer = orjson.loads(self.store.get(seal))
+        except ObjectMissing:
+            return None
+        except (ValueError, UnsafeObject):
+            return (seal, "")
+        try:
+            document = orjson.loads(self.store.get(pointer["manifest"]))
+            (raw,) = [e for e in document["objects"] if e["kind"] == "raw"]
+            return (str(raw["name"]), str(raw["sha256"]))
+        # ValueError: not JSON, a name the store refuses, not exactly one raw object.
+        except (ObjectMissing, UnsafeObject, ValueError, LookupError, TypeError):
+            return (seal, "")
 
     def _sealed(self, seal: str) -> str | None:
         try:

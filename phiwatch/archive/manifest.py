@@ -19,7 +19,6 @@ SHA-256 and bytes, so that any writer that finds a claim whose manifest was neve
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from hashlib import sha256
 from typing import Any, Literal
@@ -27,9 +26,8 @@ from typing import Any, Literal
 import orjson
 from pydantic import BaseModel, ConfigDict
 
+from phiwatch.archive.names import stream_slug
 from phiwatch.archive.signer import Signer, b64
-
-_UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 class ObjectEntry(BaseModel):
@@ -70,10 +68,6 @@ class Manifest(BaseModel):
     algorithm: str
     key_id: str
     signature: str = ""
-
-
-def stream_slug(stream: str) -> str:
-    return _UNSAFE.sub("-", stream).strip("-") or "stream"
 
 
 def manifest_name(stream: str, hour: datetime | None, index: int) -> str:

@@ -25,7 +25,7 @@ import orjson
 
 from phiwatch.archive.manifest import CLAIMS, Claim, index_of, read_claim, signing_payload
 from phiwatch.archive.signer import PublicKey, unb64, verify_signature
-from phiwatch.archive.store import ObjectMissing, ObjectStore, sha256_hex
+from phiwatch.archive.store import ObjectMissing, ObjectStore, UnsafeObject, check_name, sha256_hex
 
 
 @dataclass
@@ -55,7 +55,10 @@ def _hour_of(name: str) -> datetime | None:
         chunk = parts[i : i + 4]
         if all(p.isdigit() for p in chunk) and len(chunk[0]) == 4:
             year, month, day, hour = (int(p) for p in chunk)
-            return datetime(year, month, day, hour)
+            try:
+                return datetime(year, month, day, hour)
+            except ValueError:  # a planted 2026/13/45/99 is no hour: undated
+                return None
     return None
 
 
@@ -70,12 +73,16 @@ def _in_range(name: str, since: datetime | None, until: datetime | None) -> bool
 
 def check_manifest_signature(document: dict[str, Any], trusted: dict[str, PublicKey]) -> str | None:
     """None when the signature is valid for a trusted key, else the problem."""
-    key = trusted.get(document.get("key_id", ""))
+    key_id = document.get("key_id", "")
+    key = trusted.get(key_id) if isinstance(key_id, str) else None
     if key is None:
-        return f"signed by untrusted key {document.get('key_id')!r}"
+        return f"signed by untrusted key {key_id!r}"
+    signature_text = document.get("signature", "")
     try:
-        signature = unb64(document.get("signature", ""))
-    except ValueError:
+        if not isinstance(signature_text, str):
+            raise ValueError("not a string")
+        signature = unb64(signature_text)
+    except ValueError:  # UnicodeEncodeError and binascii.Error included
         return "signature is not base64"
     if not verify_signature(
         key, document.get("algorithm", ""), signing_payload(document), signature
@@ -112,41 +119,72 @@ def verify_archive(
     batches: dict[tuple[str, str], str] = {}  # (stream, batch) → manifest
     stored: dict[str, str] = {}  # manifest name → SHA-256 of what is stored
     for stream in sorted(set(manifests_by_stream) | set(claims_by_stream)):
-        claims = _read_claims(store, claims_by_stream[stream], report)
-        if manifests_by_stream[stream]:
-            report.streams += 1
-            _verify_chain(
-                store,
-                stream,
-                manifests_by_stream[stream],
-                claims,
-                trusted,
-                since,
-                until,
-                report,
-                listed,
-                batches,
-                stored,
-            )
-        for claim in claims.values():
-            _verify_claim(claim, stored, problems)
+        try:
+            claims = _read_claims(store, claims_by_stream[stream], report)
+            if manifests_by_stream[stream]:
+                report.streams += 1
+                _verify_chain(
+                    store,
+                    stream,
+                    manifests_by_stream[stream],
+                    claims,
+                    trusted,
+                    since,
+                    until,
+                    report,
+                    listed,
+                    batches,
+                    stored,
+                )
+            for claim in claims.values():
+                _verify_claim(claim, stored, problems)
+        except Exception as exc:  # a shape no check below foresaw: report it, go on
+            problems.append(f"stream {stream}: could not be checked ({type(exc).__name__})")
 
     for name in sorted(data_objects - set(listed)):
         if _in_range(name, since, until):
             problems.append(f"{name}: not listed by any manifest")
     for name in seals:
-        _verify_seal(store, name, batches, problems)
+        try:
+            _verify_seal(store, name, batches, problems)
+        except Exception as exc:
+            problems.append(f"{name}: seal could not be checked ({type(exc).__name__})")
+    # A link or device inside a local archive is no object: never followed, always reported.
+    planted = getattr(store, "planted", None)
+    for name in planted() if callable(planted) else ():
+        problems.append(f"{name}: a symbolic link or special file inside the archive")
     report.objects = sum(1 for n in data_objects if _in_range(n, since, until))
     return report
+
+
+class _Unreadable(Exception):
+    """An object that cannot be read as one: a refused name, a link, a store error."""
+
+
+def _get(store: ObjectStore, name: str) -> bytes:
+    """The object's bytes; ObjectMissing, or _Unreadable saying why it cannot be read."""
+    try:
+        return store.get(name)
+    except ObjectMissing:
+        raise
+    except UnsafeObject:
+        raise _Unreadable("a symbolic link or special file, not an object (not followed)") from None
+    except ValueError:
+        raise _Unreadable("not a valid archive object name") from None
+    except OSError as exc:
+        raise _Unreadable(f"cannot be read ({type(exc).__name__})") from None
 
 
 def _read_claims(store: ObjectStore, names: list[str], report: VerifyReport) -> dict[int, Claim]:
     claims: dict[int, Claim] = {}
     for name in names:
         try:
-            claim = read_claim(name, store.get(name))
+            claim = read_claim(name, _get(store, name))
         except ValueError as exc:
             report.problems.append(str(exc))
+            continue
+        except (ObjectMissing, _Unreadable) as exc:
+            report.problems.append(f"{name}: {exc or 'gone while verifying'}")
             continue
         report.claims += 1
         claims[claim.index] = claim
@@ -231,7 +269,7 @@ def _verify_chain(
                 "replaced or reordered)"
             )
         first, last = document.get("first"), document.get("last")
-        if document.get("kind", "batch") == "batch" and first is not None:
+        if document.get("kind", "batch") == "batch" and first is not None and last is not None:
             if previous_last is not None and first > previous_last + 1:
                 problems.append(
                     f"{name}: positions {previous_last + 1}..{first - 1} of stream {stream} "
@@ -253,12 +291,19 @@ def _read_manifest(
     stored: dict[str, str],
 ) -> dict[str, Any] | None:
     """The manifest's document, checked on its own (place, signature); None if unreadable."""
-    data = store.get(name)
+    try:
+        data = _get(store, name)
+    except (ObjectMissing, _Unreadable) as exc:
+        report.problems.append(f"{name}: {exc or 'gone while verifying'}")
+        return None
     stored[name] = sha256_hex(data)
     try:
         document = orjson.loads(data)
     except orjson.JSONDecodeError:
         report.problems.append(f"{name}: manifest is not valid JSON (altered or truncated)")
+        return None
+    if (malformed := manifest_shape_problem(document)) is not None:
+        report.problems.append(f"{name}: manifest is malformed: {malformed} (altered)")
         return None
     report.manifests += 1
     if document.get("index") != index or document.get("stream") != stream:
@@ -291,9 +336,12 @@ def _verify_object(
     store: ObjectStore, entry: dict[str, Any], manifest: str, problems: list[str]
 ) -> None:
     try:
-        data = store.get(entry["name"])
+        data = _get(store, entry["name"])
     except ObjectMissing:
         problems.append(f"{entry['name']}: missing (listed by {manifest})")
+        return
+    except _Unreadable as exc:
+        problems.append(f"{entry['name']!r}: {exc} (listed by {manifest})")
         return
     if sha256_hex(data) != entry["sha256"]:
         what = "truncated" if len(data) < entry.get("bytes", 0) else "altered"
@@ -304,11 +352,73 @@ def _verify_seal(
     store: ObjectStore, name: str, batches: dict[tuple[str, str], str], problems: list[str]
 ) -> None:
     try:
-        pointer = orjson.loads(store.get(name))
+        pointer = orjson.loads(_get(store, name))
+        if not isinstance(pointer, dict) or not all(
+            isinstance(pointer.get(key), str) for key in ("batch", "manifest", "sha256")
+        ):
+            raise _Unreadable
         stream = name.split("/")[1]
         if batches.get((stream, pointer["batch"])) is None:
             problems.append(f"{name}: its batch is in no manifest of stream {stream}")
-        elif sha256_hex(store.get(pointer["manifest"])) != pointer["sha256"]:
+        elif sha256_hex(_get(store, pointer["manifest"])) != pointer["sha256"]:
             problems.append(f"{name}: points at a manifest whose SHA-256 changed")
-    except (orjson.JSONDecodeError, KeyError, ObjectMissing):
+    except (orjson.JSONDecodeError, ObjectMissing, _Unreadable):
         problems.append(f"{name}: seal is unreadable or points at nothing")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _optional_int(value: Any) -> bool:
+    return value is None or _is_int(value)
+
+
+def _link_shape(value: Any) -> bool:
+    return isinstance(value, dict) and all(
+        isinstance(value.get(key), str) for key in ("name", "sha256")
+    )
+
+
+def _entry_problem(entry: Any) -> str | None:
+    if not isinstance(entry, dict):
+        return "an object entry is not a JSON object"
+    for key in ("name", "sha256", "kind", "merkle_root"):
+        if not isinstance(entry.get(key), str):
+            return f"an object entry's {key} is not a string"
+    for key in ("bytes", "records"):
+        if not _is_int(entry.get(key)):
+            return f"an object entry's {key} is not an integer"
+    try:
+        check_name(entry["name"])
+    except ValueError:
+        return f"lists an object with an invalid name {entry['name']!r}"
+    return None
+
+
+def manifest_shape_problem(document: Any) -> str | None:
+    """None when `document` has the shape of a manifest (every field the checks read, of
+    the type they read it as), else what is wrong: a manifest is untrusted input until its
+    signature is checked, and a wrong type must be a FAIL, never a crash."""
+    if not isinstance(document, dict):
+        return f"a JSON {type(document).__name__}, not an object"
+    for key in ("stream", "batch", "algorithm", "key_id", "signature"):
+        if not isinstance(document.get(key), str):
+            return f"{key} is not a string"
+    if not isinstance(document.get("kind", "batch"), str):
+        return "kind is not a string"
+    if not _is_int(document.get("index")):
+        return "index is not an integer"
+    for key in ("first", "last"):
+        if not _optional_int(document.get(key)):
+            return f"{key} is not an integer"
+    previous = document.get("previous")
+    if previous is not None and not _link_shape(previous):
+        return "previous is not a link (name, sha256)"
+    objects = document.get("objects")
+    if not isinstance(objects, list):
+        return "objects is not a list"
+    for entry in objects:
+        if (problem := _entry_problem(entry)) is not None:
+            return problem
+    return None

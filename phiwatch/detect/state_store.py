@@ -41,6 +41,7 @@ from azure.core.exceptions import (
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from phiwatch.archive.blob_store import content_type_for
+from phiwatch.archive.names import MAX_STREAM, safe_name
 from phiwatch.blob_clients import container_from_url
 from phiwatch.files import durable_temp
 
@@ -104,7 +105,10 @@ def state_key(consumer_group: str, hub: str, partition: str) -> str:
         raise ValueError(f"not an Event Hub name: {hub!r}")
     if not _PARTITION.match(partition):
         raise ValueError(f"not an Event Hubs partition id: {partition!r}")
-    return f"{consumer_group.lower()}/{hub.lower()}/{partition}{STATE_SUFFIX}"
+    # A hub name may have 256 characters, one more than a file name: bounded like archive names.
+    return (
+        f"{consumer_group.lower()}/{safe_name(hub.lower(), MAX_STREAM)}/{partition}{STATE_SUFFIX}"
+    )
 
 
 def check_key(key: str) -> str:
