@@ -220,10 +220,11 @@ class DetectProcessor:
             del self._partitions[partition]
             state = None
         # What bounds every time in this batch: the hub's enqueued times. A message without
-        # one (a host that drops it; never Event Hubs itself) is bounded by the wall clock:
-        # no honest time is later than now, and a forged one must still not pass unbounded.
-        fallback = self.clock()
-        now = max((m.enqueued_time for m in messages if m.enqueued_time), default=fallback)
+        # one (a host that drops it; never Event Hubs itself) is bounded by the newest one
+        # in its batch, else by the wall clock: no honest time is later than now, and a
+        # forged one must still not pass unbounded.
+        enqueued = [m.enqueued_time for m in messages if m.enqueued_time is not None]
+        now = max(enqueued) if enqueued else self.clock()
         if state is None:
             state = self._restore(partition, now)
             result.restored = True
@@ -246,7 +247,7 @@ class DetectProcessor:
         engine = state.engine
         late_before = engine.late
         for message in fresh:
-            self._handle(partition, engine, message, message.enqueued_time or fallback, result)
+            self._handle(partition, engine, message, message.enqueued_time or now, result)
         engine.advance()
         alerts = engine.changed_alerts()
         first, last = _seq(fresh[0]), _seq(fresh[-1])
