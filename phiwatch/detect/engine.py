@@ -28,10 +28,12 @@ from typing import Any
 
 from phiwatch.detect.alert_book import AlertBook
 from phiwatch.detect.detection import Detection, DetectionContext, utc
+from phiwatch.detect.time_anomaly import FLOOR, TimeAnomalies, anomaly_alert, plausible
 from phiwatch.model import AccessEvent, Alert
 from phiwatch.routing import plane_of
 
-# With an arrival time (Event Hubs), no event time counts as later than arrival plus this.
+# With an arrival time (Event Hubs), no event time counts as later than arrival plus this,
+# and none is believed at all beyond the hub's own enqueued time plus this (time_anomaly).
 MAX_CLOCK_SKEW = 300.0
 # How many recent event times the watermark's median is taken over.
 WATERMARK_SAMPLE = 31
@@ -67,22 +69,48 @@ class DetectionEngine:
         # (released in order). Absence rules and window horizons go by it, not the watermark.
         self._clock = float("-inf")
         self._ticks: dict[str, float] = {}  # diagnostics stream → newest tick from it
+        # Times refused as impossible (event-time-anomaly alerts), and what they are filed
+        # under: the stream this engine reads (a partition), set by its owner.
+        self.anomalies = TimeAnomalies()
+        self.refused = 0
+        self.scope = ""
 
     @property
     def frontier(self) -> float:
         """Event time up to which buffered events are released to the detections."""
         return self.watermark - self.reorder
 
-    def process(self, event: AccessEvent, arrival: datetime | None) -> None:
+    def process(
+        self,
+        event: AccessEvent,
+        arrival: datetime | None,
+        *,
+        now: datetime | None = None,
+        position: str | None = None,
+    ) -> bool:
+        """Run one event through the detections; False when its time is refused.
+
+        `arrival` stamps DetectedAt and caps the event's say in the watermark. `now` is the
+        message's own arrival on the hub this engine reads, when `arrival` came from the
+        message body (phi-events' ArrivedAt) and so may be forged: it bounds both. Without
+        `now`, `arrival` is the trusted one (the diagnostics hub's enqueued time)."""
         time = event.time_generated.timestamp()
+        trusted = now if now is not None else arrival
+        refusal = self._refusal(time, trusted, "event")
+        # An ArrivedAt after the message's own arrival was not stamped by normalize.
+        if refusal is None and arrival is not None and impossible_time(arrival.timestamp(), now):
+            refusal, time = "arrival", arrival.timestamp()
+        if refusal is not None:
+            self._refuse(refusal, trusted, f"{refusal} {utc_text(time)}", position)
+            return False
         if time < self.watermark - self.lateness:
             self.late += 1
-            return
-        bound = time if arrival is None else min(time, arrival.timestamp() + MAX_CLOCK_SKEW)
-        self._advance_watermark(bound)
+            return True
+        caps = [t.timestamp() + MAX_CLOCK_SKEW for t in (arrival, now) if t is not None]
+        self._advance_watermark(min([time, *caps]))
         if not self.reorder:
             self._dispatch(event, time, arrival, self.watermark)
-            return
+            return True
         if time <= self._clock:
             self.out_of_order += 1
             self._dispatch(event, time, arrival, self._clock)
@@ -90,20 +118,74 @@ class DetectionEngine:
             self._arrivals += 1
             heapq.heappush(self._buffer, (time, event.event_uid, self._arrivals, event, arrival))
         self._release(self.frontier)
+        return True
 
-    def tick(self, time: datetime, stream: str) -> None:
+    def tick(
+        self,
+        time: datetime,
+        stream: str,
+        *,
+        now: datetime | None = None,
+        position: str | None = None,
+    ) -> bool:
         """normalize has forwarded `stream`'s events up to about `time`. The slowest stream
         still active (not more than the allowed lateness behind the fastest) bounds what can
         still arrive, so the watermark may move up to it even when this partition gets no
-        events of its own."""
+        events of its own. A tick beyond `now` (its message's arrival) plus the clock skew is
+        refused: normalize caps its ticks so, and a forged one must not move event time."""
+        ts = time.timestamp()
+        refusal = self._refusal(ts, now, "tick")
+        if refusal is not None:
+            self._refuse(refusal, now, f"tick {utc_text(ts)}", position)
+            return False
         ticks = self._ticks
-        ticks[stream] = max(ticks.get(stream, float("-inf")), time.timestamp())
+        ticks[stream] = max(ticks.get(stream, float("-inf")), ts)
         newest = max(ticks.values())
         for idle in [s for s, t in ticks.items() if t < newest - self.lateness]:
             del ticks[idle]  # a stream gone quiet (or moved away) holds nothing back
         self.watermark = max(self.watermark, min(ticks.values()))
         if self.reorder:
             self._release(self.frontier)
+        return True
+
+    def _refusal(self, ts: float, trusted: datetime | None, kind: str) -> str | None:
+        if not plausible(ts):
+            return f"{kind}-range"
+        if trusted is not None and ts > trusted.timestamp() + MAX_CLOCK_SKEW:
+            return kind
+        return None
+
+    def _refuse(
+        self, kind: str, trusted: datetime | None, claimed: str, position: str | None
+    ) -> None:
+        self.refused += 1
+        # Filed under the trusted arrival; without one (a local file), under event time as
+        # far as it got, so a replay files it the same way every time.
+        at = trusted.timestamp() if trusted is not None else None
+        if at is None or not plausible(at):
+            at = self.watermark if plausible(self.watermark) else FLOOR
+        self.anomalies.record(kind, at, claimed, position)
+
+    def refuse_state(self, now: datetime | None, claimed: str) -> None:
+        """A snapshot was refused (its owner starts this engine afresh instead)."""
+        self._refuse("snapshot", now, claimed, None)
+
+    def impossible_times(self, now: datetime | None) -> list[str]:
+        """What in this (restored) state no honest stream can have produced: a time beyond
+        `now` plus the clock skew, or outside the plausible range. Empty when sane."""
+
+        def bad(ts: float) -> bool:
+            return ts != float("-inf") and impossible_time(ts, now)
+
+        found = [
+            f"{what} {utc_text(ts)}"
+            for what, ts in [("watermark", self.watermark), ("clock", self._clock)]
+            if bad(ts)
+        ]
+        found += [f"tick {utc_text(t)}" for t in self._ticks.values() if bad(t)][:1]
+        found += [f"recent event time {utc_text(t)}" for t in self._recent if bad(t)][:1]
+        found += [f"buffered event time {utc_text(b[0])}" for b in self._buffer if bad(b[0])][:1]
+        return found
 
     def _release(self, upto: float) -> None:
         """Hand buffered events up to `upto` to the detections, oldest first. Each is seen
@@ -160,11 +242,13 @@ class DetectionEngine:
 
     def changed_alerts(self) -> list[Alert]:
         """Alerts opened or enriched since the last commit, in their latest state."""
-        return [self._by_rule[s.rule_id].render(s) for s in self.book.changes()]
+        alerts = [self._by_rule[s.rule_id].render(s) for s in self.book.changes()]
+        return alerts + [anomaly_alert(self.scope, r) for r in self.anomalies.changes()]
 
     def commit(self) -> None:
         """The batch's alerts are archived: stop reporting them as changed."""
         self.book.commit()
+        self.anomalies.commit()
 
     def state_size(self) -> int:
         return sum(d.state_size() for d in self.detections) + len(self.book) + len(self._buffer)
@@ -182,6 +266,8 @@ class DetectionEngine:
             "clock": self._clock,
             "ticks": dict(self._ticks),
             "book": self.book,
+            "anomalies": self.anomalies,
+            "refused": self.refused,
             "detections": {d.rule_id: d.state() for d in self.detections},
         }
 
@@ -197,7 +283,22 @@ class DetectionEngine:
         self._clock = state["clock"]
         self._ticks = dict(state.get("ticks", {}))
         self.book = state["book"]
+        self.anomalies = state.get("anomalies") or TimeAnomalies()  # older snapshots: none
+        self.refused = state.get("refused", 0)
         for rule_id, detection_state in state["detections"].items():
             # A rule removed since the snapshot is dropped; a new one starts empty.
             if rule_id in self._by_rule:
                 self._by_rule[rule_id].load_state(detection_state)
+
+
+def utc_text(ts: float) -> str:
+    """A time for an anomaly's reasons; one outside datetime's range still reads."""
+    try:
+        return utc(ts).isoformat()
+    except (ValueError, OverflowError, OSError):
+        return f"{ts:.0f} s since 1970"
+
+
+def impossible_time(ts: float, now: datetime | None) -> bool:
+    """Outside the plausible range, or beyond `now` plus the allowed clock skew."""
+    return not plausible(ts) or (now is not None and ts > now.timestamp() + MAX_CLOCK_SKEW)

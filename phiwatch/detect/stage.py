@@ -21,16 +21,15 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
 import structlog
-from pydantic import ValidationError
 
 from phiwatch.archive.archive import Archive
 from phiwatch.detect import snapshot
-from phiwatch.detect.engine import MAX_CLOCK_SKEW, DetectionEngine
+from phiwatch.detect.engine import MAX_CLOCK_SKEW, DetectionEngine, impossible_time
 from phiwatch.detect.state_store import StateConflict, StateStore, state_key
 from phiwatch.event_publisher import EventPublisher, KeyedMessage
 from phiwatch.model import AccessEvent, Alert
@@ -66,18 +65,34 @@ class Tick:
 
 
 def decode_message(body: bytes) -> tuple[AccessEvent, datetime | None] | Tick:
-    """(event, arrival), or a Tick. Raises ValueError for a body that is not one of ours."""
+    """(event, arrival), or a Tick. Raises ValueError for a body that is not one of ours,
+    whatever its bytes (ValidationError is a ValueError): every time in it has a zone and
+    converts to a timestamp, so nothing downstream meets a naive or overflowing time."""
     doc = orjson.loads(body)
     if isinstance(doc, dict) and set(doc) == {"Tick", "Stream"}:
-        tick = datetime.fromisoformat(doc["Tick"])
-        if tick.tzinfo is None or not isinstance(doc["Stream"], str):
+        tick = _aware(doc["Tick"], "Tick")
+        if not isinstance(doc["Stream"], str):
             raise ValueError("a tick needs a time with a zone and a stream")
         return Tick(tick, doc["Stream"])
     if not isinstance(doc, dict) or "Event" not in doc:
         raise ValueError("not a phi-events message (no Event)")
     arrived = doc.get("ArrivedAt")
     event = AccessEvent.model_validate(doc["Event"])
-    return event, datetime.fromisoformat(arrived) if arrived else None
+    _aware(event.time_generated, "Event.TimeGenerated")
+    return event, _aware(arrived, "ArrivedAt") if arrived is not None else None
+
+
+def _aware(value: Any, name: str) -> datetime:
+    """An ISO time with a zone (or a datetime) whose timestamp exists: year 1 at +05:00
+    parses but has no UTC equivalent, and a naive time cannot be compared with arrivals."""
+    try:
+        time = value if isinstance(value, datetime) else datetime.fromisoformat(value)
+        time.timestamp()
+    except (TypeError, ValueError, OverflowError, OSError):
+        raise ValueError(f"{name} is not a time") from None
+    if time.tzinfo is None or time.utcoffset() is None:
+        raise ValueError(f"{name} has no time zone")
+    return time
 
 
 # A partition only hears of event time through its own messages. Without ticks, a partition
@@ -134,6 +149,7 @@ class DetectResult:
     alerts: list[Alert] = field(default_factory=list)
     restored: bool = False  # this batch restored the partition's state from its snapshot
     restarted: bool = False  # the snapshot was for an earlier incarnation of the hub
+    refused: int = 0  # of the invalid: messages whose time was refused (event-time-anomaly)
 
 
 @dataclass
@@ -142,6 +158,15 @@ class _Partition:
     covered: int  # highest sequence number reflected in the engine's state (-1: none)
     etag: str | None  # of the snapshot the state was restored from or last saved as
     covered_at: datetime | None = None  # when that message was enqueued
+    # The enqueued times of the last messages covered, by sequence number: a message the
+    # snapshot claims to cover but enqueued at another time is from a new hub (_hub_recreated).
+    seen: dict[int, float] = field(default_factory=dict)
+    generation: str | None = None  # PHIWATCH_PHI_EVENTS_GENERATION when last saved
+
+
+# How many (sequence number, enqueued time) pairs a snapshot keeps: more than one batch
+# (maxEventBatchSize 100), which is how far back a redelivery reaches.
+SEEN_KEPT = 256
 
 
 class DetectProcessor:
@@ -156,8 +181,15 @@ class DetectProcessor:
         sinks: Sequence[Sink] = (),
         hub: str = "phi-events",
         consumer_group: str = "phiwatch",
+        generation: str | None = None,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
+        """`generation` names the incarnation of the hub (PHIWATCH_PHI_EVENTS_GENERATION,
+        changed when it is re-created or fails over): a snapshot saved under another one is
+        never applied. `clock` bounds times of messages that carry no enqueued time."""
         self.engine_factory = engine_factory
+        self.generation = generation
+        self.clock = clock
         self.archive = archive
         self.state_store = state_store
         self.sinks = list(sinks)
@@ -187,10 +219,16 @@ class DetectProcessor:
             log.info("detect partition came back; restoring it", hub=self.hub, partition=partition)
             del self._partitions[partition]
             state = None
+        # What bounds every time in this batch: the hub's enqueued times. A message without
+        # one (a host that drops it; never Event Hubs itself) is bounded by the newest one
+        # in its batch, else by the wall clock: no honest time is later than now, and a
+        # forged one must still not pass unbounded.
+        enqueued = [m.enqueued_time for m in messages if m.enqueued_time is not None]
+        now = max(enqueued) if enqueued else self.clock()
         if state is None:
-            state = self._restore(partition)
+            state = self._restore(partition, now)
             result.restored = True
-        if _hub_recreated(messages, state):
+        if _hub_recreated(messages, state, self.generation):
             # Sequence numbers restarted (phi-events was deleted and created again, e.g. to
             # change its partition count): the snapshot's cover would skip new events.
             log.error(
@@ -199,7 +237,8 @@ class DetectProcessor:
                 partition=partition,
                 covered=state.covered,
             )
-            state.engine, state.covered, state.covered_at = self.engine_factory(), -1, None
+            state.engine, state.covered, state.covered_at = self._fresh_engine(partition), -1, None
+            state.seen = {}
             result.restarted = True
         fresh = [m for m in messages if _seq(m) > state.covered]
         result.covered = len(messages) - len(fresh)
@@ -208,26 +247,7 @@ class DetectProcessor:
         engine = state.engine
         late_before = engine.late
         for message in fresh:
-            try:
-                decoded = decode_message(message.body)
-            except (ValueError, ValidationError) as exc:
-                # Only phiwatch writes this hub: a bad body is a bug or a foreign writer.
-                # Its record is in the archive (normalize put it there); skip, loudly.
-                result.invalid += 1
-                log.error(
-                    "phi-events message is not an event; skipped",
-                    partition=partition,
-                    sequence_number=message.sequence_number,
-                    error=type(exc).__name__,
-                )
-                continue
-            if isinstance(decoded, Tick):
-                result.ticks += 1
-                engine.tick(decoded.time, decoded.stream)
-                continue
-            event, arrival = decoded
-            engine.process(event, arrival or message.enqueued_time)
-            result.events += 1
+            self._handle(partition, engine, message, message.enqueued_time or now, result)
         engine.advance()
         alerts = engine.changed_alerts()
         first, last = _seq(fresh[0]), _seq(fresh[-1])
@@ -237,6 +257,7 @@ class DetectProcessor:
                 self._emit(alerts, engine.late - late_before)
             engine.commit()
             state.covered_at = fresh[-1].enqueued_time
+            _remember(state, fresh)
             if result.events or alerts:
                 self._save(partition, state, last)
             else:
@@ -260,11 +281,62 @@ class DetectProcessor:
             events=result.events,
             covered=result.covered,
             invalid=result.invalid,
+            refused=result.refused,
             alerts=len(alerts),
             late=result.late,
             buffered=engine.state_size(),
         )
         return result
+
+    def _handle(
+        self,
+        partition: str,
+        engine: DetectionEngine,
+        message: EventHubMessage,
+        now: datetime,
+        result: DetectResult,
+    ) -> None:
+        """One message into the engine. Nothing in a body may stop the partition: only
+        phiwatch writes this hub, so a body that is not one of ours (or that trips a bug) is
+        counted, logged without content and skipped; its record is in the archive."""
+        position = f"sequence number {message.sequence_number}"
+        try:
+            decoded = decode_message(message.body)
+            if isinstance(decoded, Tick):
+                result.ticks += 1
+                accepted = engine.tick(decoded.time, decoded.stream, now=now, position=position)
+            else:
+                event, arrival = decoded
+                arrival = arrival or message.enqueued_time  # stamps DetectedAt
+                accepted = engine.process(event, arrival, now=now, position=position)
+                result.events += accepted
+        except ValueError as exc:  # ValidationError included
+            result.invalid += 1
+            log.error(
+                "phi-events message is not an event; skipped",
+                partition=partition,
+                sequence_number=message.sequence_number,
+                error=type(exc).__name__,
+            )
+            return
+        except Exception as exc:
+            result.invalid += 1
+            log.error(
+                "detect failed on a phi-events message; skipped",
+                partition=partition,
+                sequence_number=message.sequence_number,
+                error=type(exc).__name__,
+            )
+            return
+        if not accepted:
+            result.invalid += 1
+            result.refused += 1
+            log.warning(
+                "phi-events message claims an impossible time; refused",
+                partition=partition,
+                sequence_number=message.sequence_number,
+                kind="tick" if isinstance(decoded, Tick) else "event",
+            )
 
     def finish(self) -> list[Alert]:
         """End of a local run: settle every partition's pending rules, archive and emit."""
@@ -301,8 +373,13 @@ class DetectProcessor:
     def _key(self, partition: str) -> str:
         return state_key(self.consumer_group, self.hub, partition)
 
-    def _restore(self, partition: str) -> _Partition:
+    def _fresh_engine(self, partition: str) -> DetectionEngine:
         engine = self.engine_factory()
+        engine.scope = f"{self.hub}/{partition}"  # what its event-time-anomaly alerts name
+        return engine
+
+    def _restore(self, partition: str, now: datetime) -> _Partition:
+        engine = self._fresh_engine(partition)
         state = _Partition(engine, covered=-1, etag=None)
         if self.state_store is not None:
             found = self.state_store.load(self._key(partition))
@@ -312,6 +389,9 @@ class DetectProcessor:
                 state.covered, state.etag = doc["covered"], found.etag
                 at = doc.get("covered_at")
                 state.covered_at = datetime.fromisoformat(at) if at else None
+                state.seen = {int(seq): float(t) for seq, t in doc.get("seen", [])}
+                state.generation = doc.get("generation")
+                self._refuse_impossible(partition, state, now)
         self._partitions[partition] = state
         log.info(
             "detect partition restored",
@@ -321,6 +401,27 @@ class DetectProcessor:
             from_snapshot=state.etag is not None,
         )
         return state
+
+    def _refuse_impossible(self, partition: str, state: _Partition, now: datetime) -> None:
+        """A snapshot holding a time no honest stream produced (a watermark in 9999 from
+        before times were bounded, or a state blob written by someone else) would blind the
+        partition for good: its event-time state is dropped, with an event-time-anomaly
+        alert. What it covers stays covered (those messages were processed)."""
+        impossible = state.engine.impossible_times(now)
+        covered_at = state.covered_at
+        if covered_at is not None and impossible_time(covered_at.timestamp(), now):
+            impossible.append(f"covered message enqueued {covered_at.isoformat()}")
+            state.covered_at, state.seen = None, {}
+        if not impossible:
+            return
+        log.error(
+            "detect snapshot holds an impossible time; the partition starts afresh",
+            hub=self.hub,
+            partition=partition,
+            found=impossible[0].split(" ", 1)[0],
+        )
+        state.engine = self._fresh_engine(partition)
+        state.engine.refuse_state(now, f"saved {impossible[0]}")
 
     def _still_ours(self, partition: str, state: _Partition) -> bool:
         """Whether the stored snapshot is still the one this state was restored from or
@@ -335,8 +436,15 @@ class DetectProcessor:
         if self.state_store is None:
             return
         at = state.covered_at.isoformat() if state.covered_at else None
+        state.generation = self.generation or state.generation
         data = snapshot.dumps(
-            {"engine": state.engine.state(), "covered": covered, "covered_at": at}
+            {
+                "engine": state.engine.state(),
+                "covered": covered,
+                "covered_at": at,
+                "seen": sorted(state.seen.items()),
+                "generation": state.generation,
+            }
         )
         try:
             state.etag = self.state_store.save(self._key(partition), data, state.etag)
@@ -364,17 +472,46 @@ class DetectProcessor:
         self.sink_failures += emit_to(self.sinks, BatchResult(Counts(), [], alerts, [], late))
 
 
-def _hub_recreated(messages: Sequence[Any], state: _Partition) -> bool:
-    """A message the snapshot claims to cover, enqueued after the last one it covers: the
-    sequence numbers are a new hub's. A genuine redelivery is never newer than its cover."""
-    if state.covered < 0 or state.covered_at is None:
+def _hub_recreated(messages: Sequence[Any], state: _Partition, generation: str | None) -> bool:
+    """Whether the snapshot is from an earlier incarnation of the hub (deleted and created
+    again, or a Geo-DR failover): its sequence numbers restarted, so its cover would skip new
+    events. A genuine redelivery is the same message: same sequence number, same enqueued
+    time. So a message the snapshot claims to cover is a new hub's when
+
+    * the configured generation differs from the one the snapshot was saved under;
+    * its sequence number is one the snapshot remembers, enqueued at another time (this
+      holds even when the new hub's times are close to, or behind, the old one's);
+    * it is older than any the snapshot remembers, yet enqueued after them (enqueued times
+      of one partition never go back);
+    * it is enqueued after the last message covered (a snapshot without memory of times).
+    """
+    if state.covered < 0:
         return False
-    return any(
-        m.enqueued_time is not None
-        and _seq(m) <= state.covered
-        and m.enqueued_time > state.covered_at
-        for m in messages
-    )
+    if generation and state.generation and generation != state.generation:
+        return True
+    oldest = min(state.seen.values(), default=None)
+    for m in messages:
+        seq = _seq(m)
+        if seq > state.covered or m.enqueued_time is None:
+            continue
+        at = m.enqueued_time.timestamp()
+        known = state.seen.get(seq)
+        if known is not None and at != known:
+            return True
+        if known is None and oldest is not None and seq < min(state.seen) and at > oldest:
+            return True
+        if state.covered_at is not None and m.enqueued_time > state.covered_at:
+            return True
+    return False
+
+
+def _remember(state: _Partition, messages: Sequence[Any]) -> None:
+    for m in messages:
+        if m.enqueued_time is not None:
+            state.seen[_seq(m)] = m.enqueued_time.timestamp()
+    if len(state.seen) > SEEN_KEPT:
+        for seq in sorted(state.seen)[:-SEEN_KEPT]:
+            del state.seen[seq]
 
 
 def _seq(message: Any) -> int:
