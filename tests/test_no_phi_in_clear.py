@@ -12,9 +12,16 @@ import pytest
 from phiwatch.config import Settings
 from phiwatch.model import AccessEvent
 from phiwatch.pseudonym import Pseudonymizer, load_pseudonymizer
+from phiwatch.runtime import build_pipeline
+from phiwatch.sinks.outbox import LocalOutbox
 from phiwatch.sources.fhir_uri import parse_fhir_uri
 from phiwatch.sources.verbatim import IDS_AND_ENUMS, VERBATIM
+from tests.harness import batches_of
+from tests.logs_ingestion_standin import logs_ingestion
 from tests.records import FHIR_ID, KV_ID, SUB, activity, fhir, keyvault
+from tests.test_sentinel_sink import EVENTS, StaticCredential, make_sink
+
+__all__ = ["logs_ingestion"]  # the stand-in's fixture, used by name below
 
 NAMESPACE = FHIR_ID.lower()
 # Shaped like no configured pattern, so only the URI parsing can hide it.
@@ -246,3 +253,32 @@ def test_no_planted_identifier_reaches_a_field_from_the_wire(normalise, record, 
         for name in VERBATIM:
             assert marker not in str(dumped[name] or ""), name
         assert marker not in event.to_json().decode()
+
+
+# ------------------------------------------------------------------ end to end
+
+
+def test_sentinel_rows_carry_no_identifier_end_to_end(logs_ingestion, tmp_path):
+    """The real pipeline into the real Logs Ingestion client, against the local stand-in."""
+    records = [
+        fhir(1, path=f"Observation?patient%3D{PID}", interaction="search-type"),
+        fhir(2, path=f"Observation?Patient/{PID}", interaction="search-type"),
+        fhir(3, path=f"Patient/$match/{PID}", interaction="search-type"),
+        keyvault(4, secret=SECRET),
+        activity(5, operation="MICROSOFT.KEYVAULT/VAULTS/DELETE", resource_id=f"{KV_ID}-{MRN}"),
+    ]
+    records[3]["properties"]["clientInfo"] = f"PortalApp/2.1 ({MRN})"
+    records[3]["correlationId"] = f"lookup-{MRN}"
+    sentinel = make_sink(logs_ingestion, LocalOutbox(tmp_path / "outbox"), StaticCredential())
+    pipeline = build_pipeline(Settings(), tmp_path / "archive", [sentinel])
+    for batch in batches_of(records):
+        pipeline.process(batch)
+
+    rows = logs_ingestion.rows(EVENTS)
+    assert len(rows) == 5
+    for secret in (PID, MRN):
+        assert secret.lower() not in json.dumps(rows).lower()
+    # The three FHIR forms name one patient, as `Patient/<id>` would.
+    assert {row.get("PatientRef") for row in rows} - {None} == {
+        load_pseudonymizer(Settings()).patient_ref(NAMESPACE, PID)
+    }
