@@ -6,11 +6,23 @@ resolves `@Microsoft.KeyVault(...)` into the environment); nothing secret lives 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+# Identifier shapes pseudonymised inside the names and paths copied into events (secret
+# names, resource ids, user agents...): a secret or resource can be named after a patient.
+# Matched case-insensitively within one segment (between `/`, `?`, `&`, `=`, spaces, ...);
+# GUIDs and 32-hex versions are never touched (phiwatch.identifier_redaction).
+DEFAULT_IDENTIFIER_PATTERNS: tuple[str, ...] = (
+    r"MRN[-_:#]?\d+",  # medical record numbers: MRN12345, mrn-4471
+    r"(?<!\d)\d{3}-\d{2}-\d{4}(?!\d)",  # US SSN shape
+    r"(?<!\d)\d{7,}(?!\d)",  # long digit runs: MRNs, member and account numbers
+    r"[\w.+'-]+@[\w-]+(?:\.[\w-]+)+",  # e-mail addresses
+)
 
 
 def default_home() -> Path:
@@ -47,6 +59,12 @@ class Settings(BaseSettings):
     # hub is re-created or a Geo-DR failover makes the secondary primary, since sequence
     # numbers start again. (Names carry the first message's enqueued time as well.)
     eventhub_generation: str = Field(default="", pattern=r"^[A-Za-z0-9]{0,16}$")
+
+    # Regular expressions (a JSON list) whose matches inside copied names and paths become
+    # keyed `pt_` tokens; the list replaces the defaults, `[]` turns them off.
+    identifier_patterns: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_IDENTIFIER_PATTERNS)
+    )
 
     # Archive manifest signing: a Key Vault EC P-256 key URL (Azure), or an Ed25519 seed
     # (hex, base64 or PEM). The local default generates one in PHIWATCH_HOME.
@@ -103,6 +121,22 @@ class Settings(BaseSettings):
     rules_adx_database: str | None = None
 
     log_level: str = "INFO"
+
+    @field_validator("identifier_patterns")
+    @classmethod
+    def _patterns_compile(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"PHIWATCH_IDENTIFIER_PATTERNS: {pattern!r} is not a regular expression ({exc})"
+                ) from exc
+            if compiled.match(""):
+                raise ValueError(
+                    f"PHIWATCH_IDENTIFIER_PATTERNS: {pattern!r} matches the empty string"
+                )
+        return patterns
 
     @model_validator(mode="after")
     def _reorder_within_lateness(self) -> Settings:

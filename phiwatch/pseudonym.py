@@ -12,10 +12,12 @@ import binascii
 import hashlib
 import hmac
 import secrets
+from collections.abc import Iterable
 from pathlib import Path
 
-from phiwatch.config import Settings
+from phiwatch.config import DEFAULT_IDENTIFIER_PATTERNS, Settings
 from phiwatch.files import create_secret_file
+from phiwatch.identifier_redaction import IdentifierRedactor
 
 KEY_BYTES = 32
 KEY_FILE_NAME = "pseudonym.key"
@@ -26,7 +28,9 @@ class PseudonymKeyError(Exception):
 
 
 class Pseudonymizer:
-    def __init__(self, key: bytes) -> None:
+    def __init__(
+        self, key: bytes, identifier_patterns: Iterable[str] = DEFAULT_IDENTIFIER_PATTERNS
+    ) -> None:
         if len(key) < KEY_BYTES:
             raise PseudonymKeyError(
                 f"pseudonym key must be at least {KEY_BYTES} bytes, got {len(key)}"
@@ -34,6 +38,19 @@ class Pseudonymizer:
         self._key = key
         self.key_id = hashlib.sha256(b"phiwatch-pseudonym-key-id\x00" + key).hexdigest()[:12]
         self._cache: dict[tuple[str, str], str] = {}
+        self._redactor = IdentifierRedactor(identifier_patterns, self.identifier_token)
+        # `redact_identifiers(text) -> text`: the configured identifier segments of a name or
+        # path as tokens (phiwatch.identifier_redaction); blob paths and events share it.
+        self.redact_identifiers = self._redactor.redact
+
+    def identifier_token(self, identifier: str) -> str:
+        """Keyed token of an identifier found inside a name: `pt_` + 16 hex, case-blind.
+
+        A separate HMAC domain from `patient_ref`: the token of `MRN12345` in a secret name
+        must not equal the PatientRef of a FHIR patient whose logical id is `MRN12345`.
+        """
+        msg = b"phiwatch-identifier\x1f" + identifier.lower().encode("utf-8", "surrogatepass")
+        return "pt_" + hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:16]
 
     def patient_ref(self, namespace: str, patient_id: str) -> str:
         """Pseudonym of `patient_id` as known to `namespace` (the FHIR service host).
@@ -65,16 +82,17 @@ def _parse_key(text: str) -> bytes:
 
 def load_pseudonymizer(settings: Settings) -> Pseudonymizer:
     if settings.pseudonym_key is not None:
-        return Pseudonymizer(_parse_key(settings.pseudonym_key.get_secret_value()))
+        key = _parse_key(settings.pseudonym_key.get_secret_value())
+        return Pseudonymizer(key, settings.identifier_patterns)
     key_file = settings.home / KEY_FILE_NAME
     if key_file.exists():
-        return Pseudonymizer(_parse_key(key_file.read_text()))
+        return Pseudonymizer(_parse_key(key_file.read_text()), settings.identifier_patterns)
     if not settings.allow_generated_key:
         raise PseudonymKeyError(
             "no pseudonymisation key: set PHIWATCH_PSEUDONYM_KEY (in Azure, a Key Vault "
             "reference to the phiwatch pseudonym secret)"
         )
-    return Pseudonymizer(_create_key_file(key_file))
+    return Pseudonymizer(_create_key_file(key_file), settings.identifier_patterns)
 
 
 def _create_key_file(key_file: Path) -> bytes:

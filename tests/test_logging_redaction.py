@@ -37,6 +37,19 @@ def lines(stream: io.StringIO) -> list[dict]:
         ("subject:Patient=77 ok", "subject:Patient=[redacted] ok"),
         ("by jane.patient@patients.org today", "by [upn] today"),
         ("batch diagnostics-p0-000000000001", "batch diagnostics-p0-000000000001"),
+        # Issue #12 item 8: the encodings and forms the event model now reads.
+        ("GET Observation?patient%3DMRN-1", "GET Observation?patient=[redacted]"),
+        ("GET Observation?patient%253D77&x", "GET Observation?patient=[redacted]&x"),
+        ("GET Patient/$match/77", "GET Patient/$match/[redacted]"),
+        ("GET Observation?Patient/77", "GET Observation?Patient/[redacted]"),
+        ("GET Observation?patient._id=77", "GET Observation?patient._id=[redacted]"),
+        (
+            "https://kv.vault.azure.net/secrets/pt-x/1",
+            "https://kv.vault.azure.net/secrets/[redacted]/1",
+        ),
+        ("name patient-MRN12345-key", "name patient-[id]-key"),
+        ("ssn 123-45-6789 seen", "ssn [id] seen"),
+        ("100% of 7 done", "100% of 7 done"),
     ],
 )
 def test_redact_text(text, expected):
@@ -59,6 +72,24 @@ def test_processor_redacts_keys_values_and_nested_structures(log_stream):
     assert line["uri"] == "[redacted]" and line["patient_id"] == "[redacted]"
     assert line["detail"]["n"] == 3
     assert line["level"] == "info"
+
+
+def test_user_agents_secret_names_and_correlation_ids_are_masked_by_key(log_stream):
+    log = structlog.get_logger("test")
+    log.warning(
+        "odd record",
+        user_agent="PortalApp/2.1 (kiosk ward-7 jane)",
+        http_user_agent="PortalApp/2.1 (kiosk ward-7 jane)",
+        client_info="PortalApp/2.1 (kiosk ward-7 jane)",
+        secret_name="jane-doe-key",
+        correlation_id="lookup-jane-doe",
+        resource_name="kv-jane-doe",
+        batch="diagnostics-p0-000000000001",
+    )
+    output = log_stream.getvalue()
+    assert "jane" not in output
+    (line,) = lines(log_stream)
+    assert line["batch"] == "diagnostics-p0-000000000001"
 
 
 def phi_records() -> list[dict]:

@@ -128,24 +128,25 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     if actor["actor_user_type"] is None:
         actor["actor_user_type"] = _principal_type(record.get("identity"))
     ip = record.caller_ip() or normalise_ip(claims.get("ipaddr") or "")
-    return [
-        AccessEvent(
-            time_generated=record.time(),
-            event_uid=record.uid,
-            event_original_uid=record.text("correlationid"),
-            event_type=_event_type(verb, resource_type, props),
-            event_sub_type=resource_type or None,
-            event_result=result,
-            event_result_details=to_str(props.get("statusCode")) or record.text("resultsignature"),
-            event_product=PRODUCT,
-            operation=operation,
-            object=resource_id.rsplit("/", 1)[-1] or None,
-            object_type=_object_type(resource_type),
-            src_ip_addr=ip,
-            target_resource_id=resource_id or None,
-            dvc_scope_id=subscription_of(resource_id),
-            source_category="Administrative",
-            raw_record_ref=ctx.raw_record_ref,
-            **actor,
-        )
-    ]
+    fields = {
+        "time_generated": record.time(),
+        "event_uid": record.uid,
+        "event_original_uid": record.text("correlationid"),
+        "event_type": _event_type(verb, resource_type, props),
+        "event_sub_type": resource_type or None,
+        "event_result": result,
+        "event_result_details": to_str(props.get("statusCode")) or record.text("resultsignature"),
+        "event_product": PRODUCT,
+        "operation": operation,
+        "object": resource_id.rsplit("/", 1)[-1] or None,
+        "object_type": _object_type(resource_type),
+        "src_ip_addr": ip,
+        "target_resource_id": resource_id or None,
+        "dvc_scope_id": subscription_of(resource_id),
+        "source_category": "Administrative",
+        "raw_record_ref": ctx.raw_record_ref,
+        **actor,
+    }
+    # A resource can be named after a patient: the resource id and name go through the
+    # identifier patterns, the same way in both, so prefix relations between ids still hold.
+    return [AccessEvent(**ctx.redacted(fields))]

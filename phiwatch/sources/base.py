@@ -8,6 +8,7 @@ from typing import Any, Protocol
 from phiwatch.model import AccessEvent
 from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.sources.record import Claims, Record, RecordSkipped
+from phiwatch.sources.verbatim import redact_verbatim
 
 NON_TERMINAL_RESULTS = frozenset({"start", "started", "accept", "accepted", "in progress"})
 
@@ -16,6 +17,11 @@ NON_TERMINAL_RESULTS = frozenset({"start", "started", "accept", "accepted", "in 
 class NormaliseContext:
     pseudonymizer: Pseudonymizer
     raw_record_ref: str
+
+    def redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
+        """AccessEvent keyword arguments with the text copied from the wire redacted
+        (phiwatch.sources.verbatim): every normaliser builds its events through this."""
+        return redact_verbatim(fields, self.pseudonymizer.redact_identifiers)
 
 
 class SourceNormaliser(Protocol):

@@ -85,25 +85,25 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
         result = "Success" if result_type in {"success", "succeeded"} else "NA"
         details = record.text("resultsignature")
     resource_id = record.resource_id
-    return [
-        AccessEvent(
-            time_generated=record.time(),
-            event_uid=record.uid,
-            event_original_uid=record.text("correlationid"),
-            event_type=_event_type(operation),
-            event_sub_type=_object_kind(operation),
-            event_result=result,
-            event_result_details=details,
-            event_product=PRODUCT,
-            operation=operation,
-            object=to_str(props.get("id")) or resource_id.rsplit("/", 1)[-1] or None,
-            object_type=_object_type(operation),
-            src_ip_addr=record.caller_ip(),
-            http_user_agent=to_str(props.get("clientInfo")),
-            target_resource_id=resource_id or None,
-            dvc_scope_id=subscription_of(resource_id),
-            source_category="AuditEvent",
-            raw_record_ref=ctx.raw_record_ref,
-            **actor_fields(record.claims()),
-        )
-    ]
+    fields = {
+        "time_generated": record.time(),
+        "event_uid": record.uid,
+        "event_original_uid": record.text("correlationid"),
+        "event_type": _event_type(operation),
+        "event_sub_type": _object_kind(operation),
+        "event_result": result,
+        "event_result_details": details,
+        "event_product": PRODUCT,
+        "operation": operation,
+        # The object's name stays readable (which secret was read); identifiers in it do not.
+        "object": to_str(props.get("id")) or resource_id.rsplit("/", 1)[-1] or None,
+        "object_type": _object_type(operation),
+        "src_ip_addr": record.caller_ip(),
+        "http_user_agent": to_str(props.get("clientInfo")),
+        "target_resource_id": resource_id or None,
+        "dvc_scope_id": subscription_of(resource_id),
+        "source_category": "AuditEvent",
+        "raw_record_ref": ctx.raw_record_ref,
+        **actor_fields(record.claims()),
+    }
+    return [AccessEvent(**ctx.redacted(fields))]

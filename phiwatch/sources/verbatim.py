@@ -1,0 +1,59 @@
+"""The one allow-list of what a normaliser may copy from a diagnostic record into an event.
+
+Every text field of `AccessEvent` is in exactly one of the two tables below (a test walks
+the model, so a new field cannot slip past). `VERBATIM` fields carry text from the wire
+and are copied as they came except for identifier segments, which the configured patterns
+(`PHIWATCH_IDENTIFIER_PATTERNS`, phiwatch.identifier_redaction) turn into keyed `pt_`
+tokens: a secret, a resource or a user agent can be named after a patient. `IDS_AND_ENUMS`
+fields are never wire text copied as is, or are identities an analyst must see unchanged.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+VERBATIM: dict[str, str] = {
+    "target_resource_id": "ARM resource id of the monitored resource",
+    "dvc_scope_id": "subscription id, taken from the resource id",
+    "event_original_uid": "the service's correlation id",
+    "operation": "operation name",
+    "event_sub_type": "part of the operation name (resource type, FHIR interaction)",
+    "event_result_details": "HTTP status or result signature",
+    "object": "Key Vault object name, ARM resource name, FHIR URI shape (ids as pseudonyms)",
+    "http_user_agent": "user agent / client info",
+    "actor_user_id": "Entra object id (a GUID, which the patterns never touch)",
+    "acting_app_id": "Entra application id (a GUID, which the patterns never touch)",
+    "acting_app_name": "application display name",
+    "src_geo_country": "country of the caller address",
+}
+
+IDS_AND_ENUMS: dict[str, str] = {
+    "event_uid": "hash of the record's content (phiwatch.envelope)",
+    "event_schema": "constant",
+    "event_schema_version": "constant",
+    "event_type": "enum",
+    "event_result": "enum",
+    "event_product": "constant per normaliser",
+    "event_vendor": "constant",
+    "object_type": "constant per normaliser",
+    "actor_user_type": "enum",
+    "actor_username": (
+        "the caller's sign-in name (UPN, accepted only with an '@'): who acted is what an "
+        "analyst needs, and the e-mail pattern would otherwise replace it"
+    ),
+    "src_ip_addr": "a parsed IP address (phiwatch.sources.fields.normalise_ip)",
+    "patient_ref": "keyed pseudonym (phiwatch.pseudonym)",
+    "phi_category": "enum",
+    "source_category": "constant per normaliser",
+    "raw_record_ref": "pointer into the archive, made by the pipeline",
+}
+
+
+def redact_verbatim(fields: dict[str, Any], redact: Callable[[str], str]) -> dict[str, Any]:
+    """`fields` (AccessEvent keyword arguments) with every allow-listed text redacted."""
+    for name in VERBATIM:
+        value = fields.get(name)
+        if isinstance(value, str):
+            fields[name] = redact(value)
+    return fields
