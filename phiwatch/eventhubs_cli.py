@@ -299,8 +299,9 @@ def consume_command(
             "--stage",
             help="normalize: read the diagnostics hub, archive, normalise and publish events "
             "to PHIWATCH_PHI_EVENTS_HUB (detecting in-process when none is set: one "
-            "partition only). detect: read the phi-events hub and run the detections with "
-            "per-partition state in PHIWATCH_STATE_URL/DIR. Run one consumer per stage.",
+            "partition only). detect: read the phi-events hub (--namespace: its own "
+            "namespace) and run the detections with per-partition state in "
+            "PHIWATCH_STATE_URL/DIR. Run one consumer per stage.",
         ),
     ] = Stage.normalize,
 ) -> None:
