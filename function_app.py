@@ -4,7 +4,8 @@
 `phiwatch.eventhub_host`, which archives, normalises and publishes each event to the
 `phi-events` hub keyed by its routing key; `detect` reads `phi-events` and runs the stateful
 detections with per-partition state in Blob (README "Scaling"); `deliver_outbox` sends rows
-Sentinel could not take yet; `health` reports what is configured, never a value.
+Sentinel could not take yet; `health` (behind a function key) checks the archive, the state
+store and the last batches, and never reports a value.
 """
 
 import json
@@ -59,10 +60,12 @@ def normalize(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
 
 # The same archive-before-return rule: state is saved after the alerts are archived and
 # emitted, and a failure raises so the retry restores the snapshot and redoes the batch.
+# phi-events is in a namespace of its own that refuses SAS (infra/modules/eventhubs.bicep),
+# hence its own identity connection: PHIEVENTS__fullyQualifiedNamespace.
 @app.event_hub_message_trigger(
     arg_name="events",
     event_hub_name="%PHIWATCH_PHI_EVENTS_HUB%",
-    connection="EVENTHUB",
+    connection="PHIEVENTS",
     cardinality="many",
     consumer_group="%PHIWATCH_PHI_EVENTS_CONSUMER_GROUP%",
 )
@@ -106,7 +109,9 @@ def run_rules(timer: func.TimerRequest) -> None:
         runner.run(datetime.now(UTC))
 
 
-@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+# A function key, not anonymous: the answer names the version, the configuration and which
+# dependency is failing, which is nobody else's business.
+@app.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 def health(req: func.HttpRequest) -> func.HttpResponse:
     status, body = health_status()
     return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")

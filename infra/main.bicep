@@ -3,13 +3,13 @@
 //   az deployment group create -g <resource group> -f infra/main.bicep \
 //     -p @infra/main.parameters.example.json
 //
-// Deploys: the Event Hubs namespace with hub `diagnostics` (read by `normalize`) and hub
-// `phi-events` (normalised events, written by `normalize`, read by `detect`), each with
-// consumer group `phiwatch`; the Flex Consumption Function App (Python 3.11, system-assigned
+// Deploys: the Event Hubs namespace with hub `diagnostics` (read by `normalize`) and, in a
+// namespace of its own with local (SAS) auth disabled, hub `phi-events` (normalised events,
+// written by `normalize`, read by `detect`), each with consumer group `phiwatch`; the Flex Consumption Function App (Python 3.11, system-assigned
 // identity, identity-based connections only) with Application Insights and its own
 // diagnostic settings; the archive storage account (immutable `phiwatch-archive`, mutable
 // `phiwatch-outbox` and `phiwatch-state`); the host storage account; the Key Vault with the
-// archive signing key; the Sentinel tables, DCR (and optional DCE), analytic rule and workbook
+// archive signing key; the Azure Monitor alerts (modules/alerts.bicep); the Sentinel tables, DCR (and optional DCE), analytic rule and workbook
 // through infra/sentinel/main.bicep; and the role assignments (modules/roles.bicep). Then
 // route the monitored resources' logs to the diagnostics hub with infra/diagnostics.bicep.
 // Step by step, with the one-time key commands and the immutability lock decision:
@@ -100,7 +100,12 @@ param phiEventsPartitionCount int = 4
 @maxValue(7)
 param phiEventsMessageRetentionInDays int = 7
 
-@description('Refuse SAS on the namespace. Azure Monitor diagnostic settings can only deliver with SAS: true stops diagnostics.bicep\'s settings from delivering. See infra/README.md, "Event Hubs local authentication".')
+@description('Throughput units of the phi-events namespace (Standard, 1-40): one event in and one out per normalised event.')
+@minValue(1)
+@maxValue(40)
+param phiEventsThroughputUnits int = 1
+
+@description('Refuse SAS on the diagnostics namespace (the phi-events namespace always refuses it). Azure Monitor diagnostic settings can only deliver with SAS: true stops diagnostics.bicep\'s settings from delivering. See infra/README.md, "Event Hubs local authentication".')
 param eventHubDisableLocalAuth bool = false
 
 // --- Archive ----------------------------------------------------------------------------------
@@ -129,9 +134,22 @@ param auditPhiwatchResources bool = true
 
 // --- Key Vault --------------------------------------------------------------------------------
 
-@description('Pseudonymisation key (hex, >= 32 bytes). Leave empty (recommended) and set it once with `az keyvault secret set` (infra/README.md). Never put a value in a parameters file in the repository.')
-@secure()
-param pseudonymKey string = ''
+@description('Version of the pseudonymisation secret the app uses (32 hex characters, from `az keyvault secret set`; infra/README.md, "Keys"). The Key Vault reference is pinned to it, so a new secret version changes nothing until this is changed: rotation is this explicit step. Empty (first deployment): the app has no key and processes nothing until it is set. The template never writes the secret.')
+@maxLength(32)
+param pseudonymKeyVersion string = ''
+
+// --- Alerts -------------------------------------------------------------------------------------
+
+@description('Resource id of an existing Azure Monitor action group that the phiwatch alerts notify (function failures, consumer lag, outbox backlog, stalled hub). Empty: the alerts fire in Azure Monitor but notify nobody.')
+param alertActionGroupId string = ''
+
+@description('Consumer lag (seconds between a batch\'s newest enqueued time and its processing) above which the lag alert fires.')
+@minValue(60)
+param alertLagSeconds int = 900
+
+@description('Outbox entries waiting for Sentinel above which the outbox alert fires.')
+@minValue(1)
+param alertOutboxEntries int = 50
 
 // --- Function App -----------------------------------------------------------------------------
 
@@ -165,6 +183,7 @@ var suffix = uniqueString(resourceGroup().id)
 var base = toLower(baseName)
 var names = {
   eventHubNamespace: 'evhns-${base}-${suffix}'
+  phiEventsNamespace: 'evhns-${base}-ev-${suffix}'
   functionApp: 'func-${base}-${suffix}'
   plan: 'plan-${base}-${suffix}'
   appInsights: 'appi-${base}-${suffix}'
@@ -224,6 +243,8 @@ module eventHubs 'modules/eventhubs.bicep' = {
     phiEventsPartitionCount: phiEventsPartitionCount
     phiEventsMessageRetentionInDays: phiEventsMessageRetentionInDays
     phiEventsConsumerGroupName: phiEventsConsumerGroupName
+    phiEventsNamespaceName: names.phiEventsNamespace
+    phiEventsThroughputUnits: phiEventsThroughputUnits
   }
 }
 
@@ -258,7 +279,7 @@ module keyVault 'modules/keyvault.bicep' = {
     name: names.keyVault
     location: location
     tags: tags
-    pseudonymKey: pseudonymKey
+    pseudonymKeyVersion: pseudonymKeyVersion
     workspaceResourceId: auditPhiwatchResources ? operationsWorkspaceId : ''
   }
 }
@@ -277,13 +298,14 @@ module functionApp 'modules/functionapp.bicep' = {
     eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace
     eventHubName: eventHubs.outputs.eventHubName
     consumerGroupName: eventHubs.outputs.consumerGroupName
+    phiEventsFullyQualifiedNamespace: eventHubs.outputs.phiEventsFullyQualifiedNamespace
     phiEventsHubName: eventHubs.outputs.phiEventsHubName
     phiEventsConsumerGroupName: eventHubs.outputs.phiEventsConsumerGroupName
     archiveUrl: archive.outputs.archiveUrl
     outboxUrl: archive.outputs.outboxUrl
     stateUrl: archive.outputs.stateUrl
-    keyVaultName: keyVault.outputs.name
-    pseudonymSecretName: keyVault.outputs.pseudonymSecretName
+    pseudonymKeyReference: keyVault.outputs.pseudonymKeyReference
+    archiveImmutabilityLocked: archiveImmutabilityLocked
     signingKeyUrl: keyVault.outputs.signingKeyUrl
     dcrEndpoint: sentinel.outputs.logsIngestionEndpoint
     dcrImmutableId: sentinel.outputs.dcrImmutableId
@@ -300,6 +322,7 @@ module roles 'modules/roles.bicep' = {
     principalId: functionApp.outputs.principalId
     eventHubNamespaceName: eventHubs.outputs.namespaceName
     eventHubName: eventHubs.outputs.eventHubName
+    phiEventsNamespaceName: eventHubs.outputs.phiEventsNamespaceName
     phiEventsHubName: eventHubs.outputs.phiEventsHubName
     archiveStorageAccountName: archive.outputs.accountName
     archiveContainerName: archive.outputs.archiveContainerName
@@ -307,6 +330,9 @@ module roles 'modules/roles.bicep' = {
     stateContainerName: archive.outputs.stateContainerName
     hostStorageAccountName: hostStorage.outputs.accountName
     keyVaultName: keyVault.outputs.name
+    pseudonymSecretName: keyVault.outputs.pseudonymSecretName
+    pseudonymSecretPinned: !empty(pseudonymKeyVersion)
+    signingKeyName: keyVault.outputs.signingKeyName
     dcrName: dcrName
     appInsightsName: functionApp.outputs.appInsightsName
   }
@@ -315,12 +341,29 @@ module roles 'modules/roles.bicep' = {
   ]
 }
 
+module alerts 'modules/alerts.bicep' = {
+  name: 'phiwatch-alerts'
+  params: {
+    baseName: base
+    location: location
+    tags: tags
+    actionGroupId: alertActionGroupId
+    appInsightsName: functionApp.outputs.appInsightsName
+    eventHubNamespaceName: eventHubs.outputs.namespaceName
+    phiEventsNamespaceName: eventHubs.outputs.phiEventsNamespaceName
+    lagSeconds: alertLagSeconds
+    outboxEntries: alertOutboxEntries
+  }
+}
+
 output functionAppName string = functionApp.outputs.name
 output functionAppPrincipalId string = functionApp.outputs.principalId
+@description('/api/health needs a function key (`?code=` or x-functions-key; infra/README.md, "Health").')
 output functionAppHealthUrl string = 'https://${functionApp.outputs.defaultHostName}/api/health'
 output eventHubNamespaceName string = eventHubs.outputs.namespaceName
 output eventHubName string = eventHubs.outputs.eventHubName
 output phiEventsHubName string = eventHubs.outputs.phiEventsHubName
+output phiEventsNamespaceName string = eventHubs.outputs.phiEventsNamespaceName
 @description('eventHubAuthorizationRuleId parameter of infra/diagnostics.bicep.')
 output diagnosticsEventHubAuthorizationRuleId string = eventHubs.outputs.diagnosticsAuthorizationRuleId
 output keyVaultName string = keyVault.outputs.name
@@ -329,5 +372,7 @@ output archiveUrl string = archive.outputs.archiveUrl
 output outboxUrl string = archive.outputs.outboxUrl
 output stateUrl string = archive.outputs.stateUrl
 output signingKeyUrl string = keyVault.outputs.signingKeyUrl
+@description('PHIWATCH_PSEUDONYM_KEY: the Key Vault reference pinned to pseudonymKeyVersion (empty until it is set).')
+output pseudonymKeyReference string = keyVault.outputs.pseudonymKeyReference
 output dcrImmutableId string = sentinel.outputs.dcrImmutableId
 output logsIngestionEndpoint string = sentinel.outputs.logsIngestionEndpoint

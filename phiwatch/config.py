@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     # The container must carry a version-level immutability policy (set by infra). Turn off
     # only for a test container.
     archive_require_immutability: bool = True
+    # Whether the archive's retention policy has been locked (infra sets it from the same
+    # parameter that stops the template from rewriting the policy). The Blob data plane does
+    # not say whether a container policy is locked, so health and the startup warning report
+    # `unlocked` from this until the operator has locked it (infra/README.md).
+    archive_immutability_locked: bool = False
 
     # Microsoft Sentinel through the Logs Ingestion API: the DCR's ingestion endpoint (or the
     # DCE) and the DCR's immutable id. Both set = deliver; unset = archive only. The managed
@@ -119,6 +124,12 @@ class Settings(BaseSettings):
     rules_workspace_id: str | None = None  # Log Analytics workspace (customer) id
     rules_adx_cluster_url: str | None = None  # https://<cluster>.<region>.kusto.windows.net
     rules_adx_database: str | None = None
+
+    # /api/health: the time each check may take, and the age of a partition's last
+    # successful batch above which health answers 503 (unset: ages are reported only; a
+    # quiet tenant has no batches, so send a canary on a schedule when setting this).
+    health_check_timeout_seconds: float = Field(default=5.0, gt=0)
+    health_max_batch_age_seconds: int | None = Field(default=None, ge=1)
 
     log_level: str = "INFO"
 

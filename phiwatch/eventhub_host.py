@@ -38,6 +38,7 @@ from phiwatch.detect.state_store import (
 )
 from phiwatch.envelope import Body
 from phiwatch.event_publisher import EventHubsPublisher
+from phiwatch.health import ACTIVITY, Activity, CheckResult, run_checks
 from phiwatch.logs import configure_logging
 from phiwatch.pipeline import (
     Batch,
@@ -55,6 +56,7 @@ from phiwatch.runtime import build_archive, build_detector, build_pipeline
 from phiwatch.sinks.backlog_alert import backlog_alert, hour_of
 from phiwatch.sinks.outbox import BlobOutbox, LocalOutbox, Outbox, OutboxError
 from phiwatch.sinks.sentinel import DeliveryReport, SentinelSink, sentinel_sink_from
+from phiwatch.sources import canary
 
 log = structlog.get_logger("phiwatch.eventhub")
 
@@ -185,12 +187,15 @@ class EventHubBatchProcessor:
                     quarantine_after=self._poison.limit,
                     error=exc.error,
                 )
+                ACTIVITY.batch_failed("normalize", partition, exc)
                 raise
             # An archive failure here raises: the next retry quarantines again (idempotent).
             result = self._pipeline.quarantine(batch, exc, attempts)
             self._poison.forget(batch.name)
+            ACTIVITY.batch_succeeded("normalize", partition)
             return result
         except Exception as exc:
+            ACTIVITY.batch_failed("normalize", partition, exc)
             # The pipeline commits nothing of a failed batch, so the host's retry of it
             # derives and archives exactly what a first clean attempt would have.
             log.error(
@@ -202,6 +207,9 @@ class EventHubBatchProcessor:
             )
             raise
         self._poison.forget(batch.name)
+        ACTIVITY.batch_succeeded("normalize", partition)
+        if result.counts.skipped.get(canary.SKIP_REASON):
+            ACTIVITY.canary_seen()
         return result
 
 
@@ -247,6 +255,7 @@ class DetectBatchProcessor:
             try:
                 results.append(self.detector.process(partition, group))
             except Exception as exc:
+                ACTIVITY.batch_failed("detect", partition, exc)
                 # Nothing of the batch is durable yet (state is saved last): the host's
                 # retry restores the partition and redoes it.
                 log.error(
@@ -255,6 +264,14 @@ class DetectBatchProcessor:
                     error=f"{type(exc).__name__}: {exc}",
                 )
                 raise
+            ACTIVITY.batch_succeeded("detect", partition)
+        # The consumer-lag alert (infra/modules/alerts.bicep) reads lag_seconds from here.
+        log.info(
+            "detect invocation processed",
+            partitions=sorted(groups),
+            messages=len(messages),
+            lag_seconds=_lag_seconds(messages),
+        )
         return results
 
 
@@ -336,15 +353,25 @@ def archive_store(settings: Settings) -> ObjectStore:
     if settings.archive_url:
         require = settings.archive_require_immutability
         try:
-            if settings.archive_connection_string is not None:
-                return BlobStore.from_connection_string(
-                    settings.archive_connection_string.get_secret_value(),
-                    _container_of(settings.archive_url),
-                    require_immutability=require,
-                )
-            return BlobStore.from_url(settings.archive_url, require_immutability=require)
+            store = _blob_archive(settings, require_immutability=require)
         except (ArchiveNotImmutable, ArchiveContainerMissing) as exc:
             raise ConfigurationError(str(exc)) from exc
+        state = immutability_state(settings, store)
+        if state == "unlocked":
+            # Loud on every start until someone locks it: an unlocked policy can be shortened
+            # or deleted by an account administrator, and then the archive with it.
+            log.warning(
+                "archive immutability policy is unlocked: lock it for production "
+                "(infra/README.md, 'Immutability: unlocked or locked')",
+                immutability=state,
+            )
+        elif state == "none":
+            log.warning(
+                "archive container is not immutable (PHIWATCH_ARCHIVE_REQUIRE_IMMUTABILITY "
+                "is false): a test container only",
+                immutability=state,
+            )
+        return store
     if settings.archive_dir is not None:
         return LocalStore(settings.archive_dir)
     raise ConfigurationError(
@@ -352,6 +379,26 @@ def archive_store(settings: Settings) -> ObjectStore:
         "returns, so set PHIWATCH_ARCHIVE_URL (the archive container URL) or "
         "PHIWATCH_ARCHIVE_DIR"
     )
+
+
+def _blob_archive(settings: Settings, *, require_immutability: bool) -> BlobStore:
+    url = settings.archive_url or ""
+    if settings.archive_connection_string is not None:
+        return BlobStore.from_connection_string(
+            settings.archive_connection_string.get_secret_value(),
+            _container_of(url),
+            require_immutability=require_immutability,
+        )
+    return BlobStore.from_url(url, require_immutability=require_immutability)
+
+
+def immutability_state(settings: Settings, store: BlobStore) -> str:
+    """`locked`, `unlocked` or `none`. The data plane shows whether a retention policy is in
+    force, not whether it is locked: that comes from PHIWATCH_ARCHIVE_IMMUTABILITY_LOCKED,
+    which infra sets from the same parameter that stops it rewriting the policy."""
+    if not store.immutability.immutable:
+        return "none"
+    return "locked" if settings.archive_immutability_locked else "unlocked"
 
 
 def build_batch(
@@ -456,13 +503,15 @@ def get_detector() -> DetectBatchProcessor:
         return _cached_detector()
 
 
-def health_status() -> tuple[int, dict[str, Any]]:
-    """HTTP status and body for the health endpoint: what is configured, never a value."""
+def health_status(activity: Activity = ACTIVITY) -> tuple[int, dict[str, Any]]:
+    """HTTP status and body for the health endpoint: what is configured, whether the archive
+    and the state store answer (each check bounded in time), and how old each partition's
+    last successful batch is. Never a value; 503 names the failing check."""
     try:
         settings = Settings()
     except SETTINGS_ERRORS as exc:
-        body = {"status": "misconfigured", "version": phiwatch.__version__}
-        return 503, body | {"problem": _settings_problem(exc)}
+        failed: dict[str, Any] = {"status": "misconfigured", "version": phiwatch.__version__}
+        return 503, failed | {"problem": _settings_problem(exc)}
     archive = settings.archive_url is not None or settings.archive_dir is not None
     secret = settings.pseudonym_key.get_secret_value() if settings.pseudonym_key else ""
     # A Key Vault reference the platform could not resolve arrives as its own literal text.
@@ -472,20 +521,86 @@ def health_status() -> tuple[int, dict[str, Any]]:
     state = settings.state_url is not None or settings.state_dir is not None
     # Without phi-events, detections run inside normalize: right for one partition only.
     detection = "two-stage" if two_stage else "in-process (one diagnostics partition only)"
-    healthy = archive and key and (state or not two_stage)
-    body = {
-        "status": "ok" if healthy else "degraded",
+    problems: list[str] = []
+    if unresolved:
+        problems.append("PHIWATCH_PSEUDONYM_KEY: the Key Vault reference did not resolve")
+    elif not key:
+        problems.append(
+            "PHIWATCH_PSEUDONYM_KEY is not set: set the secret and deploy with "
+            "pseudonymKeyVersion (infra/README.md, Keys)"
+        )
+    if two_stage and not state:
+        problems.append("PHIWATCH_STATE_URL: detect needs a state container")
+    if not archive:
+        problems.append("PHIWATCH_ARCHIVE_URL: no archive configured")
+    checks: dict[str, Any] = {}
+    if archive:
+        checks["archive"] = functools.partial(_check_archive, settings)
+    if two_stage and state:
+        checks["state"] = functools.partial(_check_state, settings)
+    results = run_checks(checks, settings.health_check_timeout_seconds)
+    batches, stale = activity.report(settings.health_max_batch_age_seconds)
+    problems += [r.problem for r in results.values() if r.problem]
+    problems += stale
+    warnings = [r.warning for r in results.values() if r.warning]
+    body: dict[str, Any] = {
+        "status": "degraded" if problems else "ok",
         "version": phiwatch.__version__,
         "archive_configured": archive,
         "pseudonym_key_configured": key,
         "detection": detection,
         "state_configured": state,
+        "checks": {name: dict(result.detail) for name, result in results.items()},
+        "batches": batches,
     }
-    if unresolved:
-        body["problem"] = "PHIWATCH_PSEUDONYM_KEY: the Key Vault reference did not resolve"
-    elif two_stage and not state:
-        body["problem"] = "PHIWATCH_STATE_URL: detect needs a state container"
-    return (200 if healthy else 503), body
+    if "archive" in results:
+        body["immutability"] = results["archive"].detail.get("immutability", "unknown")
+    if warnings:
+        body["warnings"] = warnings
+    if problems:
+        body["problem"] = problems[0]
+        body["problems"] = problems
+    return (503 if problems else 200), body
+
+
+def _check_archive(settings: Settings) -> CheckResult:
+    """Reachable, the container exists, and its immutability: one container GET."""
+    if not settings.archive_url:
+        found = settings.archive_dir is not None and settings.archive_dir.is_dir()
+        detail = {"status": "ok" if found else "missing", "immutability": "local directory"}
+        problem = None if found else "archive: PHIWATCH_ARCHIVE_DIR does not exist"
+        return CheckResult(found, detail, problem)
+    try:
+        store = _blob_archive(settings, require_immutability=False)
+    except ArchiveContainerMissing:
+        return CheckResult(False, {"status": "missing"}, "archive: the container does not exist")
+    state = immutability_state(settings, store)
+    detail = {"status": "ok", "immutability": state}
+    if state == "none":
+        text = "archive: the container is not immutable (no version-level retention policy)"
+        if settings.archive_require_immutability:
+            return CheckResult(False, detail, text)
+        return CheckResult(True, detail, warning=text)
+    if state == "unlocked":
+        return CheckResult(
+            True,
+            detail,
+            warning="archive: the immutability policy is unlocked; lock it for production "
+            "(infra/README.md, 'Immutability: unlocked or locked')",
+        )
+    return CheckResult(True, detail)
+
+
+# A key no snapshot ever has (dot-free, valid): loading it proves the container answers.
+_HEALTH_PROBE_KEY = "health/probe.json.gz"
+
+
+def _check_state(settings: Settings) -> CheckResult:
+    try:
+        state_store(settings).load(_HEALTH_PROBE_KEY)
+    except (ConfigurationError, StateStoreError) as exc:
+        return CheckResult(False, {"status": "failed"}, f"state: {exc}")
+    return CheckResult(True, {"status": "ok"})
 
 
 def configure_host_logging() -> None:

@@ -1,10 +1,12 @@
-"""`phiwatch send` (publish local sample files to an Event Hub) and `phiwatch consume` (run
-the pipeline as a standalone Event Hubs consumer, outside Azure Functions)."""
+"""`phiwatch send` (a canary, or local files into a test hub) and `phiwatch consume` (run the
+pipeline as a standalone Event Hubs consumer, outside Azure Functions)."""
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import uuid
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -52,6 +54,7 @@ from phiwatch.eventhubs_io import (
 from phiwatch.logs import configure_logging
 from phiwatch.pipeline import BatchResult
 from phiwatch.pseudonym import PseudonymKeyError
+from phiwatch.sources.canary import canary_record
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -133,19 +136,50 @@ def _close(thing: object) -> None:
             close()
 
 
+SYNTHETIC_REFUSED = (
+    "refusing to send files to {target} without --allow-synthetic: files such as "
+    "samples/logs hold synthetic incidents, which would be archived for the retention period "
+    "(six years by default, immutable) and raise alerts and incidents in Sentinel. To check a "
+    "production deployment send a canary (--canary); pass --allow-synthetic only for a test "
+    "deployment"
+)
+
+
 def send_command(
-    paths: Annotated[
-        list[Path],
-        typer.Argument(help="Files (.json, .jsonl, .ndjson, optionally .gz) or directories."),
-    ],
     namespace: NamespaceOpt,
     hub: HubOpt,
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(
+            help="Files (.json, .jsonl, .ndjson, optionally .gz) or directories; needs "
+            "--allow-synthetic.",
+            show_default=False,
+        ),
+    ] = None,
+    canary: Annotated[
+        bool,
+        typer.Option(
+            "--canary",
+            help="Send one PhiwatchCanary record (a time and an id): archived raw, counted as "
+            "the skip `canary`, shown by /api/health as last seen, never an event or alert.",
+        ),
+    ] = False,
+    allow_synthetic: Annotated[
+        bool,
+        typer.Option(
+            "--allow-synthetic",
+            help="Allow sending files: their records are archived (immutably) and detected "
+            "on like real ones. For test deployments only.",
+        ),
+    ] = False,
 ) -> None:
-    """Publish local diagnostic-log files to an Event Hub (smoke-test a deployment).
+    """Send a canary to a hub (check a deployment), or local files to a test hub.
 
-    Each body (a line of .jsonl, a .json file or each element of a .json array) becomes one
-    event; events go in batches under the hub's size limit. Signs in with
-    DefaultAzureCredential (the identity needs 'Azure Event Hubs Data Sender').
+    --canary sends one record of category PhiwatchCanary that goes the whole way a real record
+    goes and is then counted as a `canary` skip. Files: each body (a line of .jsonl, a .json
+    file or each element of a .json array) becomes one event, in batches under the hub's size
+    limit; refused without --allow-synthetic. Signs in with DefaultAzureCredential (the
+    identity needs 'Azure Event Hubs Data Sender').
     """
     configure_logging(os.environ.get("PHIWATCH_LOG_LEVEL", "WARNING"))
     try:
@@ -153,6 +187,15 @@ def send_command(
         check_hub_name(hub)
     except EventHubsConfigError as exc:
         raise _fail(str(exc)) from None
+    if canary and paths:
+        raise _fail("--canary sends one canary record: give no files with it")
+    if canary:
+        _send_canary(fqns, hub)
+        return
+    if not paths:
+        raise _fail("nothing to send: give files (with --allow-synthetic) or --canary")
+    if not allow_synthetic:
+        raise _fail(SYNTHETIC_REFUSED.format(target=f"{fqns}/{hub}"))
     try:
         discover(paths)  # every path is checked before anything is sent
     except InputError as exc:
@@ -175,6 +218,26 @@ def send_command(
         for problem in report.skipped:
             err.print(f"[bold red]error:[/] {escape(problem)}", highlight=False)
         raise typer.Exit(1)
+
+
+def _send_canary(fqns: str, hub: str) -> None:
+    canary_id = str(uuid.uuid4())
+    body = json.dumps({"records": [canary_record(canary_id=canary_id)]}).encode()
+    producer: Producer | None = None
+    try:
+        producer = make_producer(fqns, hub)
+        producer.send_batch([body])
+    except _azure_errors() as exc:
+        raise _azure_problem(f"cannot send the canary to {fqns}/{hub}", exc) from None
+    finally:
+        if producer is not None:
+            _close(producer)
+    out.print(
+        f"sent canary {canary_id} to {fqns}/{hub}; /api/health shows it as "
+        "batches.canary_last_seen once normalize has read it",
+        markup=False,
+        highlight=False,
+    )
 
 
 def consume_command(
@@ -236,8 +299,9 @@ def consume_command(
             "--stage",
             help="normalize: read the diagnostics hub, archive, normalise and publish events "
             "to PHIWATCH_PHI_EVENTS_HUB (detecting in-process when none is set: one "
-            "partition only). detect: read the phi-events hub and run the detections with "
-            "per-partition state in PHIWATCH_STATE_URL/DIR. Run one consumer per stage.",
+            "partition only). detect: read the phi-events hub (--namespace: its own "
+            "namespace) and run the detections with per-partition state in "
+            "PHIWATCH_STATE_URL/DIR. Run one consumer per stage.",
         ),
     ] = Stage.normalize,
 ) -> None:

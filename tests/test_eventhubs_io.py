@@ -732,7 +732,9 @@ def test_checkpoint_container_urls():
 
 def test_send_with_a_missing_path_fails_cleanly(tmp_path):
     result = runner.invoke(
-        app, ["send", str(tmp_path / "nope"), "--namespace", "phiwatch-test", "--hub", HUB]
+        app,
+        ["send", str(tmp_path / "nope"), "--allow-synthetic", "--namespace", "phiwatch-test"]
+        + ["--hub", HUB],
     )
     assert result.exit_code == 2
     assert "nope: no such file or directory" in result.output
@@ -740,7 +742,9 @@ def test_send_with_a_missing_path_fails_cleanly(tmp_path):
 
 
 def test_send_with_a_bad_namespace_fails_cleanly():
-    result = runner.invoke(app, ["send", str(SAMPLES), "--namespace", "bad ns", "--hub", HUB])
+    result = runner.invoke(
+        app, ["send", str(SAMPLES), "--allow-synthetic", "--namespace", "bad ns", "--hub", HUB]
+    )
     assert result.exit_code == 2
     assert "--namespace 'bad ns': not an Event Hubs namespace" in result.output
 
@@ -759,7 +763,8 @@ def test_send_prints_a_one_line_summary(monkeypatch):
         eventhubs_cli, "make_producer", lambda ns, hub: seen.append((ns, hub)) or producer
     )
     result = runner.invoke(
-        app, ["send", str(SAMPLES), "--namespace", "phiwatch-test", "--hub", HUB]
+        app,
+        ["send", str(SAMPLES), "--allow-synthetic", "--namespace", "phiwatch-test", "--hub", HUB],
     )
     assert result.exit_code == 0, result.output
     assert seen == [(NS, HUB)]
@@ -767,6 +772,33 @@ def test_send_prints_a_one_line_summary(monkeypatch):
     assert line.startswith("sent ") and line.endswith(
         f"from 24 file(s) in {len(producer.batches)} batch(es) to {NS}/{HUB}"
     )
+
+
+def test_send_of_files_is_refused_without_allow_synthetic(monkeypatch):
+    sent = []
+    monkeypatch.setattr(eventhubs_cli, "make_producer", lambda ns, hub: sent.append(hub))
+    result = runner.invoke(
+        app, ["send", str(SAMPLES), "--namespace", "phiwatch-test", "--hub", HUB]
+    )
+    assert result.exit_code == 2 and sent == []  # nothing was even connected to
+    assert "without --allow-synthetic" in result.output
+    assert "Sentinel" in result.output and "--canary" in result.output
+
+
+def test_send_canary_sends_one_canary_record(monkeypatch):
+    producer = RecordingProducer(1024 * 1024)
+    monkeypatch.setattr(eventhubs_cli, "make_producer", lambda ns, hub: producer)
+    result = runner.invoke(app, ["send", "--canary", "--namespace", "phiwatch-test", "--hub", HUB])
+    assert result.exit_code == 0, result.output
+    ((body,),) = producer.batches
+    (record,) = json.loads(body)["records"]
+    assert record["category"] == "PhiwatchCanary"
+    assert record["time"].endswith("Z") and record["properties"]["canaryId"]
+    assert record["properties"]["canaryId"] in result.output
+    with_files = runner.invoke(
+        app, ["send", str(SAMPLES), "--canary", "--namespace", "phiwatch-test", "--hub", HUB]
+    )
+    assert with_files.exit_code == 2 and "no files" in with_files.output
 
 
 def test_send_auth_failure_is_one_line(monkeypatch):
@@ -781,7 +813,8 @@ def test_send_auth_failure_is_one_line(monkeypatch):
 
     monkeypatch.setattr(eventhubs_cli, "make_producer", lambda ns, hub: Refused())
     result = runner.invoke(
-        app, ["send", str(SAMPLES), "--namespace", "phiwatch-test", "--hub", HUB]
+        app,
+        ["send", str(SAMPLES), "--allow-synthetic", "--namespace", "phiwatch-test", "--hub", HUB],
     )
     assert result.exit_code == 1
     (line,) = result.output.strip().splitlines()

@@ -165,7 +165,8 @@ def test_health_binding(functions):
     trigger, output = spec["bindings"]
     assert trigger["type"] == "httpTrigger" and trigger["direction"] == "IN"
     assert trigger["route"] == "health" and trigger["methods"] == ["GET"]
-    assert trigger["authLevel"] == "ANONYMOUS"
+    # Behind a function key: the answer names the version, configuration and failing parts.
+    assert trigger["authLevel"] == "FUNCTION"
     assert output == {"type": "http", "direction": "OUT", "name": "$return"}
 
 
@@ -269,6 +270,7 @@ def test_health_reports_configuration_without_values(functions):
     assert response.status_code == 200
     assert response.mimetype == "application/json"
     body = json.loads(response.get_body())
+    batches = body.pop("batches")
     assert body == {
         "status": "ok",
         "version": "0.1.0",
@@ -276,7 +278,10 @@ def test_health_reports_configuration_without_values(functions):
         "pseudonym_key_configured": True,
         "detection": "in-process (one diagnostics partition only)",
         "state_configured": False,
+        "checks": {"archive": {"status": "ok", "immutability": "local directory"}},
+        "immutability": "local directory",
     }
+    assert set(batches) >= {"canary_last_seen", "canary_age_seconds"}
     assert TEST_KEY_HEX not in response.get_body().decode()
 
 
@@ -285,9 +290,10 @@ def test_health_of_two_stages_needs_the_state_container(archive_dir, monkeypatch
     status, body = health_status()
     assert (status, body["detection"], body["status"]) == (503, "two-stage", "degraded")
     assert body["problem"] == "PHIWATCH_STATE_URL: detect needs a state container"
-    monkeypatch.setenv("PHIWATCH_STATE_URL", "https://acct.blob.core.windows.net/phiwatch-state")
+    monkeypatch.setenv("PHIWATCH_STATE_DIR", str(archive_dir.parent / "state"))
     status, body = health_status()
     assert (status, body["status"], body["state_configured"]) == (200, "ok", True)
+    assert body["checks"]["state"] == {"status": "ok"}
 
 
 def test_health_says_what_is_missing_or_invalid(archive_dir, monkeypatch: pytest.MonkeyPatch):
@@ -444,7 +450,8 @@ def test_detect_binding(functions):
             "type": "eventHubTrigger",
             "direction": "IN",
             "name": "events",
-            "connection": "EVENTHUB",
+            # phi-events is in its own namespace (local auth off): its own identity connection.
+            "connection": "PHIEVENTS",
             "eventHubName": "%PHIWATCH_PHI_EVENTS_HUB%",
             "cardinality": "MANY",
             "consumerGroup": "%PHIWATCH_PHI_EVENTS_CONSUMER_GROUP%",
@@ -538,3 +545,162 @@ def test_detect_without_a_hub_or_state_is_a_clear_configuration_error(tmp_path: 
         DetectBatchProcessor(Settings(archive_dir=tmp_path, phi_events_hub="phi-events"))
     with pytest.raises(ConfigurationError, match="PHIWATCH_PHI_EVENTS_NAMESPACE"):
         EventHubBatchProcessor(Settings(archive_dir=tmp_path, phi_events_hub="phi-events"))
+
+
+# ------------------------------------------------------------------ health checks
+
+
+class _Props:
+    def __init__(self, immutable: bool) -> None:
+        self.immutable_storage_with_versioning_enabled = immutable
+        self.has_immutability_policy = immutable
+        self.has_legal_hold = False
+
+
+class _ContainerStandIn:
+    """The immutability seam's stand-in (Azurite reports no immutability at all)."""
+
+    url = "https://acct.blob.core.windows.net/phiwatch-archive"
+
+    def __init__(self, immutable: bool) -> None:
+        self.props = _Props(immutable)
+
+    def get_container_properties(self, **kwargs):
+        return self.props
+
+
+@pytest.fixture
+def fake_clock(monkeypatch: pytest.MonkeyPatch):
+    """The process-wide activity record, emptied and on a fake clock."""
+    from phiwatch.health import ACTIVITY
+
+    now = [datetime(2026, 11, 2, 9, 0, tzinfo=UTC)]
+    monkeypatch.setattr(ACTIVITY, "clock", lambda: now[0])
+    monkeypatch.setattr(ACTIVITY, "_partitions", {})
+    monkeypatch.setattr(ACTIVITY, "_canary", None)
+    return now
+
+
+def test_health_checks_the_blob_archive(azurite, blob_container, monkeypatch):
+    monkeypatch.delenv("PHIWATCH_ARCHIVE_DIR", raising=False)
+    monkeypatch.setenv("PHIWATCH_ARCHIVE_URL", blob_container.url)
+    monkeypatch.setenv("PHIWATCH_ARCHIVE_CONNECTION_STRING", azurite.connection_string)
+    # Azurite: reachable, the container exists, no immutability: refused when required.
+    status, body = health_status()
+    assert status == 503 and body["immutability"] == "none"
+    assert body["problem"].startswith("archive: the container is not immutable")
+    monkeypatch.setenv("PHIWATCH_ARCHIVE_REQUIRE_IMMUTABILITY", "false")
+    status, body = health_status()
+    assert status == 200 and body["checks"]["archive"]["status"] == "ok"
+    assert body["warnings"][0].startswith("archive: the container is not immutable")
+    monkeypatch.setenv("PHIWATCH_ARCHIVE_URL", blob_container.url + "-missing")
+    status, body = health_status()
+    assert status == 503 and body["problem"] == "archive: the container does not exist"
+
+
+def test_health_and_startup_say_the_immutability_policy_is_unlocked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    from phiwatch.archive.blob_store import BlobStore
+    from phiwatch.eventhub_host import archive_store, immutability_state
+
+    stand_in = _ContainerStandIn(immutable=True)
+    monkeypatch.setattr(eventhub_host, "_blob_archive", lambda settings, **kw: BlobStore(stand_in))
+    monkeypatch.delenv("PHIWATCH_ARCHIVE_DIR", raising=False)
+    monkeypatch.setenv("PHIWATCH_ARCHIVE_URL", stand_in.url)
+    status, body = health_status()
+    assert (status, body["immutability"]) == (200, "unlocked")
+    assert "immutability policy is unlocked" in body["warnings"][0]
+
+    stream = io.StringIO()
+    configure_logging("INFO", stream=stream)
+    try:
+        archive_store(Settings())
+    finally:
+        configure_logging("WARNING", stream=io.StringIO())
+    assert "archive immutability policy is unlocked" in stream.getvalue()
+
+    monkeypatch.setenv("PHIWATCH_ARCHIVE_IMMUTABILITY_LOCKED", "true")
+    status, body = health_status()
+    assert (status, body["immutability"], "warnings" in body) == (200, "locked", False)
+    unprotected = BlobStore(_ContainerStandIn(False), require_immutability=False)
+    assert immutability_state(Settings(), unprotected) == "none"
+
+
+def test_health_checks_the_state_container(azurite, blob_container, archive_dir, monkeypatch):
+    monkeypatch.setenv("PHIWATCH_PHI_EVENTS_HUB", "phi-events")
+    monkeypatch.setenv("PHIWATCH_STATE_URL", blob_container.url)
+    monkeypatch.setenv("PHIWATCH_STATE_CONNECTION_STRING", azurite.connection_string)
+    status, body = health_status()
+    assert status == 200, body
+    assert body["checks"]["state"] == {"status": "ok"}
+    monkeypatch.setenv("PHIWATCH_STATE_URL", blob_container.url + "-missing")
+    status, body = health_status()
+    assert status == 503 and body["problem"].startswith("state: ")
+
+
+def test_each_health_check_is_bounded_in_time():
+    import threading
+
+    from phiwatch.health import CheckResult, run_checks
+
+    release = threading.Event()
+
+    def hangs() -> CheckResult:
+        release.wait()  # a dependency that never answers
+        return CheckResult(True)
+
+    try:
+        results = run_checks({"archive": hangs, "state": lambda: CheckResult(True)}, 0.05)
+    finally:
+        release.set()
+    assert results["archive"].problem == "archive: no answer within 0.05s"
+    assert results["archive"].detail == {"status": "timeout"}
+    assert results["state"].ok
+
+
+def test_health_reports_the_age_of_the_last_batch_and_a_failing_partition(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_clock
+):
+    monkeypatch.setenv("PHIWATCH_ARCHIVE_DIR", str(tmp_path))
+    processor = EventHubBatchProcessor(Settings())
+    processor.process("diagnostics", messages(BODIES))
+    fake_clock[0] = fake_clock[0].replace(minute=2)  # two minutes later
+    status, body = health_status()
+    assert status == 200 and body["batches"]["normalize"]["0"] == {
+        "last_success_age_seconds": 120.0
+    }
+    monkeypatch.setenv("PHIWATCH_HEALTH_MAX_BATCH_AGE_SECONDS", "60")
+    status, body = health_status()
+    assert status == 503
+    assert body["problem"] == "normalize partition 0: no successful batch for over 60s"
+
+    def put(self, name, lines, **options):
+        raise OSError("archive unavailable")
+
+    monkeypatch.setattr(Archive, "put", put)
+    with pytest.raises(OSError):
+        processor.process("diagnostics", messages([KV_RECORD], first_seq=500))
+    status, body = health_status()
+    assert status == 503 and body["batches"]["normalize"]["0"]["error"] == "OSError"
+    assert body["problem"] == (
+        "normalize partition 0: its batch keeps failing (OSError); the host retries it"
+    )
+
+
+def test_a_canary_is_archived_counted_as_a_skip_and_seen_by_health(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fake_clock
+):
+    from phiwatch.sources.canary import canary_record
+
+    monkeypatch.setenv("PHIWATCH_ARCHIVE_DIR", str(tmp_path))
+    body = json.dumps({"records": [canary_record(ENQUEUED, "c-1")]}).encode()
+    result = EventHubBatchProcessor(Settings()).process("diagnostics", messages([body]))
+    assert result.counts.skipped == {"canary": 1} and result.counts.accounted
+    assert result.events == [] and result.dead_letters == [] and result.alerts == []
+    batch = f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ:012d}"
+    (raw,) = read_object(only(tmp_path, "raw", batch))
+    assert json.loads(raw["Raw"])["properties"]["canaryId"] == "c-1"
+    _, health = health_status()
+    assert health["batches"]["canary_last_seen"] == fake_clock[0].isoformat()
+    assert health["batches"]["canary_age_seconds"] == 0.0

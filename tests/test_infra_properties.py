@@ -404,14 +404,21 @@ def check_network_documented(files: Files) -> None:
 
 
 def check_event_hubs(files: Files) -> None:
-    ns = one(resources(files, "Microsoft.EventHub/namespaces"), "Event Hubs namespace")
-    assert ns.prop("minimumTlsVersion") == "'1.2'", (
-        "Event Hubs namespace: minimumTlsVersion must be '1.2' (the hub carries PHI audit logs)"
+    spaces = {n.symbol: n for n in resources(files, "Microsoft.EventHub/namespaces")}
+    assert sorted(spaces) == ["namespace", "phiEventsNamespace"], (
+        "two Event Hubs namespaces: `namespace` (diagnostics, SAS for Azure Monitor) and "
+        "`phiEventsNamespace` (phi-events, identity only)"
     )
-    sku = ns.block("sku") or ""
-    assert "name: 'Standard'" in sku and "capacity: throughputUnits" in sku, (
-        "Event Hubs namespace: Standard tier with the throughput units from a parameter"
-    )
+    for symbol, units in (("namespace", "throughputUnits"), ("phiEventsNamespace", None)):
+        ns = spaces[symbol]
+        assert ns.prop("minimumTlsVersion") == "'1.2'", (
+            f"Event Hubs namespace {symbol}: minimumTlsVersion must be '1.2' (PHI audit logs)"
+        )
+        sku = ns.block("sku") or ""
+        assert "name: 'Standard'" in sku and (units is None or f"capacity: {units}" in sku), (
+            "Event Hubs namespace: Standard tier with the throughput units from a parameter"
+        )
+    ns = spaces["namespace"]
     assert ns.prop("disableLocalAuth") == "disableLocalAuth", (
         "Event Hubs namespace: disableLocalAuth must be set explicitly from its parameter: Azure "
         "Monitor diagnostic settings can only deliver with SAS, so this is a documented "
@@ -444,6 +451,10 @@ def check_event_hubs(files: Files) -> None:
     rules = resources(files, "Microsoft.EventHub/namespaces/authorizationRules")
     rules += resources(files, "Microsoft.EventHub/namespaces/eventhubs/authorizationRules")
     rule = one(rules, "Event Hubs authorization rule")
+    assert rule.prop("parent") == "namespace", (
+        "the SAS rule for diagnostic settings belongs to the diagnostics namespace only: on "
+        "the phi-events namespace it could forge detection input"
+    )
     rights = re.findall(r"'(\w+)'", rule.block("rights") or "")
     assert rights == ["Send"], (
         "the only SAS rule (for Azure Monitor diagnostic settings) must have Send rights only: "
@@ -456,11 +467,20 @@ def check_phi_events_hub(files: Files) -> None:
     hubs = {h.symbol: h for h in resources(files, "Microsoft.EventHub/namespaces/eventhubs")}
     phi = hubs.get("phiEventsHub")
     assert phi, "modules/eventhubs.bicep must define the phi-events hub (phiEventsHub)"
-    assert phi.prop("parent") == "namespace", (
-        "phi-events must be in the same namespace as diagnostics: detect's trigger uses the "
-        "EVENTHUB connection (EVENTHUB__fullyQualifiedNamespace) and normalize publishes to "
-        "PHIWATCH_PHI_EVENTS_NAMESPACE, both set to this namespace's host name"
+    assert phi.prop("parent") == "phiEventsNamespace", (
+        "phi-events must be in its own namespace: the diagnostics namespace keeps a "
+        "namespace-level SAS Send rule for Azure Monitor, which could write to any of its hubs "
+        "and forge detection input"
     )
+    spaces = {n.symbol: n for n in resources(files, "Microsoft.EventHub/namespaces")}
+    own = spaces.get("phiEventsNamespace")
+    assert own and own.prop("disableLocalAuth") == "true", (
+        "the phi-events namespace must have disableLocalAuth: true (a literal, not a "
+        "parameter): only the app's identity, by role, may send detection's input"
+    )
+    assert own.prop("name") == "phiEventsNamespaceName"
+    for rule in resources(files, "Microsoft.EventHub/namespaces/authorizationRules"):
+        assert rule.prop("parent") != "phiEventsNamespace", "no SAS rule on phi-events"
     assert phi.prop("name") == "phiEventsHubName"
     assert param_default(module, "phiEventsHubName") == "'phi-events'", (
         "the hub is named phi-events (PHIWATCH_PHI_EVENTS_HUB)"
@@ -503,8 +523,12 @@ def check_phi_events_hub(files: Files) -> None:
         "phiEventsPartitionCount: phiEventsPartitionCount",
         "phiEventsMessageRetentionInDays: phiEventsMessageRetentionInDays",
         "phiEventsConsumerGroupName: phiEventsConsumerGroupName",
+        "phiEventsNamespaceName: names.phiEventsNamespace",
     ):
         assert has_line(call, wiring), f"main.bicep must pass `{wiring}` to the eventHubs module"
+    names = re.search(r"^var names = \{(.*?)^\}", strip_comments(main), re.M | re.S)
+    assert names and re.search(r"^\s*phiEventsNamespace: '[^']+'$", names.group(1), re.M)
+    assert "eventHubNamespace: 'evhns-${base}-${suffix}'" in names.group(1)
     for name in ("diagnostics.bicep", "diagnostics-entra.bicep"):
         assert param_default(files[name], "eventHubName") == "'diagnostics'", (
             f"{name}: diagnostic settings stream to `diagnostics`, never to phi-events "
@@ -540,35 +564,58 @@ def check_key_vault(files: Files) -> None:
     assert "'sign'" in (key.block("keyOps") or ""), "the signing key must allow 'sign'"
     assert key.prop("exportable") == "false", "the signing key must not be exportable"
     kv = files["modules/keyvault.bicep"]
-    assert re.search(r"^@secure\(\)\nparam pseudonymKey string = ''$", kv, re.M), (
-        "the pseudonymisation key value may only come from a @secure() parameter that defaults "
-        "to empty: never a value in the repository"
+    written = resources(files, "Microsoft.KeyVault/vaults/secrets")
+    assert not written, (
+        "no template may write a Key Vault secret: a deployment that writes the pseudonym key "
+        "adds a new version each time and (with a versionless reference) silently changes "
+        "every PatientRef; the key is set once by hand (infra/README.md, Keys)"
     )
-    for secret in resources(files, "Microsoft.KeyVault/vaults/secrets"):
-        assert secret.prop("value") == "pseudonymKey", (
-            "a Key Vault secret's value must come from the secure parameter, never a literal"
+    for template in ("main.bicep", "modules/keyvault.bicep"):
+        assert "param pseudonymKey " not in strip_comments(files[template]), (
+            f"{template}: no pseudonymKey parameter (the template never writes the secret)"
         )
-        assert secret.condition == "!empty(pseudonymKey)", (
-            "the secret must only be written when a value is passed (an empty secret would "
-            "break the Key Vault reference)"
+        assert param_default(files[template], "pseudonymKeyVersion") == "''", (
+            f"{template}: pseudonymKeyVersion (the pinned secret version) defaults to empty"
         )
+    reference = re.search(r"^output pseudonymKeyReference string = (.+)$", strip_comments(kv), re.M)
+    assert reference, "modules/keyvault.bicep must output pseudonymKeyReference"
+    assert (
+        "'@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/"
+        "${pseudonymSecretName}/${pseudonymKeyVersion})'"
+    ) in reference.group(1), (
+        "PHIWATCH_PSEUDONYM_KEY must reference one secret version (SecretUri=.../<version>): a "
+        "versionless reference follows every new version and changes every PatientRef"
+    )
+    assert reference.group(1).startswith("empty(pseudonymKeyVersion) ? '' : "), (
+        "without a version there is no reference at all (never a versionless one)"
+    )
+    assert has_line(
+        module_call(files["main.bicep"], "keyVault"), "pseudonymKeyVersion: pseudonymKeyVersion"
+    )
+    readme = files["README.md"]
+    rotation = re.search(
+        r"^### Rotating the pseudonymisation key\n(.*?)(?=^##)", readme, re.M | re.S
+    )
+    assert rotation, "infra/README.md must document rotation ('Rotating the pseudonymisation key')"
+    for needle in ("pseudonymKeyVersion", "PatientRef", "key id"):
+        assert needle in rotation.group(1), f"the rotation section must cover {needle!r}"
 
 
 EXPECTED_APP_SETTINGS = {
     "AzureWebJobsStorage__accountName": "hostStorageAccountName",
     "EVENTHUB__fullyQualifiedNamespace": "eventHubFullyQualifiedNamespace",
+    "PHIEVENTS__fullyQualifiedNamespace": "phiEventsFullyQualifiedNamespace",
     "PHIWATCH_EVENTHUB_NAME": "eventHubName",
     "PHIWATCH_EVENTHUB_CONSUMER_GROUP": "consumerGroupName",
     "PHIWATCH_PHI_EVENTS_HUB": "phiEventsHubName",
-    "PHIWATCH_PHI_EVENTS_NAMESPACE": "eventHubFullyQualifiedNamespace",
+    "PHIWATCH_PHI_EVENTS_NAMESPACE": "phiEventsFullyQualifiedNamespace",
     "PHIWATCH_PHI_EVENTS_CONSUMER_GROUP": "phiEventsConsumerGroupName",
     "PHIWATCH_STATE_URL": "stateUrl",
     "PHIWATCH_ARCHIVE_URL": "archiveUrl",
     "PHIWATCH_ARCHIVE_REQUIRE_IMMUTABILITY": "'true'",
+    "PHIWATCH_ARCHIVE_IMMUTABILITY_LOCKED": "archiveImmutabilityLocked ? 'true' : 'false'",
     "PHIWATCH_OUTBOX_URL": "outboxUrl",
-    "PHIWATCH_PSEUDONYM_KEY": (
-        "'@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${pseudonymSecretName})'"
-    ),
+    "PHIWATCH_PSEUDONYM_KEY": "pseudonymKeyReference",
     "PHIWATCH_ARCHIVE_SIGNING_KEY_URL": "signingKeyUrl",
     "PHIWATCH_DCR_ENDPOINT": "dcrEndpoint",
     "PHIWATCH_DCR_IMMUTABLE_ID": "dcrImmutableId",
@@ -680,10 +727,19 @@ def check_app_settings_match_app(files: Files) -> None:
         assert f"PHIWATCH_{field.upper()}" in settings, (
             f"the two stages need PHIWATCH_{field.upper()} in the app settings"
         )
-    namespace = settings.get("EVENTHUB__fullyQualifiedNamespace")
+    detect = re.search(
+        r'connection="(\w+)",\s*cardinality="many",\s*consumer_group="%PHIWATCH_PHI_EVENTS_', source
+    )
+    assert detect and detect.group(1) != "EVENTHUB", (
+        "detect's trigger needs its own connection: phi-events is in its own namespace"
+    )
+    namespace = settings.get(f"{detect.group(1)}__fullyQualifiedNamespace")
     assert settings.get("PHIWATCH_PHI_EVENTS_NAMESPACE") == namespace, (
         "normalize publishes to PHIWATCH_PHI_EVENTS_NAMESPACE and detect reads phi-events "
-        "through the EVENTHUB connection: both must be the same namespace"
+        f"through the {detect.group(1)} connection: both must be the phi-events namespace"
+    )
+    assert namespace != settings.get("EVENTHUB__fullyQualifiedNamespace"), (
+        "phi-events must not be reached through the diagnostics namespace"
     )
     module = files["modules/functionapp.bicep"]
     assert param_default(module, "phiEventsHubName") == "'phi-events'"
@@ -691,6 +747,9 @@ def check_app_settings_match_app(files: Files) -> None:
     call = module_call(files["main.bicep"], "functionApp")
     for wiring in (
         "eventHubFullyQualifiedNamespace: eventHubs.outputs.fullyQualifiedNamespace",
+        "phiEventsFullyQualifiedNamespace: eventHubs.outputs.phiEventsFullyQualifiedNamespace",
+        "pseudonymKeyReference: keyVault.outputs.pseudonymKeyReference",
+        "archiveImmutabilityLocked: archiveImmutabilityLocked",
         "phiEventsHubName: eventHubs.outputs.phiEventsHubName",
         "phiEventsConsumerGroupName: eventHubs.outputs.phiEventsConsumerGroupName",
         "stateUrl: archive.outputs.stateUrl",
@@ -784,15 +843,15 @@ EXPECTED_ROLES = [
     ),
     (
         KEY_VAULT_CRYPTO_USER,
-        "Microsoft.KeyVault/vaults",
-        "keyVaultName",
-        "sign with the archive key; phiwatch's own vault",
+        "Microsoft.KeyVault/vaults/keys",
+        "signingKeyName",
+        "sign with the archive key; that key, not the vault",
     ),
     (
         KEY_VAULT_SECRETS_USER,
-        "Microsoft.KeyVault/vaults",
-        "keyVaultName",
-        "resolve the pseudonym key reference; phiwatch's own vault",
+        "Microsoft.KeyVault/vaults/secrets",
+        "pseudonymSecretName",
+        "resolve the pseudonym key reference; that secret, not the vault",
     ),
 ]
 
@@ -832,7 +891,9 @@ def check_roles(files: Files) -> None:
     scopes = {r.symbol: r for r in resources(roles_file, existing=True) if r.existing}
     for symbol, parent in (
         ("hub", "namespace"),
-        ("phiEventsHub", "namespace"),
+        ("phiEventsHub", "phiEventsNamespace"),
+        ("signingKey", "vault"),
+        ("pseudonymSecret", "vault"),
         ("archiveBlobService", "archiveAccount"),
         ("archiveContainer", "archiveBlobService"),
         ("outboxContainer", "archiveBlobService"),
@@ -850,6 +911,7 @@ def check_roles(files: Files) -> None:
     for wiring in (
         "eventHubNamespaceName: eventHubs.outputs.namespaceName",
         "eventHubName: eventHubs.outputs.eventHubName",
+        "phiEventsNamespaceName: eventHubs.outputs.phiEventsNamespaceName",
         "phiEventsHubName: eventHubs.outputs.phiEventsHubName",
         "archiveStorageAccountName: archive.outputs.accountName",
         "archiveContainerName: archive.outputs.archiveContainerName",
@@ -858,11 +920,22 @@ def check_roles(files: Files) -> None:
         "hostStorageAccountName: hostStorage.outputs.accountName",
         "principalId: functionApp.outputs.principalId",
         "dcrName: dcrName",
+        "signingKeyName: keyVault.outputs.signingKeyName",
+        "pseudonymSecretName: keyVault.outputs.pseudonymSecretName",
+        "pseudonymSecretPinned: !empty(pseudonymKeyVersion)",
     ):
         assert re.search(rf"^\s*{re.escape(wiring)}$", roles_call, re.M), (
             f"main.bicep must wire the roles module with `{wiring}`: a wrong account here "
             "would grant the host's broad role on the archive"
         )
+    secret_role = [
+        r
+        for r in resources(roles_file, "Microsoft.Authorization/roleAssignments")
+        if r.prop("scope") == "pseudonymSecret"
+    ]
+    assert [r.condition for r in secret_role] == ["pseudonymSecretPinned"], (
+        "the secret-scoped role can only exist once the secret does (pseudonymKeyVersion set)"
+    )
     others = [
         r.file
         for r in resources(files, "Microsoft.Authorization/roleAssignments")
@@ -894,6 +967,8 @@ SCOPE_NAMES = {
     "dcrName": "DCR",
     "appInsightsName": "Application Insights",
     "keyVaultName": "vault",
+    "signingKeyName": "signing key",
+    "pseudonymSecretName": "pseudonym secret",
 }
 
 
@@ -1016,6 +1091,78 @@ def check_module_wiring(files: Files) -> None:
                 )
 
 
+def check_alerts(files: Files) -> None:
+    """Azure Monitor alerts on phiwatch itself: failures, lag, outbox backlog, stalled hubs."""
+    alerts = {"modules/alerts.bicep": files.get("modules/alerts.bicep", "")}
+    queries = {r.symbol: r for r in resources(alerts, "Microsoft.Insights/scheduledQueryRules")}
+    expected = {
+        "functionFailures": ("requests | where success == false", "exceptions"),
+        "consumerLag": ("lag_seconds", "eventhub batch processed", "detect invocation processed"),
+        "outboxBacklog": ("outbox delivery", "remaining"),
+    }
+    for symbol, needles in expected.items():
+        rule = queries.get(symbol)
+        assert rule, f"modules/alerts.bicep must define the {symbol} log alert"
+        query = rule.prop("query") or ""
+        for needle in needles:
+            assert needle in query, f"{symbol}: its query must use {needle!r}"
+        assert rule.prop("actions") == "logActions", f"{symbol} must notify the action group"
+        assert "appInsights.id" in (rule.block("scopes") or "")
+    code = strip_comments(alerts["modules/alerts.bicep"])
+    assert "actionGroups: empty(actionGroupId) ? [] : [\n    actionGroupId" in code
+    assert "actionGroupId: actionGroupId" in code
+    for name, (query, threshold) in {
+        "consumerLag": ("lag_seconds", "lagSeconds"),
+        "outboxBacklog": ("remaining", "outboxEntries"),
+    }.items():
+        assert queries[name].prop("threshold") == threshold, (
+            f"{name}: the threshold comes from its parameter ({threshold})"
+        )
+        assert queries[name].prop("metricMeasureColumn") == f"'{query}'"
+    stalled = {r.symbol: r for r in resources(alerts, "Microsoft.Insights/metricAlerts")}
+    for symbol, scope in (
+        ("diagnosticsStalled", "eventHubNamespace.id"),
+        ("phiEventsStalled", "phiEventsNamespace.id"),
+    ):
+        alert = stalled.get(symbol)
+        assert alert and scope in (alert.block("scopes") or ""), (
+            f"{symbol}: a metric alert on {scope} (events in, none out)"
+        )
+        assert "'IncomingMessages'" in alert.body and "'OutgoingMessages'" in alert.body
+        assert alert.prop("actions") == "metricActions"
+    call = module_call(files["main.bicep"], "alerts")
+    for wiring in (
+        "actionGroupId: alertActionGroupId",
+        "appInsightsName: functionApp.outputs.appInsightsName",
+        "eventHubNamespaceName: eventHubs.outputs.namespaceName",
+        "phiEventsNamespaceName: eventHubs.outputs.phiEventsNamespaceName",
+        "lagSeconds: alertLagSeconds",
+        "outboxEntries: alertOutboxEntries",
+    ):
+        assert has_line(call, wiring), f"main.bicep must pass `{wiring}` to the alerts module"
+    assert param_default(files["main.bicep"], "alertActionGroupId") == "''"
+
+
+TROUBLESHOOTING = (
+    "stalled partition",
+    "lag",
+    "outbox backlog",
+    "immutability: unlocked",
+    "key reference",
+    "503",
+    "canary",
+)
+
+
+def check_troubleshooting_documented(files: Files) -> None:
+    readme = files["README.md"]
+    section = re.search(r"^## Troubleshooting\n(.*?)(?=^## |\Z)", readme, re.M | re.S)
+    assert section, "infra/README.md must have a 'Troubleshooting' section"
+    text = section.group(1).lower()
+    for topic in TROUBLESHOOTING:
+        assert topic in text, f"Troubleshooting must cover {topic!r} (symptom, check, fix)"
+
+
 def check_parseable_by_checkov(files: Files) -> None:
     for name, text in files.items():
         if name.endswith(".bicep"):
@@ -1042,6 +1189,8 @@ CHECKS: list[Callable[[Files], None]] = [
     check_diagnostics,
     check_parameter_examples,
     check_module_wiring,
+    check_alerts,
+    check_troubleshooting_documented,
     check_parseable_by_checkov,
 ]
 
@@ -1223,9 +1372,73 @@ MUTATIONS = [
     (
         check_key_vault,
         "modules/keyvault.bicep",
-        "param pseudonymKey string = ''",
-        "param pseudonymKey string = '00ff'",
+        "secrets/${pseudonymSecretName}/${pseudonymKeyVersion})'",
+        "secrets/${pseudonymSecretName})'",
     ),
+    (
+        check_key_vault,
+        "modules/keyvault.bicep",
+        "// Every access to these keys",
+        "resource pseudonymSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {\n"
+        "  parent: vault\n  name: pseudonymSecretName\n  properties: {\n"
+        "    value: 'x'\n  }\n}\n\n// Every access to these keys",
+    ),
+    (
+        check_key_vault,
+        "README.md",
+        "### Rotating the pseudonymisation key",
+        "### Changing the key",
+    ),
+    (
+        check_event_hubs,
+        "modules/eventhubs.bicep",
+        "resource diagnosticsRule 'Microsoft.EventHub/namespaces/authorizationRules@2024-01-01'"
+        " = {\n  parent: namespace",
+        "resource diagnosticsRule 'Microsoft.EventHub/namespaces/authorizationRules@2024-01-01'"
+        " = {\n  parent: phiEventsNamespace",
+    ),
+    (
+        check_phi_events_hub,
+        "modules/eventhubs.bicep",
+        "    disableLocalAuth: true\n",
+        "    disableLocalAuth: disableLocalAuth\n",
+    ),
+    (
+        check_phi_events_hub,
+        "modules/eventhubs.bicep",
+        "  parent: phiEventsNamespace\n  name: phiEventsHubName",
+        "  parent: namespace\n  name: phiEventsHubName",
+    ),
+    (
+        check_roles,
+        "modules/roles.bicep",
+        "scope: signingKey\n",
+        "scope: vault\n",
+    ),
+    (
+        check_roles,
+        "modules/roles.bicep",
+        "= if (pseudonymSecretPinned) {",
+        "= {",
+    ),
+    (
+        check_roles,
+        "modules/roles.bicep",
+        "  parent: phiEventsNamespace\n  name: phiEventsHubName",
+        "  parent: namespace\n  name: phiEventsHubName",
+    ),
+    (
+        check_function_app,
+        "modules/functionapp.bicep",
+        "value: pseudonymKeyReference",
+        "value: '@Microsoft.KeyVault(VaultName=kv;SecretName=phiwatch-pseudonym-key)'",
+    ),
+    (check_alerts, "modules/alerts.bicep", "| where success == false", "| where true"),
+    (check_alerts, "modules/alerts.bicep", "threshold: lagSeconds", "threshold: 100000"),
+    (check_alerts, "modules/alerts.bicep", "    actions: logActions\n", "    actions: {}\n"),
+    (check_alerts, "modules/alerts.bicep", "phiEventsNamespace.id\n", "eventHubNamespace.id\n"),
+    (check_alerts, "main.bicep", "    actionGroupId: alertActionGroupId\n", ""),
+    (check_troubleshooting_documented, "README.md", "## Troubleshooting", "## Problems"),
     (check_function_app, "modules/functionapp.bicep", "type: 'SystemAssigned'\n", "type: 'None'\n"),
     (check_function_app, "modules/functionapp.bicep", "httpsOnly: true", "httpsOnly: false"),
     (check_function_app, "modules/functionapp.bicep", "version: '3.11'", "version: '3.12'"),
@@ -1251,8 +1464,14 @@ MUTATIONS = [
     (
         check_app_settings_match_app,
         "modules/functionapp.bicep",
+        "name: 'PHIWATCH_PHI_EVENTS_NAMESPACE'\n          value: phiEventsFullyQualifiedNamespace",
         "name: 'PHIWATCH_PHI_EVENTS_NAMESPACE'\n          value: eventHubFullyQualifiedNamespace",
-        "name: 'PHIWATCH_PHI_EVENTS_NAMESPACE'\n          value: phiEventsHubName",
+    ),
+    (
+        check_app_settings_match_app,
+        "modules/functionapp.bicep",
+        "'PHIEVENTS__fullyQualifiedNamespace'\n          value: phiEventsFullyQualifiedNamespace",
+        "'PHIEVENTS__fullyQualifiedNamespace'\n          value: eventHubFullyQualifiedNamespace",
     ),
     (
         check_app_settings_match_app,
@@ -1303,8 +1522,8 @@ MUTATIONS = [
     (
         check_roles,
         "modules/roles.bicep",
-        "  parent: namespace\n  name: phiEventsHubName",
-        "  parent: namespace\n  name: eventHubName",
+        "  parent: phiEventsNamespace\n  name: phiEventsHubName",
+        "  parent: phiEventsNamespace\n  name: eventHubName",
     ),
     (
         check_roles,
@@ -1334,9 +1553,9 @@ MUTATIONS = [
         check_roles,
         "main.bicep",
         "    hostStorageAccountName: hostStorage.outputs.accountName\n"
-        "    keyVaultName: keyVault.outputs.name\n    dcrName",
+        "    keyVaultName: keyVault.outputs.name\n    pseudonymSecretName",
         "    hostStorageAccountName: archive.outputs.accountName\n"
-        "    keyVaultName: keyVault.outputs.name\n    dcrName",
+        "    keyVaultName: keyVault.outputs.name\n    pseudonymSecretName",
     ),
     (check_diagnostics, "modules/diagnostics/sql.bicep", "'SQLSecurityAuditEvents'", "'Errors'"),
     (check_diagnostics, "diagnostics-entra.bicep", "'SignInLogs'", "'AuditLogs'"),

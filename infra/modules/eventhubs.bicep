@@ -1,29 +1,39 @@
-// Event Hubs namespace (Standard) with the two hubs of phiwatch's two stages:
-// - `diagnostics`: every diagnostic setting streams here; the `normalize` function reads it
-//   with consumer group `phiwatch`.
-// - `phi-events`: `normalize` publishes every normalised event here, with the event's routing
-//   key as partition key; the `detect` function reads it with its own consumer group
-//   `phiwatch` and keeps detection state per partition (PHIWATCH_STATE_URL). Its partition
-//   count is the parallelism of `detect` (one instance per partition at most) and, like any
-//   partition count on Standard, cannot be lowered after creation.
-// Both hubs share the namespace and its throughput units: each normalised event is one more
-// event in (the publish) and out (detect's read), so size throughput units for both hubs.
+// Two Event Hubs namespaces (Standard), one per stage of phiwatch:
+// - namespace `name`, hub `diagnostics`: every diagnostic setting streams here; the
+//   `normalize` function reads it with consumer group `phiwatch` (trigger connection
+//   EVENTHUB).
+// - namespace `phiEventsNamespaceName`, hub `phi-events`: `normalize` publishes every
+//   normalised event here, with the event's routing key as partition key; the `detect`
+//   function reads it with its own consumer group `phiwatch` (trigger connection PHIEVENTS)
+//   and keeps detection state per partition (PHIWATCH_STATE_URL). Its partition count is the
+//   parallelism of `detect` (one instance per partition at most) and, like any partition
+//   count on Standard, cannot be lowered after creation.
 //
-// Authentication:
-// - phiwatch reads both hubs and writes `phi-events` with its managed identity (Azure Event
-//   Hubs Data Receiver on both hubs, Data Sender on `phi-events` only; roles.bicep); it holds
-//   no connection string and no key.
-// - Azure Monitor diagnostic settings can only write to Event Hubs through a SAS
-//   authorization rule (there is no managed-identity option for that destination). The one
-//   rule here is namespace-level (diagnostic settings require that), Send only, and used
-//   only by Azure Monitor: nobody reads its key, no template calls listKeys(). Being
-//   namespace-level, its key could also send to `phi-events` (events that were never
-//   archived raw); whoever can list it can already forge raw logs into `diagnostics`.
-//   `disableLocalAuth: true` would make the namespace refuse that SAS and stop every
+// Why two namespaces: Azure Monitor diagnostic settings can only write to Event Hubs through
+// a SAS authorization rule, and only a namespace-level one. Such a rule can send to every hub
+// of its namespace, so in a shared namespace anyone holding its key could write forged
+// "normalised" events (or watermark ticks) straight into detection's input, never archived
+// raw. The phi-events namespace has local (SAS) auth disabled (`disableLocalAuth: true`,
+// not a parameter) and no authorization rule: only Entra ID principals with a data role can
+// send or read, i.e. the app's managed identity (Data Sender / Data Receiver on that hub,
+// roles.bicep).
+//
+// Authentication of the diagnostics namespace:
+// - phiwatch reads `diagnostics` with its managed identity (Data Receiver on the hub); it
+//   holds no connection string and no key.
+// - The one SAS rule is namespace-level (diagnostic settings require that), Send only, and
+//   used only by Azure Monitor: nobody reads its key, no template calls listKeys(). It
+//   reaches only `diagnostics`, which is what it is for; a holder can forge raw logs there,
+//   and those are archived raw like any other record.
+//   `disableLocalAuth: true` would make that namespace refuse the SAS and stop every
 //   diagnostic setting from delivering, so it is a parameter (default false); see
 //   infra/README.md, "Event Hubs local authentication".
 //
-// Network: public endpoint, TLS 1.2 minimum. Diagnostic settings deliver as a trusted
+// Throughput units are per namespace: the diagnostics namespace carries the raw records, the
+// phi-events namespace one event in (the publish) and one out (detect's read) per normalised
+// event.
+//
+// Network: public endpoints, TLS 1.2 minimum. Diagnostic settings deliver as a trusted
 // Microsoft service and the Flex Consumption app (without VNet integration) connects over
 // the public endpoint; see infra/README.md, "Network exposure".
 
@@ -64,6 +74,14 @@ param eventHubName string = 'diagnostics'
 
 @description('Consumer group phiwatch reads with (PHIWATCH_EVENTHUB_CONSUMER_GROUP).')
 param consumerGroupName string = 'phiwatch'
+
+@description('Name of the phi-events namespace (its own, with local auth disabled: no SAS rule of the diagnostics namespace can write to it).')
+param phiEventsNamespaceName string
+
+@description('Throughput units of the phi-events namespace (Standard: 1-40).')
+@minValue(1)
+@maxValue(40)
+param phiEventsThroughputUnits int = 1
 
 @description('Name of the hub `normalize` publishes normalised events to and `detect` reads (PHIWATCH_PHI_EVENTS_HUB).')
 param phiEventsHubName string = 'phi-events'
@@ -121,11 +139,29 @@ resource consumerGroup 'Microsoft.EventHub/namespaces/eventhubs/consumergroups@2
   }
 }
 
-// Stage two: normalised events, partitioned by routing key, read by `detect`. Nothing but
-// phiwatch writes here (Data Sender on this hub, roles.bicep); diagnostic settings must never
-// name it.
+// Stage two: normalised events, partitioned by routing key, read by `detect`, in a namespace
+// of their own that accepts Entra ID only (see the header). Diagnostic settings must never
+// name it (they cannot: they need SAS).
+resource phiEventsNamespace 'Microsoft.EventHub/namespaces@2024-01-01' = {
+  name: phiEventsNamespaceName
+  location: location
+  tags: tags
+  sku: {
+    name: 'Standard'
+    tier: 'Standard'
+    capacity: phiEventsThroughputUnits
+  }
+  properties: {
+    minimumTlsVersion: '1.2'
+    disableLocalAuth: true
+    publicNetworkAccess: 'Enabled'
+    isAutoInflateEnabled: autoInflate
+    maximumThroughputUnits: autoInflate ? maximumThroughputUnits : 0
+  }
+}
+
 resource phiEventsHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' = {
-  parent: namespace
+  parent: phiEventsNamespace
   name: phiEventsHubName
   properties: {
     partitionCount: phiEventsPartitionCount
@@ -163,7 +199,11 @@ output phiEventsHubName string = phiEventsHub.name
 output phiEventsHubId string = phiEventsHub.id
 @description('PHIWATCH_PHI_EVENTS_CONSUMER_GROUP')
 output phiEventsConsumerGroupName string = phiEventsConsumerGroup.name
-@description('Host name for EVENTHUB__fullyQualifiedNamespace and PHIWATCH_PHI_EVENTS_NAMESPACE (<namespace>.servicebus.windows.net).')
+@description('Host name for EVENTHUB__fullyQualifiedNamespace (<namespace>.servicebus.windows.net).')
 output fullyQualifiedNamespace string = split(split(namespace.properties.serviceBusEndpoint, '//')[1], ':')[0]
+output phiEventsNamespaceName string = phiEventsNamespace.name
+output phiEventsNamespaceId string = phiEventsNamespace.id
+@description('Host name for PHIEVENTS__fullyQualifiedNamespace and PHIWATCH_PHI_EVENTS_NAMESPACE (<namespace>.servicebus.windows.net).')
+output phiEventsFullyQualifiedNamespace string = split(split(phiEventsNamespace.properties.serviceBusEndpoint, '//')[1], ':')[0]
 @description('eventHubAuthorizationRuleId for diagnostics.bicep.')
 output diagnosticsAuthorizationRuleId string = diagnosticsRule.id

@@ -5,17 +5,19 @@
 // - Two stages, one app: `normalize` (trigger: the diagnostics hub) publishes every
 //   normalised event to the phi-events hub (azure-eventhub producer, DefaultAzureCredential,
 //   PHIWATCH_PHI_EVENTS_NAMESPACE); `detect` (trigger: phi-events) keeps its state per
-//   partition in PHIWATCH_STATE_URL. Both triggers use the connection prefix EVENTHUB ->
-//   EVENTHUB__fullyQualifiedNamespace: both hubs are in one namespace, and
-//   PHIWATCH_PHI_EVENTS_NAMESPACE is set from the same parameter so they cannot diverge.
+//   partition in PHIWATCH_STATE_URL. The hubs are in two namespaces (phi-events' refuses
+//   SAS; eventhubs.bicep), so each trigger has its own identity connection: `normalize`
+//   EVENTHUB -> EVENTHUB__fullyQualifiedNamespace, `detect` PHIEVENTS ->
+//   PHIEVENTS__fullyQualifiedNamespace. PHIWATCH_PHI_EVENTS_NAMESPACE (normalize's producer)
+//   is set from the same parameter as PHIEVENTS so they cannot diverge.
 // - Flex Consumption scales each Event Hubs function on its own (per-function scaling): at
 //   most one instance per partition of its hub. maximumInstanceCount bounds the app, so keep
 //   it at least the sum of both hubs' partition counts plus a few (HTTP, timer).
 // - Host storage (AzureWebJobsStorage__accountName) and the deployment package container
 //   (functionAppConfig.deployment.storage) by identity.
 // - Archive, outbox and state by URL (the app uses DefaultAzureCredential).
-// - PHIWATCH_PSEUDONYM_KEY is a Key Vault reference, resolved by the platform with the
-//   identity; PHIWATCH_ARCHIVE_SIGNING_KEY_URL is a Key Vault key the app signs through.
+// - PHIWATCH_PSEUDONYM_KEY is a Key Vault reference pinned to one secret version
+//   (keyvault.bicep), resolved by the platform with the identity; PHIWATCH_ARCHIVE_SIGNING_KEY_URL is a Key Vault key the app signs through.
 // - Application Insights with local authentication disabled: telemetry is accepted only with
 //   an Entra ID token (APPLICATIONINSIGHTS_AUTHENTICATION_STRING=Authorization=AAD). Its
 //   connection string carries an instrumentation key that is an identifier, not a secret,
@@ -45,8 +47,11 @@ param hostStorageAccountName string
 @description('URL of the blob container that holds the deployment package.')
 param deploymentContainerUrl string
 
-@description('<namespace>.servicebus.windows.net')
+@description('<namespace>.servicebus.windows.net of the diagnostics hub (EVENTHUB connection).')
 param eventHubFullyQualifiedNamespace string
+
+@description('<namespace>.servicebus.windows.net of the phi-events hub (PHIEVENTS connection, PHIWATCH_PHI_EVENTS_NAMESPACE).')
+param phiEventsFullyQualifiedNamespace string
 
 @description('PHIWATCH_EVENTHUB_NAME')
 param eventHubName string = 'diagnostics'
@@ -69,11 +74,11 @@ param archiveUrl string
 @description('PHIWATCH_OUTBOX_URL: the mutable outbox container.')
 param outboxUrl string
 
-@description('Key Vault that holds the pseudonymisation secret and the signing key.')
-param keyVaultName string
+@description('PHIWATCH_PSEUDONYM_KEY: the Key Vault reference pinned to a secret version (keyvault.bicep output), or empty before the key is set.')
+param pseudonymKeyReference string
 
-@description('Name of the pseudonymisation secret.')
-param pseudonymSecretName string = 'phiwatch-pseudonym-key'
+@description('PHIWATCH_ARCHIVE_IMMUTABILITY_LOCKED: whether the archive retention policy has been locked (main.bicep archiveImmutabilityLocked). The Blob data plane does not say whether a container policy is locked; health and the startup warning report `unlocked` from this.')
+param archiveImmutabilityLocked bool = false
 
 @description('PHIWATCH_ARCHIVE_SIGNING_KEY_URL: the Key Vault EC P-256 key (versionless URL).')
 param signingKeyUrl string
@@ -151,10 +156,10 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
     type: 'SystemAssigned'
   }
   properties: {
-    // checkov:skip=CKV_AZURE_17: Client certificates would protect nothing here: the only HTTP function is the anonymous /api/health (it reveals only configured / not configured); every other trigger pulls from Event Hubs or runs on a timer.
-    // checkov:skip=CKV_AZURE_222: No VNet in this deployment (infra/README.md, Network exposure): the app has no HTTP API beyond the anonymous /api/health, and its triggers pull (Event Hubs, timer), so public inbound access exposes nothing else.
+    // checkov:skip=CKV_AZURE_17: Client certificates would protect nothing here: the only HTTP function is /api/health, behind a function key; every other trigger pulls from Event Hubs or runs on a timer.
+    // checkov:skip=CKV_AZURE_222: No VNet in this deployment (infra/README.md, Network exposure): the app has no HTTP API beyond /api/health (function key), and its triggers pull (Event Hubs, timer), so public inbound access exposes nothing else.
     // checkov:skip=CKV_AZURE_212: Flex Consumption scales from zero; always-ready instances would bill around the clock. Nothing is lost while an instance starts: events wait in the hub (7-day retention) and the app resumes from its checkpoints.
-    // checkov:skip=CKV_AZURE_213: The platform health check recycles instances that fail one path; /api/health reports configuration (503 when misconfigured), which a recycle cannot fix, so it would only cause churn. Monitor /api/health with an Application Insights availability test instead.
+    // checkov:skip=CKV_AZURE_213: The platform health check recycles instances that fail one path; /api/health answers 503 for a misconfiguration or an unreachable archive/state store, which a recycle cannot fix, so it would only cause churn (and it needs a function key). The alerts in alerts.bicep watch failures, lag and the outbox instead.
     serverFarmId: plan.id
     httpsOnly: true
     publicNetworkAccess: 'Enabled'
@@ -173,13 +178,22 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'AzureWebJobsStorage__credential'
           value: 'managedidentity'
         }
-        // Event Hubs trigger connection "EVENTHUB" by identity.
+        // Event Hubs trigger connection "EVENTHUB" (normalize, the diagnostics hub) by identity.
         {
           name: 'EVENTHUB__fullyQualifiedNamespace'
           value: eventHubFullyQualifiedNamespace
         }
         {
           name: 'EVENTHUB__credential'
+          value: 'managedidentity'
+        }
+        // Trigger connection "PHIEVENTS" (detect, the phi-events hub in its SAS-less namespace).
+        {
+          name: 'PHIEVENTS__fullyQualifiedNamespace'
+          value: phiEventsFullyQualifiedNamespace
+        }
+        {
+          name: 'PHIEVENTS__credential'
           value: 'managedidentity'
         }
         {
@@ -190,7 +204,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           name: 'PHIWATCH_EVENTHUB_CONSUMER_GROUP'
           value: consumerGroupName
         }
-        // Stage two: normalize publishes to phi-events in the same namespace (identity);
+        // Stage two: normalize publishes to phi-events (identity, the PHIEVENTS namespace);
         // detect reads it and keeps its state per partition in the state container.
         {
           name: 'PHIWATCH_PHI_EVENTS_HUB'
@@ -198,7 +212,7 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         }
         {
           name: 'PHIWATCH_PHI_EVENTS_NAMESPACE'
-          value: eventHubFullyQualifiedNamespace
+          value: phiEventsFullyQualifiedNamespace
         }
         {
           name: 'PHIWATCH_PHI_EVENTS_CONSUMER_GROUP'
@@ -217,12 +231,16 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
           value: 'true'
         }
         {
+          name: 'PHIWATCH_ARCHIVE_IMMUTABILITY_LOCKED'
+          value: archiveImmutabilityLocked ? 'true' : 'false'
+        }
+        {
           name: 'PHIWATCH_OUTBOX_URL'
           value: outboxUrl
         }
         {
           name: 'PHIWATCH_PSEUDONYM_KEY'
-          value: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${pseudonymSecretName})'
+          value: pseudonymKeyReference
         }
         {
           name: 'PHIWATCH_ALLOW_GENERATED_KEY'

@@ -1,9 +1,12 @@
 // Key Vault for phiwatch's two keys, and nothing else:
 // - secret `phiwatch-pseudonym-key` (PHIWATCH_PSEUDONYM_KEY, read by the Functions platform
 //   through a Key Vault reference): the HMAC key that turns patient ids into pseudonyms.
-//   Its value is never in the repository: pass it once as the secure parameter
-//   `pseudonymKey`, or (recommended) leave that empty and set it with the one-time command
-//   in infra/README.md. Changing it later changes every pseudonym.
+//   This template never writes it (a deployment that did would add a new version on every
+//   redeploy that passed a value): it is set once with `az keyvault secret set`
+//   (infra/README.md, "Keys"), and the reference is pinned to the version given as
+//   `pseudonymKeyVersion`. A new secret version therefore changes nothing until a deployment
+//   names it: rotating the key, which changes every PatientRef from then on, is that
+//   explicit step.
 // - key `phiwatch-archive-signing` (PHIWATCH_ARCHIVE_SIGNING_KEY_URL): EC P-256, HSM-backed,
 //   non-exportable; the app signs archive manifests with it (ES256) through the Key Vault
 //   API. Key Vault has no Ed25519. ARM creates the key only if it does not exist and never
@@ -22,9 +25,9 @@ param location string
 @description('Resource id of the Log Analytics workspace that receives the vault AuditEvent log; empty = none.')
 param workspaceResourceId string = ''
 
-@description('Value of the pseudonymisation key (hex, at least 32 bytes: `openssl rand -hex 32`). Empty (default): the secret is not written by this deployment; set it with `az keyvault secret set` (infra/README.md). Every deployment that passes a value writes a new secret version.')
-@secure()
-param pseudonymKey string = ''
+@description('Version of the pseudonymisation secret the Key Vault reference is pinned to (32 hex characters). Empty: no reference (the app has no key until it is set; infra/README.md, "Keys").')
+@maxLength(32)
+param pseudonymKeyVersion string = ''
 
 @description('Name of the pseudonymisation secret (PHIWATCH_PSEUDONYM_KEY reference).')
 param pseudonymSecretName string = 'phiwatch-pseudonym-key'
@@ -79,20 +82,6 @@ resource signingKey 'Microsoft.KeyVault/vaults/keys@2023-07-01' = {
   }
 }
 
-resource pseudonymSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(pseudonymKey)) {
-  parent: vault
-  name: pseudonymSecretName
-  properties: {
-    // checkov:skip=CKV_AZURE_114: False positive: contentType is set below, but checkov's Bicep parser nests a conditional (`if`) resource one level deeper and does not see it.
-    // checkov:skip=CKV_AZURE_41: An expired pseudonymisation key makes the Key Vault reference fail and stops the pipeline; the key must stay stable (rotating it changes every pseudonym), so it has no expiry.
-    value: pseudonymKey
-    contentType: 'text/plain; hex'
-    attributes: {
-      enabled: true
-    }
-  }
-}
-
 // Every access to these keys (including each manifest signature, KeySign) in Log Analytics.
 // Not to the phiwatch hub: each signature would produce an event phiwatch archives and signs.
 resource vaultAudit 'Microsoft.Insights/diagnosticSettings@2021-05-01-preview' = if (!empty(workspaceResourceId)) {
@@ -115,5 +104,6 @@ output vaultUri string = vault.properties.vaultUri
 @description('PHIWATCH_ARCHIVE_SIGNING_KEY_URL (versionless: the app uses the current version).')
 output signingKeyUrl string = signingKey.properties.keyUri
 output pseudonymSecretName string = pseudonymSecretName
-@description('PHIWATCH_PSEUDONYM_KEY')
-output pseudonymKeyReference string = '@Microsoft.KeyVault(VaultName=${vault.name};SecretName=${pseudonymSecretName})'
+output signingKeyName string = signingKey.name
+@description('PHIWATCH_PSEUDONYM_KEY: pinned to one secret version (a versionless reference would follow every new version and silently change every PatientRef). Empty until pseudonymKeyVersion is set.')
+output pseudonymKeyReference string = empty(pseudonymKeyVersion) ? '' : '@Microsoft.KeyVault(SecretUri=${vault.properties.vaultUri}secrets/${pseudonymSecretName}/${pseudonymKeyVersion})'

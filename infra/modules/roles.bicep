@@ -5,7 +5,7 @@
 // | Role (built-in id)                                           | Scope                     | Why |
 // |--------------------------------------------------------------|---------------------------|-----|
 // | Azure Event Hubs Data Receiver (a638d3c7-...-5f17a39d4fde)   | hub `diagnostics`         | the `normalize` trigger reads the hub; consumer groups cannot be an RBAC scope, the hub is the narrowest |
-// | Azure Event Hubs Data Sender (2b629674-...-ef4638d8f975)     | hub `phi-events`          | `normalize` publishes normalised events (azure-eventhub producer, DefaultAzureCredential); not the namespace, so it cannot write into `diagnostics` |
+// | Azure Event Hubs Data Sender (2b629674-...-ef4638d8f975)     | hub `phi-events`          | `normalize` publishes normalised events (azure-eventhub producer, DefaultAzureCredential); the hub, in its own namespace that refuses SAS, so only this identity can write detection's input |
 // | Azure Event Hubs Data Receiver (a638d3c7-...-5f17a39d4fde)   | hub `phi-events`          | the `detect` trigger reads the hub |
 // | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-archive | create archive blobs; the narrowest built-in role that can create blobs. It could also overwrite and delete: the container's immutability policy, not RBAC, prevents that |
 // | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-outbox | write, read and delete outbox entries |
@@ -13,8 +13,8 @@
 // | Storage Blob Data Owner (b7e6dc6d-...-0f276bb0955b)          | host storage account      | AzureWebJobsStorage and the Flex deployment package: the host creates its own containers (azure-webjobs-*), so it needs the account; this account holds nothing else |
 // | Monitoring Metrics Publisher (3913510d-...-420c390055eb)     | the DCR                   | upload to Sentinel through the Logs Ingestion API |
 // | Monitoring Metrics Publisher (3913510d-...-420c390055eb)     | Application Insights      | Entra ID-authenticated telemetry (local auth is disabled on the component) |
-// | Key Vault Crypto User (12338af0-...-57ae8d297424)            | the vault                 | read the signing key's public part and sign with it (the vault holds only phiwatch's two objects) |
-// | Key Vault Secrets User (4633458b-...-0445c86b69e6)           | the vault                 | resolve the PHIWATCH_PSEUDONYM_KEY Key Vault reference. The secret may not exist when this deploys (it is set once afterwards), so it cannot be the scope |
+// | Key Vault Crypto User (12338af0-...-57ae8d297424)            | the signing key           | read the archive signing key's public part and sign with it; that key only, not the vault |
+// | Key Vault Secrets User (4633458b-...-0445c86b69e6)           | the pseudonym secret      | resolve the PHIWATCH_PSEUDONYM_KEY Key Vault reference; that secret only. Assigned once the secret exists (pseudonymKeyVersion set: the secret is written by hand before that) |
 //
 // Both functions run under this one identity. `detect` archives its alerts in phiwatch-archive
 // and sends them to Sentinel through the same DCR and outbox as `normalize`: no further role.
@@ -27,6 +27,8 @@ param principalId string
 
 param eventHubNamespaceName string
 param eventHubName string
+@description('The phi-events namespace (local auth disabled): only identities with a role here can send.')
+param phiEventsNamespaceName string
 param phiEventsHubName string
 param archiveStorageAccountName string
 param archiveContainerName string
@@ -34,6 +36,12 @@ param outboxContainerName string
 param stateContainerName string
 param hostStorageAccountName string
 param keyVaultName string
+@description('The archive signing key (Key Vault Crypto User is scoped to it).')
+param signingKeyName string
+@description('The pseudonymisation secret (Key Vault Secrets User is scoped to it).')
+param pseudonymSecretName string
+@description('Whether the pseudonymisation secret exists (main.bicep: pseudonymKeyVersion set). A role scope must exist, and the secret is written by hand after the first deployment.')
+param pseudonymSecretPinned bool
 param dcrName string
 param appInsightsName string
 
@@ -56,8 +64,12 @@ resource hub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
   name: eventHubName
 }
 
+resource phiEventsNamespace 'Microsoft.EventHub/namespaces@2024-01-01' existing = {
+  name: phiEventsNamespaceName
+}
+
 resource phiEventsHub 'Microsoft.EventHub/namespaces/eventhubs@2024-01-01' existing = {
-  parent: namespace
+  parent: phiEventsNamespace
   name: phiEventsHubName
 }
 
@@ -91,6 +103,16 @@ resource hostAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
 
 resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
   name: keyVaultName
+}
+
+resource signingKey 'Microsoft.KeyVault/vaults/keys@2023-07-01' existing = {
+  parent: vault
+  name: signingKeyName
+}
+
+resource pseudonymSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' existing = {
+  parent: vault
+  name: pseudonymSecretName
 }
 
 resource dcr 'Microsoft.Insights/dataCollectionRules@2023-03-11' existing = {
@@ -201,8 +223,8 @@ resource telemetryPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01'
 }
 
 resource signer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, principalId, roles.keyVaultCryptoUser)
-  scope: vault
+  name: guid(signingKey.id, principalId, roles.keyVaultCryptoUser)
+  scope: signingKey
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultCryptoUser)
     principalId: principalId
@@ -211,9 +233,9 @@ resource signer 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
   }
 }
 
-resource secretReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
-  name: guid(vault.id, principalId, roles.keyVaultSecretsUser)
-  scope: vault
+resource secretReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (pseudonymSecretPinned) {
+  name: guid(pseudonymSecret.id, principalId, roles.keyVaultSecretsUser)
+  scope: pseudonymSecret
   properties: {
     roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsUser)
     principalId: principalId

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from phiwatch.sources import activity, fhir, keyvault
+from phiwatch.sources import activity, canary, fhir, keyvault
 from phiwatch.sources.base import NormaliseContext, SourceNormaliser
 from phiwatch.sources.record import Record, RecordRejected, RecordSkipped
 
@@ -21,6 +21,7 @@ __all__ = [
 
 def route(record: Record) -> SourceNormaliser:
     """The normaliser for a record; raises Skipped/Rejected when there is none."""
+    canary.skip_if_canary(record)  # a deployment check, counted, never normalised
     for normaliser in NORMALISERS:
         if normaliser.matches(record):
             return normaliser
