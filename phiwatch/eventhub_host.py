@@ -39,6 +39,7 @@ from phiwatch.detect.state_store import (
 from phiwatch.envelope import Body
 from phiwatch.event_publisher import EventHubsPublisher
 from phiwatch.health import ACTIVITY, Activity, CheckResult, run_checks
+from phiwatch.inprocess_state import InProcessState, SecondPartition
 from phiwatch.logs import configure_logging
 from phiwatch.pipeline import (
     Batch,
@@ -114,6 +115,17 @@ class EventHubBatchProcessor:
         # In memory, per batch name: the retry policy is unbounded on purpose (outages), so
         # this is what bounds the retries of a batch that fails the same way every time.
         self._poison = PoisonAttempts(settings.poison_batch_attempts)
+        self._inprocess: InProcessState | None = None
+        if forwarder is None and self._pipeline.engine is not None:
+            store = None
+            if settings.state_url or settings.state_dir is not None:
+                store = state_store(settings)
+            else:
+                log.warning(
+                    "detections run inside normalize without a state store: a restart loses "
+                    "open windows (set PHIWATCH_STATE_URL)"
+                )
+            self._inprocess = InProcessState(store, self._pipeline.engine)
 
     def process(self, hub: str, messages: Sequence[EventHubMessage]) -> BatchResult:
         started = time.monotonic()
@@ -126,7 +138,12 @@ class EventHubBatchProcessor:
             for partition, group in groups.items():
                 batch = build_batch(hub, partition, group, generation=self._generation)
                 names.append(batch.name)
+                if self._inprocess is not None:
+                    self._check_inprocess(hub, partition)
                 _merge(total, self._process_one(hub, partition, batch))
+                if self._inprocess is not None:
+                    # Last, after archive and emit: a crash before it redoes the batch.
+                    self._inprocess.save(hub, partition)
         counts = total.counts
         log.info(
             "eventhub batch processed",
@@ -171,6 +188,16 @@ class EventHubBatchProcessor:
         with self._lock:  # the archive's chains are the batches' too
             archive_alerts(self._pipeline.archive, stream="outbox", batch=batch, alerts=[alert])
         emit_to(self._sinks, BatchResult(Counts(), [], [alert], [], 0))
+
+    def _check_inprocess(self, hub: str, partition: str) -> None:
+        assert self._inprocess is not None
+        try:
+            self._inprocess.check_partition(hub, partition)
+        except SecondPartition as exc:
+            log.error("in-process detection refused a second partition", problem=str(exc))
+            ACTIVITY.batch_failed("normalize", partition, exc)
+            raise
+        self._inprocess.restore(hub, partition)
 
     def _process_one(self, hub: str, partition: str, batch: Batch) -> BatchResult:
         try:
