@@ -27,7 +27,7 @@ LATENESS = float(Settings.model_fields["allowed_lateness_seconds"].default)
 class NullArchive:
     """Accepts every object without encoding, compressing, hashing, signing or writing it.
 
-    Implements what `Pipeline` uses of `Archive`: `put`, `seal` and
+    Implements what `Pipeline` uses of `Archive`: `batch_name`, `put`, `seal` and
     `take_integrity_conflicts` (plus the counters replay reads)."""
 
     location = "null"
@@ -48,6 +48,9 @@ class NullArchive:
             records=len(lines),
             merkle_root="",
         )
+
+    def batch_name(self, stream: str, batch: str, hour: object, raw_lines: object) -> str:
+        return batch  # nothing is stored, so no name can clash
 
     def take_integrity_conflicts(self) -> list:
         return []
