@@ -39,7 +39,7 @@ from phiwatch.detect.state_store import (
 from phiwatch.envelope import Body
 from phiwatch.event_publisher import EventHubsPublisher
 from phiwatch.health import ACTIVITY, Activity, CheckResult, run_checks
-from phiwatch.inprocess_state import InProcessState, SecondPartition
+from phiwatch.inprocess_state import InProcessState
 from phiwatch.logs import configure_logging
 from phiwatch.pipeline import (
     Batch,
@@ -191,12 +191,7 @@ class EventHubBatchProcessor:
 
     def _check_inprocess(self, hub: str, partition: str) -> None:
         assert self._inprocess is not None
-        try:
-            self._inprocess.check_partition(hub, partition)
-        except SecondPartition as exc:
-            log.error("in-process detection refused a second partition", problem=str(exc))
-            ACTIVITY.batch_failed("normalize", partition, exc)
-            raise
+        self._inprocess.check_partition(hub, partition)
         self._inprocess.restore(hub, partition)
 
     def _process_one(self, hub: str, partition: str, batch: Batch) -> BatchResult:

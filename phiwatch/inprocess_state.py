@@ -9,8 +9,8 @@ restores it. A batch redelivered after a crash between the archive and the save 
 processed again: the archive is create-only and detections ignore events they already hold.
 
 The mode is right for one diagnostics partition only (every event a rule groups must reach
-one engine): `check_partition` refuses a second partition id, loudly, instead of raising
-alerts no correct deployment would.
+one engine): each further partition id is logged as an error, once, naming the setting that
+fixes it (a multi-partition hub needs the `detect` stage).
 """
 
 from __future__ import annotations
@@ -30,39 +30,37 @@ log = structlog.get_logger("phiwatch.inprocess")
 IN_PROCESS_GROUP = "inprocess"
 
 
-class SecondPartition(Exception):
-    """The in-process mode was handed a second partition of the diagnostics hub."""
-
-
 class InProcessState:
     def __init__(self, store: StateStore | None, engine: DetectionEngine) -> None:
         self.store = store
         self.engine = engine
-        self._partition: str | None = None
-        self._etag: str | None = None
-        self._restored = False
+        self.partitions: list[str] = []  # in the order first seen
+        self._etags: dict[str, str | None] = {}
 
-    def check_partition(self, hub: str, partition: str) -> None:
-        if self._partition is None:
-            self._partition = partition
-            return
-        if partition != self._partition:
-            raise SecondPartition(
-                f"detections run inside normalize (no PHIWATCH_PHI_EVENTS_HUB), which is "
-                f"correct for one diagnostics partition only, but hub {hub!r} delivered "
-                f"partitions {self._partition!r} and {partition!r}: set PHIWATCH_PHI_EVENTS_HUB "
-                "and run the detect stage (README 'Scaling')"
-            )
+    def check_partition(self, hub: str, partition: str) -> bool:
+        """Whether `partition` is one more than the mode is correct for (said once)."""
+        if partition in self.partitions:
+            return len(self.partitions) > 1 and partition != self.partitions[0]
+        self.partitions.append(partition)
+        if len(self.partitions) == 1:
+            return False
+        log.error(
+            "detections run inside normalize (no PHIWATCH_PHI_EVENTS_HUB), which is correct "
+            "for one diagnostics partition only: alerts are split across partitions; set "
+            "PHIWATCH_PHI_EVENTS_HUB and run the detect stage (README 'Scaling')",
+            hub=hub,
+            partitions=len(self.partitions),
+        )
+        return True
 
     def restore(self, hub: str, partition: str, now: datetime | None = None) -> bool:
         """Load the partition's snapshot into the engine the first time; True if it did."""
-        if self._restored or self.store is None:
+        if partition in self._etags or self.store is None:
             return False
-        self._restored = True
         found = self.store.load(self._key(hub, partition))
+        self._etags[partition] = found.etag if found is not None else None
         if found is None:
             return False
-        self._etag = found.etag
         doc = snapshot.loads(found.data)
         empty = snapshot.dumps(self.engine.state())  # nothing processed yet
         self.engine.load_state(doc["engine"])
@@ -85,11 +83,12 @@ class InProcessState:
             return
         data = snapshot.dumps({"engine": self.engine.state()})
         try:
-            self._etag = self.store.save(self._key(hub, partition), data, self._etag)
+            etag = self.store.save(self._key(hub, partition), data, self._etags.get(partition))
         except StateConflict:
             # Another process saved meanwhile: restore its state on the next batch.
-            self._restored, self._etag = False, None
+            self._etags.pop(partition, None)
             raise
+        self._etags[partition] = etag
 
     @staticmethod
     def _key(hub: str, partition: str) -> str:

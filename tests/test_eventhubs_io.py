@@ -66,6 +66,9 @@ CG = "phiwatch"
 SIGNER = Ed25519Signer.from_seed(bytes.fromhex(TEST_SIGNING_SEED_HEX))
 TRUSTED = {SIGNER.key_id: load_public_key(SIGNER.public_key_pem())}
 ENQUEUED = datetime(2026, 11, 2, 8, 0, 30, tzinfo=UTC)
+# After the last record of the 140-record FHIR burst (08:07:20): detect refuses event times
+# beyond their arrival plus the allowed clock skew.
+AFTER_BURST = ENQUEUED + timedelta(seconds=450)
 FIRST_SEQ = 1000
 runner = CliRunner()
 
@@ -90,7 +93,8 @@ def hub_data(partitions: int = 2, per_partition: int = 7, records_per_body: int 
                 EventHubMessage(
                     body=b'{"records": [' + b", ".join(records) + b"]}",
                     sequence_number=FIRST_SEQ + i,
-                    enqueued_time=ENQUEUED + timedelta(seconds=i),
+                    # Enqueued after its records' own times, as Azure Monitor delivers them.
+                    enqueued_time=ENQUEUED + timedelta(seconds=p * 1000 + i * 10),
                     partition_id=str(p),
                 )
             )
@@ -917,7 +921,7 @@ def test_consume_runs_both_stages_and_detect_alerts_once(azurite, tmp_path, monk
             EventHubMessage(
                 json.dumps({"records": records[i : i + 5]}).encode(),
                 FIRST_SEQ + len(part),
-                ENQUEUED + timedelta(seconds=i),
+                AFTER_BURST + timedelta(seconds=i),
                 str((i // 5) % 3),
             )
         )
@@ -927,12 +931,12 @@ def test_consume_runs_both_stages_and_detect_alerts_once(azurite, tmp_path, monk
         def publish(self, messages):
             for m in messages:
                 pid = str(int(hashlib.sha256(m.key.encode()).hexdigest(), 16) % 2)
-                phi[pid].append(EventHubMessage(m.body, len(phi[pid]), ENQUEUED, pid))
+                phi[pid].append(EventHubMessage(m.body, len(phi[pid]), AFTER_BURST, pid))
             return PublishReport(messages=len(messages))
 
         def broadcast(self, body):
             for pid, part in phi.items():
-                part.append(EventHubMessage(body, len(part), ENQUEUED, pid))
+                part.append(EventHubMessage(body, len(part), AFTER_BURST, pid))
             return len(phi)
 
         def close(self):

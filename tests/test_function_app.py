@@ -15,7 +15,7 @@ import json
 import re
 import time
 import typing
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 
@@ -467,9 +467,10 @@ def phi_events(events, first_seq: int, partition: str = "3") -> list[func.EventH
     metadata = {"PartitionContext": Datum(json.dumps(context), "json")}
     return [
         func.EventHubEvent(
-            body=encode_event(event, ENQUEUED),
+            # After the event itself: detect refuses times beyond arrival plus the skew.
+            body=encode_event(event, event.time_generated + timedelta(seconds=30)),
             trigger_metadata=metadata,
-            enqueued_time=ENQUEUED,
+            enqueued_time=event.time_generated + timedelta(seconds=30),
             sequence_number=first_seq + i,
             offset=str(i),
         )
@@ -518,7 +519,9 @@ def test_detect_raises_alerts_keeps_state_and_skips_what_it_covers(
         (alert_file,) = alerts_dir.rglob("phi-events-p3-*.jsonl.gz")
         (alert,) = read_object(alert_file)
         assert alert["RuleId"] == "mass-record-access" and alert["DistinctPatientCount"] == 60
-        assert alert["DetectedAt"] == ENQUEUED.isoformat().replace("+00:00", "Z")
+        # The arrival of the 51st patient's read, the one that crossed the threshold.
+        crossed = events[50].time_generated + timedelta(seconds=30)
+        assert alert["DetectedAt"] == crossed.isoformat().replace("+00:00", "Z")
         assert [p.name for p in (tmp_path / "state").rglob("*.json.gz")] == ["3.json.gz"]
 
         # A new instance (the partition moved) restores the snapshot and skips the batch it
@@ -698,7 +701,7 @@ def test_a_canary_is_archived_counted_as_a_skip_and_seen_by_health(
     result = EventHubBatchProcessor(Settings()).process("diagnostics", messages([body]))
     assert result.counts.skipped == {"canary": 1} and result.counts.accounted
     assert result.events == [] and result.dead_letters == [] and result.alerts == []
-    batch = f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ:012d}"
+    batch = f"diagnostics-p0-{FIRST_SEQ:012d}-{FIRST_SEQ:012d}-{AT}"
     (raw,) = read_object(only(tmp_path, "raw", batch))
     assert json.loads(raw["Raw"])["properties"]["canaryId"] == "c-1"
     _, health = health_status()

@@ -1,5 +1,5 @@
 """Detections inside normalize (no phi-events hub) keep their state across a restart, and
-refuse a second diagnostics partition instead of raising alerts no correct deployment would."""
+name a second diagnostics partition as one the mode is not correct for."""
 
 from __future__ import annotations
 
@@ -7,11 +7,8 @@ import json
 from datetime import timedelta
 from pathlib import Path
 
-import pytest
-
 from phiwatch.config import Settings
 from phiwatch.eventhub_host import EventHubBatchProcessor, EventHubMessage
-from phiwatch.inprocess_state import SecondPartition
 from tests.records import at, fhir
 
 PATIENTS = 160
@@ -84,10 +81,18 @@ def test_without_a_state_store_the_restart_splits_the_burst(tmp_path):
     assert crashed(tmp_path, state=False) != whole
 
 
-def test_a_second_partition_is_refused(tmp_path):
+def test_a_second_partition_is_named_as_one_too_many(tmp_path):
     processor = EventHubBatchProcessor(settings(tmp_path, "two"))
     first, second = burst()[:2]
     processor.process("diagnostics", [first])
     other = EventHubMessage(second.body, 0, second.enqueued_time, "1")
-    with pytest.raises(SecondPartition, match="PHIWATCH_PHI_EVENTS_HUB"):
-        processor.process("diagnostics", [other])
+    processor.process("diagnostics", [other])
+    state = processor._inprocess
+    assert state is not None and state.partitions == ["0", "1"]
+    assert not state.check_partition("diagnostics", "0")
+    assert state.check_partition("diagnostics", "1")
+    # Each partition keeps a snapshot of its own.
+    assert sorted(p.name for p in (tmp_path / "two" / "state").rglob("*.json.gz")) == [
+        "0.json.gz",
+        "1.json.gz",
+    ]
