@@ -207,16 +207,7 @@ class Pipeline:
         write has succeeded, so a batch that fails and is retried derives the same output.
         Detections ignore an event they already hold, so re-observing is harmless.
         """
-        records = [
-            r
-            for body in batch.bodies
-            for r in decode_body(body, max_record_bytes=self.max_record_bytes)
-        ]
-        hour = _batch_hour(batch, records)
-        raw_lines = [_raw_line(r) for r in records]
-        # batch.name, unless that name is sealed with other raw records (an integrity alert).
-        name = self.archive.batch_name(batch.stream, batch.name, hour, raw_lines)
-        raw = self.archive.put(object_name("raw", hour, name), raw_lines)
+        records, hour, name, raw = self._archive_raw(batch)
         counts = Counts(records=len(records))
         engine = self.engine
         late_before = engine.late if engine else 0
@@ -264,6 +255,22 @@ class Pipeline:
         health = _health(batch, counts, events, alerts, late)
         return self._emit(BatchResult(counts, events, alerts, derived.dead, late, health))
 
+    def _archive_raw(
+        self, batch: Batch
+    ) -> tuple[list[RawRecord], datetime | None, str, ObjectEntry]:
+        """Decode a batch and put its raw records, before anything else is derived. The
+        name is batch.name, unless that name is sealed with other raw records already (an
+        integrity conflict): then one of its own."""
+        records = [
+            r
+            for body in batch.bodies
+            for r in decode_body(body, max_record_bytes=self.max_record_bytes)
+        ]
+        hour = _batch_hour(batch, records)
+        raw_lines = [_raw_line(r) for r in records]
+        name = self.archive.batch_name(batch.stream, batch.name, hour, raw_lines)
+        return records, hour, name, self.archive.put(object_name("raw", hour, name), raw_lines)
+
     def _derive(
         self,
         batch: Batch,
@@ -299,15 +306,7 @@ class Pipeline:
         Derives nothing from the records' content (that is what failed): each is one
         dead-letter pointing at its raw copy. Detection state is left as it is (no alert it
         holds was archived by the failed attempts, so none is committed here)."""
-        records = [
-            r
-            for body in batch.bodies
-            for r in decode_body(body, max_record_bytes=self.max_record_bytes)
-        ]
-        hour = _batch_hour(batch, records)
-        raw_lines = [_raw_line(r) for r in records]
-        name = self.archive.batch_name(batch.stream, batch.name, hour, raw_lines)
-        raw = self.archive.put(object_name("raw", hour, name), raw_lines)
+        records, hour, name, raw = self._archive_raw(batch)
         reason = f"batch set aside after {attempts} failed attempts ({failure.error})"
         counts = Counts(records=len(records))
         counts.dead_letters[QUARANTINED] = len(records)
