@@ -68,7 +68,7 @@ TABLES: tuple[TableSpec, ...] = (
 # draining one outbox) has one RowId, and rows that differ in anything (another event of
 # the same record, another version of an alert) have different ones. Not a model field: the
 # archive and the models do not change, the sink adds it. Dedupe in KQL with
-# `summarize arg_max(_TimeReceived, *) by RowId` (infra/sentinel/README.md).
+# `summarize arg_max(TimeGenerated, *) by RowId` (infra/sentinel/README.md).
 ROW_ID = "RowId"
 _ROW_ID_COLUMN = {"name": ROW_ID, "type": "string"}
 
