@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from datetime import UTC, datetime
 
-from phiwatch.detect.alert_book import alert_id
 from phiwatch.model import Alert
+from phiwatch.system_alert import system_alert
 
 RULE_ID = "batch-quarantined"
 # Batch names whose attempts are remembered: a batch that failed and then moved to another
@@ -64,9 +64,10 @@ def quarantine_alert(
     """One per batch (its id depends on the batch name only): a retry of the quarantine
     itself gives the same alert."""
     at = when or datetime.now(UTC)
-    return Alert(
-        alert_id=alert_id(RULE_ID, batch, raw_object),
+    return system_alert(
         rule_id=RULE_ID,
+        key=batch,
+        anchor=raw_object,
         rule_name="Batch set aside after repeated failures",
         severity="High",
         tactics=["DefenseEvasion"],
@@ -83,13 +84,7 @@ def quarantine_alert(
             f"{attempts} attempts failed with {error} after the raw put.",
             f"{records} record(s) are in {raw_object} and were not processed.",
         ],
-        window_start=at,
-        window_end=at,
-        first_event_time=at,
-        last_event_time=at,
-        event_count=0,
-        evidence_event_uids=[],
-        detected_at=at,
+        at=at,
     )
 
 

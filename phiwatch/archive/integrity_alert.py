@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from phiwatch.archive.archive import IntegrityConflict
-from phiwatch.detect.alert_book import alert_id
 from phiwatch.model import Alert
+from phiwatch.system_alert import system_alert
 
 RULE_ID = "archive-integrity"
 
@@ -17,9 +17,10 @@ RULE_ID = "archive-integrity"
 def integrity_alert(conflict: IntegrityConflict, when: datetime | None) -> Alert:
     # Without a batch time, now: an incident rule looks back hours, never to 1970.
     at = when or datetime.now(UTC)
-    return Alert(
-        alert_id=alert_id(RULE_ID, conflict.name, conflict.kept_as),
+    return system_alert(
         rule_id=RULE_ID,
+        key=conflict.name,
+        anchor=conflict.kept_as,
         rule_name="Audit archive integrity",
         severity="High",
         tactics=["DefenseEvasion", "Impact"],
@@ -36,14 +37,7 @@ def integrity_alert(conflict: IntegrityConflict, when: datetime | None) -> Alert
             "this batch derives.",
             f"The new bytes were kept as {conflict.kept_as}.",
         ],
-        target_resource_id=None,
-        window_start=at,
-        window_end=at,
-        first_event_time=at,
-        last_event_time=at,
-        event_count=0,
-        evidence_event_uids=[],
-        detected_at=at,
+        at=at,
     )
 
 

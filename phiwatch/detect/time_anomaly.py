@@ -20,9 +20,9 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from phiwatch.detect.alert_book import alert_id
 from phiwatch.detect.snapshot import snapshot_class
 from phiwatch.model import Alert
+from phiwatch.system_alert import system_alert
 
 RULE_ID = "event-time-anomaly"
 
@@ -123,9 +123,10 @@ def anomaly_alert(scope: str, refusals: Refusals) -> Alert:
         f"First refused at {_position(refusals.first_position)} ({refusals.example}), last at "
         f"{_position(refusals.last_position)}."
     )
-    return Alert(
-        alert_id=alert_id(RULE_ID, scope, hour.isoformat()),
+    return system_alert(
         rule_id=RULE_ID,
+        key=scope,
+        anchor=hour.isoformat(),
         rule_name="Event time anomaly",
         severity="High",
         tactics=["DefenseEvasion"],
@@ -140,13 +141,10 @@ def anomaly_alert(scope: str, refusals: Refusals) -> Alert:
             "or a clock gone badly wrong. The refused times did not change detection state."
         ),
         reasons=reasons,
-        window_start=hour,
-        window_end=datetime.fromtimestamp(refusals.hour + 3600, tz=UTC),
-        first_event_time=first,
-        last_event_time=last,
+        at=first,
+        window=(hour, datetime.fromtimestamp(refusals.hour + 3600, tz=UTC)),
+        events=(first, last),
         event_count=refusals.count,
-        evidence_event_uids=[],
-        detected_at=first,
     )
 
 

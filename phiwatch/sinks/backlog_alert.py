@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from phiwatch.detect.alert_book import alert_id
 from phiwatch.model import Alert
+from phiwatch.system_alert import system_alert
 
 RULE_ID = "outbox-backlog"
 
@@ -26,9 +26,10 @@ def backlog_alert(location: str, pending: int, threshold: int, when: datetime) -
     """`pending` entries wait in the outbox at `location` (a container URL or directory: no
     row content) at `when` (aware, UTC)."""
     hour = hour_of(when)
-    return Alert(
-        alert_id=alert_id(RULE_ID, location, hour.isoformat()),
+    return system_alert(
         rule_id=RULE_ID,
+        key=location,
+        anchor=hour.isoformat(),
         rule_name="Sentinel delivery backlog",
         severity="Medium",
         tactics=["DefenseEvasion"],
@@ -45,13 +46,8 @@ def backlog_alert(location: str, pending: int, threshold: int, when: datetime) -
         reasons=[
             f"{pending} pending outbox entries; the alert threshold is {threshold}.",
         ],
-        window_start=hour,
-        window_end=when,
-        first_event_time=when,
-        last_event_time=when,
-        event_count=0,
-        evidence_event_uids=[],
-        detected_at=when,
+        at=when,
+        window=(hour, when),
     )
 
 
