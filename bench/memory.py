@@ -213,10 +213,11 @@ def run_state(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def measure(mode: str, spec: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
-    """Run one mode in a fresh interpreter (same core affinity) and return its JSON."""
+def run_child(module: str, args: list[str], spec: dict[str, Any], timeout: float) -> Any:
+    """Run `python -m module args` in a fresh interpreter (same core affinity, so peak RSS
+    is that run's alone) with `spec` as JSON on stdin; returns the JSON it prints."""
     done = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "bench.memory", mode],
+        [sys.executable, "-m", module, *args],
         input=json.dumps(spec),
         capture_output=True,
         text=True,
@@ -225,8 +226,14 @@ def measure(mode: str, spec: dict[str, Any], timeout: float = 3600) -> dict[str,
         check=False,
     )
     if done.returncode != 0:
-        raise RuntimeError(f"bench.memory {mode} failed:\n{done.stderr[-4000:]}")
+        name = " ".join([module, *args])
+        raise RuntimeError(f"{name} failed:\n{done.stderr[-4000:]}")
     return json.loads(done.stdout)
+
+
+def measure(mode: str, spec: dict[str, Any], timeout: float = 3600) -> dict[str, Any]:
+    """Run one mode in a fresh interpreter and return its JSON."""
+    return run_child("bench.memory", [mode], spec, timeout)
 
 
 def main() -> None:

@@ -20,7 +20,6 @@ Run as `python -m bench.volume` with a JSON spec on stdin (prints JSON), or via 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from typing import Any
 
 from bench import synthetic
 from bench.corpus import Message, batches
-from bench.memory import ROOT, peak_rss_mb, rss_mb
+from bench.memory import peak_rss_mb, rss_mb, run_child
 from bench.pipelines import make_pipeline, quiet_logging
 from phiwatch.samplegen.clock import DEFAULT_START
 
@@ -119,19 +118,9 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(spec: dict[str, Any], timeout: float = 7200) -> dict[str, Any]:
-    """Run in a fresh interpreter (same core affinity), so peak RSS is this run's alone."""
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.volume"],
-        input=json.dumps(spec),
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=timeout,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"bench.volume failed:\n{done.stderr[-4000:]}")
-    return json.loads(done.stdout)
+    """Run in a fresh interpreter, so peak RSS is this run's alone."""
+    result: dict[str, Any] = run_child("bench.volume", [], spec, timeout)
+    return result
 
 
 def main() -> None:

@@ -388,10 +388,7 @@ class Pipeline:
         batch_name: str,
         models: Sequence[AccessEvent | Alert | DeadLetter],
     ) -> list[ObjectEntry]:
-        if not models:
-            return []
-        name = object_name(kind, hour, batch_name)
-        return [self.archive.put(name, [m.to_json() for m in models], derived=True)]
+        return self._put_lines(kind, hour, batch_name, [m.to_json() for m in models])
 
     def _integrity_alerts(self, hour: datetime | None) -> list[Alert]:
         conflicts = self.archive.take_integrity_conflicts()

@@ -310,19 +310,13 @@ class DetectProcessor:
                 arrival = arrival or message.enqueued_time  # stamps DetectedAt
                 accepted = engine.process(event, arrival, now=now, position=position)
                 result.events += accepted
-        except ValueError as exc:  # ValidationError included
-            result.invalid += 1
-            log.error(
-                "phi-events message is not an event; skipped",
-                partition=partition,
-                sequence_number=message.sequence_number,
-                error=type(exc).__name__,
-            )
-            return
         except Exception as exc:
             result.invalid += 1
+            # ValueError (ValidationError included): not one of ours; else a bug it trips.
             log.error(
-                "detect failed on a phi-events message; skipped",
+                "phi-events message is not an event; skipped"
+                if isinstance(exc, ValueError)
+                else "detect failed on a phi-events message; skipped",
                 partition=partition,
                 sequence_number=message.sequence_number,
                 error=type(exc).__name__,
