@@ -27,6 +27,9 @@ EventType = Literal[
 EventResult = Literal["Success", "Failure", "Partial", "NA"]
 PhiCategory = Literal["demographic", "clinical", "financial", "none"]
 Severity = Literal["Informational", "Low", "Medium", "High"]
+# Which plane a source's events are on: data (someone read or used something) or control
+# (someone changed a resource). Each source declares one (phiwatch/sources/*.py, PLANE).
+Plane = Literal["data", "control"]
 ActorUserType = Literal["Regular", "ServicePrincipal", "ManagedIdentity", "Other"]
 
 MAX_EVIDENCE = 50
