@@ -1,7 +1,7 @@
 """Azure Functions bindings (Python v2 model). Bindings only: the work is in phiwatch.
 
 `normalize` reads the diagnostics hub in batches and hands them to
-`phiwatch.eventhub_host`, which archives, normalises and publishes each event to the
+`phiwatch.hosts.functions`, which archives, normalises and publishes each event to the
 `phi-events` hub keyed by its routing key; `detect` reads `phi-events` and runs the stateful
 detections with per-partition state in Blob (README "Scaling"); `deliver_outbox` sends rows
 Sentinel could not take yet; `health` (behind a function key) checks the archive, the state
@@ -9,20 +9,19 @@ store and the last batches, and never reports a value.
 """
 
 import json
-import os
 import typing
 from datetime import UTC, datetime
 
 import azure.functions as func
 
-from phiwatch.eventhub_host import (
-    EventHubMessage,
+from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.hosts.functions import (
     configure_host_logging,
     get_detector,
     get_processor,
     get_rule_runner,
-    health_status,
 )
+from phiwatch.hosts.health import health_status
 
 configure_host_logging()
 
@@ -52,10 +51,9 @@ RETRY_UNTIL_DONE = {
 def normalize(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
     if not events:
         return
-    hub = os.environ.get("PHIWATCH_EVENTHUB_NAME") or _from_context(
-        events[0].metadata or {}, "EventHubName"
-    )
-    get_processor().process(hub or "eventhub", _messages(events))
+    processor = get_processor()
+    hub = processor.hub or _from_context(events[0].metadata or {}, "EventHubName")
+    processor.process(hub or "eventhub", _messages(events))
 
 
 # The same archive-before-return rule: state is saved after the alerts are archived and
@@ -72,8 +70,8 @@ def normalize(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
 @app.retry(**RETRY_UNTIL_DONE)
 def detect(events: typing.List[func.EventHubEvent]) -> None:  # noqa: UP006
     if events:
-        hub = os.environ.get("PHIWATCH_PHI_EVENTS_HUB") or "phi-events"
-        get_detector().process(hub, _messages(events))
+        detector = get_detector()
+        detector.process(detector.hub, _messages(events))
 
 
 def _messages(events: typing.Sequence[func.EventHubEvent]) -> list[EventHubMessage]:

@@ -19,8 +19,9 @@ from pathlib import Path
 
 import orjson
 
-from phiwatch.eventhub_host import EventHubMessage, build_batch
-from phiwatch.pipeline import Batch
+from phiwatch.batch import Batch
+from phiwatch.eventhubs.batches import build_batch
+from phiwatch.eventhubs.message import EventHubMessage
 from phiwatch.samplegen import generate
 from phiwatch.samplegen.clock import DEFAULT_START
 from phiwatch.samplegen.generator import MIN_RECORDS

@@ -11,8 +11,8 @@ from __future__ import annotations
 from typing import Any
 
 from bench.observe import Observer
+from phiwatch.batch import Batch
 from phiwatch.envelope import decode_body
-from phiwatch.pipeline import Batch
 
 SENT = ("events", "alerts", "health")
 

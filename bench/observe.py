@@ -8,10 +8,10 @@ from dataclasses import dataclass
 
 import orjson
 
+from phiwatch.batch import BatchResult
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.model import Alert
-from phiwatch.pipeline import BatchResult
-from phiwatch.schema import spec_for, wire_row
+from phiwatch.schema.tables import spec_for, wire_row
 
 
 class ProbeEngine(DetectionEngine):

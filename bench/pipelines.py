@@ -12,10 +12,11 @@ from phiwatch.archive.archive import Archive
 from phiwatch.archive.manifest import ObjectEntry
 from phiwatch.archive.signer import Ed25519Signer
 from phiwatch.archive.store import LocalStore
+from phiwatch.batch import Sink
 from phiwatch.config import Settings
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.logs import configure_logging
-from phiwatch.pipeline import Pipeline, Sink
+from phiwatch.pipeline import Pipeline
 from phiwatch.pseudonym import Pseudonymizer
 
 Kind = Literal["normalise", "detect", "full"]

@@ -24,8 +24,8 @@ from typing import Any
 import orjson
 
 from bench.pipelines import make_pipeline
+from phiwatch.batch import Batch
 from phiwatch.envelope import decode_body
-from phiwatch.pipeline import Batch
 
 Prepared = tuple[Callable[[], object], Callable[[], None]]  # (timed run, cleanup)
 

@@ -17,12 +17,12 @@ from types import SimpleNamespace
 from typing import Any
 
 from bench.stages import Prepared, _summary, repeat
+from phiwatch.batch import Batch
 from phiwatch.config import Settings
 from phiwatch.detect.stage import PublishingForwarder
 from phiwatch.detect.state_store import LocalStateStore
-from phiwatch.event_publisher import PublishReport
-from phiwatch.pipeline import Batch
-from phiwatch.runtime import build_detector, build_pipeline
+from phiwatch.eventhubs.publisher import PublishReport
+from phiwatch.wiring import build_detector, build_pipeline
 
 PARTITIONS = 4
 

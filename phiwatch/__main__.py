@@ -1,3 +1,3 @@
-from phiwatch.cli import main
+from phiwatch.commands.app import main
 
 main()

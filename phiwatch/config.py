@@ -6,6 +6,7 @@ resolves `@Microsoft.KeyVault(...)` into the environment); nothing secret lives 
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -109,6 +110,10 @@ class Settings(BaseSettings):
     outbox_max_entries: int = Field(default=20_000, ge=1)
     outbox_backlog_alert_entries: int = Field(default=1_000, ge=1)
 
+    # The diagnostics hub `normalize` reads (its trigger binds %PHIWATCH_EVENTHUB_NAME%); the
+    # name goes into archive batch names, so it is read from here, not from each message.
+    eventhub_name: str | None = None
+
     # Two-stage scaling (README "Scaling"): with a phi-events hub, `normalize` publishes every
     # event there keyed by its routing key and `detect` runs the detections, keeping state per
     # partition in the state container (mutable; never the archive). Without one, detections
@@ -156,3 +161,22 @@ class Settings(BaseSettings):
                 "PHIWATCH_REORDER_SECONDS must be less than PHIWATCH_ALLOWED_LATENESS_SECONDS"
             )
         return self
+
+
+# The command line reads two settings before (or without) building Settings: its log level
+# (quieter than a host's: WARNING unless asked) and the archive to verify. Read here, so no
+# other module reads the environment.
+CLI_LOG_LEVEL = "WARNING"
+
+
+def cli_log_level() -> str:
+    return os.environ.get("PHIWATCH_LOG_LEVEL", CLI_LOG_LEVEL)
+
+
+def env_archive_dir() -> str | None:
+    return os.environ.get("PHIWATCH_ARCHIVE_DIR") or None
+
+
+def env_node_modules() -> str | None:
+    """Where `phiwatch rules lint` finds Kusto.Language (PHIWATCH_NODE_MODULES)."""
+    return os.environ.get("PHIWATCH_NODE_MODULES") or None

@@ -12,161 +12,33 @@ the batch aside with `quarantine` (phiwatch/quarantine.py).
 from __future__ import annotations
 
 import base64
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import orjson
 import structlog
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
+from phiwatch.archive.alerts import archive_alerts
 from phiwatch.archive.archive import Archive, ObjectEntry, object_name
 from phiwatch.archive.integrity_alert import integrity_alert
-from phiwatch.archive.names import safe_name
+from phiwatch.batch import Batch, BatchResult, Counts, Forwarder, Sink, emit_to
 from phiwatch.dedupe import DEDUPE_HORIZON_SECONDS, SeenUids
 from phiwatch.detect.engine import DetectionEngine
-from phiwatch.envelope import MAX_RECORD_BYTES, Body, RawRecord, decode_body
+from phiwatch.envelope import MAX_RECORD_BYTES, RawRecord, decode_body
 from phiwatch.model import AccessEvent, Alert, BatchHealth, DeadLetter
 from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.quarantine import RULE_ID as QUARANTINED
 from phiwatch.quarantine import BatchPoisoned, quarantine_alert
 from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route
 from phiwatch.sources.fields import in_event_range, parse_time
+from phiwatch.sources.record import TIME_KEYS
 from phiwatch.surrogates import without_surrogates
 
 log = structlog.get_logger("phiwatch.pipeline")
-
-
-class Sink(Protocol):
-    """Receives each batch's output once it is archived."""
-
-    def emit(self, result: BatchResult) -> None: ...
-
-
-def emit_to(sinks: Sequence[Sink], result: BatchResult) -> int:
-    """Hand an archived result to every sink; returns how many failed. Everything is archived
-    by now, so a sink that fails must not make the host retry the batch (its records would
-    come back as duplicates and not be re-sent): Sentinel's outbox retries on its own."""
-    failures = 0
-    for sink in sinks:
-        try:
-            sink.emit(result)
-        except Exception as exc:
-            failures += 1
-            log.error("sink failed", sink=type(sink).__name__, error=type(exc).__name__)
-    return failures
-
-
-def archive_alerts(
-    archive: Archive,
-    *,
-    stream: str,
-    batch: str,
-    alerts: Sequence[Alert],
-    first: int | None = None,
-    last: int | None = None,
-) -> None:
-    """Alerts raised outside a normalize batch (the detect stage, scheduled rules): one
-    create-only object, sealed into the stream's own chain."""
-    hour = max(a.last_event_time for a in alerts)
-    entry = archive.put(
-        object_name("alerts", hour, batch), [a.to_json() for a in alerts], derived=True
-    )
-    archive.seal(
-        stream=stream,
-        batch=batch,
-        first=first,
-        last=last,
-        hour=hour,
-        objects=[entry],
-        kind="detect",
-    )
-
-
-class Forwarder(Protocol):
-    """Hands a batch's events to the `detect` stage (the `phi-events` hub). Unlike a sink it
-    must succeed before the batch counts as done: if it raises, the batch is rolled back and
-    the host retries it, so no event is lost on the way to detection."""
-
-    def forward(
-        self, events: Sequence[tuple[AccessEvent, datetime | None]], stream: str
-    ) -> None: ...
-
-
-@dataclass(slots=True)
-class Batch:
-    """Bodies processed together. `stream` names the input stream (an Event Hub partition,
-    a local file) whose manifest chain the batch extends; `first`..`last` is its position in
-    that stream (sequence numbers, or line numbers). The name is derived from nothing else
-    (and `identity`), so a redelivered batch gets the same archive names."""
-
-    stream: str
-    first: int
-    last: int
-    bodies: list[Body]
-    # Which incarnation of the stream (Event Hubs: generation and first enqueued time), so
-    # a re-created hub, whose sequence numbers start again, never reuses an old name.
-    identity: str = ""
-
-    @property
-    def name(self) -> str:
-        name = f"{self.stream}-{self.first:012d}-{self.last:012d}"
-        return safe_name(f"{name}-{self.identity}" if self.identity else name)
-
-
-@dataclass
-class Counts:
-    records: int = 0
-    undecodable: int = 0  # of the dead-letters: bytes that were not a JSON record at all
-    event_records: int = 0
-    events: int = 0
-    dead_letters: Counter[str] = field(default_factory=Counter)
-    skipped: Counter[str] = field(default_factory=Counter)
-    alerts: Counter[str] = field(default_factory=Counter)
-    # One operator-readable example per dead-letter/skip code.
-    examples: dict[str, str] = field(default_factory=dict)
-
-    @property
-    def accounted(self) -> bool:
-        total = self.event_records + sum(self.dead_letters.values()) + sum(self.skipped.values())
-        return total == self.records
-
-    def add(self, other: Counts) -> None:
-        self.records += other.records
-        self.undecodable += other.undecodable
-        self.event_records += other.event_records
-        self.events += other.events
-        self.dead_letters.update(other.dead_letters)
-        self.skipped.update(other.skipped)
-        self.alerts.update(other.alerts)
-        for code, text in other.examples.items():
-            self.examples.setdefault(code, text)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "records": self.records,
-            "undecodable": self.undecodable,
-            "event_records": self.event_records,
-            "events": self.events,
-            "dead_letters": dict(sorted(self.dead_letters.items())),
-            "skipped": dict(sorted(self.skipped.items())),
-            "alerts": dict(sorted(self.alerts.items())),
-            "reasons": dict(sorted(self.examples.items())),
-            "accounted": self.accounted,
-        }
-
-
-@dataclass
-class BatchResult:
-    counts: Counts
-    events: list[AccessEvent]
-    alerts: list[Alert]
-    dead_letters: list[DeadLetter]
-    late: int
-    health: BatchHealth | None = None  # None for the alerts settled when a replay ends
 
 
 class Pipeline:
@@ -357,19 +229,14 @@ class Pipeline:
         self.engine.finish()
         alerts = self.engine.changed_alerts()
         if alerts and self._last_stream is not None:
-            hour = max(a.last_event_time for a in alerts)
             # One settle per replay, named after the batch it follows: the same input gives
             # the same name, so a replay with other settings meets its own earlier output.
-            name = f"{self._last_batch}-settle"
-            entries = self._put_derived("alerts", hour, name, alerts)
-            self.archive.seal(
+            archive_alerts(
+                self.archive,
                 stream=self._last_stream,
-                batch=name,
-                first=None,
-                last=None,
-                hour=hour,
-                objects=entries,
-                kind="settle",
+                base=self._last_batch,
+                alerts=alerts,
+                settle=True,
             )
         self._commit()
         return self._emit(BatchResult(Counts(), [], alerts, [], 0))
@@ -573,10 +440,10 @@ def _batch_hour(batch: Batch, records: list[RawRecord]) -> datetime | None:
             return body.enqueued_time
     for record in records:
         if isinstance(record.value, dict):
-            for key in ("time", "Time", "timestamp", "originalEventTimestamp"):
-                if key in record.value:
-                    parsed = parse_time(record.value[key])
-                    # A record out of range is dead-lettered; it must not name the folder.
-                    if parsed is not None and in_event_range(parsed):
-                        return parsed
+            # The keys the normalisers read the event time from (any case), in their order.
+            value = Record(record.value, "").get(*TIME_KEYS)
+            parsed = parse_time(value) if value is not None else None
+            # A record out of range is dead-lettered; it must not name the folder.
+            if parsed is not None and in_event_range(parsed):
+                return parsed
     return None

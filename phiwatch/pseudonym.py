@@ -16,8 +16,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from phiwatch.config import DEFAULT_IDENTIFIER_PATTERNS, Settings
-from phiwatch.files import create_secret_file
 from phiwatch.identifier_redaction import IdentifierRedactor
+from phiwatch.storage.files import create_secret_file
 
 KEY_BYTES = 32
 KEY_FILE_NAME = "pseudonym.key"

@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from datetime import UTC, datetime
 
+from phiwatch.detect.system_alert import system_alert
 from phiwatch.model import Alert
-from phiwatch.system_alert import system_alert
 
 RULE_ID = "batch-quarantined"
 # Batch names whose attempts are remembered: a batch that failed and then moved to another

@@ -70,6 +70,7 @@ from pathlib import Path
 import orjson
 
 from phiwatch.archive.store import LocalStore
+from phiwatch.batch import BatchResult, Counts
 from phiwatch.config import Settings
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.detect.stage import (
@@ -81,12 +82,13 @@ from phiwatch.detect.stage import (
 )
 from phiwatch.detect.state_store import Snapshot, StateConflict, StateStore
 from phiwatch.envelope import Body, decode_body, discover, read_file_bodies
-from phiwatch.event_publisher import KeyedMessage, PublishError, PublishReport
-from phiwatch.eventhub_host import EventHubMessage, build_batch
+from phiwatch.eventhubs.batches import build_batch
+from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.eventhubs.publisher import KeyedMessage, PublishError, PublishReport
 from phiwatch.model import Alert
-from phiwatch.pipeline import BatchResult, Counts, Pipeline
-from phiwatch.runtime import build_detector, build_pipeline
+from phiwatch.pipeline import Pipeline
 from phiwatch.sources.fields import parse_time
+from phiwatch.wiring import build_detector, build_pipeline
 
 RAW_HUB = "diagnostics"
 EVENTS_HUB = "phi-events"

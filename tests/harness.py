@@ -7,11 +7,12 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from phiwatch.batch import Batch
 from phiwatch.config import Settings
 from phiwatch.envelope import Body
 from phiwatch.model import AccessEvent, Alert, DeadLetter
-from phiwatch.pipeline import Batch, Pipeline
-from phiwatch.runtime import build_pipeline
+from phiwatch.pipeline import Pipeline
+from phiwatch.wiring import build_pipeline
 
 
 class CollectingSink:

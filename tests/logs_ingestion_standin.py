@@ -50,7 +50,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from phiwatch.schema import TABLES, stream_columns
+from phiwatch.schema.tables import TABLES, stream_columns
 
 HOST = "127.0.0.1"
 API_VERSION = "2023-01-01"

@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from phiwatch.archive.blob_store import BlobStore
 from phiwatch.archive.signer import Ed25519Signer
-from phiwatch.cli import app
+from phiwatch.commands.app import app
 from phiwatch.config import Settings
-from phiwatch.runtime import build_pipeline
+from phiwatch.wiring import build_pipeline
 from tests.conftest import TEST_SIGNING_SEED_HEX
 from tests.harness import CollectingSink, batches_of
 from tests.records import activity, fhir, keyvault

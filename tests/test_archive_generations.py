@@ -12,11 +12,12 @@ import pytest
 
 from phiwatch.archive.store import ObjectStore
 from phiwatch.archive.verify import verify_archive
+from phiwatch.batch import Batch
 from phiwatch.config import Settings
 from phiwatch.envelope import Body
-from phiwatch.eventhub_host import EventHubMessage, build_batch
-from phiwatch.pipeline import Batch
-from phiwatch.runtime import build_pipeline
+from phiwatch.eventhubs.batches import build_batch
+from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.wiring import build_pipeline
 from tests.harness import CollectingSink
 from tests.records import fhir
 from tests.test_archive_tamper import TRUSTED, Tamper

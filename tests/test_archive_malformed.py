@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from phiwatch.archive.store import LocalStore, ObjectStore, UnsafeObject
 from phiwatch.archive.verify import verify_archive
-from phiwatch.cli import app
+from phiwatch.commands.app import app
 from tests.test_archive_tamper import TRUSTED, Tamper, fill, manifests
 
 Document = dict[str, Any]

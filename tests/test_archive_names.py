@@ -19,8 +19,9 @@ from phiwatch.archive.store import LocalStore, ObjectStore, check_name
 from phiwatch.archive.verify import verify_archive
 from phiwatch.config import Settings
 from phiwatch.detect.state_store import LocalStateStore, check_key, state_key
-from phiwatch.eventhub_host import EventHubMessage, build_batch
-from phiwatch.runtime import build_pipeline
+from phiwatch.eventhubs.batches import build_batch
+from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.wiring import build_pipeline
 from tests.harness import CollectingSink
 from tests.records import fhir
 from tests.test_archive_tamper import TRUSTED

@@ -17,7 +17,7 @@ from phiwatch.archive.signer import Ed25519Signer, b64, load_public_key
 from phiwatch.archive.store import LocalStore, ObjectStore
 from phiwatch.archive.verify import verify_archive
 from phiwatch.config import Settings
-from phiwatch.runtime import build_pipeline
+from phiwatch.wiring import build_pipeline
 from tests.conftest import TEST_SIGNING_SEED_HEX
 from tests.harness import CollectingSink, batches_of
 from tests.records import activity, fhir, keyvault

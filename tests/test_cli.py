@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from phiwatch.cli import app
+from phiwatch.commands.app import app
 from tests.records import activity, fhir, keyvault
 
 runner = CliRunner()

@@ -16,9 +16,9 @@ from phiwatch.config import Settings
 from phiwatch.detect.engine import MAX_CLOCK_SKEW
 from phiwatch.detect.stage import decode_message, encode_event
 from phiwatch.detect.time_anomaly import plausible
-from phiwatch.eventhub_host import EventHubMessage
+from phiwatch.eventhubs.message import EventHubMessage
 from phiwatch.model import AccessEvent
-from phiwatch.runtime import build_detector
+from phiwatch.wiring import build_detector
 from tests.harness import batches_of, make_pipeline
 from tests.records import at, fhir, keyvault
 

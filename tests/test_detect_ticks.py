@@ -16,8 +16,8 @@ from phiwatch.detect.stage import (
     encode_event,
     encode_tick,
 )
-from phiwatch.event_publisher import PublishReport
-from phiwatch.runtime import build_detector
+from phiwatch.eventhubs.publisher import PublishReport
+from phiwatch.wiring import build_detector
 from tests.harness import batches_of, make_pipeline
 from tests.records import at, fhir
 

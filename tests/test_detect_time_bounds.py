@@ -14,9 +14,9 @@ from phiwatch.detect import snapshot
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.detect.stage import DetectProcessor, encode_event, encode_tick
 from phiwatch.detect.state_store import LocalStateStore, state_key
-from phiwatch.eventhub_host import EventHubMessage
+from phiwatch.eventhubs.message import EventHubMessage
 from phiwatch.model import AccessEvent
-from phiwatch.runtime import build_detector, build_engine
+from phiwatch.wiring import build_detector, build_engine
 from tests.harness import CollectingSink, batches_of, make_pipeline
 from tests.records import at, fhir
 

@@ -24,8 +24,8 @@ from phiwatch.archive.store import LocalStore
 from phiwatch.archive.verify import verify_archive
 from phiwatch.config import Settings
 from phiwatch.detect.state_store import BlobStateStore
+from phiwatch.hosts.replay import replay
 from phiwatch.model import Alert
-from phiwatch.replay import replay
 from phiwatch.samplegen import generate
 from tests.conftest import TEST_KEY_HEX, TEST_SIGNING_SEED_HEX
 from tests.distributed_sim import (

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from phiwatch.config import Settings
+from phiwatch.hosts.replay import replay
 from phiwatch.model import Alert
-from phiwatch.replay import replay
 from phiwatch.samplegen import generate
 
 REPO = Path(__file__).resolve().parent.parent

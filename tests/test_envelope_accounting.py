@@ -59,7 +59,7 @@ def test_records_not_an_array_next_to_a_records_array_is_kept_as_a_member():
 
 def test_the_pipeline_counts_and_archives_every_record_of_such_bodies(tmp_path):
     from phiwatch.archive.archive import decode_lines
-    from phiwatch.pipeline import Batch
+    from phiwatch.batch import Batch
 
     kv1, kv2 = records.keyvault(0), records.keyvault(5, operation="SecretList")
     body = (

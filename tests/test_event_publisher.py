@@ -19,14 +19,14 @@ from azure.core.exceptions import ClientAuthenticationError
 from azure.eventhub import EventData, EventDataBatch, EventHubProducerClient
 from azure.eventhub.exceptions import ConnectionLostError
 
-from phiwatch.event_publisher import (
+from phiwatch.eventhubs.names import EventHubsConfigError
+from phiwatch.eventhubs.publisher import (
     EventHubsPublisher,
     KeyedMessage,
     MessageRejected,
     PublishError,
     PublishReport,
 )
-from phiwatch.eventhubs_io import EventHubsConfigError
 
 LIMIT = 1024
 

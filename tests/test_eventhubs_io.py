@@ -30,30 +30,27 @@ from azure.eventhub.amqp import AmqpMessageBodyType
 from azure.eventhub.extensions.checkpointstoreblob import BlobCheckpointStore
 from typer.testing import CliRunner
 
-from phiwatch import eventhub_host, eventhubs_cli
 from phiwatch.archive.archive import decode_lines
 from phiwatch.archive.signer import Ed25519Signer, load_public_key
 from phiwatch.archive.store import LocalStore, ObjectStore, PutOutcome
 from phiwatch.archive.verify import verify_archive
-from phiwatch.cli import app
+from phiwatch.batch import BatchResult, Counts
+from phiwatch.commands import eventhubs as eventhubs_cli
+from phiwatch.commands.app import app
 from phiwatch.config import Settings
 from phiwatch.envelope import discover, read_file_bodies
-from phiwatch.eventhub_host import EventHubBatchProcessor, EventHubMessage
-from phiwatch.eventhubs_io import (
-    BatchNotProcessed,
-    BatchOutcome,
+from phiwatch.eventhubs.checkpoints import check_checkpoint_store, checkpoint_store
+from phiwatch.eventhubs.consumer import EventHubsConsumer, message_from_event
+from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.eventhubs.names import (
     EventHubsConfigError,
-    EventHubsConsumer,
-    EventHubsProducer,
-    check_checkpoint_store,
-    checkpoint_store,
-    consume,
     fully_qualified_namespace,
-    message_from_event,
-    send_files,
     split_container_url,
 )
-from phiwatch.pipeline import BatchResult, Counts
+from phiwatch.eventhubs.producer import BatchOutcome, EventHubsProducer, send_files
+from phiwatch.hosts import functions
+from phiwatch.hosts.consumer import BatchNotProcessed, consume
+from phiwatch.hosts.functions import EventHubBatchProcessor
 from tests.azurite import Azurite
 from tests.conftest import TEST_SIGNING_SEED_HEX
 from tests.records import keyvault
@@ -373,7 +370,7 @@ def test_checkpoint_waits_for_the_archive_write(
     data = hub_data()
     archive = tmp_path / "archive"
     flaky = FailOnce(LocalStore(archive), when)
-    monkeypatch.setattr(eventhub_host, "archive_store", lambda settings: flaky)
+    monkeypatch.setattr(functions, "archive_store", lambda settings: flaky)
     processor = make_processor(archive)
 
     first = FakeHubSource(data, store, "worker-A")
@@ -909,7 +906,7 @@ def test_consume_runs_both_stages_and_detect_alerts_once(azurite, tmp_path, monk
     import hashlib
     import uuid
 
-    from phiwatch.event_publisher import PublishReport
+    from phiwatch.eventhubs.publisher import PublishReport
     from tests.records import fhir
 
     records = [fhir(i * 2, path=f"Patient/p{i}") for i in range(60)]
@@ -942,7 +939,7 @@ def test_consume_runs_both_stages_and_detect_alerts_once(azurite, tmp_path, monk
         def close(self):
             pass
 
-    monkeypatch.setattr(eventhub_host, "event_publisher", lambda settings: Publisher())
+    monkeypatch.setattr(functions, "event_publisher", lambda settings: Publisher())
     for name, value in {
         "PHIWATCH_ARCHIVE_DIR": tmp_path / "archive",
         "PHIWATCH_STATE_DIR": tmp_path / "state",

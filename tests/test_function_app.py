@@ -24,19 +24,17 @@ import pytest
 from azure.functions.eventhub import EventHubTriggerConverter
 from azure.functions.meta import Datum
 
-from phiwatch import eventhub_host
 from phiwatch.archive.archive import Archive
 from phiwatch.config import Settings
 from phiwatch.detect.stage import encode_event
-from phiwatch.eventhub_host import (
-    ConfigurationError,
-    DetectBatchProcessor,
-    EventHubBatchProcessor,
-    EventHubMessage,
-    health_status,
-)
+from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.hosts import functions as host
+from phiwatch.hosts import health
+from phiwatch.hosts.functions import DetectBatchProcessor, EventHubBatchProcessor
+from phiwatch.hosts.health import health_status
 from phiwatch.logs import configure_logging
 from phiwatch.routing import routing_key
+from phiwatch.wiring import ConfigurationError
 from tests.conftest import TEST_KEY_HEX
 from tests.harness import batches_of, make_pipeline
 from tests.records import SUB, activity, fhir, keyvault
@@ -183,8 +181,8 @@ def test_rules_timer_binding_and_no_op_without_a_workspace(functions):
     (trigger,) = json.loads(functions["run_rules"].get_function_json())["bindings"]
     assert trigger["type"] == "timerTrigger" and trigger["schedule"] == "30 */5 * * * *"
     assert trigger["useMonitor"] is True
-    eventhub_host._cached_rule_runner.cache_clear()
-    assert eventhub_host.get_rule_runner() is None  # no workspace, no ADX: nothing to run
+    host._cached_rule_runner.cache_clear()
+    assert host.get_rule_runner() is None  # no workspace, no ADX: nothing to run
     functions["run_rules"].get_user_function()(TimerRequest(past_due=False))
 
 
@@ -195,8 +193,8 @@ def test_outbox_timer_without_sentinel_settings_is_a_no_op(functions):
 
 
 def test_sentinel_sink_comes_from_settings_with_its_outbox(tmp_path: Path):
-    from phiwatch.eventhub_host import sentinel_sink
     from phiwatch.sinks.outbox import LocalOutbox
+    from phiwatch.wiring import sentinel_sink
 
     assert sentinel_sink(Settings()) is None  # no DCR: archive only
     dcr = {
@@ -215,7 +213,7 @@ def test_sentinel_sink_comes_from_settings_with_its_outbox(tmp_path: Path):
 
 
 def test_blob_outbox_from_settings_needs_an_existing_container(azurite, blob_container):
-    from phiwatch.eventhub_host import outbox
+    from phiwatch.wiring import outbox
 
     url = blob_container.url
     conn = azurite.connection_string
@@ -321,7 +319,7 @@ def test_health_says_when_the_key_vault_reference_did_not_resolve(archive_dir, m
 
 
 def test_blob_archive_must_be_immutable_unless_told_otherwise(azurite, blob_container):
-    from phiwatch.eventhub_host import archive_store
+    from phiwatch.wiring import archive_store
 
     url, conn = blob_container.url, azurite.connection_string
     with pytest.raises(ConfigurationError, match="immutab"):
@@ -506,7 +504,7 @@ def test_detect_raises_alerts_keeps_state_and_skips_what_it_covers(
     monkeypatch.setenv("PHIWATCH_ARCHIVE_DIR", str(tmp_path / "archive"))
     monkeypatch.setenv("PHIWATCH_PHI_EVENTS_HUB", "phi-events")
     monkeypatch.setenv("PHIWATCH_STATE_DIR", str(tmp_path / "state"))
-    eventhub_host._cached_detector.cache_clear()
+    host._cached_detector.cache_clear()
     detect = functions["detect"].get_user_function()
     pipeline, _ = make_pipeline(tmp_path)
     records = [fhir(i * 2, path=f"Patient/p{i}") for i in range(60)]
@@ -526,15 +524,15 @@ def test_detect_raises_alerts_keeps_state_and_skips_what_it_covers(
 
         # A new instance (the partition moved) restores the snapshot and skips the batch it
         # covers: nothing is counted twice, no alert is raised again.
-        eventhub_host._cached_detector.cache_clear()
+        host._cached_detector.cache_clear()
         before = snapshot(tmp_path)
-        (result,) = eventhub_host.get_detector().process_partitions(
+        (result,) = host.get_detector().process_partitions(
             [m for m in _messages_of(phi_events(events[70:], 1070))]
         )
         assert result.restored and result.covered == len(events) - 70 and result.events == 0
         assert snapshot(tmp_path) == before
     finally:
-        eventhub_host._cached_detector.cache_clear()
+        host._cached_detector.cache_clear()
 
 
 def _messages_of(events: list[func.EventHubEvent]) -> list[EventHubMessage]:
@@ -575,7 +573,7 @@ class _ContainerStandIn:
 @pytest.fixture
 def fake_clock(monkeypatch: pytest.MonkeyPatch):
     """The process-wide activity record, emptied and on a fake clock."""
-    from phiwatch.health import ACTIVITY
+    from phiwatch.hosts.activity import ACTIVITY
 
     now = [datetime(2026, 11, 2, 9, 0, tzinfo=UTC)]
     monkeypatch.setattr(ACTIVITY, "clock", lambda: now[0])
@@ -605,10 +603,13 @@ def test_health_and_startup_say_the_immutability_policy_is_unlocked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
     from phiwatch.archive.blob_store import BlobStore
-    from phiwatch.eventhub_host import archive_store, immutability_state
+    from phiwatch.wiring import archive_store, immutability_state
 
     stand_in = _ContainerStandIn(immutable=True)
-    monkeypatch.setattr(eventhub_host, "_blob_archive", lambda settings, **kw: BlobStore(stand_in))
+    from phiwatch import wiring
+
+    for module in (health, wiring):  # the health check and the host build it alike
+        monkeypatch.setattr(module, "blob_archive", lambda settings, **kw: BlobStore(stand_in))
     monkeypatch.delenv("PHIWATCH_ARCHIVE_DIR", raising=False)
     monkeypatch.setenv("PHIWATCH_ARCHIVE_URL", stand_in.url)
     status, body = health_status()
@@ -645,7 +646,7 @@ def test_health_checks_the_state_container(azurite, blob_container, archive_dir,
 def test_each_health_check_is_bounded_in_time():
     import threading
 
-    from phiwatch.health import CheckResult, run_checks
+    from phiwatch.hosts.activity import CheckResult, run_checks
 
     release = threading.Event()
 

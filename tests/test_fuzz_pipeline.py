@@ -22,10 +22,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from phiwatch.archive.archive import decode_lines
+from phiwatch.batch import Batch
 from phiwatch.config import Settings
 from phiwatch.envelope import Body, decode_body
-from phiwatch.pipeline import Batch, Pipeline
-from phiwatch.runtime import build_pipeline
+from phiwatch.pipeline import Pipeline
+from phiwatch.wiring import build_pipeline
 from tests import records
 from tests.conftest import TEST_KEY_HEX, TEST_SIGNING_SEED_HEX
 

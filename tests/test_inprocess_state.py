@@ -8,7 +8,8 @@ from datetime import timedelta
 from pathlib import Path
 
 from phiwatch.config import Settings
-from phiwatch.eventhub_host import EventHubBatchProcessor, EventHubMessage
+from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.hosts.functions import EventHubBatchProcessor
 from tests.records import at, fhir
 
 PATIENTS = 160

@@ -12,10 +12,10 @@ import pytest
 from phiwatch.config import Settings
 from phiwatch.model import AccessEvent
 from phiwatch.pseudonym import Pseudonymizer, load_pseudonymizer
-from phiwatch.runtime import build_pipeline
 from phiwatch.sinks.outbox import LocalOutbox
 from phiwatch.sources.fhir_uri import parse_fhir_uri
 from phiwatch.sources.verbatim import IDS_AND_ENUMS, VERBATIM
+from phiwatch.wiring import build_pipeline
 from tests.harness import batches_of
 from tests.logs_ingestion_standin import logs_ingestion
 from tests.records import FHIR_ID, KV_ID, SUB, activity, fhir, keyvault

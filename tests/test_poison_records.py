@@ -13,13 +13,14 @@ from phiwatch.archive.archive import decode_lines
 from phiwatch.archive.signer import Ed25519Signer, load_public_key
 from phiwatch.archive.store import LocalStore
 from phiwatch.archive.verify import verify_archive
+from phiwatch.batch import Batch
 from phiwatch.config import Settings
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.envelope import Body, decode_body
-from phiwatch.eventhub_host import EventHubBatchProcessor, EventHubMessage
-from phiwatch.pipeline import Batch
+from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.hosts.functions import EventHubBatchProcessor
+from phiwatch.hosts.replay import replay
 from phiwatch.quarantine import BatchPoisoned
-from phiwatch.replay import replay
 from phiwatch.sources.fields import parse_event_time, parse_time
 from tests import records
 from tests.conftest import TEST_SIGNING_SEED_HEX
@@ -265,7 +266,7 @@ def test_an_archive_outage_stalls_and_never_quarantines(tmp_path, monkeypatch, d
             raise OSError("archive unreachable")
 
         monkeypatch.setattr(FlakyStore, "put_if_absent", put)
-    monkeypatch.setattr("phiwatch.eventhub_host.archive_store", lambda settings: store)
+    monkeypatch.setattr("phiwatch.hosts.functions.archive_store", lambda settings: store)
     processor = EventHubBatchProcessor(
         Settings(archive_dir=archive, poison_batch_attempts=2), sinks=[]
     )
@@ -382,7 +383,7 @@ class OneBatchSource:
 
 
 def test_the_standalone_consumer_quarantines_instead_of_stopping_every_run(tmp_path, engine_bug):
-    from phiwatch.eventhubs_io import consume
+    from phiwatch.hosts.consumer import consume
 
     processor = EventHubBatchProcessor(
         Settings(archive_dir=tmp_path / "archive", poison_batch_attempts=3), sinks=[]

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from phiwatch.cli import app
+from phiwatch.commands.app import app
 from phiwatch.rules.backtest import BacktestError, backtest, parse_time
 from phiwatch.rules.loader import KQL_DIR, load_rule
 from tests.records import fhir

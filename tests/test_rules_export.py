@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from phiwatch.cli import app
+from phiwatch.commands.app import app
 from phiwatch.rules.export import API_VERSION, RESOURCE_TYPE, arm_template, render_arm
 from phiwatch.rules.loader import discover, load_rules
 from phiwatch.rules.template import RuleTemplate, to_iso8601

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from phiwatch.cli import app
+from phiwatch.commands.app import app
 from phiwatch.rules.kql_check import ValidatorUnavailable, analyze
 from phiwatch.rules.lint import lint
 from phiwatch.rules.loader import discover

@@ -18,8 +18,8 @@ import pytest
 from detections import detection_classes
 from phiwatch.config import Settings
 from phiwatch.detect.detection import actor_key
+from phiwatch.hosts.replay import replay
 from phiwatch.model import AccessEvent, Alert
-from phiwatch.replay import replay
 from phiwatch.rules.engine import KqlEngine
 from phiwatch.rules.loader import RuleFile, discover, load_rule
 from phiwatch.samplegen import generate

@@ -8,11 +8,11 @@ from dataclasses import replace
 
 from typer.testing import CliRunner
 
-from phiwatch.cli import app
+from phiwatch.commands.app import app
 from phiwatch.model import AccessEvent
 from phiwatch.rules import tables
 from phiwatch.rules.tables import SCHEMA_FILE, load_schema, render_schema, schema_drift
-from phiwatch.schema import TABLES
+from phiwatch.schema.tables import TABLES
 
 runner = CliRunner()
 

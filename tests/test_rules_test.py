@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from typer.testing import CliRunner
 
-from phiwatch.cli import app
+from phiwatch.commands.app import app
 from phiwatch.rules.compare import compare
 from phiwatch.rules.engine import QueryResult
 from phiwatch.rules.loader import discover

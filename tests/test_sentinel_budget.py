@@ -19,9 +19,10 @@ from typing import Any
 
 import pytest
 
-from phiwatch import eventhub_host
+from phiwatch import wiring
 from phiwatch.config import Settings
-from phiwatch.eventhub_host import EventHubBatchProcessor, EventHubMessage
+from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.hosts.functions import EventHubBatchProcessor
 from phiwatch.sinks.backlog_alert import RULE_ID, backlog_alert
 from phiwatch.sinks.outbox import LocalOutbox
 from tests.logs_ingestion_standin import logs_ingestion
@@ -148,7 +149,7 @@ def bodies(n: int) -> list[bytes]:
 
 
 def processor_with(sink: Any, settings: Settings, monkeypatch) -> EventHubBatchProcessor:
-    monkeypatch.setattr(eventhub_host, "sentinel_sink", lambda _settings: sink)
+    monkeypatch.setattr(wiring, "sentinel_sink", lambda _settings: sink)
     return EventHubBatchProcessor(settings)
 
 

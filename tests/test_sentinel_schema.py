@@ -24,18 +24,18 @@ from typer.testing import CliRunner
 from detections import detection_classes
 from phiwatch.archive.archive import IntegrityConflict
 from phiwatch.archive.integrity_alert import integrity_alert
-from phiwatch.cli import app
+from phiwatch.commands.app import app
 from phiwatch.model import Alert
 from phiwatch.quarantine import quarantine_alert
 from phiwatch.rules.entities import ENTITY_IDENTIFIERS
 from phiwatch.rules.mitre import TACTICS, TECHNIQUE_TACTICS
-from phiwatch.schema import SYSTEM_COLUMNS, TABLES, by_table, table_columns, transform_kql
-from phiwatch.schema_export import (
+from phiwatch.schema.export import (
     DCR_DESTINATION,
     bicep_document,
     describe_drift,
     render_bicep_json,
 )
+from phiwatch.schema.tables import SYSTEM_COLUMNS, TABLES, by_table, table_columns, transform_kql
 
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "infra" / "generated" / "log-analytics-schema.json"

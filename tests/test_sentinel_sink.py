@@ -20,14 +20,13 @@ import pytest
 from azure.core.credentials import AccessToken, AccessTokenInfo
 from azure.monitor.ingestion import LogsIngestionClient
 
+from phiwatch.batch import BatchResult, Counts
 from phiwatch.config import Settings
+from phiwatch.hosts.replay import _batches
 from phiwatch.logs import configure_logging
 from phiwatch.model import AccessEvent, Alert, BatchHealth
-from phiwatch.pipeline import BatchResult, Counts
-from phiwatch.replay import _batches
-from phiwatch.runtime import build_pipeline
 from phiwatch.samplegen import generate
-from phiwatch.schema import TABLES, spec_for, stream_columns, wire_row
+from phiwatch.schema.tables import TABLES, spec_for, stream_columns, wire_row
 from phiwatch.sinks.outbox import BlobOutbox, LocalOutbox, Outbox, OutboxError, stream_of
 from phiwatch.sinks.sentinel import (
     DEFAULT_STREAMS,
@@ -36,6 +35,7 @@ from phiwatch.sinks.sentinel import (
     SentinelSink,
     sentinel_sink_from,
 )
+from phiwatch.wiring import build_pipeline
 from tests.harness import CollectingSink
 from tests.logs_ingestion_standin import LogsIngestionStandIn, logs_ingestion
 

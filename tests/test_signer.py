@@ -31,7 +31,7 @@ from phiwatch.archive.signer import (
 from phiwatch.archive.store import LocalStore
 from phiwatch.archive.verify import verify_archive
 from phiwatch.config import Settings
-from phiwatch.runtime import build_pipeline
+from phiwatch.wiring import build_pipeline
 from tests.conftest import TEST_SIGNING_SEED_HEX
 from tests.harness import CollectingSink, batches_of
 from tests.records import activity, fhir, keyvault

@@ -42,7 +42,7 @@ param publisherPrincipalId string = ''
 param publisherPrincipalType string = 'ServicePrincipal'
 
 var schema = loadJsonContent('../generated/log-analytics-schema.json')
-// Must equal phiwatch.schema_export.DCR_DESTINATION.
+// Must equal phiwatch.schema.export.DCR_DESTINATION.
 var destinationName = 'phiwatchWorkspace'
 // Built-in role "Monitoring Metrics Publisher".
 var monitoringMetricsPublisherRoleId = '3913510d-42f4-4e42-8a64-420c390055eb'

@@ -23,7 +23,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
 from phiwatch.archive.store import ObjectMissing, PutOutcome, check_name, sha256_hex
-from phiwatch.blob_clients import container_from_url
+from phiwatch.storage.blob_clients import container_from_url
 
 _CONTENT_TYPES = {".gz": "application/gzip", ".json": "application/json"}
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from phiwatch.archive.archive import IntegrityConflict
+from phiwatch.detect.system_alert import system_alert
 from phiwatch.model import Alert
-from phiwatch.system_alert import system_alert
 
 RULE_ID = "archive-integrity"
 

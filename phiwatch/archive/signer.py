@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from phiwatch.config import Settings
-from phiwatch.files import create_secret_file
+from phiwatch.storage.files import create_secret_file
 
 SIGNING_KEY_FILE = "archive-signing.key"
 PublicKey = ed25519.Ed25519PublicKey | ec.EllipticCurvePublicKey

@@ -27,17 +27,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import structlog
 
+from phiwatch.archive.alerts import archive_alerts
 from phiwatch.archive.archive import Archive
+from phiwatch.batch import BatchResult, Counts, Sink, emit_to
 from phiwatch.detect import snapshot
 from phiwatch.detect.engine import MAX_CLOCK_SKEW, DetectionEngine, impossible_time
 from phiwatch.detect.state_store import StateConflict, StateStore, state_key
-from phiwatch.event_publisher import EventPublisher, KeyedMessage
+from phiwatch.eventhubs.publisher import EventPublisher, KeyedMessage
 from phiwatch.model import AccessEvent, Alert
-from phiwatch.pipeline import BatchResult, Counts, Sink, archive_alerts, emit_to
 from phiwatch.routing import routing_key
 
 if TYPE_CHECKING:
-    from phiwatch.eventhub_host import EventHubMessage
+    from phiwatch.eventhubs.message import EventHubMessage
 
 log = structlog.get_logger("phiwatch.detect")
 
@@ -452,14 +453,14 @@ class DetectProcessor:
 
     def _archive(self, partition: str, first: int | None, last: int, alerts: list[Alert]) -> None:
         # A settle (end of a local run) follows the last batch: named after where it ended.
-        span = f"{first:012d}-{last:012d}" if first is not None else f"settle-{last:012d}"
         archive_alerts(
             self.archive,
             stream=f"detect:{self.consumer_group}/{self.hub}/{partition}",
-            batch=f"{self.hub}-p{partition}-{span}",
+            base=f"{self.hub}-p{partition}",
             alerts=alerts,
             first=first,
             last=last,
+            settle=first is None,
         )
 
     def _emit(self, alerts: list[Alert], late: int) -> None:

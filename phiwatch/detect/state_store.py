@@ -42,8 +42,8 @@ from azure.storage.blob import ContainerClient, ContentSettings
 
 from phiwatch.archive.blob_store import content_type_for
 from phiwatch.archive.names import MAX_STREAM, safe_name
-from phiwatch.blob_clients import container_from_url
-from phiwatch.files import durable_temp
+from phiwatch.storage.blob_clients import container_from_url
+from phiwatch.storage.files import durable_temp
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential

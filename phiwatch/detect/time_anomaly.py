@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from phiwatch.detect.snapshot import snapshot_class
+from phiwatch.detect.system_alert import system_alert
 from phiwatch.model import Alert
-from phiwatch.system_alert import system_alert
 
 RULE_ID = "event-time-anomaly"
 

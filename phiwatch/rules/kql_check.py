@@ -9,13 +9,13 @@ join/union/lookup operators used.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from phiwatch.config import env_node_modules
 from phiwatch.rules.tables import TableSchemas, load_schema
 
 SCRIPT = Path(__file__).with_name("kql_validate.js")
@@ -64,7 +64,7 @@ class KqlAnalysis:
 def find_node_modules() -> Path | None:
     """`PHIWATCH_NODE_MODULES`, else the first node_modules holding Kusto.Language in the
     repository or the working directory and their parents."""
-    explicit = os.environ.get("PHIWATCH_NODE_MODULES")
+    explicit = env_node_modules()
     if explicit:
         return Path(explicit)
     for start in (_REPO, Path.cwd()):

@@ -19,10 +19,11 @@ from typing import Any
 import orjson
 import structlog
 
+from phiwatch.archive.alerts import archive_alerts
 from phiwatch.archive.archive import Archive
+from phiwatch.batch import BatchResult, Counts, Sink, emit_to
 from phiwatch.detect.state_store import StateConflict, StateStore
 from phiwatch.model import Alert
-from phiwatch.pipeline import BatchResult, Counts, Sink, archive_alerts, emit_to
 from phiwatch.rules.loader import KQL_DIR, discover, load_rules
 from phiwatch.rules.runner import AdxBackend, LogAnalyticsBackend, QueryBackend, RunReport, run_due
 from phiwatch.rules.template import Backend
@@ -92,7 +93,7 @@ class ScheduledRules:
         for rule_id, alerts in sorted(by_rule.items()):
             end = max(a.detected_at for a in alerts)
             batch = f"{rule_id}-{end:%Y%m%dT%H%M%S}"
-            archive_alerts(self.archive, stream=f"rules:{rule_id}", batch=batch, alerts=alerts)
+            archive_alerts(self.archive, stream=f"rules:{rule_id}", base=batch, alerts=alerts)
 
     def _emit(self, alerts: list[Alert]) -> None:
         # Archived already: Sentinel's outbox retries what it cannot take now.

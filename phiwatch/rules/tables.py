@@ -20,7 +20,7 @@ from pydantic import BaseModel
 
 from phiwatch.rules.builtin_tables import BUILTIN_TABLES, STANDARD_COLUMNS
 from phiwatch.rules.loader import KQL_DIR
-from phiwatch.schema import TABLES, TableSpec, spec_for, table_columns
+from phiwatch.schema.tables import TABLES, TableSpec, spec_for, table_columns
 
 SCHEMA_FILE = KQL_DIR / "schema" / "tables.json"
 GENERATED_BY = "phiwatch rules schema --write"

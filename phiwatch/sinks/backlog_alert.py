@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from phiwatch.detect.system_alert import system_alert
 from phiwatch.model import Alert
-from phiwatch.system_alert import system_alert
 
 RULE_ID = "outbox-backlog"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from phiwatch.batch import BatchResult
 from phiwatch.model import Alert
-from phiwatch.pipeline import BatchResult
 
 
 class LocalFileSink:

@@ -42,8 +42,8 @@ from typing import Any, Protocol
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient, ContentSettings
 
-from phiwatch.blob_clients import container_from_url
-from phiwatch.files import durable_temp
+from phiwatch.storage.blob_clients import container_from_url
+from phiwatch.storage.files import durable_temp
 
 PENDING = "pending/"
 REJECTED = "rejected/"

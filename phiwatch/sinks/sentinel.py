@@ -53,9 +53,9 @@ from azure.core.exceptions import HttpResponseError
 from azure.core.pipeline.policies import RetryPolicy
 from azure.monitor.ingestion import LogsIngestionClient
 
+from phiwatch.batch import BatchResult
 from phiwatch.model import AccessEvent, Alert, BatchHealth
-from phiwatch.pipeline import BatchResult
-from phiwatch.schema import ROW_ID, TABLES, row_id, spec_for, wire_row
+from phiwatch.schema.tables import ROW_ID, TABLES, row_id, spec_for, wire_row
 from phiwatch.sinks.outbox import Outbox, OutboxEntry
 
 log = structlog.get_logger("phiwatch.sinks.sentinel")

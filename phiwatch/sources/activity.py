@@ -11,7 +11,7 @@ from typing import Any
 
 from phiwatch.model import AccessEvent, EventType
 from phiwatch.sources.base import NormaliseContext, actor_fields, skip_if_non_terminal
-from phiwatch.sources.fields import normalise_ip, subscription_of, to_str
+from phiwatch.sources.fields import event_result, normalise_ip, subscription_of, to_str
 from phiwatch.sources.record import Record, RecordSkipped
 
 name = "activity"
@@ -118,10 +118,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     operation = (record.operation_name or "UNKNOWN").upper()
     resource_type, _, verb = operation.lower().rpartition("/")
     verb = verb.upper()
-    outcome = (result_type or "").lower()
-    result = {"success": "Success", "succeeded": "Success", "failure": "Failure"}.get(
-        outcome, "Failure" if outcome == "failed" else "NA"
-    )
+    result = event_result(result_type)
     resource_id = record.resource_id
     claims = record.claims()
     actor = actor_fields(claims)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from phiwatch.model import AccessEvent, EventType
 from phiwatch.sources.base import NormaliseContext, actor_fields, skip_if_non_terminal
 from phiwatch.sources.fhir_uri import parse_fhir_uri, redacted_object, resource_type_name
-from phiwatch.sources.fields import subscription_of, to_int, to_str
+from phiwatch.sources.fields import event_result, subscription_of, to_int, to_str
 from phiwatch.sources.phi_category import phi_category
 from phiwatch.sources.record import Record
 
@@ -47,15 +47,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     status = to_int(record.get("resultsignature"))
     if status is None:
         status = to_int(props.get("statusCode") or props.get("StatusCode"))
-    outcome = (result_type or "").lower()
-    if outcome in {"succeeded", "success"}:
-        result = "Success"
-    elif outcome in {"failed", "failure"}:
-        result = "Failure"
-    elif status is not None:
-        result = "Success" if status < 400 else "Failure"
-    else:
-        result = "NA"
+    result = event_result(result_type, status)
     uri = record.text("uri", "requesturi") or to_str(props.get("requestUri") or props.get("uri"))
     parsed = parse_fhir_uri(uri or "")
     resource_type = (

@@ -7,6 +7,8 @@ from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
 
+from phiwatch.model import EventResult
+
 _FALLBACK_TIME_FORMATS = ("%m/%d/%Y %I:%M:%S %p", "%m/%d/%Y %H:%M:%S")
 
 
@@ -159,3 +161,29 @@ def subscription_of(resource_id: str | None) -> str | None:
     if len(parts) >= 2 and parts[0].lower() == "subscriptions":
         return parts[1].lower()
     return None
+
+
+# What services write in `resultType` (any case) for a finished operation.
+_OUTCOMES: dict[str, EventResult] = {
+    "success": "Success",
+    "succeeded": "Success",
+    "failure": "Failure",
+    "failed": "Failure",
+}
+
+
+def event_result(
+    result_type: str | None,
+    status: int | None = None,
+    *,
+    success_below: int = 400,
+    status_decides: bool = False,
+) -> EventResult:
+    """`EventResult` from a record's `resultType` and HTTP status, the one mapping every source
+    uses: the result word when there is one, else the status (below `success_below` is a
+    success), else NA. With `status_decides` the status wins over the word (Key Vault writes
+    "Success" in resultType for many failed calls)."""
+    word = _OUTCOMES.get((result_type or "").strip().lower())
+    if status is not None and (status_decides or word is None):
+        return "Success" if status < success_below else "Failure"
+    return word or "NA"

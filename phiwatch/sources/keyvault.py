@@ -10,7 +10,7 @@ import re
 
 from phiwatch.model import AccessEvent, EventType
 from phiwatch.sources.base import NormaliseContext, actor_fields
-from phiwatch.sources.fields import subscription_of, to_int, to_str
+from phiwatch.sources.fields import event_result, subscription_of, to_int, to_str
 from phiwatch.sources.record import Record
 
 name = "keyvault"
@@ -77,13 +77,8 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     status = to_int(props.get("httpStatusCode"))
     if status is None:
         status = to_int(record.get("resultsignature"))
-    if status is not None:
-        result = "Success" if status < 300 else "Failure"
-        details = str(status)
-    else:
-        result_type = (record.text("resulttype") or "").lower()
-        result = "Success" if result_type in {"success", "succeeded"} else "NA"
-        details = record.text("resultsignature")
+    result = event_result(record.text("resulttype"), status, success_below=300, status_decides=True)
+    details = str(status) if status is not None else record.text("resultsignature")
     resource_id = record.resource_id
     fields = {
         "time_generated": record.time(),

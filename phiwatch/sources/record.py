@@ -9,7 +9,7 @@ from typing import Any
 from phiwatch.sources.fields import TimeOutOfRange, normalise_ip, parse_event_time, to_str
 
 # Names under which services put the event time (SQL audit, Event Hubs logs, Activity raw).
-_TIME_KEYS = ("time", "timestamp", "originaleventtimestamp", "eventtimestamp", "eventtimestring")
+TIME_KEYS = ("time", "timestamp", "originaleventtimestamp", "eventtimestamp", "eventtimestring")
 
 # Long-URI claim types → the short JWT names (Key Vault and ARM log either form).
 _LONG_CLAIMS = {
@@ -143,7 +143,7 @@ class Record:
         return self.text("operationname") or ""
 
     def time(self) -> datetime:
-        value = self.get(*_TIME_KEYS)
+        value = self.get(*TIME_KEYS)
         if value is None:
             raise RecordRejected("no-timestamp", "no timestamp")
         try:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
@@ -10,8 +9,6 @@ from typing import Annotated
 import orjson
 import typer
 from cryptography.hazmat.primitives import serialization
-from rich.console import Console
-from rich.markup import escape
 
 from phiwatch.archive.blob_store import BlobStore
 from phiwatch.archive.evidence import EvidenceError, build_bundle, verify_bundle
@@ -24,11 +21,10 @@ from phiwatch.archive.signer import (
 )
 from phiwatch.archive.store import LocalStore, ObjectStore
 from phiwatch.archive.verify import verify_archive
-from phiwatch.config import Settings
+from phiwatch.commands.output import fail, out
+from phiwatch.config import Settings, env_archive_dir
 
 app = typer.Typer(no_args_is_help=True, help="Verify the audit archive; export evidence.")
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
 
 DEFAULT_ARCHIVE = "out/demo/archive"
 LocationArg = Annotated[
@@ -53,13 +49,8 @@ KeysOpt = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code)
-
-
 def open_store(location: str | None, connection_string: str | None) -> ObjectStore:
-    location = location or os.environ.get("PHIWATCH_ARCHIVE_DIR") or DEFAULT_ARCHIVE
+    location = location or env_archive_dir() or DEFAULT_ARCHIVE
     if connection_string:
         return BlobStore.from_connection_string(
             connection_string, location, require_immutability=False
@@ -69,7 +60,7 @@ def open_store(location: str | None, connection_string: str | None) -> ObjectSto
         return BlobStore.from_url(location, require_immutability=False)
     path = Path(location)
     if not path.is_dir():
-        raise _fail(f"{location}: no such archive directory")
+        raise fail(f"{location}: no such archive directory")
     return LocalStore(path)
 
 
@@ -80,12 +71,12 @@ def trusted_keys(files: list[Path] | None) -> dict[str, PublicKey]:
             try:
                 key = load_public_key(path.read_bytes())
             except (OSError, ValueError, SignerError) as exc:
-                raise _fail(f"{path}: not a usable public key ({exc})") from None
+                raise fail(f"{path}: not a usable public key ({exc})") from None
             keys[key_id(key)] = key
         return keys
     local = local_public_key(Settings())
     if local is None:
-        raise _fail("no trusted public key: pass --public-key FILE (the signer's published key)")
+        raise fail("no trusted public key: pass --public-key FILE (the signer's published key)")
     return {local[0]: load_public_key(local[1])}
 
 
@@ -95,7 +86,7 @@ def _when(text: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(text)
     except ValueError:
-        raise _fail(f"{text!r} is not an ISO 8601 time") from None
+        raise fail(f"{text!r} is not an ISO 8601 time") from None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
@@ -127,7 +118,7 @@ def _verify_bundle(path: Path, public_key: list[Path] | None) -> None:
     try:
         document = orjson.loads(path.read_bytes())
     except (OSError, orjson.JSONDecodeError) as exc:
-        raise _fail(f"{path}: not a readable evidence bundle ({exc})") from None
+        raise fail(f"{path}: not a readable evidence bundle ({exc})") from None
     pinned = trusted_keys(public_key) if public_key else None
     report = verify_bundle(document, pinned)
     for problem in report.problems:
@@ -162,7 +153,7 @@ def evidence_command(
     try:
         bundle = build_bundle(store, alert_id, pems)
     except EvidenceError as exc:
-        raise _fail(str(exc), 1) from None
+        raise fail(str(exc), 1) from None
     out_file.write_bytes(orjson.dumps(bundle, option=orjson.OPT_INDENT_2) + b"\n")
     out.print(
         f"wrote {out_file}: alert, {len(bundle['events'])} events, "
@@ -177,7 +168,7 @@ def public_key_command() -> None:
     """Print the local signer's public key (PEM), for auditors to pin."""
     local = local_public_key(Settings())
     if local is None:
-        raise _fail("no local archive signing key yet (run phiwatch replay once)")
+        raise fail("no local archive signing key yet (run phiwatch replay once)")
     out.print(local[1].rstrip(), markup=False, highlight=False)
 
 

@@ -8,13 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from phiwatch.batch import Batch, Counts
 from phiwatch.config import Settings
 from phiwatch.envelope import Body, InputError, discover, read_file_bodies
 from phiwatch.model import Alert
-from phiwatch.pipeline import Batch, Counts, Pipeline
+from phiwatch.pipeline import Pipeline
 from phiwatch.quarantine import BatchPoisoned
-from phiwatch.runtime import build_pipeline
 from phiwatch.sinks.local_files import LocalFileSink
+from phiwatch.wiring import build_pipeline
 
 # Like the Functions trigger's maxEventBatchSize: archive objects per batch stay small.
 DEFAULT_BATCH_BODIES = 100

@@ -2,8 +2,8 @@
 failed), when the last canary passed, and a runner that bounds every check in time.
 
 The Event Hubs host records into `ACTIVITY` after each partition's batch (a hook, no I/O);
-`eventhub_host.health_status` reads it. It is per process: an instance reports the partitions
-it owns, which is what a stalled instance needs to say.
+`phiwatch.hosts.health.health_status` reads it. It is per process: an instance reports the
+partitions it owns, which is what a stalled instance needs to say.
 """
 
 from __future__ import annotations

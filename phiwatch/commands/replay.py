@@ -1,16 +1,14 @@
-"""`phiwatch` command line (also `python -m phiwatch`)."""
+"""`phiwatch replay`: the pipeline over local diagnostic-log files (the embedded default)."""
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Annotated, Any
 
 import orjson
 import typer
 from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
@@ -18,38 +16,12 @@ from rich.table import Table
 from detections import RegistryError
 from phiwatch.archive.archive import ArchiveIntegrityError
 from phiwatch.archive.signer import SignerError
-from phiwatch.archive_cli import app as archive_app
-from phiwatch.config import Settings
+from phiwatch.commands.output import err, fail, out
+from phiwatch.config import Settings, cli_log_level
 from phiwatch.envelope import InputError, discover
-from phiwatch.eventhubs_cli import consume_command, send_command
+from phiwatch.hosts.replay import ReplaySummary, replay
 from phiwatch.logs import configure_logging
 from phiwatch.pseudonym import PseudonymKeyError
-from phiwatch.replay import ReplaySummary, replay
-from phiwatch.rules.cli import app as rules_app
-from phiwatch.samplegen import generate
-from phiwatch.schema_cli import schema_command
-
-app = typer.Typer(
-    add_completion=False,
-    no_args_is_help=True,
-    help="PHI-access monitoring for Azure diagnostic logs.",
-    pretty_exceptions_enable=False,
-)
-samples_app = typer.Typer(no_args_is_help=True, help="Synthetic diagnostic logs.")
-app.add_typer(samples_app, name="samples")
-app.add_typer(archive_app, name="archive")
-app.add_typer(rules_app, name="rules")
-app.command("schema")(schema_command)
-app.command("send")(send_command)
-app.command("consume")(consume_command)
-
-out = Console()
-err = Console(stderr=True, soft_wrap=True)
-
-
-def _fail(message: str, code: int = 2) -> typer.Exit:
-    err.print(f"[bold red]error:[/] {escape(message)}", highlight=False)
-    return typer.Exit(code)
 
 
 def _parse_params(params: list[str]) -> dict[str, dict[str, Any]]:
@@ -59,7 +31,7 @@ def _parse_params(params: list[str]) -> dict[str, dict[str, Any]]:
         target, sep, value = item.partition("=")
         rule, dot, name = target.partition(".")
         if not sep or not dot or not rule or not name:
-            raise _fail(f"--param {item!r}: expected RULE.NAME=VALUE")
+            raise fail(f"--param {item!r}: expected RULE.NAME=VALUE")
         try:
             parsed.setdefault(rule, {})[name] = json.loads(value)
         except ValueError:
@@ -67,7 +39,6 @@ def _parse_params(params: list[str]) -> dict[str, dict[str, Any]]:
     return parsed
 
 
-@app.command("replay")
 def replay_command(
     paths: Annotated[
         list[Path], typer.Argument(help="Files (.json, .jsonl, .ndjson, optionally .gz) or dirs.")
@@ -82,7 +53,7 @@ def replay_command(
 ) -> None:
     """Run the pipeline over local diagnostic-log files; write events, alerts, dead-letters,
     an archive and a summary to --out."""
-    configure_logging(os.environ.get("PHIWATCH_LOG_LEVEL", "WARNING"))
+    configure_logging(cli_log_level())
     try:
         settings = Settings(allow_generated_key=True)
         if param:
@@ -91,9 +62,9 @@ def replay_command(
             )
         files = discover(paths)
     except InputError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except ValidationError as exc:
-        raise _fail(f"bad setting: {exc}") from None
+        raise fail(f"bad setting: {exc}") from None
     total = sum(f.stat().st_size for f in files)
     progress = Progress(
         TextColumn("[bold]replay"),
@@ -116,11 +87,11 @@ def replay_command(
                 on_file=lambda path, size: progress.update(task, advance=size, file=path.name),
             )
     except InputError as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except (PseudonymKeyError, RegistryError, SignerError) as exc:
-        raise _fail(str(exc)) from None
+        raise fail(str(exc)) from None
     except ArchiveIntegrityError as exc:
-        raise _fail(
+        raise fail(
             f"archive integrity: {exc}. The archive in {out_dir / 'archive'} never overwrites; "
             "replaying the same input with other settings or another phiwatch version needs "
             "a new --out directory.",
@@ -167,27 +138,3 @@ def _print_summary(summary: ReplaySummary, out_dir: Path) -> None:
             f"[bold]{alert.severity:<6}[/] {escape(alert.rule_id)}: {escape(alert.title)}",
             highlight=False,
         )
-
-
-@samples_app.command("generate")
-def samples_generate(
-    out_dir: Annotated[Path, typer.Option("--out", help="Output directory.")],
-    seed: Annotated[int, typer.Option(help="Random seed; same seed, same files.")] = 7,
-    records: Annotated[int, typer.Option(help="Approximate number of records.", min=2000)] = 20_000,
-) -> None:
-    """Write realistic synthetic diagnostic logs with injected incidents and ground truth."""
-    report = generate(out_dir, seed=seed, records=records)
-    out.print(
-        f"wrote {report.records:,} records in {report.bodies:,} bodies "
-        f"({report.bytes / 1e6:.1f} MB, {len(report.files)} files) and "
-        f"{report.incidents} incidents to {out_dir}",
-        highlight=False,
-    )
-
-
-def main() -> None:
-    app()
-
-
-if __name__ == "__main__":
-    main()

@@ -17,14 +17,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from phiwatch.schema import SYSTEM_COLUMNS, TABLES, TableSpec, table_columns, transform_kql
-from phiwatch.schema_export import (
+from phiwatch.schema.export import (
     bicep_document,
     dcr_document,
     describe_drift,
     full_document,
     render_json,
 )
+from phiwatch.schema.tables import SYSTEM_COLUMNS, TABLES, TableSpec, table_columns, transform_kql
 
 err = Console(stderr=True, soft_wrap=True)
 

@@ -30,11 +30,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import structlog
 from azure.eventhub import EventData, EventHubProducerClient
 
+from phiwatch.eventhubs.producer import producer_client
+
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.eventhub import EventDataBatch
 
-log = structlog.get_logger("phiwatch.event_publisher")
+log = structlog.get_logger("phiwatch.eventhubs.publisher")
 
 CONTENT_TYPE = "application/json"
 
@@ -123,9 +125,6 @@ class EventHubsPublisher:
         """Build the client with the process's identity (DefaultAzureCredential unless one is
         given; it needs Azure Event Hubs Data Sender on the hub). No network until the first
         publish. Connection strings and SAS keys are deliberately not supported."""
-        # Imported here, not at module level: eventhubs_io imports phiwatch.eventhub_host, the
-        # module that publishes from normalize; importing it back at the top would be a cycle.
-        from phiwatch.eventhubs_io import producer_client  # noqa: PLC0415
 
         return cls(producer_client(namespace, hub, credential, **client_kwargs))
 

@@ -10,7 +10,7 @@ import json
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from phiwatch.schema import (
+from phiwatch.schema.tables import (
     SYSTEM_COLUMNS,
     TABLES,
     TableSpec,

@@ -1,0 +1,1 @@
+"""The `phiwatch` command line: one module per command group, `app` the root."""

@@ -1,0 +1,1 @@
+"""Blob clients and durable local files shared by the archive, state store and outbox."""
