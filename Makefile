@@ -31,6 +31,7 @@ demo: $(STAMP)
 test: $(STAMP) $(NODE_STAMP) check-infra lint-rules test-rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
 # The KQL rules in kql/ (kql/README.md): the schema file is current, every rule passes

@@ -49,7 +49,8 @@ class ArchiveContainerMissing(Exception):
 class _ContainerPropertiesSource(Protocol):
     """What `check_immutability` needs: a `ContainerClient`, or a stand-in in tests."""
 
-    url: str
+    @property
+    def url(self) -> str: ...
 
     def get_container_properties(self, **kwargs: Any) -> Any: ...
 

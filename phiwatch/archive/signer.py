@@ -94,10 +94,12 @@ class KeyVaultSigner:
         credential = credential or DefaultAzureCredential()
         ident = KeyVaultKeyIdentifier(key_url)
         key = KeyClient(ident.vault_url, credential).get_key(ident.name, ident.version)
-        if key.key.crv != "P-256":
+        # JsonWebKey sets its fields (crv, x, y) per key type at run time: not in its stubs.
+        jwk: Any = key.key
+        if jwk.crv != "P-256":
             raise SignerError(f"{key_url} is not an EC P-256 key (ES256 needs one)")
         numbers = ec.EllipticCurvePublicNumbers(
-            int.from_bytes(key.key.x, "big"), int.from_bytes(key.key.y, "big"), ec.SECP256R1()
+            int.from_bytes(jwk.x, "big"), int.from_bytes(jwk.y, "big"), ec.SECP256R1()
         )
         return cls(CryptographyClient(key, credential), numbers.public_key())
 

@@ -269,5 +269,6 @@ def _event(message: KeyedMessage) -> EventData:
     event = EventData(message.body)
     event.content_type = CONTENT_TYPE
     if message.properties:
-        event.properties = dict(message.properties)
+        properties: dict[str | bytes, Any] = dict(message.properties.items())
+        event.properties = properties
     return event

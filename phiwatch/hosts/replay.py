@@ -125,7 +125,7 @@ def replay(
     return ReplaySummary(
         counts=pipeline.totals,
         files=len(files),
-        late=pipeline.engine.late,
+        late=pipeline.engine.late if pipeline.engine else 0,
         alerts=sorted(sink.alerts.values(), key=lambda a: (a.first_event_time, a.alert_id)),
         key_id=pipeline.pseudonymizer.key_id,
         archive_objects=archive.objects_written + archive.objects_unchanged,

@@ -462,18 +462,18 @@ def kql_problems(rule: RuleFile, analysis: KqlAnalysis) -> list[Problem]:
         need(("customDetails", key), column, f"custom detail {key} reads")
     override = t.alert_details_override
     if override is not None:
-        for key, text in (
+        for key, template in (
             ("alertDisplayNameFormat", override.alert_display_name_format),
             ("alertDescriptionFormat", override.alert_description_format),
         ):
-            for column in _PLACEHOLDER.findall(text or ""):
+            for column in _PLACEHOLDER.findall(template or ""):
                 need(("alertDetailsOverride", key), column, f"{key} placeholder")
-        for key, column in (
+        for key, named in (
             ("alertSeverityColumnName", override.alert_severity_column_name),
             ("alertTacticsColumnName", override.alert_tactics_column_name),
         ):
-            if column:
-                need(("alertDetailsOverride", key), column, key)
+            if named:
+                need(("alertDetailsOverride", key), named, key)
         for k, prop in enumerate(override.alert_dynamic_properties):
             need(("alertDetailsOverride", "alertDynamicProperties", k), prop.value, "property")
     if t.is_nrt:

@@ -146,9 +146,11 @@ def to_alert(rule: RuleTemplate, row: Mapping[str, Any], end: datetime) -> Alert
         severity=severity,  # type: ignore[arg-type]
         tactics=tactics,
         techniques=rule.techniques,
-        title=_format(override and override.alert_display_name_format, row, rule.name),
+        title=_format(override.alert_display_name_format if override else None, row, rule.name),
         description=_format(
-            override and override.alert_description_format, row, rule.description.strip()
+            override.alert_description_format if override else None,
+            row,
+            rule.description.strip(),
         ),
         reasons=[f"KQL rule {rule.name} {rule.version} matched in ({start}, {end}]", *details],
         actor_user_id=entities.get(("Account", "AadUserId")),

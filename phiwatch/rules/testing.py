@@ -122,8 +122,8 @@ def run_case(
     differences = compare(
         result, case.expected.rows, ordered=case.expected.ordered, columns=case.expected.columns
     )
-    where = _at(loaded.path, loaded.document.position(("expected",)))
-    report.messages.extend(f"{where}: {d}" for d in differences)
+    expected_at = _at(loaded.path, loaded.document.position(("expected",)))
+    report.messages.extend(f"{expected_at}: {d}" for d in differences)
     report.outcome = Outcome.failed if differences else Outcome.passed
     if rule.template.unsupported_locally:
         report.messages.append(

@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from .clock import DEFAULT_START, WINDOW, iso_seconds
-from .emitted import Emitted
+from .emitted import Emitted, Source
 from .incidents import build_incidents
 from .lookalikes import build_lookalikes, incident_actor_normal_traffic
 from .plan import make_plan
@@ -22,7 +22,7 @@ from .traffic_fhir import fhir_traffic
 from .traffic_keyvault import keyvault_traffic
 from .writer import pack, write_logs
 
-MIX = {"fhir": 0.65, "keyvault": 0.25, "activity": 0.10}
+MIX: dict[Source, float] = {"fhir": 0.65, "keyvault": 0.25, "activity": 0.10}
 BAD_RATE = 0.002
 MIN_RECORDS = 2_000  # below this the fixed-size scenarios would swamp ordinary traffic
 

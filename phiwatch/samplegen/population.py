@@ -172,7 +172,7 @@ def _principals(rng: random.Random) -> list[Actor]:
         out.append(
             Actor(
                 name=name,
-                kind=kind,
+                kind=_kind(kind),
                 oid=new_uuid(rng),
                 app_id=new_uuid(rng),
                 ip=private_ip(rng, "10.20"),
@@ -264,3 +264,12 @@ def build_population(rng: random.Random) -> Population:
     )
     pop.kv_grants = _grants(pop)
     return pop
+
+
+_KINDS: dict[str, ActorKind] = {"user": "user", "sp": "sp", "mi": "mi"}
+
+
+def _kind(text: str) -> ActorKind:
+    if text in _KINDS:
+        return _KINDS[text]
+    raise ValueError(f"catalog principal of unknown kind {text!r}")

@@ -37,7 +37,7 @@ def _sub_write(op: str, child: str, names: tuple[str, ...]) -> Maker:
 def _role_assignment(pop: Population, res: ArmResource, rng: random.Random) -> ArmCall:
     rg = "/".join(res.camel_id.split("/")[:5])
     rid = f"{rg}/providers/Microsoft.Authorization/roleAssignments/{new_uuid(rng)}"
-    body = {
+    body: dict[str, object] = {
         "Id": rid.rsplit("/", 1)[-1],
         "Properties": {
             "PrincipalId": rng.choice(pop.clinicians).oid,

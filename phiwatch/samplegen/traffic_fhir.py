@@ -120,10 +120,10 @@ def fhir_traffic(
         if plan.busy(actor.oid, t):
             continue
         home = actor.fhir_home if rng.random() < 0.85 else 1 - actor.fhir_home
-        svc = next(
+        serving = next(
             (s for s in (pop.fhir[home], pop.fhir[1 - home]) if not plan.is_silenced(s.stream, t)),
             None,
         )
-        if svc is not None:
-            out += clinician_session(svc, actor, t, rng)
+        if serving is not None:
+            out += clinician_session(serving, actor, t, rng)
     return out

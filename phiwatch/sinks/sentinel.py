@@ -5,8 +5,8 @@ delivery problem: every row ends up delivered, in the outbox (transient failure:
 later), or rejected into the outbox's `rejected/` with a reason (it can never be delivered),
 and each of those is counted per stream.
 
-Requests: rows are `phiwatch.schema.wire_row()` dicts (the wire form without nulls and
-constants) posted to the DCR input streams of `phiwatch.schema.TABLES`. The sink groups rows
+Requests: rows are `phiwatch.schema.tables.wire_row()` dicts (the wire form without nulls and
+constants) posted to the DCR input streams of `phiwatch.schema.tables.TABLES`. The sink groups rows
 itself so that each request's JSON array is at most `max_request_bytes` (1,000,000 by
 default) *including* separators, and hands one group per `LogsIngestionClient.upload` call.
 The client's own chunking (1 MiB summed over `json.dumps(row)` without the ", " separators)
@@ -44,7 +44,7 @@ import json
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -587,11 +587,12 @@ class SentinelSink:
         def on_error(error: Any) -> None:
             failures.append((error.error, [dict(r) for r in error.failed_logs]))
 
+        logs: list[MutableMapping[str, Any]] = list(rows)
         try:
             self.client.upload(
                 rule_id=self.dcr_immutable_id,
                 stream_name=stream,
-                logs=rows,
+                logs=logs,
                 on_error=on_error,
                 **{**self.upload_kwargs, **budget},
             )

@@ -60,7 +60,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     def ref(patient_id: str) -> str:
         return ctx.pseudonymizer.patient_ref(namespace, patient_id)
 
-    patient_refs = [ref(p) for p in parsed.patient_ids] or [None]
+    patient_refs: list[str | None] = [ref(p) for p in parsed.patient_ids] or [None]
     common = ctx.redacted(
         {
             "time_generated": time,

@@ -56,6 +56,7 @@ def _parse_time(value: Any) -> datetime | None:
         text = value.strip()
         if not text:
             return None
+        parsed: datetime | None
         try:
             parsed = datetime.fromisoformat(text)
         except ValueError:
