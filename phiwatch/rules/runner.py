@@ -143,7 +143,7 @@ def to_alert(rule: RuleTemplate, row: Mapping[str, Any], end: datetime) -> Alert
         alert_id=alert_id(alert_rule_id(rule), key, end.isoformat()),
         rule_id=alert_rule_id(rule),
         rule_name=rule.name,
-        severity=severity,  # type: ignore[arg-type]
+        severity=severity,
         tactics=tactics,
         techniques=rule.techniques,
         title=_format(override.alert_display_name_format if override else None, row, rule.name),

@@ -7,7 +7,7 @@ from phiwatch.sources.base import NormaliseContext, SourceNormaliser
 from phiwatch.sources.record import Record, RecordRejected, RecordSkipped
 
 # Order matters only where two could match; none do today.
-NORMALISERS: tuple[SourceNormaliser, ...] = (keyvault, fhir, activity)  # type: ignore[assignment]
+NORMALISERS: tuple[SourceNormaliser, ...] = (keyvault, fhir, activity)
 
 __all__ = [
     "NORMALISERS",
