@@ -40,30 +40,32 @@ service's error message (it can quote the rows).
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from azure.core.exceptions import HttpResponseError
-from azure.core.pipeline.policies import RetryPolicy
 from azure.monitor.ingestion import LogsIngestionClient
 
 from phiwatch.batch import BatchResult
 from phiwatch.model import AccessEvent, Alert, BatchHealth
 from phiwatch.schema.tables import ROW_ID, TABLES, row_id, spec_for, wire_row
+from phiwatch.sinks.ingestion import (
+    CLIENT_CHUNK_BYTES,
+    MAX_REQUEST_BYTES,
+    RETRY_DEFAULTS,
+    RETRY_KEYS,
+    IngestionRetryPolicy,
+    classify,
+    json_size,
+    request_groups,
+)
 from phiwatch.sinks.outbox import Outbox, OutboxEntry
 
 log = structlog.get_logger("phiwatch.sinks.sentinel")
-
-# The documented limit is "1 MB" per call, compressed and uncompressed; the service reports
-# 1,048,576. Stay under the stricter reading, separators included.
-MAX_REQUEST_BYTES = 1_000_000
-_CLIENT_CHUNK_BYTES = 1024 * 1024  # azure-monitor-ingestion's MAX_CHUNK_SIZE_BYTES
 
 DEFAULT_STREAMS: dict[str, str] = {
     kind: next(spec.stream for spec in TABLES if spec.model is model)
@@ -76,89 +78,27 @@ DEFAULT_STREAMS: dict[str, str] = {
 # the timer sends it). With azure-core's stock settings a hanging endpoint held each
 # invocation for 60 s (the read timeout) per attempt.
 DEFAULT_SECONDS_PER_EMIT = 5.0
+
 # Of that, outbox entries delivered per emit(), so a batch is not held up by hours of
 # backlog; the timer function drains the rest with deliver_outbox(), which has its own budget.
 DEFAULT_OUTBOX_ENTRIES_PER_EMIT = 10
+
 DEFAULT_OUTBOX_SECONDS_PER_EMIT = 2.0
+
 DEFAULT_DELIVER_ENTRIES = 500
+
 DEFAULT_DELIVER_SECONDS = 120.0  # the timer fires every 5 minutes
+
 # Pending entries the outbox may hold. Beyond, new rows are refused (counted, logged, and
 # the `outbox-backlog` alert is up): refusing the newest keeps what waited longest, and the
 # archive holds every row anyway (Sentinel's rows can be re-derived from it).
 DEFAULT_MAX_OUTBOX_ENTRIES = 20_000
+
 TIME_BUDGET = "time budget"
+
 _TIMEOUT_KEYS = ("timeout", "read_timeout", "connection_timeout")
 
-# What the production client is built with (sentinel_sink_from). Per request: the first
-# attempt plus 3 retries; back-off 0 s, 1.6 s, 3.2 s (azure-core's exponential schedule with
-# factor 0.8), or the server's Retry-After when it is at most 30 s; the whole call gives up
-# after 60 s. After that the rows wait in the outbox, which is the real long-term retry.
-RETRY_DEFAULTS: dict[str, Any] = {
-    "retry_total": 3,
-    "retry_backoff_factor": 0.8,
-    "retry_backoff_max": 30,
-    "max_retry_after": 30.0,
-    "timeout": 60,
-}
-_RETRY_KEYS = frozenset(
-    {
-        "retry_total",
-        "retry_connect",
-        "retry_read",
-        "retry_status",
-        "retry_backoff_factor",
-        "retry_backoff_max",
-        "retry_mode",
-        "timeout",
-        "max_retry_after",
-    }
-)
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _BLOCK_ALL = "*"
-
-
-class IngestionRetryPolicy(RetryPolicy):
-    """azure-core's RetryPolicy, adjusted for the ingestion POST.
-
-    * POST is retried like the idempotent methods: on connection/read errors and on 408,
-      429, 500, 502, 503, 504 (stock azure-core retries a POST only on 500/503/504, or on
-      any status that carries Retry-After). A retried POST may be accepted twice; delivery is
-      at-least-once anyway.
-    * Only those statuses are retried: a 400 or 413 carrying Retry-After is not.
-    * Retry-After is honoured up to `max_retry_after` seconds. A longer one is not waited
-      for: the request fails at once and its rows go to the outbox (stock azure-core sleeps
-      whatever the header says, which would stall the Functions invocation).
-    * No retry starts whose wait would end past the call's `timeout` (azure-core bounds
-      only the connect timeout by it and would sleep a Retry-After or back-off regardless):
-      the sink passes what is left of its time budget as `timeout`.
-    """
-
-    def __init__(self, *, max_retry_after: float = 30.0, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.max_retry_after = max_retry_after
-        self._method_whitelist = frozenset(self._method_whitelist | {"POST"})
-
-    def configure_retries(self, options: dict[str, Any]) -> dict[str, Any]:
-        settings = super().configure_retries(options)
-        settings["deadline"] = time.monotonic() + settings["timeout"]
-        return settings
-
-    def increment(self, settings: dict[str, Any], response: Any = None, error: Any = None) -> bool:
-        if not super().increment(settings, response=response, error=error):
-            return False
-        wait = None if error is not None else self.get_retry_after(response)
-        if wait is None:
-            wait = self.get_backoff_time(settings)
-        return bool(time.monotonic() + wait < settings["deadline"])
-
-    def is_retry(self, settings: dict[str, Any], response: Any) -> bool:
-        status = response.http_response.status_code
-        if status not in RETRY_STATUSES:
-            return False
-        retry_after = self.get_retry_after(response)
-        if retry_after is not None and retry_after > self.max_retry_after:
-            return False
-        return bool(settings["total"])
 
 
 @dataclass
@@ -202,53 +142,6 @@ class _Outcome:
     failed: list[dict[str, Any]] = field(default_factory=list)  # transient: keep
     rejected: list[tuple[list[dict[str, Any]], str]] = field(default_factory=list)
     error: str | None = None  # label of the last transient failure
-
-
-@dataclass(frozen=True)
-class _Failure:
-    kind: str  # "transient" (block all), "stream" (block this stream), "permanent", "too_large"
-    label: str  # "HTTP 503", "HTTP 400 InvalidStream", "ServiceRequestError": safe to log
-
-
-def _classify(error: BaseException) -> _Failure:
-    status = getattr(error, "status_code", None)
-    if isinstance(error, HttpResponseError) and isinstance(status, int):
-        code = getattr(getattr(error, "error", None), "code", None)
-        # The service's message is never kept: a 400's can echo row content.
-        label = f"HTTP {status}" + (f" {code}" if _is_code(code) else "")
-        if status == 413:
-            return _Failure("too_large", label)
-        if status == 400:
-            return _Failure("permanent", label)
-        if status == 404:
-            return _Failure("stream", label)
-        return _Failure("transient", label)
-    return _Failure("transient", type(error).__name__)
-
-
-def _is_code(code: object) -> bool:
-    """An error code is an identifier ("InvalidStream"), never free text."""
-    return isinstance(code, str) and 0 < len(code) <= 64 and code.isascii() and code.isalnum()
-
-
-def json_size(row: Mapping[str, Any]) -> int:
-    """Bytes of `row` as the client serialises it (json.dumps, ASCII)."""
-    return len(json.dumps(row).encode("utf-8"))
-
-
-def _groups(rows: list[tuple[dict[str, Any], int]], limit: int) -> Iterator[list[dict[str, Any]]]:
-    """Consecutive rows whose JSON array (brackets and ", " separators included) fits."""
-    group: list[dict[str, Any]] = []
-    size = 2
-    for row, row_size in rows:
-        extra = row_size + (2 if group else 0)
-        if group and size + extra > limit:
-            yield group
-            group, size, extra = [], 2, row_size
-        group.append(row)
-        size += extra
-    if group:
-        yield group
 
 
 def _earlier(a: float | None, b: float | None) -> float | None:
@@ -298,8 +191,8 @@ class SentinelSink:
         unknown = set(streams or {}) - set(DEFAULT_STREAMS)
         if unknown:
             raise ValueError(f"unknown stream kinds {sorted(unknown)}; use {DEFAULT_STREAMS}")
-        if not 2 < max_request_bytes <= _CLIENT_CHUNK_BYTES:
-            raise ValueError(f"max_request_bytes must be in 3..{_CLIENT_CHUNK_BYTES}")
+        if not 2 < max_request_bytes <= CLIENT_CHUNK_BYTES:
+            raise ValueError(f"max_request_bytes must be in 3..{CLIENT_CHUNK_BYTES}")
         self.client = client
         self.dcr_immutable_id = dcr_immutable_id
         self.outbox = outbox
@@ -537,7 +430,7 @@ class SentinelSink:
                 )
             else:
                 sized.append((row, size))
-        queue = deque(_groups(sized, self.max_request_bytes))
+        queue = deque(request_groups(sized, self.max_request_bytes))
         while queue:
             group = queue.popleft()
             if _BLOCK_ALL in blocked or stream in blocked:
@@ -551,7 +444,7 @@ class SentinelSink:
             delivered = len(group)
             for error, failed in self._upload(stream, group, budget):
                 delivered -= len(failed)
-                failure = _classify(error)
+                failure = classify(error)
                 if failure.kind == "too_large" and len(failed) > 1:
                     half = len(failed) // 2
                     queue.appendleft(failed[half:])
@@ -662,7 +555,7 @@ def sentinel_sink_from(
         credential = DefaultAzureCredential()
     retry = {
         **RETRY_DEFAULTS,
-        **{k: client_kwargs.pop(k) for k in _RETRY_KEYS & client_kwargs.keys()},
+        **{k: client_kwargs.pop(k) for k in RETRY_KEYS & client_kwargs.keys()},
     }
     client_kwargs.setdefault("connection_timeout", 10)
     client_kwargs.setdefault("read_timeout", 60)
