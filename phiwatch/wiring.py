@@ -165,6 +165,21 @@ def archive_store(settings: Settings) -> ObjectStore:
     )
 
 
+def archive_to_read(location: str, connection_string: str | None = None) -> ObjectStore:
+    """An archive to read back (verify, evidence, reports): a directory, a container URL, or
+    with a connection string a container name. Immutable or not: checks work on any copy."""
+    if connection_string:
+        return BlobStore.from_connection_string(
+            connection_string, location, require_immutability=False
+        )
+    if location.startswith("https://"):
+        return BlobStore.from_url(location, require_immutability=False)
+    path = Path(location)
+    if not path.is_dir():
+        raise ConfigurationError(f"{location}: no such archive directory")
+    return LocalStore(path)
+
+
 def blob_archive(settings: Settings, *, require_immutability: bool) -> BlobStore:
     url = settings.archive_url or ""
     if settings.archive_connection_string is not None:

@@ -10,7 +10,6 @@ import orjson
 import typer
 from cryptography.hazmat.primitives import serialization
 
-from phiwatch.archive.blob_store import BlobStore
 from phiwatch.archive.evidence import EvidenceError, build_bundle, verify_bundle
 from phiwatch.archive.signer import (
     PublicKey,
@@ -19,10 +18,11 @@ from phiwatch.archive.signer import (
     load_public_key,
     local_public_key,
 )
-from phiwatch.archive.store import LocalStore, ObjectStore
+from phiwatch.archive.store import ObjectStore
 from phiwatch.archive.verify import verify_archive
 from phiwatch.commands.output import fail, out
 from phiwatch.config import Settings, env_archive_dir
+from phiwatch.wiring import ConfigurationError, archive_to_read
 
 app = typer.Typer(no_args_is_help=True, help="Verify the audit archive; export evidence.")
 
@@ -50,18 +50,10 @@ KeysOpt = Annotated[
 
 
 def open_store(location: str | None, connection_string: str | None) -> ObjectStore:
-    location = location or env_archive_dir() or DEFAULT_ARCHIVE
-    if connection_string:
-        return BlobStore.from_connection_string(
-            connection_string, location, require_immutability=False
-        )
-    if location.startswith("https://"):
-        # Verification reads; it must work on any copy, immutable or not.
-        return BlobStore.from_url(location, require_immutability=False)
-    path = Path(location)
-    if not path.is_dir():
-        raise fail(f"{location}: no such archive directory")
-    return LocalStore(path)
+    try:
+        return archive_to_read(location or env_archive_dir() or DEFAULT_ARCHIVE, connection_string)
+    except ConfigurationError as exc:
+        raise fail(str(exc)) from None
 
 
 def trusted_keys(files: list[Path] | None) -> dict[str, PublicKey]:
