@@ -29,7 +29,7 @@ from phiwatch.archive.blob_store import ArchiveContainerMissing, ArchiveNotImmut
 from phiwatch.archive.names import MAX_STREAM, safe_name
 from phiwatch.archive.store import LocalStore, ObjectStore
 from phiwatch.config import Settings
-from phiwatch.detect.stage import DetectProcessor, DetectResult, PublishingForwarder
+from phiwatch.detect.stage import DetectProcessor, DetectResult
 from phiwatch.detect.state_store import (
     BlobStateStore,
     LocalStateStore,
@@ -41,6 +41,7 @@ from phiwatch.event_publisher import EventHubsPublisher
 from phiwatch.health import ACTIVITY, Activity, CheckResult, run_checks
 from phiwatch.inprocess_state import InProcessState
 from phiwatch.logs import configure_logging
+from phiwatch.phievents.forwarder import PublishingForwarder
 from phiwatch.pipeline import (
     Batch,
     BatchResult,
@@ -97,7 +98,7 @@ class EventHubBatchProcessor:
         self.sentinel = sentinel_sink(settings) if sinks is None else None
         self._sinks = list(sinks) if sinks is not None else [s for s in [self.sentinel] if s]
         if forwarder is None and settings.phi_events_hub:
-            forwarder = PublishingForwarder(event_publisher(settings))
+            forwarder = PublishingForwarder.for_settings(event_publisher(settings), settings)
         if forwarder is None:
             log.warning(
                 "no phi-events hub configured: detections run inside normalize, correct only "
