@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import pytest
@@ -188,7 +189,7 @@ def test_an_archived_event_from_before_credential_id_still_validates(read):
 
 
 addresses = st.sampled_from([None, "10.0.0.1", "10.0.0.2"])
-events = st.builds(
+events: st.SearchStrategy[dict[str, Any]] = st.builds(
     dict,
     actor_user_id=st.sampled_from([None, "oid-1", "oid-2"]),
     acting_app_id=st.sampled_from([None, "app-1"]),
