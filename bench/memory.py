@@ -31,7 +31,8 @@ from typing import Any
 from bench import synthetic
 from bench.corpus import batches, read_messages, stream
 from bench.pipelines import make_pipeline, quiet_logging
-from phiwatch.pipeline import DEDUPE_HORIZON_SECONDS, Pipeline
+from phiwatch.dedupe import DEDUPE_HORIZON_SECONDS
+from phiwatch.pipeline import Pipeline
 from phiwatch.samplegen.clock import DEFAULT_START
 
 ROOT = Path(__file__).resolve().parent.parent

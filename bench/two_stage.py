@@ -1,6 +1,6 @@
 """The two stages on their own: what one `normalize` and one `detect` instance sustain.
 
-`normalize` forwards every event (routing key, message encoding) to an in-memory publisher
+`normalize` forwards every event (a message per grouping the rules need) to an in-memory publisher
 that keeps the messages, assigned to partitions by a hash of the key; `detect` then reads
 those messages as one instance owning every partition, in batches of `batch_size` per
 partition, with its state snapshot saved to a directory after every batch, as in Azure.
@@ -19,9 +19,9 @@ from typing import Any
 from bench.stages import Prepared, _summary, repeat
 from phiwatch.batch import Batch
 from phiwatch.config import Settings
-from phiwatch.detect.stage import PublishingForwarder
 from phiwatch.detect.state_store import LocalStateStore
 from phiwatch.eventhubs.publisher import PublishReport
+from phiwatch.phievents.forwarder import PublishingForwarder
 from phiwatch.wiring import build_detector, build_pipeline
 
 PARTITIONS = 4
@@ -64,7 +64,9 @@ def measure_two_stage(
     def prepare_normalize() -> Prepared:
         work = Path(tempfile.mkdtemp(dir=scratch))
         hub.__init__()  # type: ignore[misc]
-        pipeline = build_pipeline(_settings(work), work / "archive", [], PublishingForwarder(hub))
+        settings = _settings(work)
+        forwarder = PublishingForwarder.for_settings(hub, settings)
+        pipeline = build_pipeline(settings, work / "archive", [], forwarder)
 
         def run() -> None:
             for batch in batch_list:

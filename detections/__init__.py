@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from phiwatch.detect.detection import Detection
-from phiwatch.routing import RoutingError, check_grouping
+from phiwatch.phievents.routing import RoutingError, check_grouping
 
 _RULE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
@@ -48,7 +48,11 @@ def load_detections(
         if rule_id in seen:
             raise RegistryError(f"two detections use rule id '{rule_id}'")
         try:
-            check_grouping(rule_id, getattr(cls, "planes", frozenset()), cls.group_by)
+            # What routing and the engine's dispatch rely on, refused here rather than in
+            # the detect stage: a grouping phi-events routes by, and known planes.
+            check_grouping(
+                rule_id, getattr(cls, "planes", frozenset()), getattr(cls, "group_by", None)
+            )
         except RoutingError as exc:
             raise RegistryError(str(exc)) from exc
         seen.add(rule_id)

@@ -80,6 +80,9 @@ class AccessEvent(_Wire):
     actor_user_type: ActorUserType | None = None
     acting_app_id: str | None = None
     acting_app_name: str | None = None
+    # A keyed hash of the credential a caller presented without a principal (a SAS signature,
+    # an account key): what ties together requests no identity does. No source fills it yet.
+    credential_id: str | None = None
     src_ip_addr: str | None = None
     src_geo_country: str | None = None
     src_geo_latitude: float | None = None

@@ -14,11 +14,12 @@ bad records only) arrives with the body before it. Azure Monitor sends without a
 so each body goes to a (seeded) random partition; sequence numbers count per partition, in
 enqueue order. `Faults.delay` may hold some bodies back (late arrival).
 
-`phi-events` has the same P partitions. `MemoryPublisher` puts each message on
-sha256(routing key) mod P, enqueued at the simulated time it was published. Event Hubs hashes
-partition keys with a function of its own; any stable hash gives the property under test (all
-events of one key on one partition, in order), and the publisher groups messages by key as the
-real `EventHubsPublisher` does.
+`phi-events` has the same P partitions. normalize publishes an event once per grouping a rule
+needs, keyed by the event's key in it (phiwatch/phievents/routing.py); `MemoryPublisher` puts
+each message on sha256(partition key) mod P, enqueued at the simulated time it was published.
+Event Hubs hashes partition keys with a function of its own; any stable hash gives the
+property under test (all events of one key on one partition, in order), and the publisher
+groups messages by key as the real `EventHubsPublisher` does.
 
 Tick model
 ----------
@@ -73,19 +74,17 @@ from phiwatch.archive.store import LocalStore
 from phiwatch.batch import BatchResult, Counts
 from phiwatch.config import Settings
 from phiwatch.detect.engine import DetectionEngine
-from phiwatch.detect.stage import (
-    DetectProcessor,
-    DetectResult,
-    PublishingForwarder,
-    Tick,
-    decode_message,
-)
+from phiwatch.detect.grouping import key_of
+from phiwatch.detect.stage import DetectProcessor, DetectResult
 from phiwatch.detect.state_store import Snapshot, StateConflict, StateStore
 from phiwatch.envelope import Body, decode_body, discover, read_file_bodies
 from phiwatch.eventhubs.batches import build_batch
 from phiwatch.eventhubs.message import EventHubMessage
 from phiwatch.eventhubs.publisher import KeyedMessage, PublishError, PublishReport
 from phiwatch.model import Alert
+from phiwatch.phievents.forwarder import PublishingForwarder
+from phiwatch.phievents.message import Tick, decode_message
+from phiwatch.phievents.routing import Router
 from phiwatch.pipeline import Pipeline
 from phiwatch.sources.fields import parse_time
 from phiwatch.wiring import build_detector, build_pipeline
@@ -382,7 +381,7 @@ class Faults:
     normalize_crash: float = 0.0
     normalize_duplicate: float = 0.0  # the batch is delivered (and processed) twice
     normalize_publish_failure: float = 0.0  # forwarding to phi-events fails half way
-    detect_crash: float = 0.0  # the state is saved by then
+    detect_crash: float = 0.0  # the state is saved by then (only after batches with events)
     detect_outage: float = 0.0  # the state save fails: the batch fails
     detect_duplicate: float = 0.0
     moves: tuple[Move, ...] = ()
@@ -402,6 +401,10 @@ class SimResult:
     records_distinct: int  # raw records in the distinct raw hub messages delivered
     raw_messages: int
     event_uids: set[str]  # distinct EventUids that reached phi-events
+    # What the forwarders counted (PublishingForwarder.counts), crashed pipelines included.
+    forwarded: Counter[str]
+    # (grouping, key) of every event copy on phi-events → the partitions it is on.
+    key_partitions: dict[tuple[str, str], set[int]]
     engines: list[DetectionEngine]  # of every partition every detector held at the end
     ticks: int
     normalize_batches: int
@@ -439,7 +442,9 @@ class Simulation:
         seed: int = 0,
         workers: int = 3,
         partitioner: Partitioner = key_partition,
+        router: Router | None = None,
     ) -> None:
+        """`router`: what normalize routes by (default: the rules `detect` loads)."""
         self.settings = settings
         self.faults = faults
         self.rng = random.Random(seed)
@@ -454,7 +459,12 @@ class Simulation:
         store = LocalStore(archive)  # one archive for every worker of both stages
 
         def normalizer() -> Pipeline:
-            return build_pipeline(settings, store, (), PublishingForwarder(self.publisher))
+            forwarder = (
+                PublishingForwarder(self.publisher, router)
+                if router is not None
+                else PublishingForwarder.for_settings(self.publisher, settings)
+            )
+            return build_pipeline(settings, store, (), forwarder)
 
         self.normalizers = [NormalizeWorker(f"n{i}", normalizer) for i in range(workers)]
         self.detectors = [
@@ -645,7 +655,9 @@ class Simulation:
                 worker.store.fail_next_save = False
             self._account(worker, p, result)
             processed.setdefault(p, batch)
-            if self._fault("detect_crash"):
+            # After a batch that saved its state (a batch of ticks only saves nothing: a
+            # crash then is a restart from the previous snapshot, the outage case).
+            if (result.events or result.alerts) and self._fault("detect_crash"):
                 worker.crash()
                 self._failed[p] = "crash"
                 return False
@@ -714,8 +726,20 @@ class Simulation:
             self.counts[f"{kind}_derived_conflicts"] = sum(
                 len(a.derived_conflicts) for a in archives
             )
-        decoded = [decode_message(m.body) for log in self.events.logs for m in log]
-        uids = {d[0].event_uid for d in decoded if not isinstance(d, Tick)}
+        forwarded: Counter[str] = Counter()
+        for worker in self.normalizers:
+            for pipeline in worker.pipelines():
+                forwarded.update(pipeline.forwarder.counts)  # type: ignore[union-attr]
+        copies: dict[tuple[str, str], set[int]] = {}
+        uids: set[str] = set()
+        for partition, log in enumerate(self.events.logs):
+            for m in log:
+                decoded = decode_message(m.body)
+                if isinstance(decoded, Tick):
+                    continue
+                uids.add(decoded.event.event_uid)
+                key = key_of(decoded.grouping, decoded.event) or ""
+                copies.setdefault((decoded.grouping, key), set()).add(partition)
         engines = [e for w in self.detectors for d in w.detectors() for e in d.engines().values()]
         return SimResult(
             emissions=self.emissions,
@@ -725,6 +749,8 @@ class Simulation:
             records_distinct=sum(self._records.values()),
             raw_messages=sum(len(log) for log in self.raw.logs),
             event_uids=uids,
+            forwarded=forwarded,
+            key_partitions=copies,
             engines=engines,
             ticks=self._tick,
             normalize_batches=self.normalize_batches,

@@ -53,13 +53,13 @@ def test_detection_state_stays_bounded_as_the_stream_moves_on(tmp_path):
     assert sizes[-1] < 150
 
 
-def test_registry_refuses_a_detection_whose_grouping_no_routing_key_serves(monkeypatch):
+def test_registry_refuses_a_detection_whose_grouping_no_route_serves(monkeypatch):
     import pytest
 
     from detections.mass_record_access import MassRecordAccess
 
-    monkeypatch.setattr(MassRecordAccess, "group_by", "patient")
-    with pytest.raises(detections.RegistryError, match="cannot be served by a routing key"):
+    monkeypatch.setattr(MassRecordAccess, "group_by", "session")
+    with pytest.raises(detections.RegistryError, match="is not a grouping phi-events routes by"):
         detections.load_detections()
 
 

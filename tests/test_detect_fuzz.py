@@ -14,10 +14,11 @@ from hypothesis import strategies as st
 
 from phiwatch.config import Settings
 from phiwatch.detect.engine import MAX_CLOCK_SKEW
-from phiwatch.detect.stage import decode_message, encode_event
+from phiwatch.detect.grouping import GROUPINGS
 from phiwatch.detect.time_anomaly import plausible
 from phiwatch.eventhubs.message import EventHubMessage
 from phiwatch.model import AccessEvent
+from phiwatch.phievents.message import EventMessage, decode_message, encode_event
 from phiwatch.wiring import build_detector
 from tests.harness import batches_of, make_pipeline
 from tests.records import at, fhir, keyvault
@@ -70,7 +71,7 @@ json_values = st.recursive(
 
 @st.composite
 def bodies(draw, events: list[AccessEvent]) -> bytes:
-    kind = draw(st.sampled_from(["bytes", "json", "tick", "event", "event-field"]))
+    kind = draw(st.sampled_from(["bytes", "json", "tick", "event", "event-field", "grouping"]))
     if kind == "bytes":
         return draw(st.binary(max_size=200))
     if kind == "json":
@@ -81,8 +82,11 @@ def bodies(draw, events: list[AccessEvent]) -> bytes:
             "Stream": draw(st.one_of(st.text(max_size=20), json_values)),
         }
         return orjson.dumps(doc)
-    doc = orjson.loads(encode_event(draw(st.sampled_from(events)), None))
-    if kind == "event":
+    tag = draw(st.sampled_from([None, *GROUPINGS]))
+    doc = orjson.loads(encode_event(draw(st.sampled_from(events)), None, tag))
+    if kind == "grouping":
+        doc["Grouping"] = draw(st.one_of(st.sampled_from(GROUPINGS), json_values))
+    elif kind == "event":
         doc["Event"]["TimeGenerated"] = draw(time_values)
         doc["ArrivedAt"] = draw(time_values)
     else:
@@ -144,10 +148,10 @@ def test_decode_message_raises_only_value_errors(base_events, data):
         decoded = decode_message(body)
     except ValueError:
         return
-    if isinstance(decoded, tuple):
-        event, arrival = decoded
-        event.time_generated.timestamp()
-        assert arrival is None or arrival.utcoffset() is not None
+    if isinstance(decoded, EventMessage):
+        decoded.event.time_generated.timestamp()
+        assert decoded.arrival is None or decoded.arrival.utcoffset() is not None
+        assert decoded.grouping in GROUPINGS
     else:
         assert decoded.time.utcoffset() is not None and isinstance(decoded.stream, str)
 

@@ -8,10 +8,11 @@ from datetime import timedelta
 from pathlib import Path
 
 from phiwatch.config import Settings
-from phiwatch.detect.stage import DetectProcessor, encode_event
+from phiwatch.detect.stage import DetectProcessor
 from phiwatch.detect.state_store import LocalStateStore
 from phiwatch.eventhubs.message import EventHubMessage
 from phiwatch.model import AccessEvent
+from phiwatch.phievents.message import encode_event
 from phiwatch.wiring import build_detector
 from tests.harness import CollectingSink, batches_of, make_pipeline
 from tests.records import fhir

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 from phiwatch.config import Settings
-from phiwatch.detect.stage import encode_event
 from phiwatch.detect.state_store import LocalStateStore
+from phiwatch.phievents.message import encode_event
 from phiwatch.wiring import build_detector
 from tests.harness import batches_of, make_pipeline
 from tests.records import fhir

@@ -9,14 +9,9 @@ from types import SimpleNamespace
 import detections
 from phiwatch.config import Settings
 from phiwatch.detect.engine import DetectionEngine
-from phiwatch.detect.stage import (
-    PublishingForwarder,
-    Tick,
-    decode_message,
-    encode_event,
-    encode_tick,
-)
 from phiwatch.eventhubs.publisher import PublishReport
+from phiwatch.phievents.forwarder import PublishingForwarder
+from phiwatch.phievents.message import Tick, decode_message, encode_event, encode_tick
 from phiwatch.wiring import build_detector
 from tests.harness import batches_of, make_pipeline
 from tests.records import at, fhir
@@ -49,7 +44,7 @@ def test_a_tick_per_stream_once_event_time_has_moved_a_minute(tmp_path):
     events = events_at(tmp_path, [0, 10, 20, 50, 90, 200])
     arrival = {e.event_uid: e.time_generated + timedelta(seconds=30) for e in events}
     recorder = Recorder()
-    forwarder = PublishingForwarder(recorder)
+    forwarder = PublishingForwarder(recorder, detections.load_detections())
     for chunk in ([0, 1, 2], [3], [4], [5]):
         forwarder.forward([(events[i], arrival[events[i].event_uid]) for i in chunk], "raw/0")
     forwarder.forward([(events[3], arrival[events[3].event_uid])], "raw/1")
@@ -65,7 +60,9 @@ def test_a_tick_per_stream_once_event_time_has_moved_a_minute(tmp_path):
 def test_a_record_with_a_wrong_clock_cannot_push_a_tick_ahead(tmp_path):
     honest, wrong = events_at(tmp_path, [0, 5 * 3600])
     recorder = Recorder()
-    PublishingForwarder(recorder).forward([(honest, at(30)), (wrong, at(31))], "raw/0")
+    PublishingForwarder(recorder, detections.load_detections()).forward(
+        [(honest, at(30)), (wrong, at(31))], "raw/0"
+    )
     # Capped at its arrival plus the five minutes of clock skew the engine allows.
     assert recorder.ticks == [Tick(at(31 + 300), "raw/0")]
 

@@ -12,10 +12,11 @@ import orjson
 from phiwatch.config import Settings
 from phiwatch.detect import snapshot
 from phiwatch.detect.engine import DetectionEngine
-from phiwatch.detect.stage import DetectProcessor, encode_event, encode_tick
+from phiwatch.detect.stage import DetectProcessor
 from phiwatch.detect.state_store import LocalStateStore, state_key
 from phiwatch.eventhubs.message import EventHubMessage
 from phiwatch.model import AccessEvent
+from phiwatch.phievents.message import encode_event, encode_tick
 from phiwatch.wiring import build_detector, build_engine
 from tests.harness import CollectingSink, batches_of, make_pipeline
 from tests.records import at, fhir

@@ -24,16 +24,17 @@ import pytest
 from azure.functions.eventhub import EventHubTriggerConverter
 from azure.functions.meta import Datum
 
+import detections
 from phiwatch.archive.archive import Archive
 from phiwatch.config import Settings
-from phiwatch.detect.stage import encode_event
 from phiwatch.eventhubs.message import EventHubMessage
 from phiwatch.hosts import functions as host
 from phiwatch.hosts import health
 from phiwatch.hosts.functions import DetectBatchProcessor, EventHubBatchProcessor
 from phiwatch.hosts.health import health_status
 from phiwatch.logs import configure_logging
-from phiwatch.routing import routing_key
+from phiwatch.phievents.message import encode_event
+from phiwatch.phievents.routing import Router
 from phiwatch.wiring import ConfigurationError
 from tests.conftest import TEST_KEY_HEX
 from tests.harness import batches_of, make_pipeline
@@ -476,7 +477,7 @@ def phi_events(events, first_seq: int, partition: str = "3") -> list[func.EventH
     ]
 
 
-def test_normalize_forwards_every_event_keyed_by_its_routing_key(tmp_path: Path):
+def test_normalize_hands_every_event_to_the_forwarder(tmp_path: Path):
     sent: list = []
 
     class Forwarder:
@@ -492,9 +493,11 @@ def test_normalize_forwards_every_event_keyed_by_its_routing_key(tmp_path: Path)
     assert [event for event, _ in sent] == result.events and len(sent) == 4
     assert {arrival for _, arrival in sent} == {ENQUEUED}  # DetectedAt comes from here
     assert result.alerts == []  # detection is detect's job now
-    assert {routing_key(e) for e, _ in sent} == {
-        "oid:33333333-aaaa-4bbb-8ccc-000000000003",
-        f"sub:{SUB.lower()}",
+    # The shipped rules need the reads by actor and the settings change by subscription.
+    router = Router(detections.load_detections())
+    assert {route for e, _ in sent for route in router.routes(e)} == {
+        ("actor", "oid:33333333-aaaa-4bbb-8ccc-000000000003"),
+        ("subscription", f"sub:{SUB.lower()}"),
     }
 
 

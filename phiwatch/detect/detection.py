@@ -5,18 +5,18 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from phiwatch.detect.alert_book import AlertBook, AlertState
-from phiwatch.model import AccessEvent, Alert, Severity
+from phiwatch.detect.grouping import Grouping
+from phiwatch.model import AccessEvent, Alert, Plane, Severity
 
-# What a detection groups its state by, and which source planes it reads. Event routing
-# (two-stage scaling) must put every event of one group on one partition: the registry checks
-# the pair against phiwatch.routing when it loads the detection.
-GroupBy = Literal["actor", "resource", "subscription"]
-Plane = Literal["data", "control"]
+# What a detection groups its state by (phiwatch/detect/grouping.py), and which source planes
+# it reads. Event routing (two-stage scaling) puts every event of one group on one partition:
+# the registry checks the pair against phiwatch/phievents/routing.py when it loads the rule.
+GroupBy = Grouping
 
 
 class DetectionParams(BaseModel):

@@ -15,6 +15,13 @@ detection the same sequence whatever the arrival order within the delay (a repla
 one Event Hub partition, or 32 partitions merged onto `phi-events`), so alerts, their counts
 and their ids are the same. An event that arrives after its place has passed, but within the
 allowed lateness, is still counted, out of order.
+
+On `phi-events` an event comes once per grouping a loaded rule needs it in (phievents.routing),
+each copy tagged with its grouping, and two copies may land on one partition. A tagged copy is
+offered only to the rules of its grouping, so every rule sees an event once, as in-process
+(untagged: every rule) it does. The watermark and the `late` and `out_of_order` counters see
+every copy: on one partition they count (event, grouping) deliveries, which in-process are
+events. A copy is late or not for the rules it is offered to, which is what the counters say.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from typing import Any
 
 from phiwatch.detect.alert_book import AlertBook
 from phiwatch.detect.detection import Detection, DetectionContext, utc
+from phiwatch.detect.grouping import Grouping
 from phiwatch.detect.time_anomaly import FLOOR, TimeAnomalies, anomaly_alert, plausible
 from phiwatch.model import AccessEvent, Alert
-from phiwatch.routing import plane_of
+from phiwatch.phievents.routing import PLANES, plane_of
 
 # With an arrival time (Event Hubs), no event time counts as later than arrival plus this,
 # and none is believed at all beyond the hub's own enqueued time plus this (time_anomaly).
@@ -39,8 +47,9 @@ MAX_CLOCK_SKEW = 300.0
 WATERMARK_SAMPLE = 31
 
 
-# A buffered event: (event time, EventUid, arrival order, event, arrival time).
-_Buffered = tuple[float, str, int, AccessEvent, datetime | None]
+# A buffered event: (event time, EventUid, arrival order, event, arrival time, grouping of
+# the copy or None for every rule).
+_Buffered = tuple[float, str, int, AccessEvent, datetime | None, Grouping | None]
 
 
 class DetectionEngine:
@@ -52,9 +61,14 @@ class DetectionEngine:
         self.detections = tuple(detections)
         self._by_rule = {d.rule_id: d for d in self.detections}
         self._by_plane = {
-            plane: tuple(d for d in self.detections if plane in d.planes)
-            for plane in ("data", "control")
+            plane: tuple(d for d in self.detections if plane in d.planes) for plane in PLANES
         }
+        # A tagged copy's rules: of its grouping, per plane.
+        self._by_grouping: dict[tuple[str, Grouping], tuple[Detection, ...]] = {}
+        for plane, members in self._by_plane.items():
+            for d in members:
+                key = (plane, d.group_by)
+                self._by_grouping[key] = (*self._by_grouping.get(key, ()), d)
         self.lateness = lateness
         self.reorder = reorder
         self.book = AlertBook()
@@ -87,8 +101,12 @@ class DetectionEngine:
         *,
         now: datetime | None = None,
         position: str | None = None,
+        grouping: Grouping | None = None,
     ) -> bool:
         """Run one event through the detections; False when its time is refused.
+
+        `grouping` tags a `phi-events` copy: only the rules of that grouping see it. None
+        (in-process: a local replay, one partition) offers it to every rule.
 
         `arrival` stamps DetectedAt and caps the event's say in the watermark. `now` is the
         message's own arrival on the hub this engine reads, when `arrival` came from the
@@ -109,14 +127,16 @@ class DetectionEngine:
         caps = [t.timestamp() + MAX_CLOCK_SKEW for t in (arrival, now) if t is not None]
         self._advance_watermark(min([time, *caps]))
         if not self.reorder:
-            self._dispatch(event, time, arrival, self.watermark)
+            self._dispatch(event, time, arrival, self.watermark, grouping)
             return True
         if time <= self._clock:
             self.out_of_order += 1
-            self._dispatch(event, time, arrival, self._clock)
+            self._dispatch(event, time, arrival, self._clock, grouping)
         else:
             self._arrivals += 1
-            heapq.heappush(self._buffer, (time, event.event_uid, self._arrivals, event, arrival))
+            heapq.heappush(
+                self._buffer, (time, event.event_uid, self._arrivals, event, arrival, grouping)
+            )
         self._release(self.frontier)
         return True
 
@@ -193,15 +213,25 @@ class DetectionEngine:
         gap) and the window of an event released now must not be cut by that jump."""
         buffer = self._buffer
         while buffer and buffer[0][0] <= upto:
-            time, _, _, event, arrival = heapq.heappop(buffer)
+            time, _, _, event, arrival, grouping = heapq.heappop(buffer)
             self._clock = max(self._clock, time)
-            self._dispatch(event, time, arrival, self._clock)
+            self._dispatch(event, time, arrival, self._clock, grouping)
         self._clock = max(self._clock, upto)
 
     def _dispatch(
-        self, event: AccessEvent, time: float, arrival: datetime | None, clock: float
+        self,
+        event: AccessEvent,
+        time: float,
+        arrival: datetime | None,
+        clock: float,
+        grouping: Grouping | None,
     ) -> None:
-        relevant = [d for d in self._by_plane[plane_of(event)] if d.applies(event)]
+        plane = plane_of(event)
+        if grouping is None:
+            offered = self._by_plane[plane]
+        else:
+            offered = self._by_grouping.get((plane, grouping), ())
+        relevant = [d for d in offered if d.applies(event)]
         if not relevant:
             return
         ctx = DetectionContext(self.book, clock, arrival or event.time_generated)
@@ -277,7 +307,8 @@ class DetectionEngine:
         self.out_of_order = state["out_of_order"]
         self._recent = deque(state["recent"])
         self._recent_sorted = sorted(self._recent)
-        self._buffer = list(state["buffer"])
+        # Snapshots from before copies were tagged buffer 5-tuples, for every rule.
+        self._buffer = [(*b, None) if len(b) == 5 else tuple(b) for b in state["buffer"]]
         heapq.heapify(self._buffer)
         self._arrivals = state["arrivals"]
         self._clock = state["clock"]

@@ -45,8 +45,7 @@ def source_address_key(event: AccessEvent) -> str | None:
 
 
 def credential_key(event: AccessEvent) -> str | None:
-    credential = getattr(event, "credential_id", None)
-    return f"cred:{credential}" if credential else None
+    return f"cred:{event.credential_id}" if event.credential_id else None
 
 
 def resource_category_key(event: AccessEvent) -> str | None:

@@ -1,8 +1,9 @@
 """The `detect` stage: stateful detections over the `phi-events` hub, one engine per partition.
 
-`normalize` publishes every event with its routing key as partition key (`PublishingForwarder`),
-so all events a detection groups together reach one partition, and one engine per partition
-sees them all. Per partition batch:
+`normalize` publishes every event once per grouping a loaded rule needs it in, keyed by the
+event's key in that grouping and tagged with it (phiwatch/phievents: `PublishingForwarder`), so
+all events a rule groups together reach one partition, and one engine per partition sees them
+all; the engine hands a copy only to the rules of its grouping. Per partition batch:
 
 1. restore the partition's engine from its snapshot the first time this process sees the
    partition (or after another instance took it over), and skip messages whose sequence number
@@ -21,119 +22,24 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import orjson
 import structlog
 
 from phiwatch.archive.alerts import archive_alerts
 from phiwatch.archive.archive import Archive
 from phiwatch.batch import BatchResult, Counts, Sink, emit_to
 from phiwatch.detect import snapshot
-from phiwatch.detect.engine import MAX_CLOCK_SKEW, DetectionEngine, impossible_time
+from phiwatch.detect.engine import DetectionEngine, impossible_time
 from phiwatch.detect.state_store import StateConflict, StateStore, state_key
-from phiwatch.eventhubs.publisher import EventPublisher, KeyedMessage
-from phiwatch.model import AccessEvent, Alert
-from phiwatch.routing import routing_key
+from phiwatch.model import Alert
+from phiwatch.phievents.message import Tick, decode_message
 
 if TYPE_CHECKING:
     from phiwatch.eventhubs.message import EventHubMessage
 
 log = structlog.get_logger("phiwatch.detect")
-
-
-# ----------------------------------------------------------------------------- messages
-
-
-def encode_event(event: AccessEvent, arrival: datetime | None) -> bytes:
-    """A `phi-events` body: the event and when its raw record arrived (which stamps an
-    alert's DetectedAt, the same however often the event is republished)."""
-    arrived = orjson.dumps(arrival.isoformat() if arrival else None)
-    return b'{"ArrivedAt":' + arrived + b',"Event":' + event.to_json() + b"}"
-
-
-def encode_tick(time: datetime, stream: str) -> bytes:
-    """A watermark tick: normalize has forwarded the events of `stream` (a diagnostics-hub
-    partition) up to about this event time."""
-    return orjson.dumps({"Tick": time.isoformat(), "Stream": stream})
-
-
-@dataclass(frozen=True, slots=True)
-class Tick:
-    time: datetime
-    stream: str
-
-
-def decode_message(body: bytes) -> tuple[AccessEvent, datetime | None] | Tick:
-    """(event, arrival), or a Tick. Raises ValueError for a body that is not one of ours,
-    whatever its bytes (ValidationError is a ValueError): every time in it has a zone and
-    converts to a timestamp, so nothing downstream meets a naive or overflowing time."""
-    doc = orjson.loads(body)
-    if isinstance(doc, dict) and set(doc) == {"Tick", "Stream"}:
-        tick = _aware(doc["Tick"], "Tick")
-        if not isinstance(doc["Stream"], str):
-            raise ValueError("a tick needs a time with a zone and a stream")
-        return Tick(tick, doc["Stream"])
-    if not isinstance(doc, dict) or "Event" not in doc:
-        raise ValueError("not a phi-events message (no Event)")
-    arrived = doc.get("ArrivedAt")
-    event = AccessEvent.model_validate(doc["Event"])
-    _aware(event.time_generated, "Event.TimeGenerated")
-    return event, _aware(arrived, "ArrivedAt") if arrived is not None else None
-
-
-def _aware(value: Any, name: str) -> datetime:
-    """An ISO time with a zone (or a datetime) whose timestamp exists: year 1 at +05:00
-    parses but has no UTC equivalent, and a naive time cannot be compared with arrivals."""
-    try:
-        time = value if isinstance(value, datetime) else datetime.fromisoformat(value)
-        time.timestamp()
-    except (TypeError, ValueError, OverflowError, OSError):
-        raise ValueError(f"{name} is not a time") from None
-    if time.tzinfo is None or time.utcoffset() is None:
-        raise ValueError(f"{name} has no time zone")
-    return time
-
-
-# A partition only hears of event time through its own messages. Without ticks, a partition
-# that gets no events for a while (few actors hash to it, a quiet night) holds its last
-# events in the reorder buffer and its pending absence rules open: an alert would wait for
-# the next unrelated event there, hours later. So for each diagnostics partition it reads,
-# normalize sends every phi-events partition a tick whenever the event time it forwarded
-# from there has moved this far since the last one; detect's engine takes the slowest
-# active source as a low watermark (DetectionEngine.tick).
-TICK_EVERY_SECONDS = 60.0
-
-
-class PublishingForwarder:
-    """`normalize`'s hand-over: each event to `phi-events`, keyed by its routing key, and a
-    watermark tick to every partition as event time moves on."""
-
-    def __init__(self, publisher: EventPublisher, tick_every: float = TICK_EVERY_SECONDS) -> None:
-        self.publisher = publisher
-        self.tick_every = tick_every
-        self._last_tick: dict[str, float] = {}  # per diagnostics-hub stream
-
-    def forward(self, events: Sequence[tuple[AccessEvent, datetime | None]], stream: str) -> None:
-        self.publisher.publish(
-            [KeyedMessage(routing_key(e), encode_event(e, arrival), {}) for e, arrival in events]
-        )
-        if not events:
-            return
-        # The newest event time, each capped at its arrival plus the clock skew the engine
-        # allows (as the engine caps an event's say in the watermark), so a record with a
-        # wrong clock cannot make the tick claim hours that have not come. Without arrival
-        # times (files), the median.
-        if all(arrival is not None for _, arrival in events):
-            skew = timedelta(seconds=MAX_CLOCK_SKEW)
-            tick = max(min(e.time_generated, arrival + skew) for e, arrival in events)  # type: ignore[operator]
-        else:
-            times = sorted(e.time_generated for e, _ in events)
-            tick = times[len(times) // 2]
-        if tick.timestamp() >= self._last_tick.get(stream, float("-inf")) + self.tick_every:
-            self.publisher.broadcast(encode_tick(tick, stream))
-            self._last_tick[stream] = tick.timestamp()
 
 
 # ----------------------------------------------------------------------------- the stage
@@ -142,7 +48,7 @@ class PublishingForwarder:
 @dataclass
 class DetectResult:
     partition: str
-    events: int = 0  # events run through the engine
+    events: int = 0  # event messages (one per event and grouping) run through the engine
     covered: int = 0  # messages skipped: the restored state already holds them
     invalid: int = 0  # messages that were not events (logged, never in state)
     ticks: int = 0  # watermark ticks from normalize
@@ -307,9 +213,14 @@ class DetectProcessor:
                 result.ticks += 1
                 accepted = engine.tick(decoded.time, decoded.stream, now=now, position=position)
             else:
-                event, arrival = decoded
-                arrival = arrival or message.enqueued_time  # stamps DetectedAt
-                accepted = engine.process(event, arrival, now=now, position=position)
+                arrival = decoded.arrival or message.enqueued_time  # stamps DetectedAt
+                accepted = engine.process(
+                    decoded.event,
+                    arrival,
+                    now=now,
+                    position=position,
+                    grouping=decoded.grouping,
+                )
                 result.events += accepted
         except Exception as exc:
             result.invalid += 1

@@ -23,7 +23,7 @@ import structlog
 from phiwatch.archive.alerts import archive_alerts
 from phiwatch.batch import Batch, BatchResult, Counts, Forwarder, Sink, emit_to
 from phiwatch.config import Settings
-from phiwatch.detect.stage import DetectProcessor, DetectResult, PublishingForwarder
+from phiwatch.detect.stage import DetectProcessor, DetectResult
 from phiwatch.detect.state_store import (
     StateStore,
 )
@@ -32,6 +32,7 @@ from phiwatch.eventhubs.message import EventHubMessage
 from phiwatch.hosts.activity import ACTIVITY
 from phiwatch.hosts.inprocess_state import InProcessState
 from phiwatch.logs import configure_logging
+from phiwatch.phievents.forwarder import PublishingForwarder
 from phiwatch.pipeline import Pipeline
 from phiwatch.quarantine import BatchPoisoned, PoisonAttempts
 from phiwatch.rules.scheduled import ScheduledRules, backends_from
@@ -70,7 +71,7 @@ class EventHubBatchProcessor:
         self._sinks = list(sinks) if sinks is not None else build_sinks(settings)
         self.sentinel = sentinel_of(self._sinks)
         if forwarder is None and settings.phi_events_hub:
-            forwarder = PublishingForwarder(event_publisher(settings))
+            forwarder = PublishingForwarder.for_settings(event_publisher(settings), settings)
         if forwarder is None:
             log.warning(
                 "no phi-events hub configured: detections run inside normalize, correct only "

@@ -29,7 +29,7 @@ class SourceNormaliser(Protocol):
 
     name: str
     PRODUCT: str  # the EventProduct of every event it makes
-    PLANE: str  # "data" or "control": decides the routing key (phiwatch.routing)
+    PLANE: str  # "data" or "control": which rules see its events (phiwatch.phievents.routing)
 
     def matches(self, record: Record) -> bool: ...
 

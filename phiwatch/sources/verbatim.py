@@ -44,6 +44,7 @@ IDS_AND_ENUMS: dict[str, str] = {
     ),
     "src_ip_addr": "a parsed IP address (phiwatch.sources.fields.normalise_ip)",
     "patient_ref": "keyed pseudonym (phiwatch.pseudonym)",
+    "credential_id": "keyed hash of a SAS signature or account key, never the secret itself",
     "phi_category": "enum",
     "source_category": "constant per normaliser",
     "raw_record_ref": "pointer into the archive, made by the pipeline",
