@@ -1,22 +1,33 @@
-"""The contract a streaming detection (one file in `detections/`) implements."""
+"""The contract a streaming detection (one file in `detections/`) implements.
+
+A rule is metadata, its Params, a cheap filter (`applies`), one or more declarations of
+rule kinds (`declare`, phiwatch.detect.kinds) and how to render its alert. It holds no
+state: every declaration says what state it needs (`Part.new_state`) and this base class
+holds it, hands it to the declaration with each event, and snapshots and restores all of
+it, so there is no list of stateful attributes a rule could forget.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
 
 from phiwatch.detect.alert_book import AlertBook, AlertState
-from phiwatch.model import AccessEvent, Alert, Severity
 
-# What a detection groups its state by, and which source planes it reads. Event routing
-# (two-stage scaling) must put every event of one group on one partition: the registry checks
-# the pair against phiwatch.routing when it loads the detection.
-GroupBy = Literal["actor", "resource", "subscription"]
-Plane = Literal["data", "control"]
+# phiwatch/routing.py imports actor_key from here until the routing branch lands.
+from phiwatch.detect.grouping import (
+    Grouping,
+    actor_key,  # noqa: F401
+)
+from phiwatch.model import AccessEvent, Alert, Plane, Severity
+
+if TYPE_CHECKING:
+    from phiwatch.detect.kinds.base import Part
 
 
 class DetectionParams(BaseModel):
@@ -48,55 +59,73 @@ class Detection(ABC):
     severity: ClassVar[Severity]
     tactics: ClassVar[tuple[str, ...]]
     techniques: ClassVar[tuple[str, ...]]
-    group_by: ClassVar[GroupBy]
+    # What the rule's state is keyed by and which source planes it reads: the routing must
+    # put every event of one key on one partition (checked when the registry loads it).
+    group_by: ClassVar[Grouping]
     planes: ClassVar[frozenset[Plane]]
-    # The attributes that hold state (not configuration): what a per-partition snapshot
-    # saves and restores (phiwatch.detect.snapshot encodes their values).
-    state_attrs: ClassVar[tuple[str, ...]]
     Params: ClassVar[type[DetectionParams]]
+    # The rule's facts about one alert (a snapshot_class dataclass), or None.
+    Facts: ClassVar[type | None] = None
 
     def __init__(self, params: DetectionParams, lateness: float) -> None:
         self.params = params
         self.lateness = lateness
+        declared = self.declare(params)
+        self.parts: tuple[Part, ...] = (
+            tuple(declared) if isinstance(declared, Sequence) else (declared,)
+        )
+        # The state of each part, by part name: the engine-held containers the parts declared.
+        self._held: dict[str, Any] = {part.name: part.new_state() for part in self.parts}
 
     @abstractmethod
     def applies(self, event: AccessEvent) -> bool:
         """Cheap filter: does this event concern the rule at all?"""
 
     @abstractmethod
-    def observe(self, event: AccessEvent, time: float, ctx: DetectionContext) -> None:
-        """Update state with one in-time event; open or enrich alerts through ctx.book."""
-
-    def on_watermark(self, ctx: DetectionContext) -> None:  # noqa: B027 - optional hook
-        """Event time has advanced to ctx.watermark (absence/timeout rules act here)."""
-
-    def on_end(self, ctx: DetectionContext) -> None:  # noqa: B027 - optional hook
-        """The input is finished (local replay): settle anything still pending."""
-
-    @abstractmethod
-    def expire(self, before: float) -> None:
-        """Drop state that no future in-time event can need."""
-
-    @abstractmethod
-    def state_size(self) -> int:
-        """Keys held, for metrics and the bounded-state tests."""
-
-    def state(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.state_attrs}
-
-    def load_state(self, state: dict[str, object]) -> None:
-        for name in self.state_attrs:
-            if name in state:
-                current = getattr(self, name)
-                restored = state[name]
-                # Windows keep the width configured now, not the one at snapshot time.
-                if hasattr(current, "width") and hasattr(restored, "width"):
-                    restored.width = current.width  # type: ignore[attr-defined]
-                setattr(self, name, restored)
+    def declare(self, params: Any) -> Part | Sequence[Part]:
+        """The rule kinds this rule is made of, configured from its params."""
 
     @abstractmethod
     def render(self, state: AlertState) -> Alert:
         """The analyst-facing alert for an open alert's current state."""
+
+    # ---------------------------------------------------------------- engine-facing
+
+    def observe(self, event: AccessEvent, time: float, ctx: DetectionContext) -> None:
+        """One in-time event that `applies`: every part that takes it updates its state."""
+        for part in self.parts:
+            if part.takes(event):
+                part.observe(self, self._held[part.name], event, time, ctx)
+
+    def on_watermark(self, ctx: DetectionContext) -> None:
+        """Event time has advanced to ctx.watermark (absence parts act here)."""
+        for part in self.parts:
+            part.on_watermark(self, self._held[part.name], ctx)
+
+    def on_end(self, ctx: DetectionContext) -> None:
+        """The input is finished (local replay): settle anything still pending."""
+        for part in self.parts:
+            part.on_end(self, self._held[part.name], ctx)
+
+    def expire(self, before: float) -> None:
+        """Drop state that no future in-time event can need."""
+        for part in self.parts:
+            part.expire(self._held[part.name], before)
+
+    def state_size(self) -> int:
+        """Keys held, for metrics and the bounded-state tests."""
+        return sum(part.size(self._held[part.name]) for part in self.parts)
+
+    def state(self) -> dict[str, object]:
+        return dict(self._held)
+
+    def load_state(self, state: dict[str, object]) -> None:
+        """Adopt restored part states. A part missing from the snapshot (new since) starts
+        empty; one of another type (the part changed kind) is dropped for an empty one."""
+        for part in self.parts:
+            restored = state.get(part.name)
+            if restored is not None and type(restored) is type(self._held[part.name]):
+                self._held[part.name] = part.adopt(restored)
 
     def base_alert(self, state: AlertState, **fields: object) -> Alert:
         return Alert(
@@ -120,17 +149,6 @@ class Detection(ABC):
             detected_at=state.detected_at,
             **fields,  # type: ignore[arg-type]
         )
-
-
-def actor_key(event: AccessEvent) -> str | None:
-    """Who did it: Entra object id, else the app id, else the source address."""
-    if event.actor_user_id:
-        return f"oid:{event.actor_user_id}"
-    if event.acting_app_id:
-        return f"app:{event.acting_app_id}"
-    if event.src_ip_addr:
-        return f"ip:{event.src_ip_addr}"
-    return None
 
 
 def actor_label(state: AlertState) -> str:
