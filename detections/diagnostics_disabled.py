@@ -11,7 +11,6 @@ without such a deletion), and a write that turns logging off is a single-event m
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 from pydantic import Field
 
@@ -59,7 +58,7 @@ def setting_of(event: AccessEvent) -> str:
     return event.target_resource_id or monitored(event)
 
 
-class DiagnosticsDisabled(Detection):
+class DiagnosticsDisabled(Detection[Params]):
     rule_id = "diagnostics-disabled"
     rule_name = "Diagnostic settings disabled"
     severity = "High"
@@ -79,7 +78,8 @@ class DiagnosticsDisabled(Detection):
             and event.target_resource_id is not None
         )
 
-    def declare(self, params: Params) -> tuple[Absence, SingleEvent]:
+    def declare(self) -> tuple[Absence, SingleEvent]:
+        params = self.params
         return (
             Absence(
                 grace=params.grace_minutes * 60,
@@ -105,7 +105,7 @@ class DiagnosticsDisabled(Detection):
             what = f"Diagnostic setting '{setting}' on {resource_name} was changed to send no logs"
             cascade = "A settings change is never a side effect of deleting the resource."
         else:
-            grace = cast(Params, self.params).grace_minutes * 60
+            grace = self.params.grace_minutes * 60
             what = f"Diagnostic setting '{setting}' was deleted from {resource_name}"
             cascade = (
                 f"{resource_name} itself was not deleted within {round(grace / 60)} "

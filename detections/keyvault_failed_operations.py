@@ -8,7 +8,6 @@ alert is raised to High.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import cast
 
 from pydantic import Field
 
@@ -79,7 +78,7 @@ def record_success(facts: KeyVaultFacts, event: AccessEvent, time: float) -> boo
     return True
 
 
-class KeyVaultFailedOperations(Detection):
+class KeyVaultFailedOperations(Detection[Params]):
     rule_id = "keyvault-failed-operations"
     rule_name = "Repeated failed Key Vault operations"
     severity = "Medium"
@@ -93,7 +92,8 @@ class KeyVaultFailedOperations(Detection):
     def applies(self, event: AccessEvent) -> bool:
         return event.event_product == "Key Vault" and (is_failure(event) or is_secret_read(event))
 
-    def declare(self, params: Params) -> EventCount:
+    def declare(self) -> EventCount:
+        params = self.params
         return EventCount(
             window=params.window_minutes * 60,
             at_least=params.min_failures,
@@ -114,7 +114,7 @@ class KeyVaultFailedOperations(Detection):
             f"{op} x{n}" for op, n in sorted(ops.items(), key=lambda i: (-i[1], i[0]))
         )
         vault = (state.top_target or "").rsplit("/", 1)[-1] or "a key vault"
-        width = round(cast(Params, self.params).window_minutes * 60 / 60)
+        width = round(self.params.window_minutes * 60 / 60)
         reasons = [
             f"{failures} failed Key Vault operations between {hhmm(state.first_time)} and "
             f"{hhmm(state.last_time)}; the threshold is {facts.min_failures} within "

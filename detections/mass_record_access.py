@@ -7,7 +7,6 @@ terminal reads only. A burst raises one alert; later reads in the same burst enr
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import cast
 
 from pydantic import Field
 
@@ -29,7 +28,7 @@ class MassAccessFacts:
     threshold: int  # in force when the alert opened
 
 
-class MassRecordAccess(Detection):
+class MassRecordAccess(Detection[Params]):
     rule_id = "mass-record-access"
     rule_name = "Mass patient record access"
     severity = "High"
@@ -47,7 +46,8 @@ class MassRecordAccess(Detection):
             and event.event_result == "Success"
         )
 
-    def declare(self, params: Params) -> ValueCount:
+    def declare(self) -> ValueCount:
+        params = self.params
         return ValueCount(
             window=params.window_minutes * 60,
             at_least=params.threshold + 1,
@@ -59,7 +59,7 @@ class MassRecordAccess(Detection):
         facts: MassAccessFacts = state.facts
         who = actor_label(state)
         minutes = max(1, round((state.last_time - state.first_time) / 60))
-        width = round(cast(Params, self.params).window_minutes * 60 / 60)
+        width = round(self.params.window_minutes * 60 / 60)
         patients = len(state.patients)
         reasons = [
             f"Opened {patients} distinct patients' records between {hhmm(state.first_time)} "

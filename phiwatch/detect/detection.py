@@ -13,7 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -53,7 +53,10 @@ def hhmm(ts: float) -> str:
     return utc(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-class Detection(ABC):
+P = TypeVar("P", bound=DetectionParams)
+
+
+class Detection(ABC, Generic[P]):
     rule_id: ClassVar[str]
     rule_name: ClassVar[str]
     severity: ClassVar[Severity]
@@ -67,23 +70,23 @@ class Detection(ABC):
     # The rule's facts about one alert (a snapshot_class dataclass), or None.
     Facts: ClassVar[type | None] = None
 
-    def __init__(self, params: DetectionParams, lateness: float) -> None:
-        self.params = params
+    def __init__(self, params: P, lateness: float) -> None:
+        self.params: P = params
         self.lateness = lateness
-        declared = self.declare(params)
+        declared = self.declare()
         self.parts: tuple[Part, ...] = (
             tuple(declared) if isinstance(declared, Sequence) else (declared,)
         )
         # The state of each part, by part name: the engine-held containers the parts declared.
-        self._held: dict[str, Any] = {part.name: part.new_state() for part in self.parts}
+        self._held: dict[str, object] = {part.name: part.new_state() for part in self.parts}
 
     @abstractmethod
     def applies(self, event: AccessEvent) -> bool:
         """Cheap filter: does this event concern the rule at all?"""
 
     @abstractmethod
-    def declare(self, params: Any) -> Part | Sequence[Part]:
-        """The rule kinds this rule is made of, configured from its params."""
+    def declare(self) -> Part | Sequence[Part]:
+        """The rule kinds this rule is made of, configured from `self.params`."""
 
     @abstractmethod
     def render(self, state: AlertState) -> Alert:
