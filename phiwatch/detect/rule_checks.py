@@ -45,8 +45,10 @@ def check_declaration(cls: type[Detection]) -> None:
             f"{rule_id}: group_by {getattr(cls, 'group_by', None)!r} is not one of {GROUPINGS}"
         )
     planes = getattr(cls, "planes", frozenset())
-    if not planes or not set(planes) <= set(PLANES):
-        raise RuleCheckError(f"{rule_id}: planes {sorted(planes)} must be some of {PLANES}")
+    if not planes:
+        raise RuleCheckError(f"{rule_id}: declares no planes (choose from {list(PLANES)})")
+    for plane in sorted(set(planes) - set(PLANES)):
+        raise RuleCheckError(f"{rule_id}: unknown plane '{plane}' (choose from {list(PLANES)})")
     params = getattr(cls, "Params", None)
     if not (isinstance(params, type) and issubclass(params, DetectionParams)):
         raise RuleCheckError(f"{rule_id}: Params must be a DetectionParams subclass")
