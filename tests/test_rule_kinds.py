@@ -345,3 +345,9 @@ def test_the_registry_refuses_two_parts_of_one_name():
 
     with pytest.raises(detections.RegistryError, match="two parts share a name"):
         RuleHarness(Twice)
+
+
+def test_a_rule_cannot_keep_state_of_its_own():
+    rule = RuleHarness(BreakGlass).rule
+    with pytest.raises(AttributeError, match="keeps no state of its own"):
+        rule.seen = set()

@@ -79,6 +79,16 @@ class Detection(ABC, Generic[P]):
         )
         # The state of each part, by part name: the engine-held containers the parts declared.
         self._held: dict[str, object] = {part.name: part.new_state() for part in self.parts}
+        self._sealed = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # State kept on the rule itself would never reach a snapshot: refuse it outright.
+        if getattr(self, "_sealed", False):
+            raise AttributeError(
+                f"{self.rule_id}: a rule keeps no state of its own ({name}); declare a part "
+                "(phiwatch.detect.kinds) whose state the engine holds"
+            )
+        object.__setattr__(self, name, value)
 
     @abstractmethod
     def applies(self, event: AccessEvent) -> bool:
