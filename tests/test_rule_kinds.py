@@ -351,3 +351,15 @@ def test_a_rule_cannot_keep_state_of_its_own():
     rule = RuleHarness(BreakGlass).rule
     with pytest.raises(AttributeError, match="keeps no state of its own"):
         rule.seen = set()
+
+
+def test_restored_state_of_another_kind_starts_the_part_empty_with_a_warning():
+    from structlog.testing import capture_logs
+
+    rule = RuleHarness(FailedReads).rule
+    with capture_logs() as logs:
+        rule.load_state({"event_count": {"not": "a window"}})
+    assert [e["event"] for e in logs] == [
+        "detect snapshot: rule part state of another kind dropped"
+    ]
+    assert rule.state_size() == 0

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, ClassVar, Generic, TypeVar
 
+import structlog
 from pydantic import BaseModel, ConfigDict
 
 from phiwatch.detect.alert_book import AlertBook, AlertState
@@ -28,6 +29,8 @@ from phiwatch.model import AccessEvent, Alert, Plane, Severity
 
 if TYPE_CHECKING:
     from phiwatch.detect.kinds.base import Part
+
+log = structlog.get_logger("phiwatch.detect")
 
 
 class DetectionParams(BaseModel):
@@ -137,8 +140,16 @@ class Detection(ABC, Generic[P]):
         empty; one of another type (the part changed kind) is dropped for an empty one."""
         for part in self.parts:
             restored = state.get(part.name)
-            if restored is not None and type(restored) is type(self._held[part.name]):
-                self._held[part.name] = part.adopt(restored)
+            if restored is None:
+                continue
+            if type(restored) is not type(self._held[part.name]):
+                log.warning(
+                    "detect snapshot: rule part state of another kind dropped",
+                    rule=self.rule_id,
+                    part=part.name,
+                )
+                continue
+            self._held[part.name] = part.adopt(restored)
 
     def base_alert(self, state: AlertState, **fields: object) -> Alert:
         return Alert(
