@@ -44,7 +44,7 @@ def check_declaration(cls: type[Detection]) -> None:
         raise RuleCheckError(
             f"{rule_id}: group_by {getattr(cls, 'group_by', None)!r} is not one of {GROUPINGS}"
         )
-    planes = getattr(cls, "planes", frozenset())
+    planes: frozenset[str] = getattr(cls, "planes", frozenset())
     if not planes:
         raise RuleCheckError(f"{rule_id}: declares no planes (choose from {list(PLANES)})")
     for plane in sorted(set(planes) - set(PLANES)):
