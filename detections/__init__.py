@@ -1,6 +1,7 @@
 """Streaming detections: one per file in this package, each exporting `DETECTION`.
 
-Adding a detection means adding a file here; the registry finds it, checks it and applies
+Adding a detection means adding a file here (docs/detections.md); the registry finds it,
+checks at load time everything the engine needs (phiwatch.detect.rule_checks) and applies
 any parameter overrides from configuration.
 """
 
@@ -8,16 +9,14 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-import re
 from collections.abc import Mapping
 from typing import Any
 
 from pydantic import ValidationError
 
 from phiwatch.detect.detection import Detection
+from phiwatch.detect.rule_checks import RuleCheckError, check_declaration, check_instance
 from phiwatch.phievents.routing import RoutingError, check_grouping
-
-_RULE_ID = re.compile(r"^[a-z0-9]+(-[a-z0-9]+)*$")
 
 
 class RegistryError(Exception):
@@ -35,6 +34,29 @@ def detection_classes() -> list[type[Detection]]:
     return classes
 
 
+def build_detection(
+    cls: type[Detection], params: Mapping[str, Any], *, lateness: float = 900
+) -> Detection:
+    """One detection, checked (phiwatch.detect.rule_checks) and configured."""
+    try:
+        # What routing and the engine's dispatch rely on first (a grouping phi-events routes
+        # by, known planes), then the rest of the declaration.
+        check_grouping(cls.rule_id, getattr(cls, "planes", ()), getattr(cls, "group_by", None))
+        check_declaration(cls)
+    except (RuleCheckError, RoutingError) as exc:
+        raise RegistryError(str(exc)) from exc
+    try:
+        parsed = cls.Params(**params)
+    except ValidationError as exc:
+        raise RegistryError(f"{cls.rule_id}: bad parameters: {exc}") from exc
+    try:
+        detection = cls(parsed, lateness)
+        check_instance(detection)
+    except (RuleCheckError, TypeError, ValueError) as exc:
+        raise RegistryError(f"{cls.rule_id}: {exc}") from exc
+    return detection
+
+
 def load_detections(
     overrides: Mapping[str, Mapping[str, Any]] | None = None, *, lateness: float = 900
 ) -> list[Detection]:
@@ -42,25 +64,10 @@ def load_detections(
     detections: list[Detection] = []
     seen: set[str] = set()
     for cls in detection_classes():
-        rule_id = cls.rule_id
-        if not _RULE_ID.match(rule_id):
-            raise RegistryError(f"rule id '{rule_id}' is not kebab-case")
-        if rule_id in seen:
-            raise RegistryError(f"two detections use rule id '{rule_id}'")
-        try:
-            # What routing and the engine's dispatch rely on, refused here rather than in
-            # the detect stage: a grouping phi-events routes by, and known planes.
-            check_grouping(
-                rule_id, getattr(cls, "planes", frozenset()), getattr(cls, "group_by", None)
-            )
-        except RoutingError as exc:
-            raise RegistryError(str(exc)) from exc
-        seen.add(rule_id)
-        try:
-            params = cls.Params(**overrides.pop(rule_id, {}))
-        except ValidationError as exc:
-            raise RegistryError(f"{rule_id}: bad parameters: {exc}") from exc
-        detections.append(cls(params, lateness))
+        if cls.rule_id in seen:
+            raise RegistryError(f"two detections use rule id '{cls.rule_id}'")
+        seen.add(cls.rule_id)
+        detections.append(build_detection(cls, overrides.pop(cls.rule_id, {}), lateness=lateness))
     if overrides:
         raise RegistryError(f"parameters given for unknown detections: {sorted(overrides)}")
     return detections

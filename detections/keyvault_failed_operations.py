@@ -1,26 +1,22 @@
 """keyvault-failed-operations: one caller fails at Key Vault again and again.
 
-event_count per caller over a sliding window, then a temporal step: if the same caller
+event_count per caller over a sliding window, then a sequence step: if the same caller
 succeeds at reading a secret or key while the alert is open, the probing worked and the
 alert is raised to High.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 from pydantic import Field
 
 from phiwatch.detect.alert_book import AlertState
-from phiwatch.detect.detection import (
-    Detection,
-    DetectionContext,
-    DetectionParams,
-    actor_key,
-    actor_label,
-    hhmm,
-    window_anchor,
-)
-from phiwatch.detect.windows import KeyedWindows
+from phiwatch.detect.detection import Detection, DetectionParams, actor_label, hhmm
+from phiwatch.detect.kinds import EventCount, Then
+from phiwatch.detect.snapshot import snapshot_class
 from phiwatch.model import AccessEvent, Alert
+from phiwatch.sources import keyvault
 
 # Reads that hand the caller secret material (values, key use, backups).
 SECRET_READS = frozenset(
@@ -42,14 +38,48 @@ class Params(DetectionParams):
     window_minutes: float = Field(default=5, gt=0)
 
 
-def _is_failure(event: AccessEvent) -> bool:
+@snapshot_class
+@dataclass(slots=True)
+class KeyVaultFacts:
+    min_failures: int  # in force when the alert opened
+    operations: dict[str, int] = field(default_factory=dict)  # "SecretGet (403)" → count
+    success_uid: str | None = None  # the secret read that followed, if any
+    success_operation: str | None = None
+    success_time: float | None = None
+
+
+def is_failure(event: AccessEvent) -> bool:
     if event.event_result != "Failure":
         return False
     # 401 on Authentication is the normal token challenge before every first call.
     return not (event.operation == "Authentication" and event.event_result_details == "401")
 
 
-class KeyVaultFailedOperations(Detection):
+def is_secret_read(event: AccessEvent) -> bool:
+    return event.event_result == "Success" and event.operation in SECRET_READS
+
+
+def operation_label(event: AccessEvent) -> str:
+    status = event.event_result_details
+    return f"{event.operation} ({status})" if status else event.operation
+
+
+def count_operation(facts: KeyVaultFacts, label: str) -> None:
+    facts.operations[label] = facts.operations.get(label, 0) + 1
+
+
+def record_success(facts: KeyVaultFacts, event: AccessEvent, time: float) -> bool:
+    if facts.success_uid is not None:
+        return False
+    facts.success_uid, facts.success_operation, facts.success_time = (
+        event.event_uid,
+        event.operation,
+        time,
+    )
+    return True
+
+
+class KeyVaultFailedOperations(Detection[Params]):
     rule_id = "keyvault-failed-operations"
     rule_name = "Repeated failed Key Vault operations"
     severity = "Medium"
@@ -57,101 +87,48 @@ class KeyVaultFailedOperations(Detection):
     techniques = ("T1555", "T1580")
     group_by = "actor"
     planes = frozenset({"data"})
-    state_attrs = ("failures",)
     Params = Params
-
-    def __init__(self, params: Params, lateness: float) -> None:
-        super().__init__(params, lateness)
-        self.min_failures = params.min_failures
-        self.width = params.window_minutes * 60
-        self.failures = KeyedWindows(self.width)
+    Facts = KeyVaultFacts
 
     def applies(self, event: AccessEvent) -> bool:
-        return event.event_product == "Key Vault" and (
-            _is_failure(event)
-            or (event.event_result == "Success" and event.operation in SECRET_READS)
+        return event.event_product == keyvault.PRODUCT and (
+            is_failure(event) or is_secret_read(event)
         )
 
-    def observe(self, event: AccessEvent, time: float, ctx: DetectionContext) -> None:
-        key = actor_key(event)
-        if key is None:
-            return
-        if event.event_result == "Success":
-            self._success(key, event, time, ctx)
-            return
-        window = self.failures.window(key, time, ctx.watermark - self.lateness)
-        kept = (
-            event.operation,
-            event.event_result_details,
-            event.src_ip_addr,
-            event.target_resource_id,
+    def declare(self) -> EventCount:
+        params = self.params
+        return EventCount(
+            window=params.window_minutes * 60,
+            at_least=params.min_failures,
+            where=is_failure,
+            note=operation_label,
+            fold=count_operation,
+            facts=lambda event: KeyVaultFacts(min_failures=params.min_failures),
+            then=Then(where=is_secret_read, record=record_success, severity="High"),
         )
-        if not window.add(time, event.event_uid, kept):
-            return
-        open_alert = ctx.book.open_for(self.rule_id, key, time, self.width)
-        if open_alert is not None:
-            open_alert.add(time, event)
-            _count_operation(open_alert, event.operation, event.event_result_details)
-            open_alert.window_end = max(open_alert.window_end, time)
-            ctx.book.changed(open_alert)
-            return
-        entries = window.span(time - self.width, time)
-        if len(entries) < self.min_failures:
-            return
-        state = ctx.book.open(
-            self.rule_id,
-            key,
-            anchor=window_anchor(time, self.width),
-            severity=self.severity,
-            detected_at=ctx.arrival,
-            window=(entries[0][0], entries[-1][0]),
-        )
-        state.extra["min_failures"] = self.min_failures
-        for entry_time, uid, (operation, status, ip, target) in entries:
-            if uid != event.event_uid:
-                state.add_entry(entry_time, uid, ip=ip, target=target)
-                _count_operation(state, operation, status)
-        state.add(time, event)
-        _count_operation(state, event.operation, event.event_result_details)
-
-    def _success(self, key: str, event: AccessEvent, time: float, ctx: DetectionContext) -> None:
-        open_alert = ctx.book.open_for(self.rule_id, key, time, self.width)
-        if open_alert is None or time < open_alert.first_time:
-            return
-        if "success_uid" not in open_alert.extra:
-            open_alert.severity = "High"
-            open_alert.extra["success_uid"] = event.event_uid
-            open_alert.extra["success_operation"] = event.operation
-            open_alert.extra["success_time"] = time
-            open_alert.add_evidence(time, event.event_uid)
-            ctx.book.changed(open_alert)
-
-    def expire(self, before: float) -> None:
-        self.failures.expire(before)
-
-    def state_size(self) -> int:
-        return len(self.failures)
 
     def render(self, state: AlertState) -> Alert:
+        facts: KeyVaultFacts = state.facts
         who = actor_label(state)
         failures = state.event_count
         minutes = max(1, round((state.last_time - state.first_time) / 60))
-        ops = state.extra.get("operations", {})
+        ops = facts.operations
         op_text = ", ".join(
             f"{op} x{n}" for op, n in sorted(ops.items(), key=lambda i: (-i[1], i[0]))
         )
         vault = (state.top_target or "").rsplit("/", 1)[-1] or "a key vault"
+        width = round(self.params.window_minutes * 60 / 60)
         reasons = [
             f"{failures} failed Key Vault operations between {hhmm(state.first_time)} and "
-            f"{hhmm(state.last_time)}; the threshold is {state.extra['min_failures']} within "
-            f"{round(self.width / 60)} minutes.",
+            f"{hhmm(state.last_time)}; the threshold is {facts.min_failures} within "
+            f"{width} minutes.",
             f"Failed operations: {op_text}. Authentication 401 token challenges are not counted.",
         ]
         title = f"Repeated failed Key Vault operations by {who} on {vault}"
-        if "success_uid" in state.extra:
+        if facts.success_uid is not None and facts.success_time is not None:
             reasons.append(
-                f"Then succeeded at {state.extra['success_operation']} at "
-                f"{hhmm(state.extra['success_time'])}: the probing may have reached secret "
+                f"Then succeeded at {facts.success_operation} at "
+                f"{hhmm(facts.success_time)}: the probing may have reached secret "
                 "material, so severity is High."
             )
             title += ", then a successful secret read"
@@ -165,12 +142,6 @@ class KeyVaultFailedOperations(Detection):
             ),
             reasons=reasons,
         )
-
-
-def _count_operation(state: AlertState, operation: str, status: str | None) -> None:
-    ops = state.extra.setdefault("operations", {})
-    label = f"{operation} ({status})" if status else operation
-    ops[label] = ops.get(label, 0) + 1
 
 
 DETECTION = KeyVaultFailedOperations

@@ -17,7 +17,7 @@ import pytest
 
 from detections import detection_classes
 from phiwatch.config import Settings
-from phiwatch.detect.detection import actor_key
+from phiwatch.detect.grouping import actor_key
 from phiwatch.hosts.replay import replay
 from phiwatch.model import AccessEvent, Alert
 from phiwatch.rules.engine import KqlEngine

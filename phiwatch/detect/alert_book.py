@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from phiwatch.detect.snapshot import snapshot_class
+from phiwatch.detect.snapshot import snapshot_class, upgrades
 from phiwatch.model import MAX_EVIDENCE, AccessEvent, Severity
 
 _ID_NAMESPACE = uuid.UUID("6f1d8f0c-3b7a-4d55-9a43-0c5e2f6b9a10")
@@ -44,7 +44,9 @@ class AlertState:
     actor_username: str | None = None
     src_ips: Counter[str] = field(default_factory=Counter)
     targets: Counter[str] = field(default_factory=Counter)
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The rule's own facts about this alert (its `Facts` dataclass, a snapshot_class): what
+    # it renders beyond the counts above, e.g. the threshold in force when it fired.
+    facts: Any = None
 
     def add(self, time: float, event: AccessEvent) -> None:
         self.add_entry(
@@ -90,6 +92,15 @@ class AlertState:
     @property
     def top_target(self) -> str | None:
         return _top(self.targets)
+
+
+@upgrades(AlertState)
+def _facts_from_extra(fields: dict[str, Any]) -> dict[str, Any]:
+    """v1 snapshots kept a rule's facts in a dict, `extra`; it stays a dict in `facts` until
+    the engine turns it into the rule's Facts (phiwatch.detect.legacy_v1)."""
+    if "extra" in fields and "facts" not in fields:
+        fields["facts"] = fields.pop("extra")
+    return fields
 
 
 def _top(counter: Counter[str]) -> str | None:
@@ -159,3 +170,11 @@ class AlertBook:
 
     def __len__(self) -> int:
         return len(self._open)
+
+    def open_alerts(self) -> list[AlertState]:
+        return list(self._open.values())
+
+    def drop(self, state: AlertState) -> None:
+        """Forget an open alert (one a restored snapshot holds for a rule gone since)."""
+        self._open.pop((state.rule_id, state.key), None)
+        self._changed.pop(state.alert_id, None)

@@ -1,37 +1,35 @@
-"""The contract a streaming detection (one file in `detections/`) implements."""
+"""The contract a streaming detection (one file in `detections/`) implements.
+
+A rule is metadata, its Params, a cheap filter (`applies`), one or more declarations of
+rule kinds (`declare`, phiwatch.detect.kinds) and how to render its alert. It holds no
+state: every declaration says what state it needs (`Part.new_state`) and this base class
+holds it, hands it to the declaration with each event, and snapshots and restores all of
+it, so there is no list of stateful attributes a rule could forget.
+"""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, Generic, TypeVar
 
+import structlog
 from pydantic import BaseModel, ConfigDict
 
-from phiwatch.detect.alert_book import AlertBook, AlertState
+from phiwatch.detect.alert_book import AlertState
+from phiwatch.detect.context import DetectionContext
 from phiwatch.detect.grouping import Grouping
+from phiwatch.detect.kinds.base import Part
 from phiwatch.model import AccessEvent, Alert, Plane, Severity
 
-# What a detection groups its state by (phiwatch/detect/grouping.py), and which source planes
-# it reads. Event routing (two-stage scaling) puts every event of one group on one partition:
-# the registry checks the pair against phiwatch/phievents/routing.py when it loads the rule.
-GroupBy = Grouping
+log = structlog.get_logger("phiwatch.detect")
 
 
 class DetectionParams(BaseModel):
     """Base for a detection's tunables; unknown keys in configuration are an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-@dataclass(slots=True)
-class DetectionContext:
-    book: AlertBook
-    watermark: float
-    # When the record that completed a pattern arrived: the Event Hub enqueued time in
-    # Azure, the event time in a local replay. Deterministic, so replays are identical.
-    arrival: datetime
 
 
 def utc(ts: float) -> datetime:
@@ -42,61 +40,100 @@ def hhmm(ts: float) -> str:
     return utc(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-class Detection(ABC):
+P = TypeVar("P", bound=DetectionParams)
+
+
+class Detection(ABC, Generic[P]):
     rule_id: ClassVar[str]
     rule_name: ClassVar[str]
     severity: ClassVar[Severity]
     tactics: ClassVar[tuple[str, ...]]
     techniques: ClassVar[tuple[str, ...]]
-    group_by: ClassVar[GroupBy]
+    # What the rule's state is keyed by and which source planes it reads: the routing must
+    # put every event of one key on one partition (checked when the registry loads it).
+    group_by: ClassVar[Grouping]
     planes: ClassVar[frozenset[Plane]]
-    # The attributes that hold state (not configuration): what a per-partition snapshot
-    # saves and restores (phiwatch.detect.snapshot encodes their values).
-    state_attrs: ClassVar[tuple[str, ...]]
     Params: ClassVar[type[DetectionParams]]
+    # The rule's facts about one alert (a snapshot_class dataclass), or None.
+    Facts: ClassVar[type | None] = None
 
-    def __init__(self, params: DetectionParams, lateness: float) -> None:
-        self.params = params
+    def __init__(self, params: P, lateness: float) -> None:
+        self.params: P = params
         self.lateness = lateness
+        declared = self.declare()
+        self.parts: tuple[Part, ...] = (
+            tuple(declared) if isinstance(declared, Sequence) else (declared,)
+        )
+        # The state of each part, by part name: the engine-held containers the parts declared.
+        self._held: dict[str, object] = {part.name: part.new_state() for part in self.parts}
+        self._sealed = True
+
+    def __setattr__(self, name: str, value: object) -> None:
+        # State kept on the rule itself would never reach a snapshot: refuse it outright.
+        if getattr(self, "_sealed", False):
+            raise AttributeError(
+                f"{self.rule_id}: a rule keeps no state of its own ({name}); declare a part "
+                "(phiwatch.detect.kinds) whose state the engine holds"
+            )
+        object.__setattr__(self, name, value)
 
     @abstractmethod
     def applies(self, event: AccessEvent) -> bool:
         """Cheap filter: does this event concern the rule at all?"""
 
     @abstractmethod
-    def observe(self, event: AccessEvent, time: float, ctx: DetectionContext) -> None:
-        """Update state with one in-time event; open or enrich alerts through ctx.book."""
-
-    def on_watermark(self, ctx: DetectionContext) -> None:  # noqa: B027 - optional hook
-        """Event time has advanced to ctx.watermark (absence/timeout rules act here)."""
-
-    def on_end(self, ctx: DetectionContext) -> None:  # noqa: B027 - optional hook
-        """The input is finished (local replay): settle anything still pending."""
-
-    @abstractmethod
-    def expire(self, before: float) -> None:
-        """Drop state that no future in-time event can need."""
-
-    @abstractmethod
-    def state_size(self) -> int:
-        """Keys held, for metrics and the bounded-state tests."""
-
-    def state(self) -> dict[str, object]:
-        return {name: getattr(self, name) for name in self.state_attrs}
-
-    def load_state(self, state: dict[str, object]) -> None:
-        for name in self.state_attrs:
-            if name in state:
-                current = getattr(self, name)
-                restored = state[name]
-                # Windows keep the width configured now, not the one at snapshot time.
-                if hasattr(current, "width") and hasattr(restored, "width"):
-                    restored.width = current.width  # type: ignore[attr-defined]
-                setattr(self, name, restored)
+    def declare(self) -> Part | Sequence[Part]:
+        """The rule kinds this rule is made of, configured from `self.params`."""
 
     @abstractmethod
     def render(self, state: AlertState) -> Alert:
         """The analyst-facing alert for an open alert's current state."""
+
+    # ---------------------------------------------------------------- engine-facing
+
+    def observe(self, event: AccessEvent, time: float, ctx: DetectionContext) -> None:
+        """One in-time event that `applies`: every part that takes it updates its state."""
+        for part in self.parts:
+            if part.takes(event):
+                part.observe(self, self._held[part.name], event, time, ctx)
+
+    def on_watermark(self, ctx: DetectionContext) -> None:
+        """Event time has advanced to ctx.watermark (absence parts act here)."""
+        for part in self.parts:
+            part.on_watermark(self, self._held[part.name], ctx)
+
+    def on_end(self, ctx: DetectionContext) -> None:
+        """The input is finished (local replay): settle anything still pending."""
+        for part in self.parts:
+            part.on_end(self, self._held[part.name], ctx)
+
+    def expire(self, before: float) -> None:
+        """Drop state that no future in-time event can need."""
+        for part in self.parts:
+            part.expire(self._held[part.name], before)
+
+    def state_size(self) -> int:
+        """Keys held, for metrics and the bounded-state tests."""
+        return sum(part.size(self._held[part.name]) for part in self.parts)
+
+    def state(self) -> dict[str, object]:
+        return dict(self._held)
+
+    def load_state(self, state: dict[str, object]) -> None:
+        """Adopt restored part states. A part missing from the snapshot (new since) starts
+        empty; one of another type (the part changed kind) is dropped for an empty one."""
+        for part in self.parts:
+            restored = state.get(part.name)
+            if restored is None:
+                continue
+            if type(restored) is not type(self._held[part.name]):
+                log.warning(
+                    "detect snapshot: rule part state of another kind dropped",
+                    rule=self.rule_id,
+                    part=part.name,
+                )
+                continue
+            self._held[part.name] = part.adopt(restored)
 
     def base_alert(self, state: AlertState, **fields: object) -> Alert:
         return Alert(
@@ -120,17 +157,6 @@ class Detection(ABC):
             detected_at=state.detected_at,
             **fields,  # type: ignore[arg-type]
         )
-
-
-def actor_key(event: AccessEvent) -> str | None:
-    """Who did it: Entra object id, else the app id, else the source address."""
-    if event.actor_user_id:
-        return f"oid:{event.actor_user_id}"
-    if event.acting_app_id:
-        return f"app:{event.acting_app_id}"
-    if event.src_ip_addr:
-        return f"ip:{event.src_ip_addr}"
-    return None
 
 
 def actor_label(state: AlertState) -> str:

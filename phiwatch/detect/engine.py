@@ -33,6 +33,7 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
+from phiwatch.detect import legacy_v1
 from phiwatch.detect.alert_book import AlertBook
 from phiwatch.detect.detection import Detection, DetectionContext, utc
 from phiwatch.detect.grouping import Grouping
@@ -299,6 +300,7 @@ class DetectionEngine:
             "anomalies": self.anomalies,
             "refused": self.refused,
             "detections": {d.rule_id: d.state() for d in self.detections},
+            "rules_layout": legacy_v1.LAYOUT,
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -316,6 +318,8 @@ class DetectionEngine:
         self.book = state["book"]
         self.anomalies = state.get("anomalies") or TimeAnomalies()  # older snapshots: none
         self.refused = state.get("refused", 0)
+        if state.get("rules_layout") != legacy_v1.LAYOUT:
+            legacy_v1.upgrade(state, self._by_rule)  # written before rules were declarations
         for rule_id, detection_state in state["detections"].items():
             # A rule removed since the snapshot is dropped; a new one starts empty.
             if rule_id in self._by_rule:

@@ -13,6 +13,7 @@ import dataclasses
 import gzip
 import math
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -29,14 +30,39 @@ class SnapshotError(ValueError):
 
 
 _CLASSES: dict[str, type] = {}
+# Per class: turns the decoded fields of an older layout of it into the current fields.
+_UPGRADES: dict[type, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
 
 def snapshot_class(cls: C) -> C:
     """Allow instances of `cls` (a dataclass or a class with __slots__) in snapshots."""
     if not _field_names(cls):
         raise TypeError(f"{cls.__name__}: only dataclasses and __slots__ classes can be restored")
+    known = _CLASSES.get(cls.__name__)
+    # A snapshot names a class by its bare name, so two state classes may not share one
+    # (e.g. two rules' `Facts`): refused on import, before any snapshot is written.
+    if known is not None and (known.__module__, known.__qualname__) != (
+        cls.__module__,
+        cls.__qualname__,
+    ):
+        raise TypeError(
+            f"{cls.__module__}.{cls.__qualname__}: the snapshot class name "
+            f"'{cls.__name__}' is taken by {known.__module__}.{known.__qualname__}"
+        )
     _CLASSES[cls.__name__] = cls
     return cls
+
+
+def upgrades(cls: type) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]], Any]:
+    """Register how fields a snapshot holds for an older layout of `cls` become today's: a
+    snapshot in Blob outlives the code that wrote it. Called only when the stored field
+    names differ from the current ones; the result must then match them exactly."""
+
+    def register(upgrade: Callable[[dict[str, Any]], dict[str, Any]]) -> Any:
+        _UPGRADES[cls] = upgrade
+        return upgrade
+
+    return register
 
 
 def _field_names(cls: type) -> tuple[str, ...]:
@@ -126,11 +152,16 @@ def _decode(value: Any) -> Any:
         cls = _known(value["$obj"])
         fields = value["fields"]
         names = _field_names(cls)
-        if not isinstance(fields, dict) or set(fields) != set(names):
+        if not isinstance(fields, dict):
             raise SnapshotError(f"snapshot of {cls.__name__} does not hold exactly {names}")
-        obj = cls.__new__(cls)
+        decoded = {k: _decode(v) for k, v in fields.items()}
+        if set(decoded) != set(names) and cls in _UPGRADES:
+            decoded = _UPGRADES[cls](decoded)
+        if set(decoded) != set(names):
+            raise SnapshotError(f"snapshot of {cls.__name__} does not hold exactly {names}")
+        obj: Any = object.__new__(cls)  # fields are set one by one below, __init__ never runs
         for name in names:
-            object.__setattr__(obj, name, _decode(fields[name]))
+            object.__setattr__(obj, name, decoded[name])
         return obj
     return {k: _decode(v) for k, v in value.items()}
 

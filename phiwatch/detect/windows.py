@@ -120,3 +120,8 @@ class KeyedWindows:
 
     def __len__(self) -> int:
         return len(self._keys)
+
+    def rewrite(self, change: Callable[[Any], Any]) -> None:
+        """Replace what every entry keeps by `change(kept)` (a snapshot layout upgrade)."""
+        for _, window in self._keys._states.values():
+            window.entries = [(t, uid, change(kept)) for t, uid, kept in window.entries]
