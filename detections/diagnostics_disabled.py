@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from phiwatch.detect.alert_book import AlertState
-from phiwatch.detect.detection import Detection, DetectionParams, actor_label, hhmm, utc
+from phiwatch.detect.detection import Detection, DetectionParams, actor_label
 from phiwatch.detect.kinds import Absence, SingleEvent
 from phiwatch.detect.snapshot import snapshot_class
+from phiwatch.detect.times import hhmm, utc
 from phiwatch.model import AccessEvent, Alert
 from phiwatch.sources import activity
 from phiwatch.sources.activity import DIAGNOSTIC_SETTINGS, diagnostic_setting_target

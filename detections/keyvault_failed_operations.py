@@ -12,9 +12,10 @@ from dataclasses import dataclass, field
 from pydantic import Field
 
 from phiwatch.detect.alert_book import AlertState
-from phiwatch.detect.detection import Detection, DetectionParams, actor_label, hhmm
+from phiwatch.detect.detection import Detection, DetectionParams, actor_label
 from phiwatch.detect.kinds import EventCount, Then
 from phiwatch.detect.snapshot import snapshot_class
+from phiwatch.detect.times import hhmm
 from phiwatch.model import AccessEvent, Alert
 from phiwatch.sources import keyvault
 

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from pydantic import Field
 
 from phiwatch.detect.alert_book import AlertState
-from phiwatch.detect.detection import Detection, DetectionParams, actor_label, hhmm
+from phiwatch.detect.detection import Detection, DetectionParams, actor_label
 from phiwatch.detect.kinds import ValueCount
 from phiwatch.detect.snapshot import snapshot_class
+from phiwatch.detect.times import hhmm
 from phiwatch.model import AccessEvent, Alert
 
 

@@ -20,8 +20,9 @@ from pydantic import Field
 
 import detections
 from phiwatch.detect.alert_book import AlertState
-from phiwatch.detect.detection import Detection, DetectionContext, DetectionParams, window_anchor
+from phiwatch.detect.detection import Detection, DetectionContext, DetectionParams
 from phiwatch.detect.grouping import Grouping, actor_key, key_of
+from phiwatch.detect.times import window_anchor
 from phiwatch.detect.windows import KeyedWindows
 from phiwatch.model import AccessEvent, Alert, Plane
 from phiwatch.sources.base import NormaliseContext

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from phiwatch.detect.alert_book import alert_id
-from phiwatch.detect.detection import window_anchor
+from phiwatch.detect.times import window_anchor
 from tests.harness import run
 from tests.records import KV_ID, at, fhir, keyvault
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from phiwatch.detect.alert_book import alert_id
-from phiwatch.detect.detection import window_anchor
 from phiwatch.detect.grouping import actor_key
 from phiwatch.detect.testing import RuleHarness, access, instant
+from phiwatch.detect.times import window_anchor
 from phiwatch.sources.activity import DIAGNOSTIC_SETTINGS
 
 T0 = instant("2026-03-02 10:00:00+01:00")

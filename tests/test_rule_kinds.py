@@ -8,7 +8,7 @@ import pytest
 
 import detections
 from phiwatch.detect.alert_book import AlertState, alert_id
-from phiwatch.detect.detection import Detection, DetectionContext, DetectionParams, window_anchor
+from phiwatch.detect.detection import Detection, DetectionContext, DetectionParams
 from phiwatch.detect.grouping import actor_key
 from phiwatch.detect.kinds import (
     Absence,
@@ -21,6 +21,7 @@ from phiwatch.detect.kinds import (
 from phiwatch.detect.kinds.base import enrich, open_alert
 from phiwatch.detect.snapshot import snapshot_class
 from phiwatch.detect.testing import RuleHarness, access, instant
+from phiwatch.detect.times import window_anchor
 from phiwatch.model import AccessEvent, Alert
 
 DAY = "2026-03-02"

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from datetime import UTC, datetime
 from typing import ClassVar, Generic, TypeVar
 
 import structlog
@@ -21,6 +20,7 @@ from phiwatch.detect.alert_book import AlertState
 from phiwatch.detect.context import DetectionContext
 from phiwatch.detect.grouping import Grouping
 from phiwatch.detect.kinds.base import Part
+from phiwatch.detect.times import utc
 from phiwatch.model import AccessEvent, Alert, Plane, Severity
 
 log = structlog.get_logger("phiwatch.detect")
@@ -30,14 +30,6 @@ class DetectionParams(BaseModel):
     """Base for a detection's tunables; unknown keys in configuration are an error."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-def utc(ts: float) -> datetime:
-    return datetime.fromtimestamp(ts, tz=UTC)
-
-
-def hhmm(ts: float) -> str:
-    return utc(ts).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
 P = TypeVar("P", bound=DetectionParams)
@@ -161,8 +153,3 @@ class Detection(ABC, Generic[P]):
 
 def actor_label(state: AlertState) -> str:
     return state.actor_username or state.actor_user_id or state.key.split(":", 1)[-1]
-
-
-def window_anchor(time: float, width: float) -> str:
-    """Window-aligned start of the bucket `time` falls in: the alert id's time component."""
-    return utc(time - (time % width)).isoformat()

@@ -35,9 +35,10 @@ from typing import Any
 
 from phiwatch.detect import legacy_v1
 from phiwatch.detect.alert_book import AlertBook
-from phiwatch.detect.detection import Detection, DetectionContext, utc
+from phiwatch.detect.detection import Detection, DetectionContext
 from phiwatch.detect.grouping import Grouping
 from phiwatch.detect.time_anomaly import FLOOR, TimeAnomalies, anomaly_alert, plausible
+from phiwatch.detect.times import utc
 from phiwatch.model import AccessEvent, Alert
 from phiwatch.phievents.routing import PLANES, plane_of
 

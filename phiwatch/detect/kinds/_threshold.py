@@ -7,10 +7,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from phiwatch.detect.detection import window_anchor
 from phiwatch.detect.grouping import key_of
 from phiwatch.detect.kinds.base import Fold, Kept, Part, always, enrich, kept_of, open_alert
 from phiwatch.detect.kinds.sequence import Then
+from phiwatch.detect.times import window_anchor
 from phiwatch.detect.windows import Entry, KeyedWindows, SlidingWindow
 from phiwatch.model import AccessEvent
 

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from phiwatch.detect.alert_book import AlertState
-from phiwatch.detect.detection import window_anchor
 from phiwatch.detect.grouping import key_of
 from phiwatch.detect.kinds.base import Part, enrich, kept_of, open_alert
+from phiwatch.detect.times import window_anchor
 from phiwatch.detect.windows import KeyedWindows
 from phiwatch.model import AccessEvent, Severity
 
