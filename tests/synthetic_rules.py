@@ -20,10 +20,9 @@ from pydantic import Field
 
 import detections
 from phiwatch.detect.alert_book import AlertState
-from phiwatch.detect.detection import Detection, DetectionContext, DetectionParams
-from phiwatch.detect.grouping import Grouping, actor_key, key_of
-from phiwatch.detect.times import window_anchor
-from phiwatch.detect.windows import KeyedWindows
+from phiwatch.detect.detection import Detection, DetectionParams
+from phiwatch.detect.grouping import Grouping, actor_key
+from phiwatch.detect.kinds import ValueCount
 from phiwatch.model import AccessEvent, Alert, Plane
 from phiwatch.sources.base import NormaliseContext
 
@@ -33,14 +32,14 @@ class BurstParams(DetectionParams):
     window_seconds: float = Field(default=600, gt=0)
 
 
-class KeyedBurst(Detection):
-    """At least `threshold` distinct `distinct(event)` per key within the window."""
+class KeyedBurst(Detection[BurstParams]):
+    """At least `threshold` distinct `distinct(event)` per key within the window: a
+    value_count on the engine (phiwatch.detect.kinds), keyed by the rule's grouping."""
 
     rule_name = "Test burst"
     severity = "Medium"
     tactics = ()
     techniques = ()
-    state_attrs = ("windows",)
     Params = BurstParams
     wants: ClassVar[Callable[[AccessEvent], bool]]
     distinct: ClassVar[Callable[[AccessEvent], str | None]]
@@ -51,54 +50,24 @@ class KeyedBurst(Detection):
             update={**self.defaults, **params.model_dump(exclude_unset=True)}
         )
         super().__init__(params, lateness)
-        self.threshold = params.threshold
-        self.width = params.window_seconds
-        self.windows = KeyedWindows(self.width)
 
     def applies(self, event: AccessEvent) -> bool:
         return type(self).wants(event)
 
-    def observe(self, event: AccessEvent, time: float, ctx: DetectionContext) -> None:
-        key = key_of(self.group_by, event)
-        if key is None:
-            return
-        window = self.windows.window(key, time, ctx.watermark - self.lateness)
-        kept = (type(self).distinct(event), event.src_ip_addr, event.target_resource_id)
-        if not window.add(time, event.event_uid, kept):
-            return  # the same event again: counted once
-        open_alert = ctx.book.open_for(self.rule_id, key, time, self.width)
-        if open_alert is not None:
-            open_alert.add(time, event)
-            ctx.book.changed(open_alert)
-            return
-        entries = window.span(time - self.width, time)
-        if len({value[0] for _, _, value in entries}) < self.threshold:
-            return
-        state = ctx.book.open(
-            self.rule_id,
-            key,
-            anchor=window_anchor(time, self.width),
-            severity=self.severity,
-            detected_at=ctx.arrival,
-            window=(entries[0][0], entries[-1][0]),
+    def declare(self) -> ValueCount:
+        return ValueCount(
+            window=self.params.window_seconds,
+            at_least=self.params.threshold,
+            distinct=type(self).distinct,
+            facts=lambda event: None,
         )
-        for entry_time, uid, (_, ip, target) in entries:
-            if uid != event.event_uid:
-                state.add_entry(entry_time, uid, ip=ip, target=target)
-        state.add(time, event)
-
-    def expire(self, before: float) -> None:
-        self.windows.expire(before)
-
-    def state_size(self) -> int:
-        return len(self.windows)
 
     def render(self, state: AlertState) -> Alert:
         what = f"{state.event_count} events of one {self.group_by} key"
         return self.base_alert(
             state,
             title=f"{self.rule_id}: {what}",
-            description=f"{what} within {self.width:.0f} s ({state.key}).",
+            description=f"{what} within {self.params.window_seconds:.0f} s ({state.key}).",
             reasons=[f"{state.event_count} events, {len(state.src_ips)} source addresses."],
         )
 

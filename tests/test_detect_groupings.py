@@ -12,9 +12,10 @@ import pytest
 
 from phiwatch.config import Settings
 from phiwatch.detect.alert_book import AlertState
-from phiwatch.detect.detection import Detection, DetectionContext, DetectionParams
+from phiwatch.detect.detection import Detection, DetectionParams
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.detect.grouping import Grouping
+from phiwatch.detect.kinds import StatefulRule
 from phiwatch.model import AccessEvent, Alert, Plane
 from phiwatch.phievents.message import EventMessage, decode_message, encode_event
 from phiwatch.wiring import build_detector
@@ -24,36 +25,38 @@ from tests.synthetic_rules import registered
 
 
 class Seen(Detection):
-    """Records every event offered to it; never alerts."""
+    """Records every event offered to it (a stateful part the engine holds); never alerts."""
 
+    rule_id = "seen"
     rule_name = "seen"
     severity = "Low"
     tactics = ()
     techniques = ()
-    state_attrs = ("seen",)
+    group_by = "actor"
+    planes = frozenset({"data"})
     Params = DetectionParams
-
-    def __init__(self, rule_id: str, group_by: Grouping, planes: frozenset[Plane]) -> None:
-        super().__init__(DetectionParams(), 900)
-        self.rule_id = rule_id  # type: ignore[misc]
-        self.group_by = group_by  # type: ignore[misc]
-        self.planes = planes  # type: ignore[misc]
-        self.seen: list[str] = []
 
     def applies(self, event: AccessEvent) -> bool:
         return True
 
-    def observe(self, event: AccessEvent, time: float, ctx: DetectionContext) -> None:
-        self.seen.append(event.event_uid)
+    def declare(self) -> StatefulRule:
+        return StatefulRule(state=list, step=_record)
 
-    def expire(self, before: float) -> None:
-        pass
-
-    def state_size(self) -> int:
-        return len(self.seen)
+    @property
+    def seen(self) -> list[str]:
+        return self.state()["stateful"]  # type: ignore[return-value]
 
     def render(self, state: AlertState) -> Alert:
         raise AssertionError("never alerts")
+
+
+def _record(rule: object, seen: list[str], event: AccessEvent, time: float, ctx: object) -> None:
+    seen.append(event.event_uid)
+
+
+def seen_rule(rule_id: str, group_by: Grouping, planes: frozenset[Plane]) -> Seen:
+    cls = type(rule_id, (Seen,), {"rule_id": rule_id, "group_by": group_by, "planes": planes})
+    return cls(DetectionParams(), 900)
 
 
 DATA: frozenset[Plane] = frozenset({"data"})
@@ -62,9 +65,9 @@ BOTH: frozenset[Plane] = frozenset({"data", "control"})
 
 def rules() -> dict[str, Seen]:
     return {
-        "by-actor": Seen("by-actor", "actor", DATA),
-        "by-patient": Seen("by-patient", "patient", DATA),
-        "by-sub": Seen("by-sub", "subscription", BOTH),
+        "by-actor": seen_rule("by-actor", "actor", DATA),
+        "by-patient": seen_rule("by-patient", "patient", DATA),
+        "by-sub": seen_rule("by-sub", "subscription", BOTH),
     }
 
 
