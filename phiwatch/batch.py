@@ -122,3 +122,14 @@ class BatchResult:
     dead_letters: list[DeadLetter]
     late: int
     health: BatchHealth | None = None  # None for the alerts settled when a replay ends
+
+    @classmethod
+    def empty(cls) -> BatchResult:
+        """Nothing yet: what results are merged into."""
+        return cls(Counts(), [], [], [], 0)
+
+    @classmethod
+    def of_alerts(cls, alerts: Sequence[Alert], late: int = 0) -> BatchResult:
+        """Alerts raised outside a normalize batch (detect, scheduled rules, a settle, the
+        outbox backlog), as the sinks take them: no records, events or health."""
+        return cls(Counts(), [], list(alerts), [], late)

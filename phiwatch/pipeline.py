@@ -225,7 +225,7 @@ class Pipeline:
     def finish(self) -> BatchResult:
         """End of a local replay: settle pending rules, archive and emit what they raise."""
         if self.engine is None:
-            return self._emit(BatchResult(Counts(), [], [], [], 0))
+            return self._emit(BatchResult.empty())
         self.engine.finish()
         alerts = self.engine.changed_alerts()
         if alerts and self._last_stream is not None:
@@ -239,7 +239,7 @@ class Pipeline:
                 settle=True,
             )
         self._commit()
-        return self._emit(BatchResult(Counts(), [], alerts, [], 0))
+        return self._emit(BatchResult.of_alerts(alerts))
 
     def _put_lines(
         self, kind: str, hour: datetime | None, batch_name: str, lines: list[bytes]

@@ -29,7 +29,7 @@ import structlog
 
 from phiwatch.archive.alerts import archive_alerts
 from phiwatch.archive.archive import Archive
-from phiwatch.batch import BatchResult, Counts, Sink, emit_to
+from phiwatch.batch import BatchResult, Sink, emit_to
 from phiwatch.detect import snapshot
 from phiwatch.detect.engine import DetectionEngine, impossible_time
 from phiwatch.detect.state_store import StateConflict, StateStore, state_key
@@ -375,7 +375,7 @@ class DetectProcessor:
         )
 
     def _emit(self, alerts: list[Alert], late: int) -> None:
-        self.sink_failures += emit_to(self.sinks, BatchResult(Counts(), [], alerts, [], late))
+        self.sink_failures += emit_to(self.sinks, BatchResult.of_alerts(alerts, late))
 
 
 def _hub_recreated(messages: Sequence[Any], state: _Partition, generation: str | None) -> bool:

@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 import structlog
 
 from phiwatch.archive.alerts import archive_alerts
-from phiwatch.batch import Batch, BatchResult, Counts, Forwarder, Sink, emit_to
+from phiwatch.batch import Batch, BatchResult, Forwarder, Sink, emit_to
 from phiwatch.config import Settings
 from phiwatch.detect.stage import DetectProcessor, DetectResult
 from phiwatch.detect.state_store import (
@@ -103,7 +103,7 @@ class EventHubBatchProcessor:
 
     def process(self, hub: str, messages: Sequence[EventHubMessage]) -> BatchResult:
         started = time.monotonic()
-        total = BatchResult(Counts(), [], [], [], 0)
+        total = BatchResult.empty()
         groups: dict[str, list[EventHubMessage]] = {}
         for message in messages:
             groups.setdefault(message.partition_id or "0", []).append(message)
@@ -161,7 +161,7 @@ class EventHubBatchProcessor:
         batch = f"outbox-backlog-{hour_of(now):%Y%m%dT%H}-{pending}"
         with self._lock:  # the archive's chains are the batches' too
             archive_alerts(self._pipeline.archive, stream="outbox", base=batch, alerts=[alert])
-        emit_to(self._sinks, BatchResult(Counts(), [], [alert], [], 0))
+        emit_to(self._sinks, BatchResult.of_alerts([alert]))
 
     def _check_inprocess(self, hub: str, partition: str) -> None:
         assert self._inprocess is not None
@@ -236,7 +236,7 @@ class DetectBatchProcessor:
 
     def process(self, hub: str, messages: Sequence[EventHubMessage]) -> BatchResult:
         """The host-facing call (Functions trigger, `phiwatch consume --stage detect`)."""
-        total = BatchResult(Counts(), [], [], [], 0)
+        total = BatchResult.empty()
         for result in self.process_partitions(messages):
             total.counts.events += result.events
             total.alerts.extend(result.alerts)

@@ -21,7 +21,7 @@ import structlog
 
 from phiwatch.archive.alerts import archive_alerts
 from phiwatch.archive.archive import Archive
-from phiwatch.batch import BatchResult, Counts, Sink, emit_to
+from phiwatch.batch import BatchResult, Sink, emit_to
 from phiwatch.detect.state_store import StateConflict, StateStore
 from phiwatch.model import Alert
 from phiwatch.rules.loader import KQL_DIR, discover, load_rules
@@ -97,7 +97,7 @@ class ScheduledRules:
 
     def _emit(self, alerts: list[Alert]) -> None:
         # Archived already: Sentinel's outbox retries what it cannot take now.
-        emit_to(self.sinks, BatchResult(Counts(), [], alerts, [], 0))
+        emit_to(self.sinks, BatchResult.of_alerts(alerts))
 
 
 def backends_from(settings: Any) -> dict[Backend, QueryBackend]:
