@@ -81,19 +81,49 @@ class AccessEvent(_Wire):
     acting_app_id: str | None = None
     acting_app_name: str | None = None
     # A keyed hash of the credential a caller presented without a principal (a SAS signature,
-    # an account key): what ties together requests no identity does. No source fills it yet.
+    # an account key): what ties together requests no identity does.
     credential_id: str | None = None
+    # How the caller authenticated: OAuth, SAS, AccountKey, Anonymous (Storage); the sign-in's
+    # method (password, MFA) for Entra (ASIM LogonMethod).
+    logon_method: str | None = None
+    # Who the application says it acts for (FHIR X-MS-AZUREFHIR-AUDIT-* headers): the actor
+    # only for applications configured as trusted, else kept here as the caller's word.
+    claimed_user_id: str | None = None
+    claimed_username: str | None = None
+    purpose_of_use: str | None = None
     src_ip_addr: str | None = None
     src_geo_country: str | None = None
+    src_geo_region: str | None = None
+    src_geo_city: str | None = None
     src_geo_latitude: float | None = None
     src_geo_longitude: float | None = None
+    src_asn: int | None = Field(default=None, ge=0)  # autonomous system of the address
     http_user_agent: str | None = None
+    # Sign-ins: interactive or not, Entra ID Protection's risk, conditional access outcome.
+    is_interactive: bool | None = None
+    risk_level: str | None = None
+    risk_state: str | None = None
+    conditional_access_status: str | None = None
     target_resource_id: str | None = None
+    # The application signed in to (sign-ins), the user acted on (directory changes, role
+    # assignments: ASIM TargetUserId/TargetUsername).
+    target_app_id: str | None = None
+    target_app_name: str | None = None
+    target_user_id: str | None = None
+    target_username: str | None = None
     dvc_scope_id: str | None = None
+    # A change's properties as compact JSON (ASIM NewValue/OldValue): an Activity Log write's
+    # request or response body, a directory change's modified properties. Bounded in size.
+    new_value: str | None = None
+    old_value: str | None = None
     # PHI extensions
     patient_ref: str | None = None
     record_count: int | None = Field(default=None, ge=0)
+    response_bytes: int | None = Field(default=None, ge=0)  # bytes a read returned (Storage)
     phi_category: PhiCategory = "none"
+    # Data classification the source reports (SQL sensitivity labels) and its top rank.
+    sensitivity_labels: list[str] | None = None
+    sensitivity_rank: int | None = Field(default=None, ge=0)
     source_category: str
     raw_record_ref: str
 

@@ -200,6 +200,12 @@ def _string_fields() -> set[str]:
             fields.add(name)  # an enum: its values are strings
             continue
         args = typing.get_args(info.annotation) or (info.annotation,)
+        # A list of strings counts as text too (SQL sensitivity labels).
+        args = tuple(
+            a
+            for arg in args
+            for a in (typing.get_args(arg) if typing.get_origin(arg) is list else (arg,))
+        )
         if any(arg is str or typing.get_origin(arg) is typing.Literal for arg in args):
             fields.add(name)
     return fields

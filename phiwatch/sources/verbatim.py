@@ -26,6 +26,19 @@ VERBATIM: dict[str, str] = {
     "acting_app_id": "Entra application id (a GUID, which the patterns never touch)",
     "acting_app_name": "application display name",
     "src_geo_country": "country of the caller address",
+    "src_geo_region": "region of the caller address, as the sign-in record gives it",
+    "src_geo_city": "city of the caller address, as the sign-in record gives it",
+    "logon_method": "authentication type or sign-in method",
+    "claimed_username": "the end user an application claims to act for (audit header)",
+    "purpose_of_use": "purpose of use an application claims (audit header)",
+    "risk_level": "Entra ID Protection risk level",
+    "risk_state": "Entra ID Protection risk state",
+    "conditional_access_status": "conditional access outcome",
+    "target_app_name": "display name of the application signed in to",
+    "target_username": "sign-in name of the user acted on (directory change, role assignment)",
+    "new_value": "a change's properties (request/response body, modified properties), JSON",
+    "old_value": "a change's previous properties (directory change), JSON",
+    "sensitivity_labels": "data classification labels the source reports (SQL)",
 }
 
 IDS_AND_ENUMS: dict[str, str] = {
@@ -45,6 +58,9 @@ IDS_AND_ENUMS: dict[str, str] = {
     "src_ip_addr": "a parsed IP address (phiwatch.sources.fields.normalise_ip)",
     "patient_ref": "keyed pseudonym (phiwatch.pseudonym)",
     "credential_id": "keyed hash of a SAS signature or account key, never the secret itself",
+    "claimed_user_id": "Entra object id an application claims to act for (a GUID)",
+    "target_app_id": "Entra application id signed in to (a GUID)",
+    "target_user_id": "Entra object id of the user acted on (a GUID)",
     "phi_category": "enum",
     "source_category": "constant per normaliser",
     "raw_record_ref": "pointer into the archive, made by the pipeline",
@@ -57,4 +73,6 @@ def redact_verbatim(fields: dict[str, Any], redact: Callable[[str], str]) -> dic
         value = fields.get(name)
         if isinstance(value, str):
             fields[name] = redact(value)
+        elif isinstance(value, list):
+            fields[name] = [redact(v) if isinstance(v, str) else v for v in value]
     return fields
