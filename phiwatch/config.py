@@ -26,6 +26,9 @@ DEFAULT_IDENTIFIER_PATTERNS: tuple[str, ...] = (
 )
 
 
+_APP_ID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
+
+
 def default_home() -> Path:
     return Path.home() / ".phiwatch"
 
@@ -137,6 +140,21 @@ class Settings(BaseSettings):
     health_max_batch_age_seconds: int | None = Field(default=None, ge=1)
 
     log_level: str = "INFO"
+
+    # FHIR: application (client) ids, a JSON list, whose X-MS-AZUREFHIR-AUDIT-* headers name
+    # the actor (an EHR calling FHIR on behalf of its signed-in clinician). Any other
+    # application's headers are kept as its claim (ClaimedUserId/ClaimedUsername), never
+    # the actor: a header is whatever the caller chose to send.
+    fhir_trusted_audit_apps: list[str] = Field(default_factory=list)
+
+    @field_validator("fhir_trusted_audit_apps")
+    @classmethod
+    def _app_ids(cls, apps: list[str]) -> list[str]:
+        ids = [app.strip().lower() for app in apps if app.strip()]
+        for app in ids:
+            if not _APP_ID.match(app):
+                raise ValueError("PHIWATCH_FHIR_TRUSTED_AUDIT_APPS: entries must be app ids")
+        return ids
 
     @field_validator("identifier_patterns")
     @classmethod

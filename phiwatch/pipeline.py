@@ -51,12 +51,14 @@ class Pipeline:
         sinks: Sequence[Sink] = (),
         max_record_bytes: int = MAX_RECORD_BYTES,
         forwarder: Forwarder | None = None,
+        fhir_trusted_audit_apps: frozenset[str] = frozenset(),
     ) -> None:
         """With an engine, detections run in this process (local replay, one partition);
         with a forwarder instead, events go to the `detect` stage (two-stage scaling)."""
         if (engine is None) == (forwarder is None):
             raise ValueError("a pipeline needs exactly one of engine and forwarder")
         self.pseudonymizer = pseudonymizer
+        self.fhir_trusted_audit_apps = frozenset(a.lower() for a in fhir_trusted_audit_apps)
         self.engine = engine
         self.forwarder = forwarder
         self._dedupe_clock = float("-inf")
@@ -334,7 +336,10 @@ class Pipeline:
         normaliser = None
         try:
             normaliser = route(record)
-            produced = normaliser.normalise(record, NormaliseContext(self.pseudonymizer, ref))
+            context = NormaliseContext(
+                self.pseudonymizer, ref, fhir_trusted_audit_apps=self.fhir_trusted_audit_apps
+            )
+            produced = normaliser.normalise(record, context)
             produced = [_serialisable(event) for event in produced]
         except RecordSkipped as skip:
             counts.skipped[skip.code] += 1

@@ -241,6 +241,7 @@ def build_pipeline(
         sinks=sinks,
         max_record_bytes=settings.max_record_bytes,
         forwarder=forwarder,
+        fhir_trusted_audit_apps=frozenset(settings.fhir_trusted_audit_apps),
     )
 
 

@@ -17,6 +17,9 @@ NON_TERMINAL_RESULTS = frozenset({"start", "started", "accept", "accepted", "in 
 class NormaliseContext:
     pseudonymizer: Pseudonymizer
     raw_record_ref: str
+    # Application ids (lower case) whose FHIR audit headers name the actor
+    # (PHIWATCH_FHIR_TRUSTED_AUDIT_APPS, phiwatch/sources/fhir.py).
+    fhir_trusted_audit_apps: frozenset[str] = frozenset()
 
     def redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
         """AccessEvent keyword arguments with the text copied from the wire redacted

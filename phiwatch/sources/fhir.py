@@ -1,10 +1,34 @@
-"""FHIR service `AuditLogs` (Azure API for FHIR and the Health Data Services FHIR service)."""
+"""FHIR service `AuditLogs` (Azure API for FHIR and the Health Data Services FHIR service).
+
+`operationName` is `Microsoft.HealthcareApis/services/fhir-R4/<sub-type>` (Azure API for
+FHIR) or `Microsoft.HealthcareApis/workspaces/fhirservices/<sub-type>` (Health Data Services),
+any case; the sub-type is one of the FHIR server's audit sub-types (`SUB_TYPES`).
+
+Custom audit headers: an application calling with its own identity on behalf of a clinician
+can send `X-MS-AZUREFHIR-AUDIT-<name>` headers, which the service adds to the record's
+`properties` property bag as top-level keys (`{"X-MS-AZUREFHIR-AUDIT-USERID": "1234"}`,
+repeated headers joined with ", "; at most 10 headers of 2,048 characters). The open-source
+server's prefix is configurable and some builds use `X-MS-HEALTHCAREAPIS-AUDIT-`: both are
+read, in any case. The headers are the caller's word: the claimed user becomes the actor only
+for applications in `PHIWATCH_FHIR_TRUSTED_AUDIT_APPS`; otherwise the application stays the
+actor and the claim goes to `ClaimedUserId` / `ClaimedUsername`, the purpose of use to
+`PurposeOfUse` in both cases. A record without the headers keeps the token's actor exactly.
+"""
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from typing import Any
+
 from phiwatch.model import AccessEvent, EventType
 from phiwatch.sources.base import NormaliseContext, actor_fields, skip_if_non_terminal
-from phiwatch.sources.fhir_uri import parse_fhir_uri, redacted_object, resource_type_name
+from phiwatch.sources.fhir_uri import (
+    ParsedFhirUri,
+    parse_fhir_uri,
+    redacted_object,
+    resource_type_name,
+)
 from phiwatch.sources.fields import event_result, subscription_of, to_int, to_str
 from phiwatch.sources.phi_category import phi_category
 from phiwatch.sources.record import Record
@@ -14,16 +38,75 @@ PRODUCT = "FHIR Service"
 # Data plane: who read or used what; its detections group by the actor.
 PLANE = "data"
 
-_READS = {"read", "vread", "history", "history-type", "history-instance", "history-system"}
-_TYPES: dict[str, EventType] = {
+# Every audit sub-type of the FHIR server (microsoft/fhir-server
+# src/Microsoft.Health.Fhir.ValueSets/AuditEventSubType.cs) and its ASIM EventType. Reads
+# return PHI (an export or `$everything` in bulk); writes are Create/Set/Delete by what they
+# do to resources (an import creates them, purge-history and bulk-delete remove them);
+# operations that run something without returning records are Execute; configuration and
+# sign-in plumbing is Other.
+SUB_TYPES: dict[str, EventType] = {
     "create": "Create",
+    "conditional-create": "Create",
+    "read": "Read",
+    "vread": "Read",
     "update": "Set",
-    "patch": "Set",
+    "conditional-update": "Set",
     "delete": "Delete",
     "conditional-delete": "Delete",
+    "history": "Read",
+    "history-type": "Read",
+    "history-system": "Read",
+    "history-instance": "Read",
+    "search": "Read",
+    "search-type": "Read",
+    "search-system": "Read",
+    "capabilities": "Read",
+    "smart-on-fhir-authorize": "Other",
+    "smart-on-fhir-callback": "Other",
+    "smart-on-fhir-token": "Other",
+    "bundle-post": "Execute",
     "batch": "Execute",
     "transaction": "Execute",
+    "patch": "Set",
+    "conditional-patch": "Set",
+    "export": "Read",
+    "reindex": "Execute",
+    "convert-data": "Execute",
+    "validate": "Execute",
+    "import": "Create",
+    "member-match": "Read",
+    "everything": "Read",
+    "purge-history": "Delete",
+    "search-parameter-status": "Other",
+    "bulk-delete": "Delete",
+    "bulk-update": "Set",
 }
+# A job's status poll or cancel (`/_operations/<kind>/<id>`, logged with the job's sub-type,
+# or `export` for a bulk-delete job): sub-type `<kind>-status`, never the job itself.
+JOB_STATUS: EventType = "Other"
+# One patient's record opened: what the distinct-patient rules count.
+_RECORD_READS = {"read", "vread", "everything"}
+_SUB_TYPE = re.compile(r"^[a-z][a-z0-9\-]{0,63}$")
+
+_HEADER_PREFIXES = ("x-ms-azurefhir-audit-", "x-ms-healthcareapis-audit-")
+_MAX_HEADERS = 32  # the service accepts 10; more is not its record, and costs nothing more
+_MAX_CLAIM_CHARS = 256
+# Header names (after the prefix, case and `-`/`_` ignored) an application uses for the end
+# user and purpose of use. None is standard; these are the documented example (`USERID`)
+# and the names EHR integrations use.
+_USER_ID_HEADERS = ("userid", "useroid", "userobjectid", "enduserid", "enduseroid", "oid")
+_USERNAME_HEADERS = (
+    "username",
+    "userprincipalname",
+    "upn",
+    "user",
+    "enduser",
+    "endusername",
+    "useremail",
+    "email",
+)
+_PURPOSE_HEADERS = ("purposeofuse", "purpose", "pou", "purposeofusecode")
+_GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 
 def matches(record: Record) -> bool:
@@ -33,10 +116,26 @@ def matches(record: Record) -> bool:
     )
 
 
-def _event_type(interaction: str) -> EventType:
-    if interaction in _READS or interaction.startswith(("search", "$", "capabilities")):
+def sub_type_of(operation_name: str) -> str:
+    """The audit sub-type from either operationName form (`$export` reads as `export`)."""
+    text = operation_name.rsplit("/", 1)[-1].strip().lower().removeprefix("$")
+    return text or "unknown"
+
+
+def event_type_of(sub_type: str) -> EventType:
+    known = SUB_TYPES.get(sub_type)
+    if known is not None:
+        return known
+    # Sub-types this table does not know yet keep the family of their name.
+    if sub_type.startswith(("search", "history")):
         return "Read"
-    return _TYPES.get(interaction, "Other")
+    return "Other"
+
+
+def _classify(sub_type: str, parsed: ParsedFhirUri) -> tuple[str, EventType]:
+    if parsed.job is not None:
+        return f"{parsed.job}-status", JOB_STATUS
+    return sub_type, event_type_of(sub_type)
 
 
 def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
@@ -53,35 +152,45 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     resource_type = (
         resource_type_name(to_str(props.get("fhirResourceType"))) or parsed.resource_type
     )
-    interaction = record.operation_name.rsplit("/", 1)[-1].lower() or "unknown"
+    logged = sub_type_of(record.operation_name)
+    sub_type, event_type = _classify(logged, parsed)
+    if not _SUB_TYPE.match(sub_type):
+        sub_type = "unknown"  # an odd name is no vocabulary, and may name someone
     resource_id = record.resource_id
     namespace = resource_id or "unknown-fhir-service"
 
     def ref(patient_id: str) -> str:
         return ctx.pseudonymizer.patient_ref(namespace, patient_id)
 
-    patient_refs: list[str | None] = [ref(p) for p in parsed.patient_ids] or [None]
+    patient_refs: list[str | None] = [ref(p) for p in parsed.patient_ids]
+    # A search by business identifier (an MRN) names the patient in the identifier system's
+    # own namespace: the same MRN gives the same PatientRef whichever service was asked.
+    patient_refs += [ctx.pseudonymizer.patient_ref(ns, value) for ns, value in parsed.identifiers]
+    patient_refs = list(dict.fromkeys(patient_refs)) or [None]
+    has_patient = bool(parsed.patient_ids or parsed.identifiers)
+    claims = record.claims()
     common = ctx.redacted(
         {
             "time_generated": time,
             "event_original_uid": record.text("correlationid"),
-            "event_type": _event_type(interaction),
-            "event_sub_type": interaction,
+            "event_type": event_type,
+            "event_sub_type": sub_type,
             "event_result": result,
             "event_result_details": str(status) if status is not None else result_type,
             "event_product": PRODUCT,
-            "operation": record.operation_name or interaction,
+            "operation": record.operation_name or sub_type,
             "object": redacted_object(parsed, ref) or resource_type,
             "object_type": "Other",
             "src_ip_addr": record.caller_ip(),
             "http_user_agent": to_str(props.get("userAgent") or props.get("UserAgent")),
             "target_resource_id": resource_id or None,
             "dvc_scope_id": subscription_of(resource_id),
-            "record_count": 1 if interaction in {"read", "vread"} and result == "Success" else None,
-            "phi_category": phi_category(resource_type, parsed.patient_ids != ()),
+            "record_count": 1 if sub_type in _RECORD_READS and result == "Success" else None,
+            "phi_category": phi_category(resource_type, has_patient),
             "source_category": "AuditLogs",
             "raw_record_ref": ctx.raw_record_ref,
-            **actor_fields(record.claims()),
+            **actor_fields(claims),
+            **_claimed_fields(props, record, claims.app_id, ctx.fhir_trusted_audit_apps),
         }
     )
     # One event per patient named: a search over `_id=a,b,c` is three patients' records,
@@ -94,3 +203,67 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
         )
         for i, patient in enumerate(patient_refs)
     ]
+
+
+# ------------------------------------------------------------------ audit headers
+
+
+def audit_headers(props: dict[str, Any], record: Record) -> dict[str, str]:
+    """`X-MS-AZUREFHIR-AUDIT-*` values by their lower-cased name after the prefix, with `-`
+    and `_` removed: from the property bag (where the service writes them), one nested
+    object of it, or the record's top level (a re-shaped export)."""
+    found: dict[str, str] = {}
+    places: list[dict[str, Any]] = [props]
+    places += [v for v in list(props.values())[:64] if isinstance(v, dict)]
+    places.append(record.fields)
+    for place in places:
+        for key, value in list(place.items())[:256]:
+            if len(found) >= _MAX_HEADERS:
+                return found
+            if not isinstance(key, str):
+                continue
+            lowered = key.lower()
+            prefix = next((p for p in _HEADER_PREFIXES if lowered.startswith(p)), None)
+            text = to_str(value)
+            if prefix is None or text is None:
+                continue
+            header = re.sub(r"[-_\s]", "", lowered[len(prefix) :])
+            found.setdefault(header, text)
+    return found
+
+
+def _clean(text: str | None) -> str | None:
+    """A claimed name as an analyst may see it: no control or bidirectional-override
+    characters (a U+202E would reverse an alert title), bounded."""
+    if text is None:
+        return None
+    text = "".join(c for c in text if unicodedata.category(c) not in {"Cc", "Cf"})
+    return text.strip()[:_MAX_CLAIM_CHARS] or None
+
+
+def _claimed_fields(
+    props: dict[str, Any], record: Record, app_id: str | None, trusted: frozenset[str]
+) -> dict[str, Any]:
+    headers = audit_headers(props, record)
+    if not headers:
+        return {}  # no headers: the token's actor and nothing else, exactly as before
+    values = [_clean(headers.get(n)) for n in (*_USER_ID_HEADERS, *_USERNAME_HEADERS)]
+    guids = [v.lower() for v in values if v and _GUID.match(v)]
+    user_id = guids[0] if guids else None
+    user_name = next((v for v in values if v and not _GUID.match(v)), None)
+    purpose = next((c for n in _PURPOSE_HEADERS if (c := _clean(headers.get(n)))), None)
+    fields: dict[str, Any] = {
+        "claimed_user_id": user_id,
+        "claimed_username": user_name,
+        "purpose_of_use": purpose,
+    }
+    if app_id and app_id in trusted and (user_id or user_name):
+        # A trusted application's end user is the actor (its own id stays the acting app):
+        # an Entra object id when the app sends one, else the app's own user id, so per-user
+        # rules group that user's reads. A sign-in name is kept only with an '@' (a UPN).
+        fields |= {
+            "actor_user_id": user_id or user_name,
+            "actor_username": user_name if user_name and "@" in user_name else None,
+            "actor_user_type": "Regular",
+        }
+    return fields

@@ -6,6 +6,21 @@ as `Patient/<id>` (read, compartment `Patient/<id>/Observation`, history, `$ever
 `subject=Patient/<id>`, `subject:Patient=<id>`, `patient._id=<id>`, `Patient?_id=a,b`, a
 bare `?Patient/<id>`).
 
+A search by business identifier names a patient too, by `system|value` rather than by FHIR
+id: `Patient?identifier=<system>|<value>` (and `Patient/_search?...`, conditional update and
+delete on the same URI), the chained `patient.identifier=`, `subject:Patient.identifier=`,
+`patient:Patient.identifier=`, `beneficiary.identifier=`, the reference modifier
+`patient:identifier=` (the identifier written in the reference), and
+`Patient?identifier:of-type=<type system>|<type code>|<value>`. These are `identifiers` (system,
+value), kept apart from FHIR ids because they live in another namespace (see
+`identifier_namespace`). A bare `subject.identifier=` is not one: `subject` may be a Group or
+a Device, and only typed references count (as for `subject=<id>`).
+
+Bulk operations and their job status: `$export` (system), `Patient/$export`,
+`Group/<id>/$export` are `operation` `$export`; `/_operations/<kind>/<id>` (the status poll
+or cancel of an export, import, reindex or bulk-delete job) is a `job` of that kind, never
+the operation itself.
+
 The URI is percent-decoded until it no longer changes (bounded) before it is split, so an
 encoded `=`, `?`, `&` or `/` (`patient%3D1`, `Patient%252F1`) is read the way the service
 read it. The object name is built from what was recognised, never copied: resource types,
@@ -32,8 +47,20 @@ _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z_.\-]{0,63}$")
 _PATIENT_REFERENCE = re.compile(r"(?i)(?<![a-z])patient/")
 _PATIENT_PARAMS = {"patient", "beneficiary"}
 _MAX_DECODE_ROUNDS = 5
+# System-level paths with no resource type in front: `/$export`, `/_history`, `/metadata`,
+# `/_operations/export/<id>`. The base path (`/fhir/`, `/R4/`) is skipped up to one of these
+# or to the first resource type.
+_SYSTEM_KEYWORDS = {"_history", "_search", "_operations", "metadata"}
+_JOB_KIND = re.compile(r"^[a-z][a-z\-]{0,31}$")
+# A URI names at most this many identifiers: a search for thousands is one bulk lookup, and
+# the bound keeps a hostile query from costing more than a page of pseudonyms.
+_MAX_IDENTIFIERS = 1000
+# FHIR token search escapes `|`, `,` and `$` with a backslash (R4 §3.1.1.5.7 "escaping").
+_UNESCAPED_COMMA = re.compile(r"(?<!\\),")
+_UNESCAPED_BAR = re.compile(r"(?<!\\)\|")
+_ESCAPE = re.compile(r"\\([\\|,$])")
 
-SegmentKind = Literal["type", "operation", "keyword", "patient", "id", "version"]
+SegmentKind = Literal["type", "operation", "keyword", "patient", "id", "version", "job"]
 
 
 @dataclass(slots=True, frozen=True)
@@ -42,6 +69,19 @@ class ParsedFhirUri:
     patient_ids: tuple[str, ...]
     path_segments: tuple[tuple[SegmentKind, str], ...]  # text kept only for types/operations
     query_params: tuple[tuple[str, str | None], ...]  # (parameter name, patient id it names)
+    # (namespace, value) of each patient business identifier searched for; the namespace is
+    # `identifier_namespace(system)` (never the FHIR service's).
+    identifiers: tuple[tuple[str, str], ...] = ()
+    operation: str | None = None  # the last `$operation` in the path (`$export`, `$everything`)
+    job: str | None = None  # `export` for `/_operations/export/<id>`: a job's status, not a start
+
+
+def identifier_namespace(system: str) -> str:
+    """The pseudonym namespace of a patient identifier system: `fhir-identifier:<system>`
+    with the system exactly as the search wrote it (empty when it names none: `value` or
+    `|value`); `of-type` searches use `fhir-identifier-type:<type system>|<type code>`.
+    Pseudonymizer.patient_ref lower-cases namespaces; the value is kept as written."""
+    return f"fhir-identifier:{system}"
 
 
 def resource_type_name(text: str | None) -> str | None:
@@ -58,23 +98,33 @@ def parse_fhir_uri(uri: str) -> ParsedFhirUri:
         path = path.split("://", 1)[1].partition("/")[2]  # drop scheme and host
     segments = [s.split(";", 1)[0].strip() for s in path.split("/")]
     segments = [s for s in segments if s]
-    # Skip any base path ("/fhir/", "/R4/") to the first resource type.
-    start = next((i for i, s in enumerate(segments) if _path_type(s)), len(segments))
+    # Skip any base path ("/fhir/", "/R4/") to the first resource type or system path.
+    start = next((i for i, s in enumerate(segments) if _starts_path(s)), len(segments))
     ids: list[str] = []
-    resource_type, path_segments = _walk_path(segments[start:], ids)
+    job = None
+    if start < len(segments) and segments[start] == "_operations":
+        job, path_segments = _job_path(segments[start + 1 :])
+        resource_type = None
+    else:
+        resource_type, path_segments = _walk_path(segments[start:], ids)
     type_level = bool(path_segments) and path_segments[-1] in (
         ("type", resource_type),
         ("keyword", "_search"),
     )
     id_search = resource_type == "Patient" and type_level
     params: list[tuple[str, str | None]] = []
+    identifiers: list[tuple[str, str]] = []
     for key, value in parse_qsl(query, keep_blank_values=True):
-        params.append(_query_param(key.strip(), value, id_search, ids))
+        params.append(_query_param(key.strip(), value, id_search, ids, identifiers))
+    operations = [text for kind, text in path_segments if kind == "operation"]
     return ParsedFhirUri(
         resource_type=resource_type,
         patient_ids=tuple(dict.fromkeys(ids)),
         path_segments=tuple(path_segments),
         query_params=tuple(dict.fromkeys(params)),
+        identifiers=tuple(dict.fromkeys(identifiers))[:_MAX_IDENTIFIERS],
+        operation=operations[-1] if operations else None,
+        job=job,
     )
 
 
@@ -89,6 +139,19 @@ def _decoded(text: str) -> str:
             break
         text = decoded
     return text
+
+
+def _starts_path(segment: str) -> bool:
+    return bool(_path_type(segment)) or segment.startswith("$") or segment in _SYSTEM_KEYWORDS
+
+
+def _job_path(segments: list[str]) -> tuple[str, list[tuple[SegmentKind, str]]]:
+    """`_operations/<kind>/<id>`: the kind is kept when it is a plain word, the id never."""
+    kind = segments[0].lower() if segments else ""
+    kind = kind if _JOB_KIND.match(kind) else "operation"
+    out: list[tuple[SegmentKind, str]] = [("keyword", "_operations"), ("job", kind)]
+    out.extend(("id", "") for _ in segments[1:2])
+    return kind, out
 
 
 def _path_type(segment: str) -> str | None:
@@ -113,7 +176,7 @@ def _walk_path(
         elif segment == "_history":
             out.append(("keyword", segment))
             expect = "version"
-        elif _KEYWORD.match(segment):
+        elif _KEYWORD.match(segment) or (segment == "metadata" and not out):
             out.append(("keyword", segment))
             expect = "id"
         elif expect == "version":
@@ -133,8 +196,15 @@ def _walk_path(
     return context, out
 
 
-def _query_param(key: str, value: str, id_search: bool, ids: list[str]) -> tuple[str, str | None]:
-    """Record the patient ids one search parameter names; return how it is shown."""
+def _query_param(
+    key: str,
+    value: str,
+    id_search: bool,
+    ids: list[str],
+    identifiers: list[tuple[str, str]],
+) -> tuple[str, str | None]:
+    """Record the patient ids and identifiers one search parameter names; return how it is
+    shown (its name only: the value, an id or an MRN, never is)."""
     if "/" in key or not _PARAM_NAME.match(key.partition(":")[0]):
         # Not a parameter name: a bare reference (`?Patient/1`) or something unknown.
         found = _reference_ids(key)
@@ -144,6 +214,10 @@ def _query_param(key: str, value: str, id_search: bool, ids: list[str]) -> tuple
     base, _, modifier = head.partition(":")
     base, modifier, chain = base.lower(), modifier.lower(), chain.lower()
     names_patient = base in _PATIENT_PARAMS or (base == "subject" and modifier == "patient")
+    if _names_identifier(base, modifier, chain, names_patient, id_search):
+        if len(identifiers) < _MAX_IDENTIFIERS:
+            identifiers.extend(_identifiers(value, of_type=modifier == "of-type"))
+        return (key.partition(":")[0], None)
     for raw_item in value.split(","):
         item = raw_item.strip()
         if not item:
@@ -161,6 +235,39 @@ def _query_param(key: str, value: str, id_search: bool, ids: list[str]) -> tuple
         if patient:
             ids.append(patient)
     return (key.partition(":")[0], None)
+
+
+def _names_identifier(
+    base: str, modifier: str, chain: str, names_patient: bool, id_search: bool
+) -> bool:
+    if base == "identifier":
+        # `Patient?identifier=`; on any other type it is that resource's own identifier.
+        return id_search and modifier in {"", "of-type"}
+    if not names_patient:
+        return False
+    # `patient.identifier`, `subject:Patient.identifier`: a chain to the patient's identifier;
+    # `patient:identifier`: the identifier written in the reference itself.
+    return chain == "identifier" or (modifier == "identifier" and not chain)
+
+
+def _identifiers(value: str, *, of_type: bool) -> list[tuple[str, str]]:
+    """(namespace, value) per comma-separated token (`system|value`, `|value`, `value`)."""
+    found = []
+    for item in _UNESCAPED_COMMA.split(value)[:_MAX_IDENTIFIERS]:
+        parts = [_ESCAPE.sub(r"\1", p).strip() for p in _UNESCAPED_BAR.split(item)]
+        if of_type:
+            if len(parts) != 3:
+                continue
+            namespace = f"fhir-identifier-type:{parts[0]}|{parts[1]}"
+        elif len(parts) == 1:
+            namespace = identifier_namespace("")
+        elif len(parts) == 2:
+            namespace = identifier_namespace(parts[0])
+        else:
+            continue  # not a token: `a|b|c` searches nothing
+        if parts[-1]:
+            found.append((namespace, parts[-1]))
+    return found
 
 
 def _reference_ids(text: str) -> list[str]:
@@ -191,6 +298,8 @@ def redacted_object(parsed: ParsedFhirUri, patient_ref: Callable[[str], str]) ->
             out.append("{id}")
         elif kind == "version":
             out.append("{version}")
+        elif kind == "job":
+            out.append(text)
         else:
             out.append(text)
     rendered = "/".join(out)
