@@ -110,6 +110,34 @@ def fhir(
     }
 
 
+EHR_APP_ID = "55555555-aaaa-4bbb-8ccc-000000000005"
+
+
+def fhir_on_behalf(
+    seconds: float = 0,
+    *,
+    headers: dict[str, str] | None = None,
+    app_id: str = EHR_APP_ID,
+    app_oid: str = "66666666-aaaa-4bbb-8ccc-000000000006",
+    path: str = "Patient/123",
+    interaction: str = "read",
+    operation_prefix: str = "Microsoft.HealthcareApis/workspaces/fhirservices",
+) -> dict[str, Any]:
+    """An EHR application's own token (app id, no UPN) calling FHIR for a clinician, with
+    the X-MS-AZUREFHIR-AUDIT-* headers in the property bag, where the service puts them."""
+    record = fhir(seconds, path=path, interaction=interaction, oid=app_oid, upn=None)
+    record["identity"]["claims"] |= {"appid": app_id, "idtyp": "app"}
+    record["operationName"] = f"{operation_prefix}/{interaction}"
+    if headers is None:
+        headers = {
+            "X-MS-AZUREFHIR-AUDIT-USERID": "77777777-aaaa-4bbb-8ccc-000000000007",
+            "X-MS-AZUREFHIR-AUDIT-USERNAME": "carol.doctor@contoso-health.org",
+            "X-MS-AZUREFHIR-AUDIT-PURPOSEOFUSE": "TREAT",
+        }
+    record["properties"] |= headers
+    return record
+
+
 def activity(
     seconds: float = 0,
     *,

@@ -180,6 +180,8 @@ def source_records() -> list[dict[str, Any]]:
         records.keyvault(1, status=403, long_claims=True, upn="bob@contoso-health.org"),
         records.fhir(2),
         records.fhir(3, path="Observation?patient=123", interaction="search"),
+        records.fhir(3, path="Patient?identifier=urn:oid:1.2|4471992", interaction="search-type"),
+        records.fhir_on_behalf(3),
         records.activity(4),
         records.activity(
             5,

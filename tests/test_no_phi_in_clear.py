@@ -288,3 +288,24 @@ def test_sentinel_rows_carry_no_identifier_end_to_end(logs_ingestion, tmp_path):
     assert {row.get("PatientRef") for row in rows} - {None} == {
         load_pseudonymizer(Settings()).patient_ref(NAMESPACE, PID)
     }
+
+
+def test_fhir_identifier_searches_and_audit_headers_carry_no_mrn_end_to_end(tmp_path):
+    """An MRN searched for (`identifier=system|MRN`, chained) or sent in an audit header
+    reaches no event, dead-letter or alert; the searches still name their patient."""
+    from tests.harness import run
+    from tests.records import fhir_on_behalf
+
+    digits = "9931177"  # an MRN as EHRs send it: digits only, no "MRN" prefix
+    records = [
+        fhir(1, path=f"Patient?identifier=urn:oid:1.2.3|{digits}", interaction="search-type"),
+        fhir(2, path=f"Observation?patient.identifier=urn:oid:1.2.3|{digits}"),
+        fhir(3, path=f"Observation?subject:Patient.identifier=urn:oid:1.2.3%7C{digits}"),
+        fhir_on_behalf(4, headers={"X-MS-AZUREFHIR-AUDIT-USERNAME": f"lookup {MRN}"}),
+    ]
+    sink = run(records, tmp_path)
+    assert len(sink.events) == 4 and not sink.dead
+    text = "".join(e.to_json().decode() for e in sink.events)
+    text += "".join(a.to_json().decode() for a in sink.alerts.values())
+    assert digits not in text and MRN.lower() not in text.lower()
+    assert len({e.patient_ref for e in sink.events[:3]}) == 1
