@@ -272,12 +272,13 @@ def _role_name(values: dict[str, Any]) -> str | None:
 
 
 def _object_name(targets: list[dict[str, Any]]) -> str | None:
-    """What was changed, named: a role target, else the first target; a user by sign-in name
-    (never by display name, which is a person's name), else by id."""
+    """What was changed, named: a role target, else the first target. A user is named by
+    its type only: never by display name (a person's name); who it is is in TargetUserId and
+    TargetUsername, which the identifier patterns leave whole, where Object would not."""
     ordered = sorted(targets[:_MAX_ITEMS], key=lambda t: _type(t) != "role")
     for target in ordered:
         if _type(target) == "user":
-            named = _upn(target.get("userPrincipalName")) or entra_id(target.get("id"))
+            named = "User"
         else:
             named = to_str(target.get("displayName")) or entra_id(target.get("id"))
         if named:
