@@ -278,9 +278,8 @@ def _object_name(targets: list[dict[str, Any]]) -> str | None:
     ordered = sorted(targets[:_MAX_ITEMS], key=lambda t: _type(t) != "role")
     for target in ordered:
         if _type(target) == "user":
-            named = "User"
-        else:
-            named = to_str(target.get("displayName")) or entra_id(target.get("id"))
+            return "User"
+        named = to_str(target.get("displayName")) or entra_id(target.get("id"))
         if named:
             return named[:_MAX_VALUE_CHARS]
     return None
