@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -185,4 +186,230 @@ def activity(
             },
         },
         "properties": props,
+    }
+
+
+TENANT = "9b1c7e2a-5555-4ddd-8eee-666677778888"
+AADIAM_ID = f"/tenants/{TENANT}/providers/Microsoft.aadiam"
+
+
+def signin(
+    seconds: float = 0,
+    *,
+    category: str = "SignInLogs",
+    result: str | None = "0",
+    user_id: str = "55555555-aaaa-4bbb-8ccc-000000000005",
+    upn: str = "carol.doctor@contoso-health.org",
+    ip: str = "198.51.100.7",
+    latitude: float | str | None = 47.6062,
+    longitude: float | str | None = -122.3321,
+    country: str = "US",
+    city: str = "Seattle",
+    asn: int | str | None = 8075,
+    interactive: bool | str | None = True,
+    risk_during: str = "none",
+    risk_aggregated: str = "none",
+    risk_state: str = "none",
+    conditional_access: str = "success",
+    requirement: str = "multiFactorAuthentication",
+    methods: tuple[str, ...] = ("Password", "Mobile app notification"),
+    app_id: str = "c44b4083-3bb0-49c1-b47d-974e53cbdf3c",
+    app_name: str = "Azure Portal",
+) -> dict[str, Any]:
+    """A user sign-in (interactive or not), Event Hubs form (azure-formats.md §2f)."""
+    code = int(result) if result is not None and result.lstrip("-").isdigit() else 0
+    props: dict[str, Any] = {
+        "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"signin-{seconds}-{upn}")),
+        "createdDateTime": at(seconds).isoformat(),
+        "userDisplayName": "Carol Doctor",
+        "userPrincipalName": upn,
+        "userId": user_id,
+        "userType": "Member",
+        "appId": app_id,
+        "appDisplayName": app_name,
+        "ipAddress": ip,
+        "clientAppUsed": "Browser",
+        "userAgent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64)",
+        "correlationId": f"corr-signin-{seconds}",
+        "conditionalAccessStatus": conditional_access,
+        "authenticationRequirement": requirement,
+        "authenticationDetails": [
+            {"authenticationMethod": m, "succeeded": code == 0} for m in methods
+        ],
+        "status": {"errorCode": code, "failureReason": "Invalid username or password."}
+        if code
+        else {"errorCode": 0},
+        "riskLevelDuringSignIn": risk_during,
+        "riskLevelAggregated": risk_aggregated,
+        "riskState": risk_state,
+        "riskDetail": "none",
+        "location": {
+            "city": city,
+            "state": "Washington",
+            "countryOrRegion": country,
+            "geoCoordinates": {"latitude": latitude, "longitude": longitude},
+        },
+        "resourceDisplayName": "Windows Azure Service Management API",
+        "resourceId": "797f4846-ba00-4fd7-ba43-dac1f8f63013",
+    }
+    if interactive is not None:
+        props["isInteractive"] = interactive
+    if asn is not None:
+        props["autonomousSystemNumber"] = asn
+    record: dict[str, Any] = {
+        "time": iso(at(seconds)),
+        "resourceId": AADIAM_ID,
+        "operationName": "Sign-in activity",
+        "operationVersion": "1.0",
+        "category": category,
+        "tenantId": TENANT,
+        "resultSignature": "None",
+        "resultDescription": "Invalid username or password." if code else "",
+        "durationMs": 0,
+        "callerIpAddress": ip,
+        "correlationId": f"corr-signin-{seconds}",
+        "identity": "Carol Doctor",
+        "Level": 4,
+        "location": country,
+        "properties": props,
+    }
+    if result is not None:
+        record["resultType"] = result
+    return record
+
+
+def workload_signin(
+    seconds: float = 0,
+    *,
+    category: str = "ServicePrincipalSignInLogs",
+    result: str = "0",
+    principal_id: str = "66666666-aaaa-4bbb-8ccc-000000000006",
+    app_id: str = "77777777-aaaa-4bbb-8ccc-000000000007",
+    principal_name: str = "ehr-integration",
+    ip: str = "20.50.1.2",
+) -> dict[str, Any]:
+    """A service principal or managed identity sign-in (no user; `userId` null)."""
+    return {
+        "time": iso(at(seconds)),
+        "resourceId": AADIAM_ID,
+        "operationName": "Sign-in activity",
+        "operationVersion": "1.0",
+        "category": category,
+        "tenantId": TENANT,
+        "resultType": result,
+        "resultSignature": "None",
+        "durationMs": 0,
+        "callerIpAddress": ip,
+        "correlationId": f"corr-wsignin-{seconds}",
+        "Level": 4,
+        "location": "US",
+        "properties": {
+            "id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"wsignin-{seconds}-{principal_id}")),
+            "createdDateTime": at(seconds).isoformat(),
+            "userId": None,
+            "appId": app_id,
+            "ipAddress": ip,
+            "status": {"errorCode": int(result)},
+            "location": {
+                "city": "",
+                "state": "",
+                "countryOrRegion": "",
+                "geoCoordinates": {"latitude": 0.0, "longitude": 0.0},
+            },
+            "conditionalAccessStatus": "notApplied",
+            "isInteractive": False,
+            "riskLevelAggregated": "low",
+            "riskLevelDuringSignIn": "low",
+            "riskState": "none",
+            "resourceDisplayName": "Azure Key Vault",
+            "resourceId": "cfa8b339-82a2-471a-a3c9-0fc0be7a4093",
+            "servicePrincipalName": principal_name,
+            "servicePrincipalId": principal_id,
+        },
+    }
+
+
+GLOBAL_ADMIN_TEMPLATE = "62e90394-69f5-4237-9190-012177145e10"
+
+
+def entra_audit(
+    seconds: float = 0,
+    *,
+    activity: str = "Add member to role",
+    category: str = "RoleManagement",
+    service: str = "Core Directory",
+    operation_type: str = "Assign",
+    result: str = "success",
+    actor_upn: str | None = "mallory.admin@contoso-health.org",
+    actor_id: str = "44444444-aaaa-4bbb-8ccc-000000000004",
+    app_name: str | None = None,
+    target_id: str = "55555555-aaaa-4bbb-8ccc-000000000005",
+    target_upn: str = "carol.doctor@contoso-health.org",
+    role: str = "Global Administrator",
+    role_template: str = GLOBAL_ADMIN_TEMPLATE,
+    extra_properties: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """An Entra directory audit record (role assignment by default), Event Hubs form."""
+    if app_name is not None:
+        initiated: dict[str, Any] = {
+            "app": {
+                "appId": None,
+                "displayName": app_name,
+                "servicePrincipalId": "88888888-aaaa-4bbb-8ccc-000000000008",
+                "servicePrincipalName": None,
+            }
+        }
+    else:
+        initiated = {
+            "user": {
+                "id": actor_id,
+                "displayName": None,
+                "userPrincipalName": actor_upn,
+                "ipAddress": "203.0.113.50",
+            }
+        }
+    modified = [
+        {"displayName": "Role.ObjectID", "oldValue": None, "newValue": '"d7f1e2a0-role-obj"'},
+        {"displayName": "Role.DisplayName", "oldValue": None, "newValue": json.dumps(role)},
+        {"displayName": "Role.TemplateId", "oldValue": None, "newValue": json.dumps(role_template)},
+        {"displayName": "Role.WellKnownObjectName", "oldValue": None, "newValue": '"TenantAdmins"'},
+        *(extra_properties or []),
+    ]
+    return {
+        "time": iso(at(seconds)),
+        "resourceId": AADIAM_ID,
+        "operationName": activity,
+        "operationVersion": "1.0",
+        "category": "AuditLogs",
+        "tenantId": TENANT,
+        "resultSignature": "None",
+        "durationMs": 0,
+        "callerIpAddress": "203.0.113.50",
+        "correlationId": f"corr-aad-{seconds}",
+        "identity": app_name or "Mallory Admin",
+        "Level": 4,
+        "properties": {
+            "id": f"Directory_corr-aad-{seconds}",
+            "category": category,
+            "correlationId": f"corr-aad-{seconds}",
+            "result": result,
+            "resultReason": "",
+            "activityDisplayName": activity,
+            "activityDateTime": at(seconds).isoformat(),
+            "loggedByService": service,
+            "operationType": operation_type,
+            "initiatedBy": initiated,
+            "targetResources": [
+                {
+                    "id": target_id,
+                    "displayName": None,
+                    "type": "User",
+                    "userPrincipalName": target_upn,
+                    "modifiedProperties": modified,
+                    "administrativeUnits": [],
+                },
+                {"id": "d7f1e2a0-role-obj", "displayName": role, "type": "Role"},
+            ],
+            "additionalDetails": [],
+        },
     }

@@ -188,6 +188,10 @@ def source_records() -> list[dict[str, Any]]:
             operation="MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/WRITE",
             request_body=json.dumps({"properties": {"logs": [{"enabled": False}]}}),
         ),
+        records.signin(6),
+        records.signin(7, category="NonInteractiveUserSignInLogs", result="50126"),
+        records.workload_signin(8, category="ManagedIdentitySignInLogs"),
+        records.entra_audit(9),
     ]
 
 

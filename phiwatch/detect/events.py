@@ -10,13 +10,15 @@ from datetime import datetime
 from typing import Any
 
 from phiwatch.model import AccessEvent, EventResult, EventType
-from phiwatch.sources import activity, fhir, keyvault
+from phiwatch.sources import activity, entra_audit, fhir, keyvault, signins
 
 # Product → (the source category its events carry, the event type of a plain access).
 _PRODUCTS: dict[str, tuple[str, EventType]] = {
     fhir.PRODUCT: ("AuditLogs", "Read"),
     keyvault.PRODUCT: ("AuditEvent", "Read"),
     activity.PRODUCT: ("Administrative", "Set"),
+    signins.PRODUCT: ("SignInLogs", "Logon"),
+    entra_audit.PRODUCT: ("AuditLogs", "Create"),
 }
 
 

@@ -180,7 +180,7 @@ def _parse_properties(value: Any) -> dict[str, Any]:
         for candidate in (text, _sanitise(text)):
             try:
                 parsed = json.loads(candidate)
-            except ValueError:
+            except (ValueError, RecursionError):  # "[[[[…" deeper than the parser goes
                 continue
             if isinstance(parsed, dict):
                 return parsed

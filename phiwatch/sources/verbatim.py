@@ -35,7 +35,6 @@ VERBATIM: dict[str, str] = {
     "risk_state": "Entra ID Protection risk state",
     "conditional_access_status": "conditional access outcome",
     "target_app_name": "display name of the application signed in to",
-    "target_username": "sign-in name of the user acted on (directory change, role assignment)",
     "new_value": "a change's properties (request/response body, modified properties), JSON",
     "old_value": "a change's previous properties (directory change), JSON",
     "sensitivity_labels": "data classification labels the source reports (SQL)",
@@ -61,6 +60,10 @@ IDS_AND_ENUMS: dict[str, str] = {
     "claimed_user_id": "Entra object id an application claims to act for (a GUID)",
     "target_app_id": "Entra application id signed in to (a GUID)",
     "target_user_id": "Entra object id of the user acted on (a GUID)",
+    "target_username": (
+        "sign-in name of the user acted on (directory change, role assignment; a UPN, accepted "
+        "only with an '@'): as for actor_username, the e-mail pattern would otherwise replace it"
+    ),
     "phi_category": "enum",
     "source_category": "constant per normaliser",
     "raw_record_ref": "pointer into the archive, made by the pipeline",
