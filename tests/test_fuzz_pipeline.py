@@ -186,6 +186,9 @@ def source_records() -> list[dict[str, Any]]:
             operation="MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/WRITE",
             request_body=json.dumps({"properties": {"logs": [{"enabled": False}]}}),
         ),
+        records.sql(6),
+        records.sql(7, statement="DELETE FROM dbo.notes WHERE mrn = 'MRN1'", affected_rows="3"),
+        records.sql_failed_login(8),
     ]
 
 
