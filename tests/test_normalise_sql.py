@@ -238,11 +238,14 @@ def test_succeeded_as_string_bool_or_number(normalise, succeeded, result):
     assert event.event_result == result
 
 
-def test_missing_succeeded_is_na(normalise):
+def test_missing_succeeded_is_na_except_where_the_action_names_the_outcome(normalise):
     record = sql()
     del record["properties"]["succeeded"]
     (event,) = normalise(record)
     assert event.event_result == "NA"
+    for action, result in [("DBAF", "Failure"), ("LGIF", "Failure"), ("DBAS", "Success")]:
+        (event,) = normalise(sql_failed_login(action=action, succeeded=None))
+        assert event.event_result == result
 
 
 @pytest.mark.parametrize(

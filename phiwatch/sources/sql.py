@@ -65,6 +65,7 @@ _LOGON_ACTIONS = {
     "DAGS",  # database authentication group succeeded
     "DAGF",  # database authentication group failed
 }
+_LOGON_OUTCOMES = {action: action.endswith("S") for action in _LOGON_ACTIONS}
 _LOGOFF_ACTIONS = {"LGO", "DBL"}
 _ACTION_TYPES: dict[str, tuple[EventType, str]] = {
     "SL": ("Read", "SELECT"),
@@ -273,6 +274,9 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     action = (props.text("action_id") or "").upper()
     event_type, kind = _classify(action, props.get("statement"))
     succeeded = _succeeded(props.get("succeeded"))
+    if succeeded is None:
+        # An authentication action names its own outcome (DBAS succeeded, DBAF failed).
+        succeeded = _LOGON_OUTCOMES.get(action)
     result = _result(succeeded)
     details = _error_code(props.get("additional_information")) if result == "Failure" else None
     resource_id = record.resource_id
