@@ -413,3 +413,120 @@ def entra_audit(
             "additionalDetails": [],
         },
     }
+
+
+SQL_SERVER_ID = (
+    f"/SUBSCRIPTIONS/{SUB.upper()}/RESOURCEGROUPS/RG-PHI/PROVIDERS/MICROSOFT.SQL/SERVERS/SQL-PHI"
+)
+SQL_DB_ID = SQL_SERVER_ID + "/DATABASES/EHR"
+# The documented full form (MicrosoftDocs learn, "Secure your data"), with a Health type added.
+SQL_SENSITIVITY_FULL = (
+    '<sensitivity_attributes max_rank="30" max_rank_desc="High">'
+    '<sensitivity_attribute label="Confidential - GDPR" label_id="bf91e08c-f4f0-478a-b016-'
+    '23422b2a65ff" information_type="Name" information_type_id="57845286-7598-22f5-3422-'
+    '15b24aeb125e" rank="20" rank_desc="Medium"/>'
+    '<sensitivity_attribute label="Highly Confidential" label_id="b82ce05b-60a9-4cf3-8a8a-'
+    'd6a0bb76e903" information_type="Health" information_type_id="6e2c5b18-97d2-46db-a220-'
+    'da43b90cb117" rank="30" rank_desc="High"/>'
+    "</sensitivity_attributes>"
+)
+SQL_SENSITIVITY_SHORT = (
+    "<sensitivity_attributes>"
+    '<sensitivity_attribute label="Confidential" information_type="Financial"/>'
+    "</sensitivity_attributes>"
+)
+
+
+def sql(
+    seconds: float = 0,
+    *,
+    action: str = "BCM",
+    action_name: str = "BATCH COMPLETED",
+    statement: str = "SELECT mrn, name FROM dbo.patients WHERE ward = 'ICU'",
+    succeeded: Any = "true",
+    principal: str | None = "alice.nurse@contoso-health.org",
+    database_principal: str = "alice.nurse@contoso-health.org",
+    client_ip: str = "10.40.1.7",
+    application_name: str = "Microsoft SQL Server Management Studio - Query",
+    host_name: str = "WKS-NURSE-12",
+    database: str = "ehr",
+    resource_id: str = SQL_DB_ID,
+    response_rows: Any = 42,
+    affected_rows: Any = 0,
+    sensitivity: str = SQL_SENSITIVITY_FULL,
+    additional_information: str = "",
+    sequence_number: Any = 1,
+) -> dict[str, Any]:
+    """A `SQLSecurityAuditEvents` record as diagnostic settings stream it (audit-log-format:
+    snake_case properties, `succeeded` a string, `originalEventTimestamp` beside `time`)."""
+    when = iso(at(seconds))
+    props: dict[str, Any] = {
+        "audit_schema_version": 1,
+        "event_time": when,
+        "sequence_number": sequence_number,
+        "action_id": action,
+        "action_name": action_name,
+        "succeeded": succeeded,
+        "is_column_permission": "false",
+        "session_id": 71,
+        "server_principal_id": 1,
+        "database_principal_id": 5,
+        "target_server_principal_id": 0,
+        "target_database_principal_id": 0,
+        "object_id": 0,
+        "class_type": "DB",
+        "class_type_description": "DATABASE",
+        "securable_class_type": "DATABASE",
+        "duration_milliseconds": 12,
+        "response_rows": response_rows,
+        "affected_rows": affected_rows,
+        "client_ip": client_ip,
+        "permission_bitmask": "00000000000000000000000000000000",
+        "sequence_group_id": f"5d3e8a1c-0000-4000-8000-{int(seconds):012d}",
+        "session_server_principal_name": principal or "",
+        "server_principal_name": principal or "",
+        "server_principal_sid": "0x0106000000000064000000000000000011223344",
+        "database_principal_name": database_principal,
+        "server_instance_name": "sql-phi",
+        "database_name": database,
+        "schema_name": "",
+        "object_name": "",
+        "statement": statement,
+        "additional_information": additional_information,
+        "user_defined_information": "",
+        "application_name": application_name,
+        "connection_id": "9b1c2d3e-4f50-4a6b-8c7d-0e1f2a3b4c5d",
+        "data_sensitivity_information": sensitivity,
+        "host_name": host_name,
+        "session_context": "",
+        "client_tls_version": 0,
+        "is_server_level_audit": "false",
+    }
+    return {
+        "originalEventTimestamp": when,
+        "time": when,
+        "resourceId": resource_id,
+        "category": "SQLSecurityAuditEvents",
+        "operationName": "AuditEvent",
+        "properties": props,
+    }
+
+
+def sql_failed_login(seconds: float = 0, **overrides: Any) -> dict[str, Any]:
+    """`DBAF`: a failed database authentication, error 18456 in additional_information."""
+    fields: dict[str, Any] = {
+        "action": "DBAF",
+        "action_name": "DATABASE AUTHENTICATION FAILED",
+        "statement": "",
+        "succeeded": "false",
+        "principal": "sqladmin",
+        "database_principal": "",
+        "response_rows": 0,
+        "sensitivity": "",
+        "additional_information": (
+            "<login_information><error_code>18456</error_code><error_state>8</error_state>"
+            "</login_information>"
+        ),
+    }
+    fields.update(overrides)
+    return sql(seconds, **fields)

@@ -192,6 +192,9 @@ def source_records() -> list[dict[str, Any]]:
         records.signin(7, category="NonInteractiveUserSignInLogs", result="50126"),
         records.workload_signin(8, category="ManagedIdentitySignInLogs"),
         records.entra_audit(9),
+        records.sql(6),
+        records.sql(7, statement="DELETE FROM dbo.notes WHERE mrn = 'MRN1'", affected_rows="3"),
+        records.sql_failed_login(8),
     ]
 
 

@@ -2,13 +2,20 @@
 
 from __future__ import annotations
 
-from phiwatch.sources import activity, canary, entra_audit, fhir, keyvault, signins
+from phiwatch.sources import activity, canary, entra_audit, fhir, keyvault, signins, sql
 from phiwatch.sources.base import NormaliseContext, SourceNormaliser
 from phiwatch.sources.record import Record, RecordRejected, RecordSkipped
 
 # Order matters only where two could match: Entra's directory AuditLogs share FHIR's
 # category, so the strict entra_audit is asked before fhir.
-NORMALISERS: tuple[SourceNormaliser, ...] = (keyvault, entra_audit, fhir, activity, signins)
+NORMALISERS: tuple[SourceNormaliser, ...] = (
+    keyvault,
+    entra_audit,
+    fhir,
+    activity,
+    signins,
+    sql,
+)
 
 __all__ = [
     "NORMALISERS",
