@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from phiwatch.model import AccessEvent
 from phiwatch.pseudonym import Pseudonymizer
+from phiwatch.sources.fields import clean_identity
 from phiwatch.sources.record import Claims, Record, RecordSkipped
 from phiwatch.sources.verbatim import redact_verbatim
 
@@ -43,9 +44,11 @@ def skip_if_non_terminal(result_type: str | None) -> None:
 
 
 def actor_fields(claims: Claims) -> dict[str, Any]:
+    """The caller's identity fields, every text through `clean_identity` (no bidi overrides
+    or controls in a name an alert title shows)."""
     return {
-        "actor_user_id": claims.object_id,
-        "actor_username": claims.upn,
+        "actor_user_id": clean_identity(claims.object_id),
+        "actor_username": clean_identity(claims.upn),
         "actor_user_type": claims.user_type,
-        "acting_app_id": claims.app_id,
+        "acting_app_id": clean_identity(claims.app_id),
     }
