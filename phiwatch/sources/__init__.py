@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from phiwatch.sources import activity, canary, fhir, keyvault
 from phiwatch.sources.base import NormaliseContext, SourceNormaliser
-from phiwatch.sources.record import Record, RecordRejected, RecordSkipped
+from phiwatch.sources.record import (
+    Record,
+    RecordRejected,
+    RecordSkipped,
+    diagnostic_shape_problem,
+)
 
 # Order matters only where two could match; none do today.
 NORMALISERS: tuple[SourceNormaliser, ...] = (keyvault, fhir, activity)
@@ -22,6 +27,8 @@ __all__ = [
 def route(record: Record) -> SourceNormaliser:
     """The normaliser for a record; raises Skipped/Rejected when there is none."""
     canary.skip_if_canary(record)  # a deployment check, counted, never normalised
+    if (problem := diagnostic_shape_problem(record)) is not None:
+        raise RecordRejected("not-diagnostic-shape", problem)
     for normaliser in NORMALISERS:
         if normaliser.matches(record):
             return normaliser

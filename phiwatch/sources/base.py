@@ -7,6 +7,7 @@ from typing import Any, Protocol
 
 from phiwatch.model import AccessEvent
 from phiwatch.pseudonym import Pseudonymizer
+from phiwatch.sources.activity_changes import StartBuffer
 from phiwatch.sources.fields import clean_identity
 from phiwatch.sources.record import Claims, Record, RecordSkipped
 from phiwatch.sources.verbatim import redact_verbatim
@@ -18,6 +19,9 @@ NON_TERMINAL_RESULTS = frozenset({"start", "started", "accept", "accepted", "in 
 class NormaliseContext:
     pseudonymizer: Pseudonymizer
     raw_record_ref: str
+    # Pipeline state the Activity Log normaliser carries from a write's Start record to its
+    # terminal record (sources/activity_changes.py); None: each record stands alone.
+    changes: StartBuffer | None = None
 
     def redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
         """AccessEvent keyword arguments with the text copied from the wire redacted
