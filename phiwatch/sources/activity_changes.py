@@ -15,8 +15,8 @@ being the resource's state after the change):
 - top-level keys with their first letter lower-cased when the second is lower case, so both
   API versions read alike (`Properties.RoleDefinitionId` → `roleDefinitionId`); nested
   objects are kept as sent (tag names are the customer's own);
-- values under secret-like keys (`password`, `secret`, `connectionString`, keys, tokens,
-  custom data) replaced by `"[redacted]"`, at any depth; for writes whose properties are all
+- values under secret-like keys (`password`, `secret`, `connectionString`, names ending in
+  `key`/`keys`, tokens, custom data) replaced by `"[redacted]"`, at any depth; for writes whose properties are all
   secrets (a Key Vault secret, a web app's app settings or connection strings) every value
   is, and only the names show;
 - at most NEW_VALUE_MAX_CHARS characters: beyond, the largest top-level entries are left out
@@ -58,15 +58,13 @@ _SECRET_KEYS = (
     "password",
     "secret",
     "connectionstring",
-    "accountkey",
-    "primarykey",
-    "secondarykey",
-    "sharedaccesskey",
-    "privatekey",
     "sastoken",
     "accesstoken",
     "customdata",
 )
+# ... and key names ending so (`primaryKey`, `storageAccountAccessKey`, `keys` of listKeys),
+# whatever the service calls them. A flag such as `allowSharedKeyAccess` does not end so.
+_SECRET_ENDINGS = ("key", "keys")
 # Writes whose every property value is a secret: the setting names are what a rule may need.
 _SECRET_RESOURCE_TYPES = ("microsoft.keyvault/vaults/secrets",)
 _SECRET_CONFIG_NAMES = frozenset(
@@ -147,7 +145,7 @@ def _camel(key: str) -> str:
 
 def _masked(key: str, value: Any) -> Any:
     lowered = key.lower()
-    if any(s in lowered for s in _SECRET_KEYS):
+    if lowered.endswith(_SECRET_ENDINGS) or any(s in lowered for s in _SECRET_KEYS):
         return REDACTED if value is not None else None
     if isinstance(value, dict):
         return {k: _masked(k, v) for k, v in value.items()}
