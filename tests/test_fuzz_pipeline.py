@@ -186,6 +186,18 @@ def source_records() -> list[dict[str, Any]]:
             operation="MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/WRITE",
             request_body=json.dumps({"properties": {"logs": [{"enabled": False}]}}),
         ),
+        # A write's Start (its request body buffered for NewValue) and its terminal record.
+        *(
+            records.activity(
+                6,
+                operation="MICROSOFT.AUTHORIZATION/ROLEASSIGNMENTS/WRITE",
+                result=result,
+                request_body=json.dumps({"Properties": {"RoleDefinitionId": "r", "Scope": "/"}})
+                if result == "Start"
+                else None,
+            )
+            for result in ("Start", "Success")
+        ),
     ]
 
 

@@ -12,7 +12,14 @@ from phiwatch.envelope import Body, decode_body
 from phiwatch.model import AccessEvent
 from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route
 from phiwatch.sources.activity import diagnostic_setting_target
-from phiwatch.sources.activity_changes import NEW_VALUE_MAX_CHARS, OMITTED, REDACTED, StartBuffer
+from phiwatch.sources.activity_changes import (
+    NEW_VALUE_MAX_CHARS,
+    OMITTED,
+    REDACTED,
+    StartBuffer,
+    body_properties,
+    new_value,
+)
 from tests.records import KV_ID, STORAGE_ID, SUB, activity, activity_export
 
 DIAG_ID = KV_ID + "/PROVIDERS/MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/TO-HUB"
@@ -417,3 +424,20 @@ def test_random_bodies_never_raise_and_new_values_are_json(pseudonymizer, start,
                 assert isinstance(json.loads(event.new_value), dict)
                 assert len(event.new_value) <= NEW_VALUE_MAX_CHARS + 1024  # tokens may grow
         buffer.commit(0.0)
+
+
+def test_numbers_json_cannot_hold_become_null():
+    """A body given as an object (as a decoder may hand it): no text limit applied yet."""
+    body = {"properties": {"huge": 10**5000, "big": 2**70, "inf": float("inf"), "ok": 5}}
+    change = body_properties({"responseBody": body}, ["responsebody"], secret=False)
+    assert json.loads(new_value(change) or "") == {
+        "huge": None,
+        "big": None,
+        "inf": None,
+        "ok": 5,
+    }
+    text = '{"properties": {"inf": 1e400, "ok": 1}}'
+    assert body_properties({"requestbody": text}, ["requestbody"], secret=False) == {
+        "inf": None,
+        "ok": 1,
+    }

@@ -16,9 +16,10 @@ being the resource's state after the change):
   API versions read alike (`Properties.RoleDefinitionId` → `roleDefinitionId`); nested
   objects are kept as sent (tag names are the customer's own);
 - values under secret-like keys (`password`, `secret`, `connectionString`, names ending in
-  `key`/`keys`, tokens, custom data) replaced by `"[redacted]"`, at any depth; for writes whose properties are all
-  secrets (a Key Vault secret, a web app's app settings or connection strings) every value
-  is, and only the names show;
+  `key`/`keys`, tokens, custom data) replaced by `"[redacted]"`, at any depth; for writes
+  whose properties are all secrets (a Key Vault secret, a web app's app settings or
+  connection strings) every value is, and only the names show; numbers JSON or a 64-bit
+  long cannot hold (`1e400` reads as infinity) as null;
 - at most NEW_VALUE_MAX_CHARS characters: beyond, the largest top-level entries are left out
   and their names listed in `"_omitted"`;
 - then the identifier redaction every copied text gets (NormaliseContext.redacted).
@@ -37,6 +38,7 @@ record's own bodies only (often the `responseBody`), or is absent.
 from __future__ import annotations
 
 import json
+import math
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -151,11 +153,15 @@ def _masked(key: str, value: Any) -> Any:
         return {k: _masked(k, v) for k, v in value.items()}
     if isinstance(value, list):
         return [_masked("", v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None  # `1e400` reads as infinity, which JSON cannot write
+    if isinstance(value, int) and value.bit_length() > 63:
+        return None  # past a 64-bit long (Log Analytics), and past 4,300 digits unprintable
     return value
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def bounded(change: Change, omitted: Iterable[str] = ()) -> tuple[Change, tuple[str, ...]]:

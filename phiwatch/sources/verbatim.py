@@ -11,6 +11,7 @@ fields are never wire text copied as is, or are identities an analyst must see u
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -104,6 +105,8 @@ def redact_json(text: str, redact: Callable[[str], str]) -> str:
             return {redact(k): walk(v) for k, v in item.items()}
         if isinstance(item, list):
             return [walk(v) for v in item]
+        if isinstance(item, float) and not math.isfinite(item):
+            return None  # `1e400` reads as infinity, which JSON cannot write
         if isinstance(item, int | float) and not isinstance(item, bool):
             digits = str(item)
             token = redact(digits)
@@ -111,6 +114,6 @@ def redact_json(text: str, redact: Callable[[str], str]) -> str:
         return item
 
     try:
-        return json.dumps(walk(value), separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(walk(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     except (ValueError, RecursionError):
         return redact(text)
