@@ -34,6 +34,7 @@ from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.quarantine import RULE_ID as QUARANTINED
 from phiwatch.quarantine import BatchPoisoned, quarantine_alert
 from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route
+from phiwatch.sources.activity_changes import StartBuffer
 from phiwatch.sources.fields import in_event_range, parse_time
 from phiwatch.sources.record import TIME_KEYS
 from phiwatch.surrogates import without_surrogates
@@ -66,6 +67,9 @@ class Pipeline:
         self.sinks = list(sinks)
         self.max_record_bytes = max_record_bytes
         self.seen = SeenUids()
+        # Activity Log Start records' changes, for their terminal records: committed and
+        # rolled back with the dedupe set, so a retried batch derives the same events.
+        self.changes = StartBuffer()
         self.totals = Counts()
         self.alert_ids: dict[str, str] = {}  # AlertId → RuleId, for distinct counts
         self.sink_failures = 0
@@ -118,6 +122,7 @@ class Pipeline:
                 )
         except BaseException:
             self.seen.rollback()
+            self.changes.rollback()
             raise
         if times:
             self._dedupe_clock = max(self._dedupe_clock, max(times).timestamp())
@@ -271,10 +276,12 @@ class Pipeline:
             # duplicate that slips through is dropped by the detections' own uid check).
             clock = self._dedupe_clock
             self.seen.commit(clock, clock - DEDUPE_HORIZON_SECONDS)
+            self.changes.commit(clock)
             return
         self.engine.commit()
         watermark = self.engine.watermark
         self.seen.commit(watermark, watermark - self.engine.lateness - DEDUPE_HORIZON_SECONDS)
+        self.changes.commit(watermark - self.engine.lateness)
 
     def _emit(self, result: BatchResult) -> BatchResult:
         counts = result.counts
@@ -337,7 +344,10 @@ class Pipeline:
         try:
             normaliser = route(record)
             context = NormaliseContext(
-                self.pseudonymizer, ref, fhir_trusted_audit_apps=self.fhir_trusted_audit_apps
+                self.pseudonymizer,
+                ref,
+                changes=self.changes,
+                fhir_trusted_audit_apps=self.fhir_trusted_audit_apps,
             )
             produced = normaliser.normalise(record, context)
             produced = [_serialisable(event) for event in produced]

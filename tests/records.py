@@ -530,3 +530,29 @@ def sql_failed_login(seconds: float = 0, **overrides: Any) -> dict[str, Any]:
     }
     fields.update(overrides)
     return sql(seconds, **fields)
+
+
+def activity_export(seconds: float = 0) -> dict[str, Any]:
+    """One event of the portal/REST Activity Log export (`az monitor activity-log list`): not
+    the diagnostic-settings shape (`{value, localizedValue}` objects, `eventTimestamp`)."""
+    operation = "Microsoft.Insights/diagnosticSettings/delete"
+    resource_id = KV_ID + "/providers/microsoft.insights/diagnosticSettings/to-hub"
+    return {
+        "authorization": {"action": operation, "scope": resource_id},
+        "caller": "mallory.admin@contoso-health.org",
+        "category": {"value": "Administrative", "localizedValue": "Administrative"},
+        "claims": {UPN_LONG: "mallory.admin@contoso-health.org"},
+        "correlationId": f"corr-export-{seconds}",
+        "eventDataId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"export{seconds}")),
+        "eventName": {"value": "EndRequest", "localizedValue": "End request"},
+        "eventTimestamp": iso(at(seconds)),
+        "submissionTimestamp": iso(at(seconds + 12)),
+        "id": resource_id + "/events/1",
+        "level": "Informational",
+        "operationName": {"value": operation, "localizedValue": "Delete diagnostic setting"},
+        "resourceId": resource_id,
+        "status": {"value": "Succeeded", "localizedValue": "Succeeded"},
+        "subStatus": {"value": "", "localizedValue": ""},
+        "subscriptionId": SUB,
+        "properties": {"statusCode": "OK", "eventCategory": "Administrative"},
+    }

@@ -195,6 +195,18 @@ def source_records() -> list[dict[str, Any]]:
         records.sql(6),
         records.sql(7, statement="DELETE FROM dbo.notes WHERE mrn = 'MRN1'", affected_rows="3"),
         records.sql_failed_login(8),
+        # A write's Start (its request body buffered for NewValue) and its terminal record.
+        *(
+            records.activity(
+                6,
+                operation="MICROSOFT.AUTHORIZATION/ROLEASSIGNMENTS/WRITE",
+                result=result,
+                request_body=json.dumps({"Properties": {"RoleDefinitionId": "r", "Scope": "/"}})
+                if result == "Start"
+                else None,
+            )
+            for result in ("Start", "Success")
+        ),
     ]
 
 

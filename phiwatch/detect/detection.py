@@ -22,6 +22,7 @@ from phiwatch.detect.grouping import Grouping
 from phiwatch.detect.kinds.base import Part
 from phiwatch.detect.times import utc
 from phiwatch.model import AccessEvent, Alert, Plane, Severity
+from phiwatch.sources.fields import clean_identity
 
 log = structlog.get_logger("phiwatch.detect")
 
@@ -152,4 +153,7 @@ class Detection(ABC, Generic[P]):
 
 
 def actor_label(state: AlertState) -> str:
-    return state.actor_username or state.actor_user_id or state.key.split(":", 1)[-1]
+    """Who an alert title names. The sources clean identities already; this holds for events
+    that came another way (an archive replayed from before, a rule test's events)."""
+    label = state.actor_username or state.actor_user_id or state.key.split(":", 1)[-1]
+    return clean_identity(label) or "an unnamed actor"

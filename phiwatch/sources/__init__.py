@@ -4,7 +4,12 @@ from __future__ import annotations
 
 from phiwatch.sources import activity, canary, entra_audit, fhir, keyvault, signins, sql
 from phiwatch.sources.base import NormaliseContext, SourceNormaliser
-from phiwatch.sources.record import Record, RecordRejected, RecordSkipped
+from phiwatch.sources.record import (
+    Record,
+    RecordRejected,
+    RecordSkipped,
+    diagnostic_shape_problem,
+)
 
 # Order matters only where two could match: Entra's directory AuditLogs share FHIR's
 # category, so the strict entra_audit is asked before fhir.
@@ -30,6 +35,8 @@ __all__ = [
 def route(record: Record) -> SourceNormaliser:
     """The normaliser for a record; raises Skipped/Rejected when there is none."""
     canary.skip_if_canary(record)  # a deployment check, counted, never normalised
+    if (problem := diagnostic_shape_problem(record)) is not None:
+        raise RecordRejected("not-diagnostic-shape", problem)
     for normaliser in NORMALISERS:
         if normaliser.matches(record):
             return normaliser

@@ -9,10 +9,28 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from phiwatch.model import AccessEvent, EventType
-from phiwatch.sources.base import NormaliseContext, actor_fields, skip_if_non_terminal
-from phiwatch.sources.fields import event_result, normalise_ip, subscription_of, to_str
-from phiwatch.sources.record import Record, RecordSkipped
+from phiwatch.model import AccessEvent, EventResult, EventType
+from phiwatch.sources.activity_changes import (
+    all_secret,
+    body_properties,
+    change_key,
+    new_value,
+)
+from phiwatch.sources.base import (
+    NON_TERMINAL_RESULTS,
+    NormaliseContext,
+    actor_fields,
+    skip_if_non_terminal,
+)
+from phiwatch.sources.fields import (
+    event_result,
+    in_event_range,
+    normalise_ip,
+    parse_time,
+    subscription_of,
+    to_str,
+)
+from phiwatch.sources.record import TIME_KEYS, Record, RecordSkipped
 
 name = "activity"
 PRODUCT = "Azure Resource Manager"
@@ -106,6 +124,50 @@ def _principal_type(identity: Any) -> str | None:
     return _PRINCIPAL_TYPES.get(principal, "Other") if isinstance(principal, str) else None
 
 
+def _remember_change(
+    record: Record,
+    props: dict[str, Any],
+    ctx: NormaliseContext,
+    operation: str,
+    resource_type: str,
+) -> None:
+    """Leave a Start (or Accept) record's change for its terminal record. Nothing is kept
+    without a buffer, a correlation id, a usable body or a valid time (the record is still
+    the `non-terminal` skip it always was)."""
+    buffer = ctx.changes
+    key = change_key(record.text("correlationid"), operation, record.resource_id)
+    if buffer is None or key is None:
+        return
+    when = parse_time(record.get(*TIME_KEYS))
+    if when is None or not in_event_range(when):
+        return
+    secret = all_secret(resource_type, record.resource_id)
+    change = body_properties(props, ("requestbody", "responsebody"), secret)
+    if change:
+        buffer.put(key, change, when.timestamp())
+
+
+def _terminal_change(
+    record: Record,
+    props: dict[str, Any],
+    ctx: NormaliseContext,
+    operation: str,
+    resource_type: str,
+    result: EventResult,
+) -> str | None:
+    """NewValue of a terminal record: what its Start left (taken, whatever the result, so a
+    failed write's request never reaches a later event) under its own bodies; successes only."""
+    buffer = ctx.changes
+    key = change_key(record.text("correlationid"), operation, record.resource_id)
+    earlier = buffer.take(key) if buffer is not None and key is not None else None
+    if result != "Success":
+        return None
+    secret = all_secret(resource_type, record.resource_id)
+    own = body_properties(props, ("requestbody", "responsebody"), secret)
+    change, omitted = earlier if earlier is not None else ({}, ())
+    return new_value({**change, **own}, omitted)
+
+
 def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     props = record.properties()
     event_category = to_str(props.get("eventCategory"))
@@ -114,12 +176,14 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
             "category-not-monitored", f"activity log category '{event_category}' is not monitored"
         )
     result_type = record.text("resulttype")
-    skip_if_non_terminal(result_type)
     operation = (record.operation_name or "UNKNOWN").upper()
     resource_type, _, verb = operation.lower().rpartition("/")
     verb = verb.upper()
-    result = event_result(result_type)
     resource_id = record.resource_id
+    if result_type and result_type.lower() in NON_TERMINAL_RESULTS:
+        _remember_change(record, props, ctx, operation, resource_type)
+    skip_if_non_terminal(result_type)
+    result = event_result(result_type)
     claims = record.claims()
     actor = actor_fields(claims)
     if actor["actor_user_type"] is None:
@@ -140,6 +204,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
         "src_ip_addr": ip,
         "target_resource_id": resource_id or None,
         "dvc_scope_id": subscription_of(resource_id),
+        "new_value": _terminal_change(record, props, ctx, operation, resource_type, result),
         "source_category": "Administrative",
         "raw_record_ref": ctx.raw_record_ref,
         **actor,

@@ -7,23 +7,52 @@ from typing import Any, Protocol
 
 from phiwatch.model import AccessEvent
 from phiwatch.pseudonym import Pseudonymizer
+from phiwatch.sources.activity_changes import StartBuffer
+from phiwatch.sources.fields import clean_identity
 from phiwatch.sources.record import Claims, Record, RecordSkipped
 from phiwatch.sources.verbatim import redact_verbatim
 
 NON_TERMINAL_RESULTS = frozenset({"start", "started", "accept", "accepted", "in progress"})
 
 
+# Names, UPNs, ids and places an analyst reads (and alert titles quote): no control or
+# bidirectional-override character may reach them, from any source.
+IDENTITY_FIELDS = (
+    "actor_user_id",
+    "actor_username",
+    "acting_app_id",
+    "acting_app_name",
+    "claimed_user_id",
+    "claimed_username",
+    "target_user_id",
+    "target_username",
+    "target_app_id",
+    "target_app_name",
+    "src_geo_country",
+    "src_geo_region",
+    "src_geo_city",
+)
+
+
 @dataclass(slots=True, frozen=True)
 class NormaliseContext:
     pseudonymizer: Pseudonymizer
     raw_record_ref: str
+    # Pipeline state the Activity Log normaliser carries from a write's Start record to its
+    # terminal record (sources/activity_changes.py); None: each record stands alone.
+    changes: StartBuffer | None = None
     # Application ids (lower case) whose FHIR audit headers name the actor
     # (PHIWATCH_FHIR_TRUSTED_AUDIT_APPS, phiwatch/sources/fhir.py).
     fhir_trusted_audit_apps: frozenset[str] = frozenset()
 
     def redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
         """AccessEvent keyword arguments with the text copied from the wire redacted
-        (phiwatch.sources.verbatim): every normaliser builds its events through this."""
+        (phiwatch.sources.verbatim) and every identity cleaned (`clean_identity`): every
+        normaliser builds its events through this, so no source can forget either."""
+        for name in IDENTITY_FIELDS:
+            value = fields.get(name)
+            if isinstance(value, str):
+                fields[name] = clean_identity(value)
         return redact_verbatim(fields, self.pseudonymizer.redact_identifiers)
 
 
@@ -46,9 +75,11 @@ def skip_if_non_terminal(result_type: str | None) -> None:
 
 
 def actor_fields(claims: Claims) -> dict[str, Any]:
+    """The caller's identity fields, every text through `clean_identity` (no bidi overrides
+    or controls in a name an alert title shows)."""
     return {
-        "actor_user_id": claims.object_id,
-        "actor_username": claims.upn,
+        "actor_user_id": clean_identity(claims.object_id),
+        "actor_username": clean_identity(claims.upn),
         "actor_user_type": claims.user_type,
-        "acting_app_id": claims.app_id,
+        "acting_app_id": clean_identity(claims.app_id),
     }

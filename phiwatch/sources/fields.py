@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import unicodedata
 from datetime import UTC, datetime
 from functools import lru_cache
 from typing import Any
@@ -188,3 +189,24 @@ def event_result(
     if status is not None and (status_decides or word is None):
         return "Success" if status < success_below else "Failure"
     return word or "NA"
+
+
+# Unicode categories stripped from names: controls (Cc: NUL, ESC, newlines), format characters
+# (Cf: the bidirectional overrides U+202A-202E and isolates U+2066-2069, zero-width spaces and
+# joiners, the soft hyphen) and the line/paragraph separators (Zl, Zp). None belongs in a
+# sign-in name, and each can make an alert title read other than it is (U+202E shows
+# `moc.evil@bob` as `bob@live.com`) or split a log line.
+_INVISIBLE = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def clean_identity(value: str | None) -> str | None:
+    """A name, UPN, display name or id as an analyst should see it: control, format and
+    bidirectional-override characters removed, outer whitespace stripped; None when nothing
+    is left. Every source copies identities through this (sources.base.actor_fields and
+    each name it sets itself), so no event or alert title carries them."""
+    if value is None:
+        return None
+    if value.isprintable():  # C-speed fast path: no Cc/Cf/Zl/Zp (nor other oddities) here
+        return value.strip() or None
+    cleaned = "".join(ch for ch in value if unicodedata.category(ch) not in _INVISIBLE)
+    return cleaned.strip() or None

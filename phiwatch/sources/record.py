@@ -41,6 +41,32 @@ class RecordSkipped(Exception):
         self.reason = reason
 
 
+# Top-level fields the portal/REST Activity Log export (and `az monitor activity-log list`)
+# writes as `{value, localizedValue}` objects; the diagnostic-settings form has plain strings.
+_LOCALIZED_FIELDS = ("operationname", "category", "status", "substatus", "eventname")
+
+
+def diagnostic_shape_problem(record: Record) -> str | None:
+    """Why `record`, though it looks like an Azure log, is not the diagnostic-settings shape
+    every normaliser reads (None when it is). Read before routing, a few key lookups: such a
+    record must be refused whole, never half-normalised (its `category` reads as missing, its
+    time key as another's)."""
+    fields = record.fields
+    for key in _LOCALIZED_FIELDS:
+        value = fields.get(key)
+        if isinstance(value, dict) and ("value" in value or "localizedValue" in value):
+            return (
+                f"'{key}' is a {{value, localizedValue}} object: an Activity Log export "
+                "(portal or REST API), not a diagnostic-settings record"
+            )
+    if "submissiontimestamp" in fields and "time" not in fields:
+        return (
+            "'submissionTimestamp' without 'time': an Activity Log export "
+            "(portal or REST API), not a diagnostic-settings record"
+        )
+    return None
+
+
 class Claims:
     """Caller identity from `identity.claim` / `identity.claims`, long or short names."""
 

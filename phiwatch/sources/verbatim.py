@@ -10,6 +10,8 @@ fields are never wire text copied as is, or are identities an analyst must see u
 
 from __future__ import annotations
 
+import json
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -70,12 +72,51 @@ IDS_AND_ENUMS: dict[str, str] = {
 }
 
 
+# VERBATIM fields holding a JSON document: redacted value by value, so the result stays JSON
+# (the digit-run pattern would turn `"maxSizeBytes":268435456` into an unquoted token).
+JSON_FIELDS = frozenset({"new_value", "old_value"})
+
+
 def redact_verbatim(fields: dict[str, Any], redact: Callable[[str], str]) -> dict[str, Any]:
     """`fields` (AccessEvent keyword arguments) with every allow-listed text redacted."""
     for name in VERBATIM:
         value = fields.get(name)
         if isinstance(value, str):
-            fields[name] = redact(value)
+            fields[name] = redact_json(value, redact) if name in JSON_FIELDS else redact(value)
         elif isinstance(value, list):
             fields[name] = [redact(v) if isinstance(v, str) else v for v in value]
     return fields
+
+
+def _not_json(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")
+
+
+def redact_json(text: str, redact: Callable[[str], str]) -> str:
+    """A JSON document with every key and string redacted, and every number whose digits an
+    identifier pattern matches replaced by its token (a string); text that is not JSON is
+    redacted as text."""
+    try:
+        value = json.loads(text, parse_constant=_not_json)
+    except (ValueError, RecursionError):
+        return redact(text)
+
+    def walk(item: Any) -> Any:
+        if isinstance(item, str):
+            return redact(item)
+        if isinstance(item, dict):
+            return {redact(k): walk(v) for k, v in item.items()}
+        if isinstance(item, list):
+            return [walk(v) for v in item]
+        if isinstance(item, float) and not math.isfinite(item):
+            return None  # `1e400` reads as infinity, which JSON cannot write
+        if isinstance(item, int | float) and not isinstance(item, bool):
+            digits = str(item)
+            token = redact(digits)
+            return item if token == digits else token
+        return item
+
+    try:
+        return json.dumps(walk(value), separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (ValueError, RecursionError):
+        return redact(text)
