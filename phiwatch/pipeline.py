@@ -33,7 +33,7 @@ from phiwatch.model import AccessEvent, Alert, BatchHealth, DeadLetter
 from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.quarantine import RULE_ID as QUARANTINED
 from phiwatch.quarantine import BatchPoisoned, quarantine_alert
-from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route
+from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route, storage
 from phiwatch.sources.fields import in_event_range, parse_time
 from phiwatch.sources.record import TIME_KEYS
 from phiwatch.surrogates import without_surrogates
@@ -51,12 +51,21 @@ class Pipeline:
         sinks: Sequence[Sink] = (),
         max_record_bytes: int = MAX_RECORD_BYTES,
         forwarder: Forwarder | None = None,
+        storage_patient_patterns: Sequence[str] = (),
+        storage_phi_containers: Sequence[str] = (),
     ) -> None:
         """With an engine, detections run in this process (local replay, one partition);
         with a forwarder instead, events go to the `detect` stage (two-stage scaling)."""
         if (engine is None) == (forwarder is None):
             raise ValueError("a pipeline needs exactly one of engine and forwarder")
         self.pseudonymizer = pseudonymizer
+        # What normalisers read from settings, prepared once (phiwatch/sources/base.py).
+        self._context_options: dict[str, Any] = {
+            "storage_patient_patterns": storage.compile_patient_patterns(
+                tuple(storage_patient_patterns)
+            ),
+            "storage_phi_containers": storage.parse_phi_containers(tuple(storage_phi_containers)),
+        }
         self.engine = engine
         self.forwarder = forwarder
         self._dedupe_clock = float("-inf")
@@ -334,7 +343,9 @@ class Pipeline:
         normaliser = None
         try:
             normaliser = route(record)
-            produced = normaliser.normalise(record, NormaliseContext(self.pseudonymizer, ref))
+            produced = normaliser.normalise(
+                record, NormaliseContext(self.pseudonymizer, ref, **self._context_options)
+            )
             produced = [_serialisable(event) for event in produced]
         except RecordSkipped as skip:
             counts.skipped[skip.code] += 1

@@ -241,6 +241,8 @@ def build_pipeline(
         sinks=sinks,
         max_record_bytes=settings.max_record_bytes,
         forwarder=forwarder,
+        storage_patient_patterns=settings.storage_patient_patterns,
+        storage_phi_containers=settings.storage_phi_containers,
     )
 
 

@@ -10,13 +10,14 @@ from datetime import datetime
 from typing import Any
 
 from phiwatch.model import AccessEvent, EventResult, EventType
-from phiwatch.sources import activity, fhir, keyvault
+from phiwatch.sources import activity, fhir, keyvault, storage
 
 # Product → (the source category its events carry, the event type of a plain access).
 _PRODUCTS: dict[str, tuple[str, EventType]] = {
     fhir.PRODUCT: ("AuditLogs", "Read"),
     keyvault.PRODUCT: ("AuditEvent", "Read"),
     activity.PRODUCT: ("Administrative", "Set"),
+    storage.PRODUCT: ("StorageRead", "Read"),
 }
 
 

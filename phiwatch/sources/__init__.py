@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from phiwatch.sources import activity, canary, fhir, keyvault
+from phiwatch.sources import activity, canary, fhir, keyvault, storage
 from phiwatch.sources.base import NormaliseContext, SourceNormaliser
 from phiwatch.sources.record import Record, RecordRejected, RecordSkipped
 
 # Order matters only where two could match; none do today.
-NORMALISERS: tuple[SourceNormaliser, ...] = (keyvault, fhir, activity)
+NORMALISERS: tuple[SourceNormaliser, ...] = (keyvault, fhir, activity, storage)
 
 __all__ = [
     "NORMALISERS",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -17,6 +18,10 @@ NON_TERMINAL_RESULTS = frozenset({"start", "started", "accept", "accepted", "in 
 class NormaliseContext:
     pseudonymizer: Pseudonymizer
     raw_record_ref: str
+    # Storage blob logs (phiwatch/sources/storage.py): PHIWATCH_STORAGE_PATIENT_PATTERNS
+    # compiled, PHIWATCH_STORAGE_PHI_CONTAINERS as (account, container prefix) pairs.
+    storage_patient_patterns: tuple[re.Pattern[str], ...] = ()
+    storage_phi_containers: tuple[tuple[str, str], ...] = ()
 
     def redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
         """AccessEvent keyword arguments with the text copied from the wire redacted
