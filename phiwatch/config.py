@@ -190,7 +190,7 @@ class Settings(BaseSettings):
     @classmethod
     def _phi_containers_name_an_account(cls, entries: list[str]) -> list[str]:
         for entry in entries:
-            if not entry.strip().strip("/").split("/", 1)[0]:
+            if not entry.strip().removeprefix("/").split("/", 1)[0]:
                 raise ValueError(
                     f"PHIWATCH_STORAGE_PHI_CONTAINERS: {entry!r} names no storage account "
                     "(write account or account/container-prefix)"

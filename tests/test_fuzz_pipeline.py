@@ -186,6 +186,10 @@ def source_records() -> list[dict[str, Any]]:
             operation="MICROSOFT.INSIGHTS/DIAGNOSTICSETTINGS/WRITE",
             request_body=json.dumps({"properties": {"logs": [{"enabled": False}]}}),
         ),
+        records.storage(6),
+        records.storage(7, auth="SAS", status="403", status_text=None, response_bytes="0"),
+        records.storage(8, operation="ListBlobs", auth="Anonymous", ip="<null>"),
+        records.storage(9, operation="DeleteBlob", auth="AccountKey", ip="[2001:db8::5]:443"),
     ]
 
 

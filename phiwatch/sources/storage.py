@@ -178,6 +178,7 @@ _PRINCIPAL_TYPES: dict[str, ActorUserType] = {
     "serviceprincipal": "ServicePrincipal",
     "managedidentity": "ManagedIdentity",
 }
+_UPN = re.compile(r"[^\s/\\@]+@[^\s/\\@]+\.[^\s/\\@]+")
 _KEY_HASH = re.compile(r"key\d\s*\(", re.IGNORECASE)
 # Characters that must not reach a name: controls, format characters (the bidirectional
 # overrides U+202E and friends, zero-width joiners), line and paragraph separators.
@@ -216,7 +217,7 @@ def parse_phi_containers(entries: list[str] | tuple[str, ...]) -> tuple[tuple[st
     (account and container names are lower case in Azure)."""
     pairs = []
     for entry in entries:
-        account, _, prefix = entry.strip().strip("/").lower().partition("/")
+        account, _, prefix = entry.strip().removeprefix("/").rstrip("/").lower().partition("/")
         pairs.append((account, prefix))
     return tuple(pairs)
 
@@ -286,7 +287,9 @@ def _caller(identity: Any) -> _Caller:
     oid = to_str(requester.get("objectid"))
     caller.object_id = oid.lower() if oid else None
     upn = clean_name(requester.get("upn"))
-    caller.upn = upn if upn and "@" in upn else None
+    # ActorUsername is not redacted (who acted must stay readable), so only a UPN-shaped
+    # value is taken: one name, one @, a dotted domain, nothing a path could be spliced into.
+    caller.upn = upn if upn and _UPN.fullmatch(upn) else None
     app = to_str(requester.get("appid"))
     caller.app_id = app.lower() if app else None
     principal_type = _principal(fields.get("authorization"), caller)
