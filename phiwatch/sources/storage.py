@@ -446,6 +446,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
         named = to_str(props.get("accountname"))
         account = named.lower() if named else _account_of(resource_id)
     patient_refs: list[str] = []
+    obj: str | None
     if blob is not None:
         obj, patient_refs = _blob_object(account, container, blob, ctx)
         level, object_type = "Blob", "Other"
