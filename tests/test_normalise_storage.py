@@ -632,3 +632,13 @@ def test_random_and_mutated_fields_never_raise_out_of_normalise(record, with_pat
         # Without patterns no part of a path is kept; with them, a matched path's shape is.
         assert with_patterns or "summary.pdf" not in dumped
         assert "04d64c2b3a704145" not in dumped  # the SAS signature hash
+
+
+def test_the_path_hash_survives_identifier_redaction(pseudonymizer):
+    """A hash with a 7-digit run would otherwise read as an identifier and be re-tokenised
+    (each blob then counted under a token, not its hash); only the exact shape is spared."""
+    digest = "1234567" + "ab" * 12 + "c"
+    assert pseudonymizer.redact_identifiers(f"stphi01/discharge/bh_{digest}") == (
+        f"stphi01/discharge/bh_{digest}"
+    )
+    assert "48815162342" not in pseudonymizer.redact_identifiers("bh_48815162342")
