@@ -70,6 +70,16 @@ class Settings(BaseSettings):
         default_factory=lambda: list(DEFAULT_IDENTIFIER_PATTERNS)
     )
 
+    # Storage blob logs (phiwatch/sources/storage.py). A blob path is never copied into an
+    # event: by default only a keyed hash of it. Regular expressions (a JSON list), each with
+    # exactly one group, the patient identifier inside a blob path (`(MRN\d+)`); a path
+    # one matches keeps its shape with the identifier as its PatientRef, and the event gets
+    # that PatientRef. Searched in the blob path under the container, as written (no flags).
+    storage_patient_patterns: list[str] = Field(default_factory=list)
+    # Containers holding PHI, as `account` (all its containers) or `account/prefix` (the
+    # containers whose name starts with prefix). Unset: every container counts as PHI.
+    storage_phi_containers: list[str] = Field(default_factory=list)
+
     # Archive manifest signing: a Key Vault EC P-256 key URL (Azure), or an Ed25519 seed
     # (hex, base64 or PEM). The local default generates one in PHIWATCH_HOME.
     archive_signing_key_url: str | None = None
@@ -171,6 +181,39 @@ class Settings(BaseSettings):
                     f"PHIWATCH_IDENTIFIER_PATTERNS: {pattern!r} matches the empty string"
                 )
         return patterns
+
+    @field_validator("storage_patient_patterns")
+    @classmethod
+    def _storage_patterns_have_one_group(cls, patterns: list[str]) -> list[str]:
+        for pattern in patterns:
+            try:
+                compiled = re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(
+                    f"PHIWATCH_STORAGE_PATIENT_PATTERNS: {pattern!r} is not a regular "
+                    f"expression ({exc})"
+                ) from exc
+            if compiled.groups != 1:
+                raise ValueError(
+                    f"PHIWATCH_STORAGE_PATIENT_PATTERNS: {pattern!r} has {compiled.groups} "
+                    "groups; it needs exactly one, the patient identifier"
+                )
+            if compiled.match(""):
+                raise ValueError(
+                    f"PHIWATCH_STORAGE_PATIENT_PATTERNS: {pattern!r} matches the empty string"
+                )
+        return patterns
+
+    @field_validator("storage_phi_containers")
+    @classmethod
+    def _phi_containers_name_an_account(cls, entries: list[str]) -> list[str]:
+        for entry in entries:
+            if not entry.strip().removeprefix("/").split("/", 1)[0]:
+                raise ValueError(
+                    f"PHIWATCH_STORAGE_PHI_CONTAINERS: {entry!r} names no storage account "
+                    "(write account or account/container-prefix)"
+                )
+        return entries
 
     @model_validator(mode="after")
     def _reorder_within_lateness(self) -> Settings:

@@ -12,8 +12,9 @@ backslashes and whitespace. Segments repeat (`resourcegroups`, `vaults`, a user 
 of every record with a handful of regular expressions would cost more than the normaliser.
 
 GUIDs (object, correlation and subscription ids), 32-hex Key Vault versions and phiwatch's
-own pseudonyms are never rewritten: they are long digit runs by accident only, and
-rewriting them would change routing keys and AlertIds.
+own pseudonyms and hashes (`pr_`, `pt_`, a Storage blob path's `bh_`) are never rewritten:
+they are long digit runs by accident only, and rewriting them would change routing keys and
+AlertIds.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ _KEEP = re.compile(
     r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # GUID
     r"|(?=[0-9]{0,31}[a-f])[0-9a-f]{32}"  # dashless GUID, Key Vault object version
     r"|p[rt]_[0-9a-f]{8,64}"  # phiwatch pseudonyms: PatientRef, identifier tokens
+    r"|bh_[0-9a-f]{32}"  # a Storage blob path's keyed hash (phiwatch/sources/storage.py)
     r")(?![0-9a-z])",
     re.IGNORECASE,
 )

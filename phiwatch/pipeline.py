@@ -33,7 +33,7 @@ from phiwatch.model import AccessEvent, Alert, BatchHealth, DeadLetter
 from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.quarantine import RULE_ID as QUARANTINED
 from phiwatch.quarantine import BatchPoisoned, quarantine_alert
-from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route
+from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route, storage
 from phiwatch.sources.activity_changes import StartBuffer
 from phiwatch.sources.fields import in_event_range, parse_time
 from phiwatch.sources.record import TIME_KEYS
@@ -53,13 +53,22 @@ class Pipeline:
         max_record_bytes: int = MAX_RECORD_BYTES,
         forwarder: Forwarder | None = None,
         fhir_trusted_audit_apps: frozenset[str] = frozenset(),
+        storage_patient_patterns: Sequence[str] = (),
+        storage_phi_containers: Sequence[str] = (),
     ) -> None:
         """With an engine, detections run in this process (local replay, one partition);
         with a forwarder instead, events go to the `detect` stage (two-stage scaling)."""
         if (engine is None) == (forwarder is None):
             raise ValueError("a pipeline needs exactly one of engine and forwarder")
         self.pseudonymizer = pseudonymizer
-        self.fhir_trusted_audit_apps = frozenset(a.lower() for a in fhir_trusted_audit_apps)
+        # What normalisers read from settings, prepared once (phiwatch/sources/base.py).
+        self._context_options: dict[str, Any] = {
+            "fhir_trusted_audit_apps": frozenset(a.lower() for a in fhir_trusted_audit_apps),
+            "storage_patient_patterns": storage.compile_patient_patterns(
+                tuple(storage_patient_patterns)
+            ),
+            "storage_phi_containers": storage.parse_phi_containers(tuple(storage_phi_containers)),
+        }
         self.engine = engine
         self.forwarder = forwarder
         self._dedupe_clock = float("-inf")
@@ -344,10 +353,7 @@ class Pipeline:
         try:
             normaliser = route(record)
             context = NormaliseContext(
-                self.pseudonymizer,
-                ref,
-                changes=self.changes,
-                fhir_trusted_audit_apps=self.fhir_trusted_audit_apps,
+                self.pseudonymizer, ref, changes=self.changes, **self._context_options
             )
             produced = normaliser.normalise(record, context)
             produced = [_serialisable(event) for event in produced]

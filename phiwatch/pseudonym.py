@@ -52,6 +52,16 @@ class Pseudonymizer:
         msg = b"phiwatch-identifier\x1f" + identifier.lower().encode("utf-8", "surrogatepass")
         return "pt_" + hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:16]
 
+    def keyed_hash(self, domain: str, value: str) -> str:
+        """32 hex of a keyed hash of `value` in its own `domain` (a Storage credential, a
+        blob path): equal values stay countable, nobody without the key can test a guess.
+
+        Domains are separate HMAC inputs, so a value hashed in two domains (or as a patient
+        id) gives unrelated outputs."""
+        msg = b"phiwatch-keyed\x1f" + domain.encode() + b"\x1f"
+        msg += value.encode("utf-8", "surrogatepass")
+        return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
+
     def patient_ref(self, namespace: str, patient_id: str) -> str:
         """Pseudonym of `patient_id` as known to `namespace` (the FHIR service host).
 

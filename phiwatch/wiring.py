@@ -242,6 +242,8 @@ def build_pipeline(
         max_record_bytes=settings.max_record_bytes,
         forwarder=forwarder,
         fhir_trusted_audit_apps=frozenset(settings.fhir_trusted_audit_apps),
+        storage_patient_patterns=settings.storage_patient_patterns,
+        storage_phi_containers=settings.storage_phi_containers,
     )
 
 

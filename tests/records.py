@@ -556,3 +556,108 @@ def activity_export(seconds: float = 0) -> dict[str, Any]:
         "subscriptionId": SUB,
         "properties": {"statusCode": "OK", "eventCategory": "Administrative"},
     }
+
+
+STORAGE_OID = "55555555-aaaa-4bbb-8ccc-000000000005"
+STORAGE_APP = "66666666-aaaa-4bbb-8ccc-000000000006"
+KEY_HASH = "key1(5RTE343A6FEB12342672AFD40072B70D4A91BGH5CDF797EC56BF82B2C3635CE)"
+SAS_HASH = KEY_HASH.replace("5RTE", "0A0X") + (
+    ",SasSignature(04D64C2B3A704145C9F1664F201123467A74D72DA72751A9137DDAA732FA03CF)"
+)
+
+
+def storage_category(operation: str) -> str:
+    if operation.startswith(("Get", "List", "Query", "Find")) or operation == "CopyBlobSource":
+        return "StorageRead"
+    return "StorageDelete" if operation.startswith("Delete") else "StorageWrite"
+
+
+def storage(
+    seconds: float = 0,
+    *,
+    operation: str = "GetBlob",
+    status: int | str | None = 200,
+    status_text: str | None = "Success",
+    auth: str = "OAuth",
+    object_key: str = "/stphi01/discharge/MRN123/summary.pdf",
+    oid: str | None = STORAGE_OID,
+    upn: str | None = "carol.clerk@contoso-health.org",
+    appid: str | None = STORAGE_APP,
+    token_hash: str | None = None,
+    ip: str = "10.3.4.5:50123",
+    response_bytes: int | str | None = 2018,
+    user_agent: str = "azsdk-python-storage-blob/12.19.0 Python/3.11.9 (Linux)",
+) -> dict[str, Any]:
+    """A blob service record in the Event Hubs form (monitor-blob-storage-reference): OAuth
+    with a requester, SAS and AccountKey with only a token hash, Anonymous with neither."""
+    identity: dict[str, Any] = {"type": auth}
+    if auth == "OAuth":
+        requester: dict[str, Any] = {
+            "audience": "https://storage.azure.com/",
+            "tenantId": "72f988bf-86f1-41af-91ab-2d7cd011db47",
+            "tokenIssuer": "https://sts.windows.net/72f988bf-86f1-41af-91ab-2d7cd011db47/",
+        }
+        if appid:
+            requester["appId"] = appid
+        if oid:
+            requester["objectId"] = oid
+        if upn:
+            requester["upn"] = upn
+        identity["requester"] = requester
+        identity["tokenHash"] = (
+            token_hash or "B3CC9D5C64B3351573D806751312317FE4E910877E7CBAFA9D95E0BE923DD25C"
+        )
+        identity["authorization"] = [
+            {
+                "action": "Microsoft.Storage/storageAccounts/blobServices/containers/blobs/read",
+                "principals": [{"id": oid, "type": "User" if upn else "ServicePrincipal"}],
+                "reason": "Policy",
+                "result": "Granted",
+                "roleAssignmentId": "ecf75cb8-491c-4a25-ad6e-15e6a1f0e4c1",
+                "roleDefinitionId": "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1",
+                "type": "RBAC",
+            }
+        ]
+    elif auth == "SAS":
+        identity["tokenHash"] = token_hash or SAS_HASH
+    elif auth == "AccountKey":
+        identity["tokenHash"] = token_hash or KEY_HASH
+    account, _, rest = object_key.strip("/").partition("/")
+    path = "/" + rest
+    record: dict[str, Any] = {
+        "time": iso(at(seconds)),
+        "resourceId": STORAGE_ID + "/BLOBSERVICES/DEFAULT",
+        "category": storage_category(operation),
+        "operationName": operation,
+        "operationVersion": "2023-11-03",
+        "schemaVersion": "1.0",
+        "statusCode": status,
+        "statusText": status_text,
+        "durationMs": 12,
+        "callerIpAddress": ip,
+        "correlationId": str(uuid.uuid5(uuid.NAMESPACE_URL, f"st{seconds}{operation}")),
+        "location": "westeurope",
+        # The request URL names the blob too (a SAS's signature redacted, `sp`/`se` kept).
+        "uri": f"https://{account}.blob.core.windows.net{path}?sv=2023-11-03&sp=r&sig=XXXXX",
+        "protocol": "HTTPS",
+        "resourceType": "Microsoft.Storage/storageAccounts/blobServices",
+        "identity": identity,
+        "properties": {
+            "accountName": account,
+            "userAgentHeader": user_agent,
+            "serviceType": "blob",
+            "objectKey": object_key,
+            "metricResponseType": "Success" if status_text == "Success" else "ClientOtherError",
+            "serverLatencyMs": 9,
+            "requestHeaderSize": 1523,
+            "responseHeaderSize": 380,
+            "responseBodySize": response_bytes,
+            "tlsVersion": "TLS 1.2",
+            "accessTier": "Hot",
+        },
+    }
+    if status is None:
+        del record["statusCode"]
+    if status_text is None:
+        del record["statusText"]
+    return record

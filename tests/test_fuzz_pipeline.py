@@ -207,6 +207,10 @@ def source_records() -> list[dict[str, Any]]:
             )
             for result in ("Start", "Success")
         ),
+        records.storage(6),
+        records.storage(7, auth="SAS", status="403", status_text=None, response_bytes="0"),
+        records.storage(8, operation="ListBlobs", auth="Anonymous", ip="<null>"),
+        records.storage(9, operation="DeleteBlob", auth="AccountKey", ip="[2001:db8::5]:443"),
     ]
 
 

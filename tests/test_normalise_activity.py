@@ -124,12 +124,16 @@ def test_policy_events_are_counted_skips(normalise):
 
 
 def test_unknown_categories_are_dead_letters_naming_the_category(normalise):
-    record = activity(category="StorageRead", resource_id=STORAGE_ID + "/BLOBSERVICES/DEFAULT")
+    # (StorageRead was the example until Storage got its normaliser.)
+    gateway = f"/SUBSCRIPTIONS/{SUB}/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/"
+    gateway += "APPLICATIONGATEWAYS/AGW"
+    record = activity(category="ApplicationGatewayFirewallLog", resource_id=gateway)
     with pytest.raises(RecordRejected) as info:
         normalise(record)
     assert info.value.code == "unknown-category"
     assert info.value.reason == (
-        "no normaliser for category 'StorageRead' from microsoft.storage/storageaccounts"
+        "no normaliser for category 'ApplicationGatewayFirewallLog' from "
+        "microsoft.network/applicationgateways"
     )
 
 

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from phiwatch.model import AccessEvent, EventResult, EventType
-from phiwatch.sources import activity, entra_audit, fhir, keyvault, signins, sql
+from phiwatch.sources import activity, entra_audit, fhir, keyvault, signins, sql, storage
 
 # Product → (the source category its events carry, the event type of a plain access).
 _PRODUCTS: dict[str, tuple[str, EventType]] = {
@@ -20,6 +20,7 @@ _PRODUCTS: dict[str, tuple[str, EventType]] = {
     signins.PRODUCT: ("SignInLogs", "Logon"),
     entra_audit.PRODUCT: ("AuditLogs", "Create"),
     sql.PRODUCT: ("SQLSecurityAuditEvents", "Read"),
+    storage.PRODUCT: ("StorageRead", "Read"),
 }
 
 

@@ -15,7 +15,7 @@ from phiwatch.model import AccessEvent
 from phiwatch.sources.fields import subscription_of
 
 Grouping = Literal[
-    "actor",  # who did it: Entra object id, else app id, else source address
+    "actor",  # who did it: Entra object id, else app id, else credential, else address
     "patient",  # whose record: the patient pseudonym (many users opening one chart)
     "source_address",  # where from: one address trying many accounts (password spray)
     "credential",  # which secret: a SAS signature or account key used without a principal
@@ -26,11 +26,18 @@ GROUPINGS: tuple[Grouping, ...] = get_args(Grouping)
 
 
 def actor_key(event: AccessEvent) -> str | None:
-    """Who did it: Entra object id, else the app id, else the source address."""
+    """Who did it: Entra object id, else the app id, else the credential (a Storage SAS
+    signature or account key used without a principal), else the source address.
+
+    The credential comes after every principal and before the address: only Storage events
+    carry a CredentialId, so every other source's key (and so its AlertIds) is unchanged,
+    and requests with one SAS token from many addresses stay one actor."""
     if event.actor_user_id:
         return f"oid:{event.actor_user_id}"
     if event.acting_app_id:
         return f"app:{event.acting_app_id}"
+    if event.credential_id:
+        return f"cred:{event.credential_id}"
     if event.src_ip_addr:
         return f"ip:{event.src_ip_addr}"
     return None

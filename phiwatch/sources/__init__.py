@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from phiwatch.sources import activity, canary, entra_audit, fhir, keyvault, signins, sql
+from phiwatch.sources import activity, canary, entra_audit, fhir, keyvault, signins, sql, storage
 from phiwatch.sources.base import NormaliseContext, SourceNormaliser
 from phiwatch.sources.record import (
     Record,
@@ -20,6 +20,7 @@ NORMALISERS: tuple[SourceNormaliser, ...] = (
     activity,
     signins,
     sql,
+    storage,
 )
 
 __all__ = [

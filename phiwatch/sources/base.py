@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,6 +45,10 @@ class NormaliseContext:
     # Application ids (lower case) whose FHIR audit headers name the actor
     # (PHIWATCH_FHIR_TRUSTED_AUDIT_APPS, phiwatch/sources/fhir.py).
     fhir_trusted_audit_apps: frozenset[str] = frozenset()
+    # Storage blob logs (phiwatch/sources/storage.py): PHIWATCH_STORAGE_PATIENT_PATTERNS
+    # compiled, PHIWATCH_STORAGE_PHI_CONTAINERS as (account, container prefix) pairs.
+    storage_patient_patterns: tuple[re.Pattern[str], ...] = ()
+    storage_phi_containers: tuple[tuple[str, str], ...] = ()
 
     def redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
         """AccessEvent keyword arguments with the text copied from the wire redacted
