@@ -33,7 +33,7 @@ ADDED: dict[str, tuple[float, Traffic]] = {
     "storage": (0.12, storage_traffic),
     "signin": (0.10, signin_traffic),
     "directory": (0.01, directory_traffic),
-    "fhir-vocabulary": (0.04, fhir_vocab_traffic),
+    "fhir-vocabulary": (0.05, fhir_vocab_traffic),
     "activity-changes": (0.01, activity_change_traffic),
 }
 

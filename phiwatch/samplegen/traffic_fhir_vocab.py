@@ -63,7 +63,7 @@ def fhir_vocab_traffic(
         svc = pop.fhir[0] if rng.random() < 0.55 else pop.fhir[1]
         if plan.is_silenced(svc.stream, t + timedelta(minutes=10)):
             svc = pop.fhir[0]
-        if roll < 0.45:  # EHR backend on behalf of a clinician, headers naming them
+        if roll < 0.40:  # EHR backend on behalf of a clinician, headers naming them
             who = rng.choice(pop.clinicians)
             if plan.busy(who.oid, t):
                 continue
@@ -86,18 +86,18 @@ def fhir_vocab_traffic(
                 rng,
                 headers,
             )
-        elif roll < 0.65:  # registration and the interface engine look patients up by MRN
+        elif roll < 0.55:  # registration and the interface engine look patients up by MRN
             caller = ehr if rng.random() < 0.5 else hl7
             path = f"/Patient?identifier={_identifier(rng.choice(numeric), rng)}"
             out += _op(svc, caller, t, path, "search-type", "Patient", 200, rng)
-        elif roll < 0.72:  # chart transfer: one $everything, rarely more than one a day each
+        elif roll < 0.62:  # chart transfer: one $everything, rarely more than one a day each
             who = rng.choice(pop.clinicians)
             if plan.busy(who.oid, t) or everything_used.get(who.oid, 0) >= 2:
                 continue
             everything_used[who.oid] = everything_used.get(who.oid, 0) + 1
             path = f"/Patient/{rng.choice(who.panel)}/$everything"
             out += _op(svc, who, t, path, "everything", "Patient", 200, rng)
-        elif roll < 0.8:  # bulk export: kick-off, status polls, the final manifest
+        elif roll < 0.68:  # bulk export: kick-off, status polls, the final manifest
             kick = rng.choice(
                 (
                     "/$export?_type=Patient,Encounter",
@@ -111,7 +111,7 @@ def fhir_vocab_traffic(
                 t += timedelta(seconds=30 * (i + 1))
                 out += _op(svc, exporter, t, job, "export", "", 202, rng)
             out += _op(svc, exporter, t + timedelta(seconds=60), job, "export", "", 200, rng)
-        elif roll < 0.9:  # the interface engine's batches, transactions and patches
+        elif roll < 0.90:  # the interface engine's batches, transactions and patches
             kind, path, rtype, status = rng.choice(
                 (
                     ("batch", "/", "Bundle", 200),
