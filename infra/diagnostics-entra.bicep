@@ -1,4 +1,4 @@
-// Microsoft Entra ID sign-in logs -> the phiwatch hub. Tenant scope.
+// Microsoft Entra ID sign-in and directory audit logs -> the phiwatch hub. Tenant scope.
 //
 //   az deployment tenant create --location <region> -f infra/diagnostics-entra.bicep \
 //     -p eventHubAuthorizationRuleId=<main.bicep output diagnosticsEventHubAuthorizationRuleId>
@@ -24,9 +24,17 @@ param eventHubName string = 'diagnostics'
 @description('Name of the tenant diagnostic setting.')
 param settingName string = 'phiwatch'
 
-@description('Entra log categories to stream. SignInLogs = interactive user sign-ins; add NonInteractiveUserSignInLogs, ServicePrincipalSignInLogs, ManagedIdentitySignInLogs or AuditLogs as needed (each adds volume and cost).')
+// The categories phiwatch normalises, and nothing else: the four sign-in logs (interactive,
+// non-interactive, service principal, managed identity) and the directory AuditLogs. Other
+// Entra categories (ProvisioningLogs, RiskyUsers, ...) would be archived and dead-lettered
+// as unknown-category: paid for and never read.
+@description('Entra log categories to stream: the ones phiwatch normalises (the default). Each sign-in category adds volume and cost; non-interactive sign-ins are the largest.')
 param categories array = [
   'SignInLogs'
+  'NonInteractiveUserSignInLogs'
+  'ServicePrincipalSignInLogs'
+  'ManagedIdentitySignInLogs'
+  'AuditLogs'
 ]
 
 resource setting 'microsoft.aadiam/diagnosticSettings@2017-04-01' = {

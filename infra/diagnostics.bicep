@@ -11,7 +11,14 @@
 // | Azure SQL (server-level audit) | SQLSecurityAuditEvents               | each server's master database (sqlServerIds) |
 // | Storage (blob service)         | StorageRead, StorageWrite, StorageDelete | each account's blob service (storageAccountIds) |
 // | Activity Log                   | Administrative (activityLogCategories) | this subscription             |
-// | Entra ID                       | SignInLogs                           | the tenant (includeEntraSignInLogs; see diagnostics-entra.bicep) |
+// | Entra ID                       | SignInLogs, NonInteractiveUserSignInLogs, ServicePrincipalSignInLogs, ManagedIdentitySignInLogs, AuditLogs | the tenant (includeEntraSignInLogs; see diagnostics-entra.bicep) |
+//
+// Every category listed is one phiwatch normalises; nothing else is enabled (anything else
+// would be archived and dead-lettered as unknown-category).
+//
+// configureSqlAuditing=true (the default) REPLACES each listed SQL server's existing auditing
+// policy (its targets, action groups and retention) with phiwatch's: set it to false when a
+// server already audits, and enable that policy's Azure Monitor target yourself.
 //
 // Resources may be in any resource group of any subscription the deploying identity can
 // write diagnostic settings in (Monitoring Contributor there, plus
@@ -63,9 +70,13 @@ param activityLogCategories array = [
 @description('Also create the tenant-scope Entra ID sign-in log setting (diagnostics-entra.bicep). Needs tenant-root deployment rights and an Entra role; see infra/README.md.')
 param includeEntraSignInLogs bool = false
 
-@description('Entra log categories (includeEntraSignInLogs).')
+@description('Entra log categories (includeEntraSignInLogs): the ones phiwatch normalises.')
 param entraLogCategories array = [
   'SignInLogs'
+  'NonInteractiveUserSignInLogs'
+  'ServicePrincipalSignInLogs'
+  'ManagedIdentitySignInLogs'
+  'AuditLogs'
 ]
 
 // /subscriptions/<sub>/resourceGroups/<rg>/providers/<namespace>/<type>/<name>[/<type>/<name>]

@@ -6,6 +6,7 @@ import gzip
 import json
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -141,3 +142,24 @@ def test_module_entry_point_runs():
     )
     assert done.returncode == 0
     assert "replay" in done.stdout and "samples" in done.stdout
+
+
+def test_summary_counts_events_per_source(tmp_path):
+    out = tmp_path / "out"
+    result = replay(str(write_input(tmp_path / "in")), "--out", str(out))
+    assert result.exit_code == 0, result.output
+    summary = json.loads((out / "summary.json").read_text())
+    written = Counter(
+        json.loads(line)["EventProduct"] for line in (out / "events.jsonl").read_text().splitlines()
+    )
+    by_product = summary["events_by_product"]
+    assert by_product == dict(written)
+    assert len(by_product) == 3  # FHIR, Key Vault and the Activity Log in write_input
+    assert sum(by_product.values()) == summary["events"]
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in result.output.splitlines()
+        if line.count("│") >= 3
+    }
+    for product, n in by_product.items():
+        assert rows[product] == f"{n:,}"

@@ -1032,6 +1032,44 @@ def check_diagnostics(files: Files) -> None:
     )
 
 
+# The categories phiwatch normalises, per diagnostic setting: the infra enables these and
+# nothing else (anything else is archived and dead-lettered as unknown-category).
+NORMALISED_ENTRA = [
+    "SignInLogs",
+    "NonInteractiveUserSignInLogs",
+    "ServicePrincipalSignInLogs",
+    "ManagedIdentitySignInLogs",
+    "AuditLogs",
+]
+
+
+def _array_default(code: str, param: str) -> list[str]:
+    m = re.search(rf"^param {param} array = \[\n(.*?)^\]", code, re.M | re.S)
+    assert m, f"param {param} must default to an array"
+    return re.findall(r"^\s*'([^']+)'$", m.group(1), re.M)
+
+
+def check_enabled_categories(files: Files) -> None:
+    """The diagnostic settings and the example parameters enable exactly what is normalised,
+    and say plainly that configureSqlAuditing replaces a server's audit settings."""
+    entra = strip_comments(files["diagnostics-entra.bicep"])
+    diag = strip_comments(files["diagnostics.bicep"])
+    assert _array_default(entra, "categories") == NORMALISED_ENTRA
+    assert _array_default(diag, "entraLogCategories") == NORMALISED_ENTRA
+    assert _array_default(diag, "activityLogCategories") == ["Administrative"]
+    storage = strip_comments(files["modules/diagnostics/storage.bicep"])
+    assert _array_default(storage, "categories") == ["StorageRead", "StorageWrite", "StorageDelete"]
+    example = json.loads(files["diagnostics.parameters.example.json"])["parameters"]
+    assert example["entraLogCategories"]["value"] == NORMALISED_ENTRA
+    assert example["activityLogCategories"]["value"] == ["Administrative"]
+    for name in ("diagnostics.bicep", "modules/diagnostics/sql.bicep", "README.md"):
+        text = files[name]
+        assert re.search(r"configureSqlAuditing|configureAuditing", text), name
+        assert re.search(r"\breplaces\b", text, re.I), (
+            f"{name} must say the audit policy is replaced"
+        )
+
+
 def check_parameter_examples(files: Files) -> None:
     for template, example in (
         ("main.bicep", "main.parameters.example.json"),
@@ -1187,6 +1225,7 @@ CHECKS: list[Callable[[Files], None]] = [
     check_roles,
     check_role_tables_documented,
     check_diagnostics,
+    check_enabled_categories,
     check_parameter_examples,
     check_module_wiring,
     check_alerts,
@@ -1559,6 +1598,18 @@ MUTATIONS = [
     ),
     (check_diagnostics, "modules/diagnostics/sql.bicep", "'SQLSecurityAuditEvents'", "'Errors'"),
     (check_diagnostics, "diagnostics-entra.bicep", "'SignInLogs'", "'AuditLogs'"),
+    (
+        check_enabled_categories,
+        "diagnostics-entra.bicep",
+        "  'AuditLogs'\n",
+        "  'ProvisioningLogs'\n",
+    ),
+    (
+        check_enabled_categories,
+        "diagnostics.parameters.example.json",
+        '"Administrative"',
+        '"Security"',
+    ),
     (
         check_module_wiring,
         "main.bicep",

@@ -79,6 +79,12 @@ def props(record: dict[str, Any]) -> dict[str, Any] | None:
     return value if isinstance(value, dict) else None
 
 
+def is_fhir(record: dict[str, Any]) -> bool:
+    """FHIR audit, not Entra's directory audit: both use the category ``AuditLogs``."""
+    op = record.get("operationName", "")
+    return record.get("category") == "AuditLogs" and op.startswith("Microsoft.HealthcareApis/")
+
+
 def unique_objects(parsed: Parsed) -> list[dict[str, Any]]:
     """Drop exact re-deliveries, as any consumer of at-least-once delivery must."""
     seen: set[str] = set()
@@ -95,7 +101,7 @@ def patient_reads(parsed: Parsed) -> dict[str, list[tuple[datetime, str]]]:
     """Per caller oid: (time, patient id) of every Succeeded FHIR request naming a patient."""
     out: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
     for r in unique_objects(parsed):
-        if r.get("category") != "AuditLogs" or r.get("resultType") != "Succeeded":
+        if not is_fhir(r) or r.get("resultType") != "Succeeded":
             continue
         if "time" not in r:
             continue
@@ -221,7 +227,11 @@ def test_default_size_and_record_count(default: Parsed) -> None:
     on_disk = sum(p.stat().st_size for p in default.root.rglob("*") if p.is_file())
     assert default.report.bytes == on_disk
     assert on_disk < 5 * 1024 * 1024
-    assert abs(default.report.records - 20_000) <= 1_000
+    added = default.truth["added_sources"]
+    assert abs(added["original_records"] - 20_000) <= 1_000
+    # The added sources come on top: about 40 % of ``records`` more.
+    assert 0.35 * 20_000 <= added["records"] <= 0.45 * 20_000
+    assert default.report.records == added["original_records"] + added["records"]
     assert len(default.records) == default.report.records == default.truth["records_written"]
     assert len(default.bodies) == default.report.bodies
     assert default.report.incidents == 4
@@ -254,7 +264,9 @@ def test_records_in_a_body_are_time_ordered_apart_from_stragglers(default: Parse
     for body in default.bodies:
         times = [parse_time(r["time"]) for r in body if isinstance(r, dict) and "time" in r]
         out_of_order += sum(1 for a, b in itertools.pairwise(times) if b < a)
-    late_and_dupes = default.truth["quirks"]["late"] + default.truth["quirks"]["duplicates"]
+    quirks = default.truth["quirks"]
+    added = default.truth["added_sources"]["quirks"]
+    late_and_dupes = quirks["late"] + quirks["duplicates"] + added["duplicates"]
     assert out_of_order <= late_and_dupes
 
 
@@ -271,9 +283,19 @@ def test_files_hold_their_hour_and_the_broken_line_fits_its_file(default: Parsed
         assert all(hour - slack <= t <= hour + timedelta(hours=1) + slack for t in times), path
 
 
-def test_source_mix(default: Parsed) -> None:
-    by_category = Counter(r.get("category") for r in default.objects)
-    total = len(default.records)
+def original_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> Parsed:
+    """The default generation without the added sources: the scenario as it always was."""
+    from phiwatch.samplegen import added_sources
+
+    monkeypatch.setattr(added_sources, "ADDED", {})
+    return parse_dir(root, generate(root))
+
+
+def test_source_mix(default: Parsed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The original shares hold on the original records; the added sources sit on top."""
+    original = original_only(tmp_path, monkeypatch)
+    by_category = Counter(r.get("category") for r in original.objects)
+    total = len(original.records)
     fhir = by_category["AuditLogs"] / total
     keyvault = by_category["AuditEvent"] / total
     activity = sum(
@@ -283,6 +305,23 @@ def test_source_mix(default: Parsed) -> None:
     assert 0.20 <= keyvault <= 0.30
     assert 0.07 <= activity / total <= 0.13
     assert by_category["Policy"] >= 3
+    assert total == default.truth["added_sources"]["original_records"]
+
+
+def test_added_sources_leave_the_original_lines_in_place(
+    default: Parsed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every original line is in the same file, in the same order, byte for byte."""
+    original = original_only(tmp_path, monkeypatch)
+    for path in sorted((original.root / "logs").glob("*.jsonl.gz")):
+        old = gzip.decompress(path.read_bytes()).decode().splitlines()
+        new = gzip.decompress((default.root / "logs" / path.name).read_bytes()).decode()
+        remaining = iter(new.splitlines())
+        assert all(line in remaining for line in old), path.name
+        assert len(new.splitlines()) > len(old)
+    assert original.truth["incidents"] == default.truth["incidents"]
+    assert original.truth["benign_lookalikes"] == default.truth["benign_lookalikes"]
+    assert original.truth["quirks"] == default.truth["quirks"]
 
 
 # --- ground truth --------------------------------------------------------------------------
@@ -415,9 +454,7 @@ def test_quirks_are_present(default: Parsed) -> None:
     ips = [r.get("callerIpAddress", "") for r in objs]
     assert any(ip.startswith("::ffff:") for ip in ips)
     assert any(re.fullmatch(r"\d+\.\d+\.\d+\.\d+:\d+", ip) for ip in ips)
-    fhir_string_props = [
-        r for r in objs if r.get("category") == "AuditLogs" and isinstance(r.get("properties"), str)
-    ]
+    fhir_string_props = [r for r in objs if is_fhir(r) and isinstance(r.get("properties"), str)]
     assert fhir_string_props and all(props(r) for r in fhir_string_props)
     assert any("Level" in r for r in objs)
     kv_props = [props(r) or {} for r in objs if r.get("category") == "AuditEvent"]
@@ -426,7 +463,7 @@ def test_quirks_are_present(default: Parsed) -> None:
     assert any(n > 1 for n in copies.values())
     phases: dict[str, set[str]] = defaultdict(set)
     for r in objs:
-        if r.get("category") == "AuditLogs":
+        if is_fhir(r):
             phases[r["correlationId"]].add(r["resultType"])
     assert any({"Started", "Succeeded"} <= p for p in phases.values())
     assert any({"Started", "Failed"} <= p for p in phases.values())

@@ -117,6 +117,9 @@ def _print_summary(summary: ReplaySummary, out_dir: Path) -> None:
     table.add_column("reason")
     table.add_row("records read", f"{counts.records:,}", "")
     table.add_row("events", f"{counts.events:,}", f"from {counts.event_records:,} records")
+    by_product = sorted(summary.events_by_product.items(), key=lambda i: (-i[1], i[0]))
+    for product, n in by_product:
+        table.add_row(f"  {escape(product)}", f"{n:,}", "")
     table.add_row("dead-letters", f"{sum(counts.dead_letters.values()):,}", "")
     for code, n in sorted(counts.dead_letters.items(), key=lambda i: (-i[1], i[0])):
         table.add_row(f"  {escape(code)}", f"{n:,}", escape(counts.examples.get(code, "")))

@@ -30,11 +30,13 @@ class ReplaySummary:
     key_id: str
     archive_objects: int
     problems: list[str] = field(default_factory=list)  # unreadable or malformed files
+    events_by_product: dict[str, int] = field(default_factory=dict)  # EventProduct -> events
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "files": self.files,
             **self.counts.as_dict(),
+            "events_by_product": dict(sorted(self.events_by_product.items())),
             "late_events": self.late,
             "alert_list": [
                 {
@@ -130,4 +132,5 @@ def replay(
         key_id=pipeline.pseudonymizer.key_id,
         archive_objects=archive.objects_written + archive.objects_unchanged,
         problems=problems,
+        events_by_product=dict(sink.events_by_product),
     )

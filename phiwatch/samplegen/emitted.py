@@ -6,7 +6,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
-Source = Literal["fhir", "keyvault", "activity", "other", "bad"]
+# The first five are the original scenario's; the rest are the sources added on top of it
+# (added_sources.py), each drawn from its own random generator.
+Source = Literal[
+    "fhir",
+    "keyvault",
+    "activity",
+    "other",
+    "bad",
+    "sql",
+    "storage",
+    "signin",
+    "directory",
+]
 
 
 @dataclass(slots=True)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from .added_sources import added_bodies, added_records
 from .clock import DEFAULT_START, WINDOW, iso_seconds
 from .emitted import Emitted, Source
 from .incidents import build_incidents
@@ -81,9 +82,14 @@ def generate(
     everything += duplicates
 
     bodies = pack(everything, rng)
+    # The added sources come last and never touch ``rng``: everything above is unchanged.
+    added, added_counts = added_records(pop, plan, seed, records)
+    added_delivered, added_packed, added_quirks = added_bodies(added, seed)
     log_files, broken_at = write_logs(
-        out_dir / "logs", bodies, lambda t: truncated_body(pop, t, rng), rng
+        out_dir / "logs", bodies, lambda t: truncated_body(pop, t, rng), rng, added_packed
     )
+    original = len(everything)
+    everything += added_delivered
     truth = {
         "seed": seed,
         "records": records,
@@ -91,12 +97,19 @@ def generate(
         "end": iso_seconds(plan.end),
         "records_written": len(everything),
         "records_by_source": dict(sorted(Counter(e.source for e in everything).items())),
-        "bodies": len(bodies),
+        "bodies": len(bodies) + len(added_packed),
         "incidents": [i.to_json() for i in incidents],
         "benign_lookalikes": [b.to_json() for b in lookalikes],
         "bad_records": {**bad_counts, "truncated_body_line": 1},
         "bad_lines": [broken_at],
         "quirks": {**quirk_counts, "duplicates": n_dup, "late": n_late},
+        "added_sources": {
+            "records": len(added_delivered),
+            "original_records": original,
+            "records_by_added_source": added_counts,
+            "bodies": len(added_packed),
+            "quirks": added_quirks,
+        },
         "silenced_streams": {s: iso_seconds(t) for s, t in sorted(plan.silenced.items())},
     }
     truth_path = out_dir / "ground_truth.json"
@@ -105,7 +118,7 @@ def generate(
     return GenerationReport(
         files=files,
         records=len(everything),
-        bodies=len(bodies),
+        bodies=len(bodies) + len(added_packed),
         bytes=sum(p.stat().st_size for p in files),
         incidents=len(incidents),
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from pathlib import Path
 
 from phiwatch.batch import BatchResult
@@ -18,9 +19,12 @@ class LocalFileSink:
         self._events = (out_dir / "events.jsonl").open("wb")
         self._dead = (out_dir / "deadletter.jsonl").open("wb")
         self.alerts: dict[str, Alert] = {}
+        # Events per EventProduct: what the replay summary shows per source.
+        self.events_by_product: Counter[str] = Counter()
 
     def emit(self, result: BatchResult) -> None:
         self._events.writelines(e.to_json() + b"\n" for e in result.events)
+        self.events_by_product.update(e.event_product for e in result.events)
         self._dead.writelines(d.to_json() + b"\n" for d in result.dead_letters)
         for alert in result.alerts:
             self.alerts[alert.alert_id] = alert
