@@ -113,7 +113,7 @@ class SqlSensitiveMassRead(Detection[Params]):
     rule_name = "Mass read of PHI-labelled SQL data"
     severity = "High"
     tactics = ("Collection", "Exfiltration")
-    techniques = ("T1213", "T1005")
+    techniques = ("T1213",)
     group_by = "actor"
     planes = frozenset({"data"})
     Params = Params
