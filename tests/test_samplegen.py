@@ -178,6 +178,37 @@ def diagnostics_alerts(parsed: Parsed) -> set[str]:
     return alerts
 
 
+def sql_sensitive_read_alerts(parsed: Parsed) -> set[str]:
+    """Principal keys (`sql:<server>/<login>`) with a successful read of at least 1,000
+    rows labelled with a PHI information type, or 10,000 such rows within an hour."""
+    phi_types = ("Health", "Medical", "National ID", "SSN", "Name", "Contact Info")
+    phi_types += ("Date Of Birth", "Financial", "Credit Card", "Banking")
+    reads: dict[str, list[tuple[datetime, int]]] = defaultdict(list)
+    for r in unique_objects(parsed):
+        p = props(r)
+        if r.get("category") != "SQLSecurityAuditEvents" or p is None:
+            continue
+        if str(p["succeeded"]).lower() != "true" or p["action_id"] not in ("BCM", "RCM"):
+            continue
+        if not p["statement"].lstrip().lower().startswith(("select", "exec")):
+            continue
+        labels = p["data_sensitivity_information"]
+        if not any(f'information_type="{t}"' in labels for t in phi_types):
+            continue
+        login = p["server_principal_name"].lower()
+        key = f"sql:{p['server_instance_name'].lower()}/{login}" if "@" not in login else login
+        reads[key].append((parse_time(p["event_time"]), int(p["response_rows"])))
+    alerts = set()
+    for key, rows in reads.items():
+        rows.sort()
+        if any(n >= 1_000 for _, n in rows):
+            alerts.add(key)
+        for t, _ in rows:
+            if sum(n for u, n in rows if t - timedelta(hours=1) < u <= t) >= 10_000:
+                alerts.add(key)
+    return alerts
+
+
 # --- determinism and parameters -------------------------------------------------------------
 
 
@@ -234,7 +265,7 @@ def test_default_size_and_record_count(default: Parsed) -> None:
     assert default.report.records == added["original_records"] + added["records"]
     assert len(default.records) == default.report.records == default.truth["records_written"]
     assert len(default.bodies) == default.report.bodies
-    assert default.report.incidents == 4
+    assert default.report.incidents == 5
 
 
 def test_every_line_is_a_body_except_the_documented_broken_one(default: Parsed) -> None:
@@ -319,8 +350,14 @@ def test_added_sources_leave_the_original_lines_in_place(
         remaining = iter(new.splitlines())
         assert all(line in remaining for line in old), path.name
         assert len(new.splitlines()) > len(old)
-    assert original.truth["incidents"] == default.truth["incidents"]
-    assert original.truth["benign_lookalikes"] == default.truth["benign_lookalikes"]
+    # Rules on the added sources add their own incidents and look-alikes on top.
+    rules = {i["rule_id"] for i in original.truth["incidents"]}
+    assert original.truth["incidents"] == [
+        i for i in default.truth["incidents"] if i["rule_id"] in rules
+    ]
+    assert original.truth["benign_lookalikes"] == [
+        b for b in default.truth["benign_lookalikes"] if b["resembles_rule_id"] in rules
+    ]
     assert original.truth["quirks"] == default.truth["quirks"]
 
 
@@ -336,6 +373,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "mass-record-access": 1,
         "keyvault-failed-operations": 1,
         "diagnostics-disabled": 2,
+        "sql-sensitive-mass-read": 1,
     }
     keys = {
         "rule_id",
@@ -358,6 +396,8 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "keyvault-token-challenges",
         "diagnostics-deleted-with-resource",
         "incident-actor-normal-traffic",
+        "sql-labelled-read-below-threshold",
+        "sql-big-unlabelled-read",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -402,6 +442,7 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     assert set(mass_access_alerts(default)) == by_rule["mass-record-access"]
     assert keyvault_alerts(default) == by_rule["keyvault-failed-operations"]
     assert diagnostics_alerts(default) == by_rule["diagnostics-disabled"]
+    assert sql_sensitive_read_alerts(default) == by_rule["sql-sensitive-mass-read"]
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:
