@@ -96,7 +96,9 @@ class Absence(Part):
         ctx: DetectionContext,
         due: Callable[[Pending], bool],
     ) -> None:
-        for uid in sorted(u for u, p in state.pending.items() if due(p)):
+        # In event-time order (EventUid breaks ties): the earliest trigger of a key anchors.
+        due_now = sorted((p.time, u) for u, p in state.pending.items() if due(p))
+        for _, uid in due_now:
             pending = state.pending.pop(uid)
             if self._explained(state, pending):
                 continue
