@@ -178,6 +178,63 @@ def diagnostics_alerts(parsed: Parsed) -> set[str]:
     return alerts
 
 
+# A reference for audit-tampering, written from the list (not from the rule).
+TAMPER_ALWAYS = (
+    "/IMMUTABILITYPOLICIES/DELETE",
+    "/CLEARLEGALHOLD/ACTION",
+    "MICROSOFT.OPERATIONALINSIGHTS/WORKSPACES/DELETE",
+    "/PURGE/ACTION",
+    "/TABLES/DELETE",
+    "/DATAEXPORTS/DELETE",
+    "MICROSOFT.INSIGHTS/DATACOLLECTION",
+    "MICROSOFT.EVENTHUB/NAMESPACES/",
+    "MICROSOFT.SECURITYINSIGHTS/",
+    "/SCHEDULEDQUERYRULES/DELETE",
+    "/ACTIONGROUPS/DELETE",
+    "/LOCKS/DELETE",
+    "/LOGPROFILES/DELETE",
+    "MICROSOFT.SECURITY/PRICINGS/DELETE",
+)
+
+
+def tamper_alerts(parsed: Parsed) -> set[str]:
+    admin = [r for r in unique_objects(parsed) if "operationName" in r and "time" in r]
+    admin = [r for r in admin if r["operationName"].upper().startswith("MICROSOFT.")]
+    requests: dict[str, dict[str, Any]] = {}
+    for r in admin:
+        body = (props(r) or {}).get("requestbody")
+        if r["resultType"] == "Start" and body:
+            requests[r["correlationId"]] = json.loads(body).get("properties", {})
+    ok = [r for r in admin if r["resultType"] == "Success"]
+    deleted = [
+        (r["resourceId"].lower(), parse_time(r["time"]))
+        for r in ok
+        if r["operationName"].upper().endswith("/DELETE")
+    ]
+    alerts = set()
+    for r in ok:
+        op, rid, at = r["operationName"].upper(), r["resourceId"].lower(), parse_time(r["time"])
+        response = json.loads((props(r) or {}).get("responseBody") or "{}")
+        value = {**requests.get(r["correlationId"], {}), **response.get("properties", {})}
+        weakened = (
+            0 < value.get("retentionInDays", 10**6) < 90
+            or str(value.get("state", "")).lower() == "disabled"
+            or str(value.get("pricingTier", "")).lower() == "free"
+            or value.get("deleteRetentionPolicy", {}).get("enabled") is False
+        )
+        tamper = any(marker in op for marker in TAMPER_ALWAYS) and not op.endswith("/WRITE")
+        if not (tamper or (op.endswith("/WRITE") and weakened)):
+            continue
+        parents = [
+            g
+            for g, when in deleted
+            if rid.startswith(g + "/") and abs(when - at) <= timedelta(minutes=10)
+        ]
+        if not parents:
+            alerts.add(rid)
+    return alerts
+
+
 # --- determinism and parameters -------------------------------------------------------------
 
 
@@ -396,12 +453,13 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     for i in truth["incidents"]:
         by_rule[i["rule_id"]].add(
             i["target_resource_id"]
-            if i["rule_id"] == "diagnostics-disabled"
+            if i["rule_id"] in {"diagnostics-disabled", "audit-tampering"}
             else i["actor_user_id"]
         )
     assert set(mass_access_alerts(default)) == by_rule["mass-record-access"]
     assert keyvault_alerts(default) == by_rule["keyvault-failed-operations"]
     assert diagnostics_alerts(default) == by_rule["diagnostics-disabled"]
+    assert tamper_alerts(default) == by_rule["audit-tampering"]
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:
