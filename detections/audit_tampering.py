@@ -231,7 +231,9 @@ class AuditTampering(Detection[Params]):
             days = _number(body.get("immutabilityPeriodSinceCreationInDays"))
             if days is not None and days < p.min_immutability_days:
                 floor = p.min_immutability_days
-                return TamperFacts("immutability policy shortened", f"{days:g} days (< {floor})")
+                return TamperFacts(
+                    "immutability policy shortened", f"{days:g} days, below the {floor}-day floor"
+                )
             return None
         if op == _LIFECYCLE:
             if _lifecycle_deletes_audit(body):
@@ -246,7 +248,9 @@ class AuditTampering(Detection[Params]):
                 days = _number(body.get(key))
                 if days is not None and 0 < days < p.min_retention_days:
                     floor = p.min_retention_days
-                    return TamperFacts(f"{what} retention lowered", f"{days:g} days (< {floor})")
+                    return TamperFacts(
+                        f"{what} retention lowered", f"{days:g} days, below the {floor}-day floor"
+                    )
             return None
         if op == _DCR:
             if _transform_set(body):
@@ -302,7 +306,8 @@ class AuditTampering(Detection[Params]):
             "setting and review what the same identity did next.",
         ]
         if more > 0:
-            reasons.append(f"{more} later change(s) of the same resource are in the evidence.")
+            changes = "change of the same resource is" if more == 1 else "changes of it are"
+            reasons.append(f"{more} later {changes} in the evidence.")
         return self.base_alert(
             state,
             title=f"{what} by {who}",

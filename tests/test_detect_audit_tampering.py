@@ -321,9 +321,9 @@ def test_later_changes_of_one_resource_enrich_one_alert_and_redelivery_changes_n
     assert alert.evidence_event_uids == [first.event_uid, second.event_uid]
     assert alert.title == f"Log Analytics workspace retention lowered: law-phi by {WHO}"
     assert alert.reasons[0].startswith(
-        "Log Analytics workspace retention lowered: law-phi (30 days (< 90)), by"
+        "Log Analytics workspace retention lowered: law-phi (30 days, below the 90-day floor), by"
     )
-    assert alert.reasons[-1] == "1 later change(s) of the same resource are in the evidence."
+    assert alert.reasons[-1] == "1 later change of the same resource is in the evidence."
 
 
 def test_floors_are_parameters():

@@ -291,7 +291,7 @@ def test_default_size_and_record_count(default: Parsed) -> None:
     assert default.report.records == added["original_records"] + added["records"]
     assert len(default.records) == default.report.records == default.truth["records_written"]
     assert len(default.bodies) == default.report.bodies
-    assert default.report.incidents == 4
+    assert default.report.incidents == len(default.truth["incidents"]) == 5
 
 
 def test_every_line_is_a_body_except_the_documented_broken_one(default: Parsed) -> None:
@@ -342,9 +342,10 @@ def test_files_hold_their_hour_and_the_broken_line_fits_its_file(default: Parsed
 
 def original_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> Parsed:
     """The default generation without the added sources: the scenario as it always was."""
-    from phiwatch.samplegen import added_sources
+    from phiwatch.samplegen import added_sources, generator
 
     monkeypatch.setattr(added_sources, "ADDED", {})
+    monkeypatch.setattr(generator, "tamper_scenarios", lambda *args: [])
     return parse_dir(root, generate(root))
 
 
@@ -376,8 +377,14 @@ def test_added_sources_leave_the_original_lines_in_place(
         remaining = iter(new.splitlines())
         assert all(line in remaining for line in old), path.name
         assert len(new.splitlines()) > len(old)
-    assert original.truth["incidents"] == default.truth["incidents"]
-    assert original.truth["benign_lookalikes"] == default.truth["benign_lookalikes"]
+    # The second wave's scenarios are added on top; the original ones are unchanged.
+    added_rules = {"audit-tampering"}
+    assert original.truth["incidents"] == [
+        i for i in default.truth["incidents"] if i["rule_id"] not in added_rules
+    ]
+    assert original.truth["benign_lookalikes"] == [
+        b for b in default.truth["benign_lookalikes"] if b["resembles_rule_id"] not in added_rules
+    ]
     assert original.truth["quirks"] == default.truth["quirks"]
 
 
@@ -393,6 +400,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "mass-record-access": 1,
         "keyvault-failed-operations": 1,
         "diagnostics-disabled": 2,
+        "audit-tampering": 1,
     }
     keys = {
         "rule_id",
@@ -415,6 +423,8 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "keyvault-token-challenges",
         "diagnostics-deleted-with-resource",
         "incident-actor-normal-traffic",
+        "resource-group-deleted-with-its-workspace",
+        "sql-auditing-rewritten-enabled",
     }
     bad = truth["bad_records"]
     for kind in (

@@ -31,8 +31,14 @@ def _admin(pop: Population, plan: ScenarioPlan, rng: random.Random, taken: set[s
     return rng.choice(free)
 
 
-def _when(plan: ScenarioPlan, rng: random.Random, lo_h: float, hi_h: float) -> Any:
-    return plan.start + timedelta(hours=rng.uniform(lo_h, hi_h), seconds=rng.uniform(3, 50))
+# Minutes after the start: late in the day, at least 30 minutes from every other scenario.
+AT_MIN = {"incident": 1225, "decommission": 1285, "auditing": 1345}
+
+
+def _when(plan: ScenarioPlan, rng: random.Random, what: str) -> Any:
+    return plan.start + timedelta(
+        minutes=AT_MIN[what] + rng.uniform(0, 4), seconds=rng.uniform(3, 50)
+    )
 
 
 def _incident(
@@ -41,7 +47,7 @@ def _incident(
     sub = pop.subscriptions[0]
     rg = f"/subscriptions/{sub}/resourceGroups/rg-security-ops"
     law = f"{rg}/providers/Microsoft.OperationalInsights/workspaces/{WORKSPACE}"
-    t = _when(plan, rng, 13, 16)
+    t = _when(plan, rng, "incident")
     request: dict[str, Any] = {"properties": {"retentionInDays": 7}}
     response: dict[str, Any] = {
         "id": law,
@@ -97,7 +103,7 @@ def _decommission(
     rg = f"/subscriptions/{sub}/resourceGroups/{SANDBOX_RG}"
     lock = f"{rg}/providers/Microsoft.Authorization/locks/do-not-delete"
     law = f"{rg}/providers/Microsoft.OperationalInsights/workspaces/law-sandbox"
-    t = _when(plan, rng, 9, 11)
+    t = _when(plan, rng, "decommission")
     out: list[Emitted] = []
     for minutes, op, rid in (
         (0.0, "MICROSOFT.AUTHORIZATION/LOCKS/DELETE", lock),
@@ -148,7 +154,7 @@ def _auditing_kept_on(
         request_body=body,
         response_body={"id": rid, "name": "default", **body},
     )
-    out = arm_operation(pop, actor, _when(plan, rng, 17, 19), call, rng=rng, scenario=True)
+    out = arm_operation(pop, actor, _when(plan, rng, "auditing"), call, rng=rng, scenario=True)
     first, last = span(out)
     return out, Lookalike(
         kind="sql-auditing-rewritten-enabled",
