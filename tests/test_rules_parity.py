@@ -24,7 +24,7 @@ from phiwatch.rules.engine import KqlEngine
 from phiwatch.rules.loader import RuleFile, discover, load_rule
 from phiwatch.samplegen import generate
 
-RESOURCE_RULES = {"diagnostics-disabled"}  # keyed by the diagnostic setting, not the actor
+RESOURCE_RULES = {"diagnostics-disabled", "audit-tampering"}  # keyed by a resource, not the actor
 
 
 @pytest.fixture(scope="module")

@@ -209,6 +209,63 @@ def sql_sensitive_read_alerts(parsed: Parsed) -> set[str]:
     return alerts
 
 
+# A reference for audit-tampering, written from the issue's list (not from the rule).
+TAMPER_ALWAYS = (
+    "/IMMUTABILITYPOLICIES/DELETE",
+    "/CLEARLEGALHOLD/ACTION",
+    "MICROSOFT.OPERATIONALINSIGHTS/WORKSPACES/DELETE",
+    "/PURGE/ACTION",
+    "/TABLES/DELETE",
+    "/DATAEXPORTS/DELETE",
+    "MICROSOFT.INSIGHTS/DATACOLLECTION",
+    "MICROSOFT.EVENTHUB/NAMESPACES/",
+    "MICROSOFT.SECURITYINSIGHTS/",
+    "/SCHEDULEDQUERYRULES/DELETE",
+    "/ACTIONGROUPS/DELETE",
+    "/LOCKS/DELETE",
+    "/LOGPROFILES/DELETE",
+    "MICROSOFT.SECURITY/PRICINGS/DELETE",
+)
+
+
+def tamper_alerts(parsed: Parsed) -> set[str]:
+    admin = [r for r in unique_objects(parsed) if "operationName" in r and "time" in r]
+    admin = [r for r in admin if r["operationName"].upper().startswith("MICROSOFT.")]
+    requests: dict[str, dict[str, Any]] = {}
+    for r in admin:
+        body = (props(r) or {}).get("requestbody")
+        if r["resultType"] == "Start" and body:
+            requests[r["correlationId"]] = json.loads(body).get("properties", {})
+    ok = [r for r in admin if r["resultType"] == "Success"]
+    deleted = [
+        (r["resourceId"].lower(), parse_time(r["time"]))
+        for r in ok
+        if r["operationName"].upper().endswith("/DELETE")
+    ]
+    alerts = set()
+    for r in ok:
+        op, rid, at = r["operationName"].upper(), r["resourceId"].lower(), parse_time(r["time"])
+        response = json.loads((props(r) or {}).get("responseBody") or "{}")
+        value = {**requests.get(r["correlationId"], {}), **response.get("properties", {})}
+        weakened = (
+            0 < value.get("retentionInDays", 10**6) < 90
+            or str(value.get("state", "")).lower() == "disabled"
+            or str(value.get("pricingTier", "")).lower() == "free"
+            or value.get("deleteRetentionPolicy", {}).get("enabled") is False
+        )
+        tamper = any(marker in op for marker in TAMPER_ALWAYS) and not op.endswith("/WRITE")
+        if not (tamper or (op.endswith("/WRITE") and weakened)):
+            continue
+        parents = [
+            g
+            for g, when in deleted
+            if rid.startswith(g + "/") and abs(when - at) <= timedelta(minutes=10)
+        ]
+        if not parents:
+            alerts.add(rid)
+    return alerts
+
+
 # --- determinism and parameters -------------------------------------------------------------
 
 
@@ -265,7 +322,7 @@ def test_default_size_and_record_count(default: Parsed) -> None:
     assert default.report.records == added["original_records"] + added["records"]
     assert len(default.records) == default.report.records == default.truth["records_written"]
     assert len(default.bodies) == default.report.bodies
-    assert default.report.incidents == 5
+    assert default.report.incidents == len(default.truth["incidents"])
 
 
 def test_every_line_is_a_body_except_the_documented_broken_one(default: Parsed) -> None:
@@ -316,9 +373,10 @@ def test_files_hold_their_hour_and_the_broken_line_fits_its_file(default: Parsed
 
 def original_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> Parsed:
     """The default generation without the added sources: the scenario as it always was."""
-    from phiwatch.samplegen import added_sources
+    from phiwatch.samplegen import added_sources, generator
 
     monkeypatch.setattr(added_sources, "ADDED", {})
+    monkeypatch.setattr(generator, "tamper_scenarios", lambda *args: [])
     return parse_dir(root, generate(root))
 
 
@@ -374,6 +432,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "keyvault-failed-operations": 1,
         "diagnostics-disabled": 2,
         "sql-sensitive-mass-read": 1,
+        "audit-tampering": 1,
     }
     keys = {
         "rule_id",
@@ -398,6 +457,8 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "incident-actor-normal-traffic",
         "sql-labelled-read-below-threshold",
         "sql-big-unlabelled-read",
+        "resource-group-deleted-with-its-workspace",
+        "sql-auditing-rewritten-enabled",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -436,13 +497,14 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     for i in truth["incidents"]:
         by_rule[i["rule_id"]].add(
             i["target_resource_id"]
-            if i["rule_id"] == "diagnostics-disabled"
+            if i["rule_id"] in {"diagnostics-disabled", "audit-tampering"}
             else i["actor_user_id"]
         )
     assert set(mass_access_alerts(default)) == by_rule["mass-record-access"]
     assert keyvault_alerts(default) == by_rule["keyvault-failed-operations"]
     assert diagnostics_alerts(default) == by_rule["diagnostics-disabled"]
     assert sql_sensitive_read_alerts(default) == by_rule["sql-sensitive-mass-read"]
+    assert tamper_alerts(default) == by_rule["audit-tampering"]
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:

@@ -14,6 +14,7 @@ from .clock import DEFAULT_START, WINDOW, iso_seconds
 from .emitted import Emitted, Source
 from .incidents import build_incidents
 from .incidents_sql import sql_incidents
+from .incidents_tamper import tamper_scenarios
 from .lookalikes import build_lookalikes, incident_actor_normal_traffic
 from .plan import make_plan
 from .population import build_population
@@ -86,6 +87,7 @@ def generate(
     # The added sources come last and never touch ``rng``: everything above is unchanged.
     added, added_counts = added_records(pop, plan, seed, records)
     added += sql_incidents(pop, plan, seed, incidents, lookalikes)
+    added += tamper_scenarios(pop, plan, seed, incidents, lookalikes)
     added_delivered, added_packed, added_quirks = added_bodies(added, seed)
     log_files, broken_at = write_logs(
         out_dir / "logs", bodies, lambda t: truncated_body(pop, t, rng), rng, added_packed

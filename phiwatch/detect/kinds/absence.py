@@ -3,7 +3,9 @@
 A trigger (a diagnostic setting deleted) is held as pending until event time is `grace`
 seconds past it; then it fires unless an explaining event (its resource, or a parent,
 deleted) happened within `grace` of it, before or after. Event time is the engine's clock,
-so a replay settles every trigger at the same point whatever the batch split.
+so a replay settles every trigger at the same point whatever the batch split. With
+`triggers_explain` an event can be both (audit-tampering: a namespace delete explains its
+event hubs' deletes, and is judged itself).
 """
 
 from __future__ import annotations
@@ -53,6 +55,9 @@ class Absence(Part):
     facts: Callable[[AccessEvent], Any]
     alert_key: Callable[[AccessEvent], str | None] | None = None
     gap: float = 3600.0
+    # An event that shows something may be a trigger too (a workspace deleted: a tamper of
+    # its own, and the parent deletion that explains its tables' deletes).
+    triggers_explain: bool = False
     name: str = "absence"
 
     def takes(self, event: AccessEvent) -> bool:
@@ -72,7 +77,8 @@ class Absence(Part):
         shown = self.shows(event)
         if shown is not None:
             state.seen[shown] = max(time, state.seen.get(shown, time))
-            return
+            if not self.triggers_explain:
+                return
         expected = self.expect(event)
         if expected is not None and event.event_uid not in state.pending:
             state.pending[event.event_uid] = Pending(time, event, expected, ctx.arrival)
@@ -90,7 +96,9 @@ class Absence(Part):
         ctx: DetectionContext,
         due: Callable[[Pending], bool],
     ) -> None:
-        for uid in sorted(u for u, p in state.pending.items() if due(p)):
+        # In event-time order (EventUid breaks ties): the earliest trigger of a key anchors.
+        due_now = sorted((p.time, u) for u, p in state.pending.items() if due(p))
+        for _, uid in due_now:
             pending = state.pending.pop(uid)
             if self._explained(state, pending):
                 continue
