@@ -231,13 +231,18 @@ class FhirBulkExport(Detection[Params]):
                     f"Then polled the export job's status {facts.polls} time(s): the job "
                     "was followed towards its download manifest."
                 )
-        if facts.everything:
+        if facts.everything and not facts.exports:
             reasons.append(
                 f"Called $everything for {len(state.patients)} distinct patients "
                 f"({facts.everything} call(s)); the threshold is "
                 f"{facts.everything_patients} patients within "
                 f"{round(facts.everything_minutes)} minutes, where a chart transfer "
                 "needs one or two."
+            )
+        elif facts.everything:
+            reasons.append(
+                f"Also called $everything for {len(state.patients)} distinct patient(s) "
+                "while the export was open."
             )
         reasons.append(
             "Check first whether this principal runs a sanctioned export (a research or "

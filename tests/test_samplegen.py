@@ -152,6 +152,40 @@ def keyvault_alerts(parsed: Parsed) -> set[str]:
     return alerts
 
 
+def fhir_ops(parsed: Parsed, sub_type: str) -> list[dict[str, Any]]:
+    """Succeeded FHIR records of one audit sub-type (operationName's last segment)."""
+    return [
+        r
+        for r in unique_objects(parsed)
+        if is_fhir(r)
+        and r.get("resultType") == "Succeeded"
+        and "time" in r
+        and r["operationName"].rsplit("/", 1)[-1].lower() == sub_type
+    ]
+
+
+def fhir_export_alerts(parsed: Parsed) -> set[str]:
+    """$export kick-offs (not /_operations/ polls) by principals the deployment does not
+    allow, and $everything over 5 distinct patients within an hour."""
+    allow = set(parsed.truth["detection_params"]["fhir-bulk-export"]["export_allow"])
+    alerts = set()
+    for r in fhir_ops(parsed, "export"):
+        claims = r["identity"]["claims"]
+        if "$export" in r["uri"] and not {claims["oid"], claims.get("appid")} & allow:
+            alerts.add(claims["oid"])
+    calls: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for r in fhir_ops(parsed, "everything"):
+        for m in PATIENT_IN_URI.finditer(r["uri"]):
+            calls[r["identity"]["claims"]["oid"]].append((parse_time(r["time"]), m[1] or m[2]))
+    alerts |= {o for o, c in calls.items() if max_distinct_in(c, timedelta(minutes=60)) >= 5}
+    return alerts
+
+
+def fhir_integrity_alerts(parsed: Parsed) -> set[str]:
+    ops = ("import", "bulk-delete", "purge-history")
+    return {r["identity"]["claims"]["oid"] for op in ops for r in fhir_ops(parsed, op)}
+
+
 def diagnostics_alerts(parsed: Parsed) -> set[str]:
     admin = [r for r in unique_objects(parsed) if "operationName" in r and "time" in r]
     admin = [r for r in admin if r["operationName"].upper().startswith("MICROSOFT.")]
@@ -336,6 +370,8 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "mass-record-access": 1,
         "keyvault-failed-operations": 1,
         "diagnostics-disabled": 2,
+        "fhir-bulk-export": 1,
+        "fhir-integrity-operation": 1,
     }
     keys = {
         "rule_id",
@@ -358,6 +394,9 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "keyvault-token-challenges",
         "diagnostics-deleted-with-resource",
         "incident-actor-normal-traffic",
+        "everything-four-patients",
+        "export-denied",
+        "purge-denied",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -402,6 +441,8 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     assert set(mass_access_alerts(default)) == by_rule["mass-record-access"]
     assert keyvault_alerts(default) == by_rule["keyvault-failed-operations"]
     assert diagnostics_alerts(default) == by_rule["diagnostics-disabled"]
+    assert fhir_export_alerts(default) == by_rule["fhir-bulk-export"]
+    assert fhir_integrity_alerts(default) == by_rule["fhir-integrity-operation"]
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:
@@ -422,6 +463,13 @@ def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:
         and challenger in r.get("identity", {}).get("claim", {}).values()
     ]
     assert len(challenges) >= 40
+    four = looks["everything-four-patients"]["actor_user_id"]
+    calls = [
+        (parse_time(r["time"]), r["uri"].rsplit("/", 2)[-2])
+        for r in fhir_ops(default, "everything")
+        if r["identity"]["claims"]["oid"] == four
+    ]
+    assert max_distinct_in(calls, timedelta(minutes=60)) == 4
 
 
 def test_diagnostics_setting_writes_carry_requestbody_strings(default: Parsed) -> None:

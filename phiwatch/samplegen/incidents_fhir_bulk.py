@@ -1,0 +1,203 @@
+"""FHIR bulk-export and integrity incidents, their look-alikes and the demo's export allow-list.
+
+Drawn from generators of their own (seeded from the seed and each rule id), never from the
+scenario's: the original records and incidents stay byte-for-byte what they were. The
+scenario's routine exporter (`app-fhir-bulk-export`, the principal the hospital runs its
+research feed with) is the deployment's allow-listed exporter: the ground truth carries it in
+`detection_params`, as an operator would set `PHIWATCH_DETECTION_PARAMS`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from datetime import timedelta
+from typing import Any
+
+from .catalog import AZURE_CLI_APP_ID
+from .emitted import Emitted
+from .ground_truth import Incident, Lookalike, span
+from .ids import new_uuid, public_ip
+from .plan import ScenarioPlan
+from .population import Actor, Population
+from .records_fhir import fhir_operation
+
+# Minutes after the window start, at least 30 minutes from every other scenario.
+OFFSETS_MIN = {
+    "fhir-bulk-export": 880,
+    "fhir-integrity-operation": 940,
+    "everything-four-patients": 1000,
+    "export-denied": 1090,
+    "purge-denied": 1130,
+}
+POLLS = 4
+
+
+def rule_rng(seed: int, name: str) -> random.Random:
+    return random.Random(f"phiwatch-samplegen/{seed}/incident/{name}")  # noqa: S311
+
+
+def _bystanders(pop: Population, plan: ScenarioPlan) -> list[Actor]:
+    taken = {plan.mass_reader.oid, plan.threshold_reader.oid, plan.failed_reader.oid}
+    return [c for c in pop.clinicians if not c.is_admin and c.oid not in taken]
+
+
+def fhir_bulk_scenario(
+    pop: Population,
+    plan: ScenarioPlan,
+    seed: int,
+    incidents: list[Incident],
+    lookalikes: list[Lookalike],
+    params: dict[str, dict[str, Any]],
+) -> list[Emitted]:
+    """The records; the incidents, look-alikes and detection parameters go into the lists
+    and the dict given (the generator's ground truth)."""
+    exporter = pop.principal("app-fhir-bulk-export")
+    params.setdefault("fhir-bulk-export", {})["export_allow"] = [exporter.oid, exporter.app_id]
+    svc = pop.fhir[0]
+    others = _bystanders(pop, plan)
+    out: list[Emitted] = []
+
+    def at(name: str, rng: random.Random) -> Any:
+        return plan.start + timedelta(minutes=OFFSETS_MIN[name], seconds=rng.uniform(3, 50))
+
+    # A clinician's token used from home with the Azure CLI: a system-level export of the
+    # whole store, then the status polls up to its manifest.
+    rng = rule_rng(seed, "fhir-bulk-export")
+    thief = dataclasses.replace(others[-1], app_id=AZURE_CLI_APP_ID)
+    ip = public_ip(rng)
+    t = at("fhir-bulk-export", rng)
+    recs = fhir_operation(
+        svc,
+        thief,
+        t,
+        "/$export?_type=Patient,Observation,Condition,MedicationRequest",
+        interaction="export",
+        resource_type="",
+        status=202,
+        rng=rng,
+        ip=ip,
+        scenario=True,
+    )
+    job = f"/_operations/export/{rng.randint(100, 99_999)}"
+    for i in range(POLLS):
+        t += timedelta(seconds=45 + rng.uniform(0, 30))
+        status = 200 if i == POLLS - 1 else 202
+        recs += fhir_operation(
+            svc, thief, t, job, interaction="export", resource_type="", status=status,
+            rng=rng, ip=ip, scenario=True,
+        )  # fmt: skip
+    first, last = span(recs)
+    out += recs
+    incidents.append(
+        Incident(
+            rule_id="fhir-bulk-export",
+            description=f"{thief.upn} started a system-level FHIR $export from an unfamiliar "
+            f"address with an Azure CLI token and polled it {POLLS} times to its manifest.",
+            actor_user_id=thief.oid,
+            actor_app_id=thief.app_id,
+            src_ip=ip,
+            target_resource_id=svc.resource_id.lower(),
+            start=first,
+            end=last,
+        )
+    )
+
+    # An administrator bulk-deletes Observations and purges a chart's history at night.
+    rng = rule_rng(seed, "fhir-integrity-operation")
+    admin = pop.admins[-1]
+    t = at("fhir-integrity-operation", rng)
+    recs = fhir_operation(
+        svc, admin, t, "/Observation/$bulk-delete?_lastUpdated=lt2026-01-01",
+        interaction="bulk-delete", resource_type="Observation", status=202, rng=rng,
+        scenario=True,
+    )  # fmt: skip
+    recs += fhir_operation(
+        svc, admin, t + timedelta(seconds=50), f"/_operations/bulk-delete/{rng.randint(1, 999)}",
+        interaction="export", resource_type="", status=200, rng=rng, scenario=True,
+    )  # fmt: skip
+    recs += fhir_operation(
+        svc, admin, t + timedelta(minutes=3), f"/Patient/{rng.choice(pop.patients)}/$purge-history",
+        interaction="purge-history", resource_type="Patient", status=200, rng=rng,
+        scenario=True,
+    )  # fmt: skip
+    first, last = span(recs)
+    out += recs
+    incidents.append(
+        Incident(
+            rule_id="fhir-integrity-operation",
+            description=f"{admin.upn} ran $bulk-delete on Observations and $purge-history on "
+            "a patient's record late in the evening.",
+            actor_user_id=admin.oid,
+            actor_app_id=admin.app_id,
+            src_ip=admin.ip,
+            target_resource_id=svc.resource_id.lower(),
+            start=first,
+            end=last,
+        )
+    )
+
+    # Look-alike: the EHR backend assembles referral packets, $everything for four distinct
+    # patients (one of them twice) within the hour: one short of the threshold.
+    rng = rule_rng(seed, "everything-four-patients")
+    ehr = pop.principal("app-ehr-portal-backend")
+    t = at("everything-four-patients", rng)
+    chosen = rng.sample(pop.patients, 4)
+    recs = []
+    for i, pid in enumerate([*chosen, chosen[0]]):
+        recs += fhir_operation(
+            svc, ehr, t + timedelta(minutes=11 * i), f"/Patient/{pid}/$everything",
+            interaction="everything", resource_type="Patient", status=200, rng=rng,
+            scenario=True,
+        )  # fmt: skip
+    out += recs
+    lookalikes.append(_look("everything-four-patients", "fhir-bulk-export", ehr, recs, svc,
+        "The EHR backend ran $everything for 4 distinct patients within the hour (threshold "
+        "5)."))  # fmt: skip
+
+    # Look-alike: a clinician's system export is refused (403): nothing left the store.
+    rng = rule_rng(seed, "export-denied")
+    who = others[-2]
+    recs = fhir_operation(
+        svc, who, at("export-denied", rng), "/$export", interaction="export",
+        resource_type="", status=403, rng=rng, scenario=True,
+    )  # fmt: skip
+    out += recs
+    lookalikes.append(_look("export-denied", "fhir-bulk-export", who, recs, svc,
+        "A clinician's $export was refused with 403."))  # fmt: skip
+
+    # Look-alike: a purge-history refused (403) and a bulk-delete job's status read.
+    rng = rule_rng(seed, "purge-denied")
+    who = others[-3]
+    t = at("purge-denied", rng)
+    recs = fhir_operation(
+        svc, who, t, f"/Patient/{rng.choice(pop.patients)}/$purge-history",
+        interaction="purge-history", resource_type="Patient", status=403, rng=rng,
+        scenario=True,
+    )  # fmt: skip
+    recs += fhir_operation(
+        svc, who, t + timedelta(seconds=20), f"/_operations/bulk-delete/{new_uuid(rng)[:6]}",
+        interaction="export", resource_type="", status=200, rng=rng, scenario=True,
+    )  # fmt: skip
+    out += recs
+    lookalikes.append(_look("purge-denied", "fhir-integrity-operation", who, recs, svc,
+        "A clinician's $purge-history was refused (403); a bulk-delete status read is no "
+        "job."))  # fmt: skip
+    return out
+
+
+def _look(
+    kind: str, rule: str, actor: Actor, recs: list[Emitted], svc: Any, text: str
+) -> Lookalike:
+    first, last = span(recs)
+    return Lookalike(
+        kind=kind,
+        resembles_rule_id=rule,
+        description=text,
+        actor_user_id=actor.oid,
+        actor_app_id=actor.app_id,
+        src_ip=actor.ip,
+        target_resource_id=svc.resource_id.lower(),
+        start=first,
+        end=last,
+    )
