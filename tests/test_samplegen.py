@@ -268,7 +268,7 @@ def test_default_size_and_record_count(default: Parsed) -> None:
     assert default.report.records == added["original_records"] + added["records"]
     assert len(default.records) == default.report.records == default.truth["records_written"]
     assert len(default.bodies) == default.report.bodies
-    assert default.report.incidents == 4
+    assert default.report.incidents == len(default.truth["incidents"]) >= 4
 
 
 def test_every_line_is_a_body_except_the_documented_broken_one(default: Parsed) -> None:
