@@ -186,6 +186,22 @@ def fhir_integrity_alerts(parsed: Parsed) -> set[str]:
     return {r["identity"]["claims"]["oid"] for op in ops for r in fhir_ops(parsed, op)}
 
 
+def storage_download_alerts(parsed: Parsed) -> set[str]:
+    """Successful GetBlobs by one OAuth object id of 50 distinct blobs within 15 minutes,
+    outside the runtime's azure-webjobs-* containers (every container is PHI: none is
+    configured)."""
+    reads: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for r in unique_objects(parsed):
+        if r.get("category") != "StorageRead" or r.get("operationName") != "GetBlob":
+            continue
+        key = (props(r) or {}).get("objectKey", "")
+        oid = r.get("identity", {}).get("requester", {}).get("objectId")
+        if int(r["statusCode"]) >= 400 or not oid or "/azure-webjobs-" in key:
+            continue
+        reads[oid].append((parse_time(r["time"]), key))
+    return {o for o, c in reads.items() if max_distinct_in(c, timedelta(minutes=15)) >= 50}
+
+
 def diagnostics_alerts(parsed: Parsed) -> set[str]:
     admin = [r for r in unique_objects(parsed) if "operationName" in r and "time" in r]
     admin = [r for r in admin if r["operationName"].upper().startswith("MICROSOFT.")]
@@ -319,9 +335,11 @@ def test_files_hold_their_hour_and_the_broken_line_fits_its_file(default: Parsed
 
 def original_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> Parsed:
     """The default generation without the added sources: the scenario as it always was."""
-    from phiwatch.samplegen import added_sources
+    from phiwatch.samplegen import added_sources, generator
 
     monkeypatch.setattr(added_sources, "ADDED", {})
+    # The second-wave incidents ride with the added sources (their own generators, too).
+    monkeypatch.setattr(generator, "fhirblob_scenario", lambda *args: [])
     return parse_dir(root, generate(root))
 
 
@@ -353,8 +371,10 @@ def test_added_sources_leave_the_original_lines_in_place(
         remaining = iter(new.splitlines())
         assert all(line in remaining for line in old), path.name
         assert len(new.splitlines()) > len(old)
-    assert original.truth["incidents"] == default.truth["incidents"]
-    assert original.truth["benign_lookalikes"] == default.truth["benign_lookalikes"]
+    # The original incidents and look-alikes stay, first; the second wave's come after them.
+    n_inc, n_look = len(original.truth["incidents"]), len(original.truth["benign_lookalikes"])
+    assert original.truth["incidents"] == default.truth["incidents"][:n_inc]
+    assert original.truth["benign_lookalikes"] == default.truth["benign_lookalikes"][:n_look]
     assert original.truth["quirks"] == default.truth["quirks"]
 
 
@@ -372,6 +392,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "diagnostics-disabled": 2,
         "fhir-bulk-export": 1,
         "fhir-integrity-operation": 1,
+        "storage-mass-download": 1,
     }
     keys = {
         "rule_id",
@@ -397,6 +418,8 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "everything-four-patients",
         "export-denied",
         "purge-denied",
+        "runtime-container-reads",
+        "blob-reads-below-threshold",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -443,6 +466,7 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     assert diagnostics_alerts(default) == by_rule["diagnostics-disabled"]
     assert fhir_export_alerts(default) == by_rule["fhir-bulk-export"]
     assert fhir_integrity_alerts(default) == by_rule["fhir-integrity-operation"]
+    assert storage_download_alerts(default) == by_rule["storage-mass-download"]
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:

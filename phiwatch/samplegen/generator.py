@@ -13,7 +13,7 @@ from .added_sources import added_bodies, added_records
 from .clock import DEFAULT_START, WINDOW, iso_seconds
 from .emitted import Emitted, Source
 from .incidents import build_incidents
-from .incidents_fhir_bulk import fhir_bulk_scenario
+from .incidents_fhirblob import fhirblob_scenario
 from .lookalikes import build_lookalikes, incident_actor_normal_traffic
 from .plan import make_plan
 from .population import build_population
@@ -86,7 +86,7 @@ def generate(
     # The added sources come last and never touch ``rng``: everything above is unchanged.
     added, added_counts = added_records(pop, plan, seed, records)
     params: dict[str, dict[str, object]] = {}  # the deployment's settings the scenario needs
-    added += fhir_bulk_scenario(pop, plan, seed, incidents, lookalikes, params)
+    added += fhirblob_scenario(pop, plan, seed, incidents, lookalikes, params)
     added_delivered, added_packed, added_quirks = added_bodies(added, seed)
     log_files, broken_at = write_logs(
         out_dir / "logs", bodies, lambda t: truncated_body(pop, t, rng), rng, added_packed

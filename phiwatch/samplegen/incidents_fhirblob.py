@@ -1,4 +1,5 @@
-"""FHIR bulk-export and integrity incidents, their look-alikes and the demo's export allow-list.
+"""FHIR bulk-export and integrity incidents, a blob mass download, their look-alikes and the
+demo's export allow-list.
 
 Drawn from generators of their own (seeded from the seed and each rule id), never from the
 scenario's: the original records and incidents stay byte-for-byte what they were. The
@@ -21,6 +22,7 @@ from .ids import new_uuid, public_ip
 from .plan import ScenarioPlan
 from .population import Actor, Population
 from .records_fhir import fhir_operation
+from .traffic_storage import _AGENTS, Caller, blob_record
 
 # Minutes after the window start, at least 30 minutes from every other scenario.
 OFFSETS_MIN = {
@@ -29,7 +31,11 @@ OFFSETS_MIN = {
     "everything-four-patients": 1000,
     "export-denied": 1090,
     "purge-denied": 1130,
+    "storage-mass-download": 1170,
+    "runtime-container-reads": 1210,
+    "blob-reads-below-threshold": 1250,
 }
+DOWNLOADED_BLOBS = 80
 POLLS = 4
 
 
@@ -42,7 +48,7 @@ def _bystanders(pop: Population, plan: ScenarioPlan) -> list[Actor]:
     return [c for c in pop.clinicians if not c.is_admin and c.oid not in taken]
 
 
-def fhir_bulk_scenario(
+def fhirblob_scenario(
     pop: Population,
     plan: ScenarioPlan,
     seed: int,
@@ -183,11 +189,85 @@ def fhir_bulk_scenario(
     lookalikes.append(_look("purge-denied", "fhir-integrity-operation", who, recs, svc,
         "A clinician's $purge-history was refused (403); a bulk-delete status read is no "
         "job."))  # fmt: skip
+    out += _storage(pop, plan, seed, others, incidents, lookalikes)
+    return out
+
+
+def _storage(
+    pop: Population,
+    plan: ScenarioPlan,
+    seed: int,
+    others: list[Actor],
+    incidents: list[Incident],
+    lookalikes: list[Lookalike],
+) -> list[Emitted]:
+    phi = pop.resource("storage", "stphi01")
+    mrns = [f"MRN{int(p):08d}" for p in pop.patients if p.isdigit()]
+    out: list[Emitted] = []
+
+    def at(name: str, rng: random.Random) -> Any:
+        return plan.start + timedelta(minutes=OFFSETS_MIN[name], seconds=rng.uniform(3, 50))
+
+    def pull(
+        caller: Caller, t: Any, paths: list[str], step: float, rng: random.Random
+    ) -> list[Emitted]:
+        recs = []
+        for i, path in enumerate(paths):
+            recs.append(
+                blob_record(
+                    pop, phi, t + timedelta(seconds=i * step + rng.uniform(0, step / 3)),
+                    caller, "GetBlob", path, rng, size=rng.randint(60_000, 2_000_000),
+                )
+            )  # fmt: skip
+        return recs
+
+    # A clinician's token from an unfamiliar address pulls 80 discharge summaries with AzCopy.
+    rng = rule_rng(seed, "storage-mass-download")
+    who = others[-4]
+    caller = Caller("OAuth", public_ip(rng), _AGENTS["lab"], who)
+    paths = [f"discharge/{m}/summary-1.pdf" for m in rng.sample(mrns, DOWNLOADED_BLOBS)]
+    recs = pull(caller, at("storage-mass-download", rng), paths, 6.0, rng)
+    first, last = span(recs)
+    out += recs
+    incidents.append(
+        Incident(
+            rule_id="storage-mass-download",
+            description=f"{who.upn} downloaded {DOWNLOADED_BLOBS} discharge summaries from "
+            "stphi01 in about 8 minutes with AzCopy from an unfamiliar address.",
+            actor_user_id=who.oid,
+            actor_app_id=who.app_id,
+            src_ip=caller.ip,
+            target_resource_id=_target(phi),
+            start=first,
+            end=last,
+        )
+    )
+
+    # Look-alike: the Functions runtime reads its own host state (azure-webjobs-hosts).
+    rng = rule_rng(seed, "runtime-container-reads")
+    func = pop.principal("mi-func-phiwatch")
+    caller = Caller("OAuth", func.ip, _AGENTS["python"], func)
+    paths = [f"azure-webjobs-hosts/locks/phiwatch/{new_uuid(rng)}" for _ in range(80)]
+    recs = pull(caller, at("runtime-container-reads", rng), paths, 5.0, rng)
+    out += recs
+    text = "The Functions runtime read 80 blobs of its azure-webjobs-hosts container."
+    lookalikes.append(_look("runtime-container-reads", "storage-mass-download", func, recs,
+        phi, text))  # fmt: skip
+
+    # Look-alike: an analyst opens 40 distinct documents in 14 minutes (threshold 50).
+    rng = rule_rng(seed, "blob-reads-below-threshold")
+    who = others[-5]
+    caller = Caller("OAuth", who.ip, _AGENTS["explorer"], who)
+    paths = [f"referrals/{m}/letter-2.pdf" for m in rng.sample(mrns, 40)]
+    recs = pull(caller, at("blob-reads-below-threshold", rng), paths, 21.0, rng)
+    out += recs
+    lookalikes.append(_look("blob-reads-below-threshold", "storage-mass-download", who, recs,
+        phi, "A clinician opened 40 distinct documents in 14 minutes (threshold 50)."))  # fmt: skip
     return out
 
 
 def _look(
-    kind: str, rule: str, actor: Actor, recs: list[Emitted], svc: Any, text: str
+    kind: str, rule: str, actor: Actor, recs: list[Emitted], target: Any, text: str
 ) -> Lookalike:
     first, last = span(recs)
     return Lookalike(
@@ -197,7 +277,14 @@ def _look(
         actor_user_id=actor.oid,
         actor_app_id=actor.app_id,
         src_ip=actor.ip,
-        target_resource_id=svc.resource_id.lower(),
+        target_resource_id=_target(target),
         start=first,
         end=last,
     )
+
+
+def _target(resource: Any) -> str:
+    """A FHIR service's resource id, or a storage account's blob service (as its logs say)."""
+    if hasattr(resource, "resource_id"):
+        return str(resource.resource_id).lower()
+    return f"{resource.camel_id}/blobServices/default".lower()
