@@ -23,8 +23,10 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
-# The demo tenant's sanctioned FHIR exporter (samples/ground_truth.json, detection_params).
-DEMO_PARAMS = --param 'fhir-bulk-export.export_allow=["8c7086b6-fc75-43b2-9437-99432c325393","c370744b-68e2-43ca-a411-bfd7cbb14663"]'
+# The demo tenant's sanctioned FHIR exporter and public web assets container
+# (samples/ground_truth.json, detection_params).
+DEMO_PARAMS = --param 'fhir-bulk-export.export_allow=["8c7086b6-fc75-43b2-9437-99432c325393","c370744b-68e2-43ca-a411-bfd7cbb14663"]' \
+	--param 'anonymous-phi-read.public_containers=["stphi01/public-assets"]'
 
 demo: $(STAMP)
 	rm -rf out/demo

@@ -30,7 +30,7 @@ def _matches(incident: dict, alert: Alert) -> bool:
     start, end = _time(incident["start"]), _time(incident["end"])
     if not (start - SLACK <= alert.first_event_time <= end + SLACK):
         return False
-    if incident["rule_id"] == "diagnostics-disabled":
+    if incident["rule_id"] in {"diagnostics-disabled", "anonymous-phi-read"}:
         return alert.target_resource_id == incident["target_resource_id"]
     return alert.actor_user_id == incident["actor_user_id"]
 

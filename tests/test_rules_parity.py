@@ -25,7 +25,8 @@ from phiwatch.rules.engine import KqlEngine
 from phiwatch.rules.loader import RuleFile, discover, load_rule
 from phiwatch.samplegen import generate
 
-RESOURCE_RULES = {"diagnostics-disabled"}  # keyed by the diagnostic setting, not the actor
+# Keyed by the diagnostic setting, or by the container (its account's blob service), not the actor.
+RESOURCE_RULES = {"diagnostics-disabled", "anonymous-phi-read"}
 
 
 @pytest.fixture(scope="module")

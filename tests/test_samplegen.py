@@ -202,6 +202,20 @@ def storage_download_alerts(parsed: Parsed) -> set[str]:
     return {o for o, c in reads.items() if max_distinct_in(c, timedelta(minutes=15)) >= 50}
 
 
+def anonymous_read_alerts(parsed: Parsed) -> set[str]:
+    """Blob services with a successful anonymous read of a container the deployment does not
+    call public (every container is PHI: none is configured)."""
+    public = set(parsed.truth["detection_params"]["anonymous-phi-read"]["public_containers"])
+    found = set()
+    for r in unique_objects(parsed):
+        if r.get("category") != "StorageRead" or r.get("identity", {}).get("type") != "Anonymous":
+            continue
+        account, container = (props(r) or {}).get("objectKey", "").strip("/").split("/")[:2]
+        if int(r["statusCode"]) < 400 and f"{account}/{container}" not in public:
+            found.add(r["resourceId"].lower())
+    return found
+
+
 def diagnostics_alerts(parsed: Parsed) -> set[str]:
     admin = [r for r in unique_objects(parsed) if "operationName" in r and "time" in r]
     admin = [r for r in admin if r["operationName"].upper().startswith("MICROSOFT.")]
@@ -393,6 +407,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "fhir-bulk-export": 1,
         "fhir-integrity-operation": 1,
         "storage-mass-download": 1,
+        "anonymous-phi-read": 1,
     }
     keys = {
         "rule_id",
@@ -407,7 +422,8 @@ def test_ground_truth_schema(default: Parsed) -> None:
     for incident in truth["incidents"]:
         assert set(incident) == keys
         assert incident["target_resource_id"] == incident["target_resource_id"].lower()
-        assert incident["actor_user_id"] and incident["start"] <= incident["end"]
+        anonymous = incident["rule_id"] == "anonymous-phi-read"  # no principal, by design
+        assert (incident["actor_user_id"] or anonymous) and incident["start"] <= incident["end"]
     kinds = {b["kind"] for b in truth["benign_lookalikes"]}
     assert kinds == {
         "patient-reads-at-threshold",
@@ -420,6 +436,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "purge-denied",
         "runtime-container-reads",
         "blob-reads-below-threshold",
+        "anonymous-public-assets",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -458,7 +475,7 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     for i in truth["incidents"]:
         by_rule[i["rule_id"]].add(
             i["target_resource_id"]
-            if i["rule_id"] == "diagnostics-disabled"
+            if i["rule_id"] in {"diagnostics-disabled", "anonymous-phi-read"}
             else i["actor_user_id"]
         )
     assert set(mass_access_alerts(default)) == by_rule["mass-record-access"]
@@ -467,6 +484,7 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     assert fhir_export_alerts(default) == by_rule["fhir-bulk-export"]
     assert fhir_integrity_alerts(default) == by_rule["fhir-integrity-operation"]
     assert storage_download_alerts(default) == by_rule["storage-mass-download"]
+    assert anonymous_read_alerts(default) == by_rule["anonymous-phi-read"]
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:

@@ -34,6 +34,8 @@ OFFSETS_MIN = {
     "storage-mass-download": 1170,
     "runtime-container-reads": 1210,
     "blob-reads-below-threshold": 1250,
+    "anonymous-phi-read": 1290,
+    "anonymous-public-assets": 1330,
 }
 DOWNLOADED_BLOBS = 80
 POLLS = 4
@@ -190,6 +192,10 @@ def fhirblob_scenario(
         "A clinician's $purge-history was refused (403); a bulk-delete status read is no "
         "job."))  # fmt: skip
     out += _storage(pop, plan, seed, others, incidents, lookalikes)
+    # The tenant's web assets container is public on purpose (the scenario's own traffic
+    # reads it anonymously all day): the deployment says so.
+    params.setdefault("anonymous-phi-read", {})["public_containers"] = ["stphi01/public-assets"]
+    out += _anonymous(pop, plan, seed, incidents, lookalikes)
     return out
 
 
@@ -252,7 +258,7 @@ def _storage(
     out += recs
     text = "The Functions runtime read 80 blobs of its azure-webjobs-hosts container."
     lookalikes.append(_look("runtime-container-reads", "storage-mass-download", func, recs,
-        phi, text))  # fmt: skip
+        _target(phi, "azure-webjobs-hosts"), text))  # fmt: skip
 
     # Look-alike: an analyst opens 40 distinct documents in 14 minutes (threshold 50).
     rng = rule_rng(seed, "blob-reads-below-threshold")
@@ -262,7 +268,8 @@ def _storage(
     recs = pull(caller, at("blob-reads-below-threshold", rng), paths, 21.0, rng)
     out += recs
     lookalikes.append(_look("blob-reads-below-threshold", "storage-mass-download", who, recs,
-        phi, "A clinician opened 40 distinct documents in 14 minutes (threshold 50)."))  # fmt: skip
+        _target(phi, "referrals"), "A clinician opened 40 distinct documents in 14 minutes "
+        "(threshold 50)."))  # fmt: skip
     return out
 
 
@@ -283,8 +290,80 @@ def _look(
     )
 
 
-def _target(resource: Any) -> str:
-    """A FHIR service's resource id, or a storage account's blob service (as its logs say)."""
+def _anonymous(
+    pop: Population,
+    plan: ScenarioPlan,
+    seed: int,
+    incidents: list[Incident],
+    lookalikes: list[Lookalike],
+) -> list[Emitted]:
+    phi = pop.resource("storage", "stphi01")
+    mrns = [f"MRN{int(p):08d}" for p in pop.patients if p.isdigit()]
+
+    def at(name: str, rng: random.Random) -> Any:
+        return plan.start + timedelta(minutes=OFFSETS_MIN[name], seconds=rng.uniform(3, 50))
+
+    # The imaging container was left public: a scanner finds it and fetches three reports.
+    rng = rule_rng(seed, "anonymous-phi-read")
+    caller = Caller("Anonymous", public_ip(rng), _AGENTS["browser"])
+    t = at("anonymous-phi-read", rng)
+    recs = [blob_record(pop, phi, t, caller, "ListBlobs", "imaging-reports", rng, size=9_000)]
+    for i, mrn in enumerate(rng.sample(mrns, 3)):
+        recs.append(
+            blob_record(
+                pop, phi, t + timedelta(seconds=20 * (i + 1)), caller, "GetBlob",
+                f"imaging-reports/{mrn}/report-1.pdf", rng, size=rng.randint(90_000, 900_000),
+            )
+        )  # fmt: skip
+    first, last = span(recs)
+    incidents.append(
+        Incident(
+            rule_id="anonymous-phi-read",
+            description="An anonymous caller listed the imaging-reports container of stphi01 "
+            "and downloaded three reports: the container is publicly readable.",
+            actor_user_id=None,
+            actor_app_id=None,
+            src_ip=caller.ip,
+            target_resource_id=_target(phi),
+            start=first,
+            end=last,
+        )
+    )
+    out = recs
+    # Look-alike: the public web assets (configured public) and a refused probe (409).
+    rng = rule_rng(seed, "anonymous-public-assets")
+    caller = Caller("Anonymous", public_ip(rng), _AGENTS["browser"])
+    t = at("anonymous-public-assets", rng)
+    recs = [
+        blob_record(pop, phi, t, caller, "GetBlob", "public-assets/logo.svg", rng, size=4_000),
+        blob_record(pop, phi, t + timedelta(seconds=9), caller, "ListBlobs", "discharge", rng,
+            status=409),
+    ]  # fmt: skip
+    out += recs
+    first, last = span(recs)
+    lookalikes.append(
+        Lookalike(
+            kind="anonymous-public-assets",
+            resembles_rule_id="anonymous-phi-read",
+            description="Anonymous reads of the configured public-assets container and a "
+            "refused (409) anonymous listing of a private one.",
+            actor_user_id=None,
+            actor_app_id=None,
+            src_ip=caller.ip,
+            target_resource_id=_target(phi, "public-assets"),
+            start=first,
+            end=last,
+        )
+    )
+    return out
+
+
+def _target(resource: Any, container: str | None = None) -> str:
+    """A FHIR service's resource id, or a storage account's blob service (as its logs say),
+    or one of its containers (a look-alike's target: the container, not the account)."""
+    if isinstance(resource, str):
+        return resource
     if hasattr(resource, "resource_id"):
         return str(resource.resource_id).lower()
-    return f"{resource.camel_id}/blobServices/default".lower()
+    blobs = f"{resource.camel_id}/blobServices/default".lower()
+    return f"{blobs}/containers/{container}" if container else blobs
