@@ -34,8 +34,8 @@ OFFSETS_MIN = {
     "storage-mass-download": 1170,
     "runtime-container-reads": 1210,
     "blob-reads-below-threshold": 1250,
-    "anonymous-phi-read": 1290,
-    "anonymous-public-assets": 1330,
+    "anonymous-phi-read": 1300,
+    "anonymous-public-assets": 1345,
 }
 DOWNLOADED_BLOBS = 80
 POLLS = 4
