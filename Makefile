@@ -23,9 +23,14 @@ $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund
 	touch $@
 
+# The demo tenant's sanctioned FHIR exporter and public web assets container
+# (samples/ground_truth.json, detection_params).
+DEMO_PARAMS = --param 'fhir-bulk-export.export_allow=["8c7086b6-fc75-43b2-9437-99432c325393","c370744b-68e2-43ca-a411-bfd7cbb14663"]' \
+	--param 'anonymous-phi-read.public_containers=["stphi01/public-assets"]'
+
 demo: $(STAMP)
 	rm -rf out/demo
-	$(BIN)/phiwatch replay samples/logs --out out/demo
+	$(BIN)/phiwatch replay samples/logs --out out/demo $(DEMO_PARAMS)
 	$(BIN)/phiwatch archive verify out/demo/archive
 
 test: $(STAMP) $(NODE_STAMP) check-infra lint-rules test-rules

@@ -152,6 +152,70 @@ def keyvault_alerts(parsed: Parsed) -> set[str]:
     return alerts
 
 
+def fhir_ops(parsed: Parsed, sub_type: str) -> list[dict[str, Any]]:
+    """Succeeded FHIR records of one audit sub-type (operationName's last segment)."""
+    return [
+        r
+        for r in unique_objects(parsed)
+        if is_fhir(r)
+        and r.get("resultType") == "Succeeded"
+        and "time" in r
+        and r["operationName"].rsplit("/", 1)[-1].lower() == sub_type
+    ]
+
+
+def fhir_export_alerts(parsed: Parsed) -> set[str]:
+    """$export kick-offs (not /_operations/ polls) by principals the deployment does not
+    allow, and $everything over 5 distinct patients within an hour."""
+    allow = set(parsed.truth["detection_params"]["fhir-bulk-export"]["export_allow"])
+    alerts = set()
+    for r in fhir_ops(parsed, "export"):
+        claims = r["identity"]["claims"]
+        if "$export" in r["uri"] and not {claims["oid"], claims.get("appid")} & allow:
+            alerts.add(claims["oid"])
+    calls: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for r in fhir_ops(parsed, "everything"):
+        for m in PATIENT_IN_URI.finditer(r["uri"]):
+            calls[r["identity"]["claims"]["oid"]].append((parse_time(r["time"]), m[1] or m[2]))
+    alerts |= {o for o, c in calls.items() if max_distinct_in(c, timedelta(minutes=60)) >= 5}
+    return alerts
+
+
+def fhir_integrity_alerts(parsed: Parsed) -> set[str]:
+    ops = ("import", "bulk-delete", "purge-history")
+    return {r["identity"]["claims"]["oid"] for op in ops for r in fhir_ops(parsed, op)}
+
+
+def storage_download_alerts(parsed: Parsed) -> set[str]:
+    """Successful GetBlobs by one OAuth object id of 50 distinct blobs within 15 minutes,
+    outside the runtime's azure-webjobs-* containers (every container is PHI: none is
+    configured)."""
+    reads: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for r in unique_objects(parsed):
+        if r.get("category") != "StorageRead" or r.get("operationName") != "GetBlob":
+            continue
+        key = (props(r) or {}).get("objectKey", "")
+        oid = r.get("identity", {}).get("requester", {}).get("objectId")
+        if int(r["statusCode"]) >= 400 or not oid or "/azure-webjobs-" in key:
+            continue
+        reads[oid].append((parse_time(r["time"]), key))
+    return {o for o, c in reads.items() if max_distinct_in(c, timedelta(minutes=15)) >= 50}
+
+
+def anonymous_read_alerts(parsed: Parsed) -> set[str]:
+    """Blob services with a successful anonymous read of a container the deployment does not
+    call public (every container is PHI: none is configured)."""
+    public = set(parsed.truth["detection_params"]["anonymous-phi-read"]["public_containers"])
+    found = set()
+    for r in unique_objects(parsed):
+        if r.get("category") != "StorageRead" or r.get("identity", {}).get("type") != "Anonymous":
+            continue
+        account, container = (props(r) or {}).get("objectKey", "").strip("/").split("/")[:2]
+        if int(r["statusCode"]) < 400 and f"{account}/{container}" not in public:
+            found.add(r["resourceId"].lower())
+    return found
+
+
 def diagnostics_alerts(parsed: Parsed) -> set[str]:
     admin = [r for r in unique_objects(parsed) if "operationName" in r and "time" in r]
     admin = [r for r in admin if r["operationName"].upper().startswith("MICROSOFT.")]
@@ -377,6 +441,8 @@ def original_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> Parsed:
 
     monkeypatch.setattr(added_sources, "ADDED", {})
     monkeypatch.setattr(generator, "tamper_scenarios", lambda *args: [])
+    # The second-wave incidents ride with the added sources (their own generators, too).
+    monkeypatch.setattr(generator, "fhirblob_scenario", lambda *args: [])
     return parse_dir(root, generate(root))
 
 
@@ -433,6 +499,10 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "diagnostics-disabled": 2,
         "sql-sensitive-mass-read": 1,
         "audit-tampering": 1,
+        "fhir-bulk-export": 1,
+        "fhir-integrity-operation": 1,
+        "storage-mass-download": 1,
+        "anonymous-phi-read": 1,
     }
     keys = {
         "rule_id",
@@ -447,7 +517,8 @@ def test_ground_truth_schema(default: Parsed) -> None:
     for incident in truth["incidents"]:
         assert set(incident) == keys
         assert incident["target_resource_id"] == incident["target_resource_id"].lower()
-        assert incident["actor_user_id"] and incident["start"] <= incident["end"]
+        anonymous = incident["rule_id"] == "anonymous-phi-read"  # no principal, by design
+        assert (incident["actor_user_id"] or anonymous) and incident["start"] <= incident["end"]
     kinds = {b["kind"] for b in truth["benign_lookalikes"]}
     assert kinds == {
         "patient-reads-at-threshold",
@@ -459,6 +530,12 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "sql-big-unlabelled-read",
         "resource-group-deleted-with-its-workspace",
         "sql-auditing-rewritten-enabled",
+        "everything-four-patients",
+        "export-denied",
+        "purge-denied",
+        "runtime-container-reads",
+        "blob-reads-below-threshold",
+        "anonymous-public-assets",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -472,13 +549,18 @@ def test_ground_truth_schema(default: Parsed) -> None:
 
 
 def test_incidents_are_at_least_30_minutes_apart(default: Parsed) -> None:
-    spans = sorted(
-        (parse_time(x["start"]), parse_time(x["end"]))
-        for x in default.truth["incidents"] + default.truth["benign_lookalikes"]
-        if x.get("kind") != "incident-actor-normal-traffic"
-    )
-    for (_, end), (start, _) in itertools.pairwise(spans):
-        assert start - end >= timedelta(minutes=30)
+    """The scenarios of one rule (its incident and its look-alikes) never overlap, so each is
+    judged on its own; scenarios of different rules read other keys and may share a time."""
+    by_rule: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)
+    for x in default.truth["incidents"] + default.truth["benign_lookalikes"]:
+        if x.get("kind") == "incident-actor-normal-traffic":
+            continue
+        rule = x.get("rule_id") or x["resembles_rule_id"]
+        by_rule[rule].append((parse_time(x["start"]), parse_time(x["end"])))
+    assert len(by_rule) >= 4
+    for spans in by_rule.values():
+        for (_, end), (start, _) in itertools.pairwise(sorted(spans)):
+            assert start - end >= timedelta(minutes=30)
 
 
 def test_mass_reader_has_200_distinct_patients_in_10_minutes(default: Parsed) -> None:
@@ -497,7 +579,7 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     for i in truth["incidents"]:
         by_rule[i["rule_id"]].add(
             i["target_resource_id"]
-            if i["rule_id"] in {"diagnostics-disabled", "audit-tampering"}
+            if i["rule_id"] in {"diagnostics-disabled", "audit-tampering", "anonymous-phi-read"}
             else i["actor_user_id"]
         )
     assert set(mass_access_alerts(default)) == by_rule["mass-record-access"]
@@ -505,6 +587,10 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     assert diagnostics_alerts(default) == by_rule["diagnostics-disabled"]
     assert sql_sensitive_read_alerts(default) == by_rule["sql-sensitive-mass-read"]
     assert tamper_alerts(default) == by_rule["audit-tampering"]
+    assert fhir_export_alerts(default) == by_rule["fhir-bulk-export"]
+    assert fhir_integrity_alerts(default) == by_rule["fhir-integrity-operation"]
+    assert storage_download_alerts(default) == by_rule["storage-mass-download"]
+    assert anonymous_read_alerts(default) == by_rule["anonymous-phi-read"]
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:
@@ -525,6 +611,13 @@ def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:
         and challenger in r.get("identity", {}).get("claim", {}).values()
     ]
     assert len(challenges) >= 40
+    four = looks["everything-four-patients"]["actor_user_id"]
+    calls = [
+        (parse_time(r["time"]), r["uri"].rsplit("/", 2)[-2])
+        for r in fhir_ops(default, "everything")
+        if r["identity"]["claims"]["oid"] == four
+    ]
+    assert max_distinct_in(calls, timedelta(minutes=60)) == 4
 
 
 def test_diagnostics_setting_writes_carry_requestbody_strings(default: Parsed) -> None:

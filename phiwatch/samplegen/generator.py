@@ -13,6 +13,7 @@ from .added_sources import added_bodies, added_records
 from .clock import DEFAULT_START, WINDOW, iso_seconds
 from .emitted import Emitted, Source
 from .incidents import build_incidents
+from .incidents_fhirblob import fhirblob_scenario
 from .incidents_sql import sql_incidents
 from .incidents_tamper import tamper_scenarios
 from .lookalikes import build_lookalikes, incident_actor_normal_traffic
@@ -88,6 +89,8 @@ def generate(
     added, added_counts = added_records(pop, plan, seed, records)
     added += sql_incidents(pop, plan, seed, incidents, lookalikes)
     added += tamper_scenarios(pop, plan, seed, incidents, lookalikes)
+    params: dict[str, dict[str, object]] = {}  # the deployment's settings the scenario needs
+    added += fhirblob_scenario(pop, plan, seed, incidents, lookalikes, params)
     added_delivered, added_packed, added_quirks = added_bodies(added, seed)
     log_files, broken_at = write_logs(
         out_dir / "logs", bodies, lambda t: truncated_body(pop, t, rng), rng, added_packed
@@ -115,6 +118,7 @@ def generate(
             "quirks": added_quirks,
         },
         "silenced_streams": {s: iso_seconds(t) for s, t in sorted(plan.silenced.items())},
+        "detection_params": params,
     }
     truth_path = out_dir / "ground_truth.json"
     truth_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
