@@ -1,0 +1,154 @@
+"""public-exposure: one injected incident and its look-alikes, on their own generator.
+
+The incident: late at night an admin, from an address of their own outside the VPN, rewrites
+the PHI archive account to allow anonymous blob access with the network default action
+Allow (the Start record's request body; its Success carries the account as it now is). The
+ordinary Activity writes (traffic_activity_changes.py) have shown that account private.
+
+The look-alikes, which must stay quiet: a write closing a SQL server's public network
+access, the same opening attempted on another PHI account and refused (a failed write), and
+a new storage account created public (a fresh account holds no PHI yet).
+
+Everything here draws from its own random.Random, seeded from the seed and the rule id, and
+is packed into bodies of its own: the original records and the other added sources are the
+bytes they were.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from datetime import timedelta
+from typing import Any
+
+from .emitted import Emitted
+from .ground_truth import Incident, Lookalike, span
+from .ids import public_ip
+from .plan import ScenarioPlan
+from .population import Actor, Population
+from .records_activity import ArmCall, arm_operation
+from .writer import Body, pack
+
+RULE_ID = "public-exposure"
+# Minutes after the scenario's start, clear of the other scenarios (plan.OFFSETS_MIN).
+INCIDENT_AT_MIN = 1015
+LOOKALIKES_AT_MIN = 1095
+
+
+def _rng(seed: int) -> random.Random:
+    return random.Random(f"phiwatch-samplegen/{seed}/{RULE_ID}")  # noqa: S311 - test data
+
+
+def _account_write(account_id: str, sub: str, props: dict[str, Any], **kw: Any) -> ArmCall:
+    request: dict[str, object] = {"properties": props}
+    response: dict[str, object] = {
+        "id": account_id,
+        "name": account_id.rsplit("/", 1)[-1],
+        "type": "Microsoft.Storage/storageAccounts",
+        "location": "eastus",
+        "properties": {"minimumTlsVersion": "TLS1_2", **props},
+    }
+    return ArmCall(
+        "MICROSOFT.STORAGE/STORAGEACCOUNTS/WRITE",
+        account_id,
+        sub,
+        request_body=request,
+        response_body=response,
+        **kw,
+    )
+
+
+def _actor(pop: Population, rng: random.Random, index: int) -> Actor:
+    admins = pop.admins
+    return dataclasses.replace(admins[index % len(admins)], ip=public_ip(rng))
+
+
+def exposure_incident(
+    pop: Population, plan: ScenarioPlan, rng: random.Random
+) -> tuple[list[Emitted], Incident]:
+    actor = _actor(pop, rng, len(pop.admins) - 1)
+    account = pop.resource("storage", "stphiarchive01")
+    t = plan.start + timedelta(minutes=INCIDENT_AT_MIN, seconds=rng.uniform(3, 50))
+    opened = {"allowBlobPublicAccess": True, "networkAcls": {"defaultAction": "Allow"}}
+    call = _account_write(account.camel_id, account.sub, opened)
+    out = arm_operation(pop, actor, t, call, rng=rng, scenario=True)
+    first, last = span(out)
+    return out, Incident(
+        rule_id=RULE_ID,
+        description=f"{actor.upn} allowed anonymous blob access on the PHI archive account "
+        "stphiarchive01 and set its network default action to Allow, from outside the VPN "
+        "late at night; the account had been seen private.",
+        actor_user_id=actor.oid,
+        actor_app_id=actor.admin_app_id,
+        src_ip=actor.ip,
+        target_resource_id=account.camel_id.lower(),
+        start=first,
+        end=last,
+    )
+
+
+def exposure_lookalikes(
+    pop: Population, plan: ScenarioPlan, rng: random.Random
+) -> tuple[list[Emitted], Lookalike]:
+    actor = _actor(pop, rng, 0)
+    t = plan.start + timedelta(minutes=LOOKALIKES_AT_MIN, seconds=rng.uniform(3, 50))
+    sql = pop.resource("sql", "sql-reporting")
+    closed = ArmCall(
+        "MICROSOFT.SQL/SERVERS/WRITE",
+        sql.camel_id,
+        sql.sub,
+        request_body={"properties": {"publicNetworkAccess": "Disabled"}},
+        response_body={"id": sql.camel_id, "properties": {"publicNetworkAccess": "Disabled"}},
+    )
+    account = pop.resource("storage", "stphi01")
+    refused = _account_write(account.camel_id, account.sub, {"allowBlobPublicAccess": True})
+    new_id = "/".join(account.camel_id.split("/")[:-1]) + "/stwebassets03"
+    created = _account_write(
+        new_id,
+        account.sub,
+        {"allowBlobPublicAccess": True, "publicNetworkAccess": "Enabled"},
+        status_code="Created",
+    )
+    out = arm_operation(pop, actor, t, closed, rng=rng, scenario=True)
+    out += arm_operation(pop, actor, t + timedelta(minutes=2), refused, rng=rng, failed=True)
+    out += arm_operation(pop, actor, t + timedelta(minutes=4), created, rng=rng, scenario=True)
+    first, last = span(out)
+    return out, Lookalike(
+        kind="exposure-near-misses",
+        resembles_rule_id=RULE_ID,
+        description=f"{actor.upn} closed public network access on sql-reporting, tried to "
+        "allow anonymous blob access on stphi01 and was refused, and created a new public "
+        "storage account (no PHI in it yet).",
+        actor_user_id=actor.oid,
+        actor_app_id=actor.admin_app_id,
+        src_ip=actor.ip,
+        target_resource_id=account.camel_id.lower(),
+        start=first,
+        end=last,
+        details={"changes": ["private write", "failed write", "account creation"]},
+    )
+
+
+def add_exposure_scenarios(
+    pop: Population,
+    plan: ScenarioPlan,
+    seed: int,
+    delivered: list[Emitted],
+    bodies: list[Body],
+    incidents: list[Incident],
+    lookalikes: list[Lookalike],
+) -> None:
+    """Add this rule's records and bodies to the delivered ones and its ground truth to the
+    scenario's, in place (`incidents` kept in time order)."""
+    rng = _rng(seed)
+    incident_records, incident = exposure_incident(pop, plan, rng)
+    lookalike_records, lookalike = exposure_lookalikes(pop, plan, rng)
+    made = incident_records + lookalike_records
+    for e in made:
+        e.line = json.dumps(e.record, separators=(",", ":"))
+    incidents.append(incident)
+    incidents.sort(key=lambda i: i.start)
+    lookalikes.append(lookalike)
+    delivered += made
+    bodies += pack(made, rng)
