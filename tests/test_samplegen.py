@@ -178,6 +178,60 @@ def diagnostics_alerts(parsed: Parsed) -> set[str]:
     return alerts
 
 
+NETWORKED = {
+    "microsoft.storage/storageaccounts",
+    "microsoft.keyvault/vaults",
+    "microsoft.sql/servers",
+    "microsoft.healthcareapis/services",
+    "microsoft.healthcareapis/workspaces/fhirservices",
+}
+
+
+def _body_properties(text: object) -> dict[str, Any]:
+    body = json.loads(text) if isinstance(text, str) else {}
+    inner = next((v for k, v in body.items() if k.lower() == "properties"), {})
+    return {k.lower(): v for k, v in inner.items()} if isinstance(inner, dict) else {}
+
+
+def exposure_alerts(parsed: Parsed) -> set[str]:
+    """public-exposure, independently: a terminal Success whose Start request and own
+    response open a storage account, container, network switch or SQL firewall that was not
+    seen open before; a creation of an account-level resource does not count."""
+    admin = [r for r in unique_objects(parsed) if "operationName" in r and "time" in r]
+    admin = sorted(admin, key=lambda r: parse_time(r["time"]))
+    requests: dict[tuple[str, str], dict[str, Any]] = {}
+    seen_open: dict[tuple[str, str], bool] = {}
+    alerts: set[str] = set()
+    for r in admin:
+        p = props(r) or {}
+        key = (r.get("correlationId", ""), r["resourceId"].lower())
+        if r.get("resultType") == "Start":
+            requests[key] = _body_properties(p.get("requestbody"))
+            continue
+        change = {**requests.pop(key, {}), **_body_properties(p.get("responseBody"))}
+        if r.get("resultType") != "Success" or not change:
+            continue
+        kind = r["operationName"].lower().rsplit("/", 1)[0]
+        states: list[tuple[str, bool]] = []
+        if kind == "microsoft.storage/storageaccounts" and "allowblobpublicaccess" in change:
+            states.append(("blob", change["allowblobpublicaccess"] is True))
+        if kind.endswith("/containers") and "publicaccess" in change:
+            states.append(("blob", change["publicaccess"] in ("Blob", "Container")))
+        if kind.endswith("/firewallrules") and "startipaddress" in change:
+            states.append(("firewall", change["startipaddress"] == ".".join("0" * 4)))
+        acl = (change.get("networkacls") or {}).get("defaultAction")
+        public = change.get("publicnetworkaccess")
+        if kind in NETWORKED and (acl or public):
+            states.append(("network", public != "Disabled" and acl != "Deny"))
+        created = p.get("statusCode") == "Created" and kind in NETWORKED
+        for aspect, is_open in states:
+            before = seen_open.get((key[1], aspect), False)
+            seen_open[(key[1], aspect)] = is_open
+            if is_open and not before and not created:
+                alerts.add(r["identity"]["claims"][LONG_OID])
+    return alerts
+
+
 # --- determinism and parameters -------------------------------------------------------------
 
 
@@ -234,7 +288,7 @@ def test_default_size_and_record_count(default: Parsed) -> None:
     assert default.report.records == added["original_records"] + added["records"]
     assert len(default.records) == default.report.records == default.truth["records_written"]
     assert len(default.bodies) == default.report.bodies
-    assert default.report.incidents == 4
+    assert default.report.incidents == 5
 
 
 def test_every_line_is_a_body_except_the_documented_broken_one(default: Parsed) -> None:
@@ -336,6 +390,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "mass-record-access": 1,
         "keyvault-failed-operations": 1,
         "diagnostics-disabled": 2,
+        "public-exposure": 1,
     }
     keys = {
         "rule_id",
@@ -358,6 +413,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "keyvault-token-challenges",
         "diagnostics-deleted-with-resource",
         "incident-actor-normal-traffic",
+        "exposure-near-misses",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -402,6 +458,7 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     assert set(mass_access_alerts(default)) == by_rule["mass-record-access"]
     assert keyvault_alerts(default) == by_rule["keyvault-failed-operations"]
     assert diagnostics_alerts(default) == by_rule["diagnostics-disabled"]
+    assert exposure_alerts(default) == by_rule["public-exposure"]
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:

@@ -86,7 +86,7 @@ def generate(
     # The added sources come last and never touch ``rng``: everything above is unchanged.
     added, added_counts = added_records(pop, plan, seed, records)
     added_delivered, added_packed, added_quirks = added_bodies(added, seed)
-    add_exposure_scenarios(pop, plan, seed, added_delivered, added_packed, incidents, lookalikes)
+    add_exposure_scenarios(pop, plan, seed, everything, added_packed, incidents, lookalikes)
     log_files, broken_at = write_logs(
         out_dir / "logs", bodies, lambda t: truncated_body(pop, t, rng), rng, added_packed
     )

@@ -11,7 +11,8 @@ a new storage account created public (a fresh account holds no PHI yet).
 
 Everything here draws from its own random.Random, seeded from the seed and the rule id, and
 is packed into bodies of its own: the original records and the other added sources are the
-bytes they were.
+bytes they were. They count with the scenario's own records (they are its incidents), and
+stay when the added sources are left out.
 """
 
 from __future__ import annotations
