@@ -101,7 +101,10 @@ def _role_id(value: Any) -> str:
 def _scope_name(event: AccessEvent, nv: dict[str, Any]) -> str:
     scope = nv.get("scope")
     text = scope if isinstance(scope, str) and scope else (event.target_resource_id or "")
-    return text.rstrip("/").rsplit("/", 1)[-1] or "the tenant"
+    parts = text.strip("/").split("/")
+    if len(parts) == 2 and parts[0].lower() == "subscriptions":
+        return f"subscription {parts[1]}"
+    return parts[-1] or "the tenant"
 
 
 def judged(event: AccessEvent, extra: frozenset[str]) -> tuple[Severity, str] | None:

@@ -214,14 +214,16 @@ def step(
     # A new account, vault, server or service holds no PHI yet: its state is noted only.
     created = event.event_type == "Create" and (event.event_sub_type or "") in NETWORKED
     allowed = _allowed(resource, tuple(a.lower().rstrip("/") for a in params.allow_resources))
+    opened: list[tuple[Exposure, tuple[bool, float] | None]] = []
     for found in exposures(event):
         slot = f"{resource}|{found.aspect}"
         before = state.states.pop(slot, None)
         if found.aspect != "private-endpoint":
             state.states[slot] = (found.open, time)
-        if not found.open or created or allowed or (before is not None and before[0]):
-            continue
-        _raise(rule, ctx, resource, event, time, found, before, params.gap_minutes * 60)
+        if found.open and not created and not allowed and not (before and before[0]):
+            opened.append((found, before))
+    if opened:
+        _raise(rule, ctx, resource, event, time, opened, params.gap_minutes * 60)
     while len(state.states) > MAX_RESOURCES:
         state.states.pop(next(iter(state.states)))
 
@@ -232,38 +234,41 @@ def _raise(
     resource: str,
     event: AccessEvent,
     time: float,
-    found: Exposure,
-    before: tuple[bool, float] | None,
+    opened: list[tuple[Exposure, tuple[bool, float] | None]],
     gap: float,
 ) -> None:
-    def fold(facts: ExposureFacts, words: str) -> None:
-        if words not in facts.changes:
-            facts.changes.append(words)
+    """One event, whatever it opened: one alert (or one enrichment of the open one)."""
+    words = [found.what for found, _ in opened]
+    severity = max((found.severity for found, _ in opened), key=_RANK.__getitem__)
 
-    if enrich(rule, ctx, resource, event, time, gap, value=found.what, fold=fold):
+    def fold(facts: ExposureFacts, value: list[str]) -> None:
+        facts.changes.extend(w for w in value if w not in facts.changes)
+
+    if enrich(rule, ctx, resource, event, time, gap, value=words, fold=fold):
         alert = ctx.book.open_for(rule.rule_id, resource, time, gap)
-    else:
-        facts = ExposureFacts(
-            resource,
-            found.what,
-            "unknown" if before is None else "private",
-            None if before is None else before[1],
-        )
-        alert = open_alert(
-            rule,
-            ctx,
-            resource,
-            event,
-            time,
-            anchor=event.event_uid,
-            facts=facts,
-            value=found.what,
-            fold=fold,
-        )
-        alert.severity = found.severity
-    if alert is not None and _RANK[found.severity] > _RANK[alert.severity]:
-        alert.severity = found.severity
-        ctx.book.changed(alert)
+        if alert is not None and _RANK[severity] > _RANK[alert.severity]:
+            alert.severity = severity
+            ctx.book.changed(alert)
+        return
+    first, before = opened[0]
+    facts = ExposureFacts(
+        resource,
+        first.what,
+        "unknown" if before is None else "private",
+        None if before is None else before[1],
+    )
+    alert = open_alert(
+        rule,
+        ctx,
+        resource,
+        event,
+        time,
+        anchor=event.event_uid,
+        facts=facts,
+        value=words,
+        fold=fold,
+    )
+    alert.severity = severity
 
 
 def expire(state: LastSeen, before: float) -> None:

@@ -66,9 +66,10 @@ def test_owner_on_a_subscription_fires_high():
     key = f"{subscription_key(event)}|{actor_key(event)}"
     assert alert.alert_id == alert_id(RULE, key, event.event_uid)
     assert alert.severity == "High"
-    assert alert.title == f"{ADMIN} assigned Owner on sub-1"
+    assert alert.title == f"{ADMIN} assigned Owner on subscription sub-1"
     assert alert.reasons[0] == (
-        f"{ADMIN} assigned Owner on sub-1, first at 2026-11-02 22:10:00 UTC; the change succeeded."
+        f"{ADMIN} assigned Owner on subscription sub-1, first at 2026-11-02 22:10:00 UTC; "
+        "the change succeeded."
     )
     assert "Reader and other read-only roles are not reported" in alert.reasons[1]
     assert alert.reasons[2].startswith(f"Check first whether the grant by {ADMIN}")

@@ -96,10 +96,9 @@ def test_an_unknown_earlier_state_fires_and_says_so():
 def test_network_and_blob_opened_together_are_one_alert():
     nv = {"allowBlobPublicAccess": True, "networkAcls": {"defaultAction": "Allow"}}
     (alert,) = RuleHarness(RULE).feed(account("2026-11-02 10:00:00Z", nv)).alerts
-    assert alert.severity == "High"
+    assert alert.severity == "High" and alert.event_count == 1
     assert (
-        "allowed anonymous blob access; set the network default action to Allow"
-        in (alert.reasons[0])
+        "allowed anonymous blob access; set the network default action to Allow" in alert.reasons[0]
     )
 
 
