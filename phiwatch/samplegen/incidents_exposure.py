@@ -74,6 +74,8 @@ def _account_write(account_id: str, sub: str, props: dict[str, Any], **kw: Any) 
 
 
 def _actor(pop: Population, rng: random.Random, index: int) -> Actor:
+    """An admin of the plan's (0 and 2 act in incidents; 1, the cascade admin, only in
+    look-alikes: a look-alike's actor must never be an incident's)."""
     admins = pop.admins
     return dataclasses.replace(admins[index % len(admins)], ip=public_ip(rng))
 
@@ -81,7 +83,7 @@ def _actor(pop: Population, rng: random.Random, index: int) -> Actor:
 def exposure_incident(
     pop: Population, plan: ScenarioPlan, rng: random.Random
 ) -> tuple[list[Emitted], Incident]:
-    actor = _actor(pop, rng, len(pop.admins) - 1)
+    actor = _actor(pop, rng, 0)
     account = pop.resource("storage", "stphiarchive01")
     t = plan.start + timedelta(minutes=INCIDENT_AT_MIN, seconds=rng.uniform(3, 50))
     opened = {"allowBlobPublicAccess": True, "networkAcls": {"defaultAction": "Allow"}}
@@ -105,7 +107,7 @@ def exposure_incident(
 def exposure_lookalikes(
     pop: Population, plan: ScenarioPlan, rng: random.Random
 ) -> tuple[list[Emitted], Lookalike]:
-    actor = _actor(pop, rng, 0)
+    actor = _actor(pop, rng, 1)
     t = plan.start + timedelta(minutes=LOOKALIKES_AT_MIN, seconds=rng.uniform(3, 50))
     sql = pop.resource("sql", "sql-reporting")
     closed = ArmCall(
@@ -170,7 +172,7 @@ def _role_assignment(
 def privilege_incident(
     pop: Population, plan: ScenarioPlan, rng: random.Random
 ) -> tuple[list[Emitted], Incident]:
-    actor = _actor(pop, rng, 1)
+    actor = _actor(pop, rng, 2)
     account = pop.resource("storage", "stphi01")
     grantee = pop.clinicians[-1]
     t = plan.start + timedelta(minutes=PRIVILEGE_AT_MIN, seconds=rng.uniform(3, 50))
@@ -195,7 +197,7 @@ def privilege_incident(
 def privilege_lookalikes(
     pop: Population, plan: ScenarioPlan, rng: random.Random
 ) -> tuple[list[Emitted], Lookalike]:
-    actor = _actor(pop, rng, 2)
+    actor = _actor(pop, rng, 1)
     account = pop.resource("storage", "stphiarchive01")
     grantee = pop.clinicians[-2]
     t = plan.start + timedelta(minutes=PRIVILEGE_LOOKALIKES_AT_MIN, seconds=rng.uniform(3, 50))
