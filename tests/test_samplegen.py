@@ -188,8 +188,8 @@ NETWORKED = {
 
 
 def _body_properties(text: object) -> dict[str, Any]:
-    body = json.loads(text) if isinstance(text, str) else {}
-    inner = next((v for k, v in body.items() if k.lower() == "properties"), {})
+    body: dict[str, Any] = json.loads(text) if isinstance(text, str) else {}
+    inner: Any = next((v for k, v in body.items() if k.lower() == "properties"), {})
     return {k.lower(): v for k, v in inner.items()} if isinstance(inner, dict) else {}
 
 
@@ -272,7 +272,7 @@ def privilege_alerts(parsed: Parsed) -> set[str]:
             by_pim = (by.get("app") or {}).get("displayName") == "MS-PIM"
             core = op == "Add member to role" and p["loggedByService"] == "Core Directory"
             if op.endswith("outside of PIM") or op.endswith("(permanent)") or (core and not by_pim):
-                alerts.add((by.get("user") or {}).get("id"))
+                alerts.add(str((by.get("user") or {}).get("id")))
     return alerts
 
 
