@@ -330,6 +330,104 @@ def tamper_alerts(parsed: Parsed) -> set[str]:
     return alerts
 
 
+NETWORKED = {
+    "microsoft.storage/storageaccounts",
+    "microsoft.keyvault/vaults",
+    "microsoft.sql/servers",
+    "microsoft.healthcareapis/services",
+    "microsoft.healthcareapis/workspaces/fhirservices",
+}
+
+
+def _body_properties(text: object) -> dict[str, Any]:
+    body: dict[str, Any] = json.loads(text) if isinstance(text, str) else {}
+    inner: Any = next((v for k, v in body.items() if k.lower() == "properties"), {})
+    return {k.lower(): v for k, v in inner.items()} if isinstance(inner, dict) else {}
+
+
+def exposure_alerts(parsed: Parsed) -> set[str]:
+    """public-exposure, independently: a terminal Success whose Start request and own
+    response open a storage account, container, network switch or SQL firewall that was not
+    seen open before; a creation of an account-level resource does not count."""
+    admin = [r for r in unique_objects(parsed) if "operationName" in r and "time" in r]
+    admin = sorted(admin, key=lambda r: parse_time(r["time"]))
+    requests: dict[tuple[str, str], dict[str, Any]] = {}
+    seen_open: dict[tuple[str, str], bool] = {}
+    alerts: set[str] = set()
+    for r in admin:
+        p = props(r) or {}
+        key = (r.get("correlationId", ""), r["resourceId"].lower())
+        if r.get("resultType") == "Start":
+            requests[key] = _body_properties(p.get("requestbody"))
+            continue
+        change = {**requests.pop(key, {}), **_body_properties(p.get("responseBody"))}
+        if r.get("resultType") != "Success" or not change:
+            continue
+        kind = r["operationName"].lower().rsplit("/", 1)[0]
+        states: list[tuple[str, bool]] = []
+        if kind == "microsoft.storage/storageaccounts" and "allowblobpublicaccess" in change:
+            states.append(("blob", change["allowblobpublicaccess"] is True))
+        if kind.endswith("/containers") and "publicaccess" in change:
+            states.append(("blob", change["publicaccess"] in ("Blob", "Container")))
+        if kind.endswith("/firewallrules") and "startipaddress" in change:
+            states.append(("firewall", change["startipaddress"] == ".".join("0" * 4)))
+        acl = (change.get("networkacls") or {}).get("defaultAction")
+        public = change.get("publicnetworkaccess")
+        if kind in NETWORKED and (acl or public):
+            states.append(("network", public != "Disabled" and acl != "Deny"))
+        created = p.get("statusCode") == "Created" and kind in NETWORKED
+        for aspect, is_open in states:
+            before = seen_open.get((key[1], aspect), False)
+            seen_open[(key[1], aspect)] = is_open
+            if is_open and not before and not created:
+                alerts.add(r["identity"]["claims"][LONG_OID])
+    return alerts
+
+
+PRIVILEGED_OR_DATA_ROLES = {
+    "8e3af657-a8ff-443c-a75c-2fe8c4bcb635",  # Owner
+    "b24988ac-6180-42a0-ab88-20f7382dd24c",  # Contributor
+    "18d7d88d-d35e-4fb5-a5c3-7773c20a72d9",  # User Access Administrator
+    "f58310d9-a9f6-439a-9e8d-f62e7b41a168",  # RBAC Administrator
+    "fb1c8493-542b-48eb-b624-b4c8fea62acd",  # Security Admin
+    "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",  # Storage Blob Data Owner
+    "ba92f5b4-2d11-453d-a403-e96b0029c9fe",  # Storage Blob Data Contributor
+    "00482a5a-887f-4fb3-b363-3b7fe8e74483",  # Key Vault Administrator
+    "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",  # Key Vault Secrets Officer
+    "8b54135c-b56d-4d72-a534-26097cfdc8d8",  # Key Vault Data Access Administrator
+    "5a1fc7df-4bf1-4951-a576-89034ee01acd",  # FHIR Data Contributor
+    "3db33094-8700-4567-8da5-1501d4e7e843",  # FHIR Data Exporter
+}
+
+
+def privilege_alerts(parsed: Parsed) -> set[str]:
+    """privilege-escalation, independently: successful role assignments of a privileged or
+    PHI data role (request body of the Start, either casing), and directory roles granted
+    by Core Directory other than by MS-PIM, outside PIM or permanently in PIM."""
+    objects = [r for r in unique_objects(parsed) if "operationName" in r and "time" in r]
+    requests: dict[str, str] = {}
+    alerts: set[str] = set()
+    for r in sorted(objects, key=lambda r: parse_time(r["time"])):
+        p = props(r) or {}
+        op = r["operationName"]
+        if op.upper() == "MICROSOFT.AUTHORIZATION/ROLEASSIGNMENTS/WRITE":
+            corr = r.get("correlationId", "")
+            if r.get("resultType") == "Start":
+                role = _body_properties(p.get("requestbody")).get("roledefinitionid", "")
+                requests[corr] = str(role).rsplit("/", 1)[-1].lower()
+            elif r.get("resultType") == "Success" and requests.pop(corr, "") in (
+                PRIVILEGED_OR_DATA_ROLES
+            ):
+                alerts.add(r["identity"]["claims"][LONG_OID])
+        elif r.get("category") == "AuditLogs" and "loggedByService" in p:
+            by = p.get("initiatedBy", {})
+            by_pim = (by.get("app") or {}).get("displayName") == "MS-PIM"
+            core = op == "Add member to role" and p["loggedByService"] == "Core Directory"
+            if op.endswith("outside of PIM") or op.endswith("(permanent)") or (core and not by_pim):
+                alerts.add(str((by.get("user") or {}).get("id")))
+    return alerts
+
+
 # --- determinism and parameters -------------------------------------------------------------
 
 
@@ -503,6 +601,8 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "fhir-integrity-operation": 1,
         "storage-mass-download": 1,
         "anonymous-phi-read": 1,
+        "public-exposure": 1,
+        "privilege-escalation": 1,
     }
     keys = {
         "rule_id",
@@ -536,6 +636,8 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "runtime-container-reads",
         "blob-reads-below-threshold",
         "anonymous-public-assets",
+        "exposure-near-misses",
+        "privilege-near-misses",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -591,6 +693,8 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     assert fhir_integrity_alerts(default) == by_rule["fhir-integrity-operation"]
     assert storage_download_alerts(default) == by_rule["storage-mass-download"]
     assert anonymous_read_alerts(default) == by_rule["anonymous-phi-read"]
+    assert exposure_alerts(default) == by_rule["public-exposure"]
+    assert privilege_alerts(default) == by_rule["privilege-escalation"]
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:

@@ -13,6 +13,7 @@ from .added_sources import added_bodies, added_records
 from .clock import DEFAULT_START, WINDOW, iso_seconds
 from .emitted import Emitted, Source
 from .incidents import build_incidents
+from .incidents_exposure import add_exposure_scenarios
 from .incidents_fhirblob import fhirblob_scenario
 from .incidents_sql import sql_incidents
 from .incidents_tamper import tamper_scenarios
@@ -92,6 +93,7 @@ def generate(
     params: dict[str, dict[str, object]] = {}  # the deployment's settings the scenario needs
     added += fhirblob_scenario(pop, plan, seed, incidents, lookalikes, params)
     added_delivered, added_packed, added_quirks = added_bodies(added, seed)
+    add_exposure_scenarios(pop, plan, seed, everything, added_packed, incidents, lookalikes)
     log_files, broken_at = write_logs(
         out_dir / "logs", bodies, lambda t: truncated_body(pop, t, rng), rng, added_packed
     )
