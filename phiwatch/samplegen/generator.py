@@ -13,6 +13,7 @@ from .added_sources import added_bodies, added_records
 from .clock import DEFAULT_START, WINDOW, iso_seconds
 from .emitted import Emitted, Source
 from .incidents import build_incidents
+from .incidents_signin import add_signin_incidents
 from .lookalikes import build_lookalikes, incident_actor_normal_traffic
 from .plan import make_plan
 from .population import build_population
@@ -85,6 +86,9 @@ def generate(
     # The added sources come last and never touch ``rng``: everything above is unchanged.
     added, added_counts = added_records(pop, plan, seed, records)
     added_delivered, added_packed, added_quirks = added_bodies(added, seed)
+    added_delivered, added_packed = add_signin_incidents(
+        pop, plan, seed, incidents, lookalikes, added_delivered, added_packed
+    )
     log_files, broken_at = write_logs(
         out_dir / "logs", bodies, lambda t: truncated_body(pop, t, rng), rng, added_packed
     )

@@ -1,0 +1,198 @@
+"""Sign-in incidents and their look-alikes: impossible travel.
+
+Drawn from a generator of their own (seeded from the seed and the rule id), delivered and
+packed on it too, and added after every other record: the original scenario, the added
+sources and their bodies stay byte-for-byte what they were.
+
+- incident: a clinician signs in at the hospital, then 25 minutes later from Bucharest
+  (7,350 km, another autonomous system);
+- look-alikes: a VPN hop (Amsterdam, 20 minutes later, through the same autonomous system
+  as the hospital), a fast 403 km hop (Boston to Montreal in 15 minutes) and a far but slow
+  trip (a consultant's Boston sign-in, then Frankfurt 9 hours later: 656 km/h).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from datetime import datetime, timedelta
+from typing import Any
+
+from .emitted import Emitted
+from .ground_truth import Incident, Lookalike
+from .ids import new_uuid
+from .plan import ScenarioPlan
+from .population import Actor, Population
+from .traffic_entra import _HOSPITAL, _location, user_signin
+from .writer import Body, pack
+
+RULE = "impossible-travel"
+Place = tuple[str, str, str, float, float, int]
+_BUCHAREST: Place = ("Bucharest", "Bucuresti", "RO", 44.4268, 26.1025, 64510)
+_AMSTERDAM: Place = ("Amsterdam", "North Holland", "NL", 52.3676, 4.9041, _HOSPITAL[5])
+_MONTREAL: Place = ("Montreal", "Quebec", "CA", 45.5019, -73.5674, 64511)
+_FRANKFURT: Place = ("Frankfurt am Main", "Hesse", "DE", 50.1109, 8.6821, 64512)
+
+
+def scenario_rng(seed: int, name: str) -> random.Random:
+    return random.Random(f"phiwatch-samplegen/{seed}/incidents/{name}")  # noqa: S311
+
+
+def signin_at(
+    pop: Population, actor: Actor, t: datetime, rng: random.Random, place: Place, ip: str
+) -> Emitted:
+    """A successful interactive sign-in of `actor` at `t` from `place` and `ip`."""
+    for _ in range(100):  # user_signin fails now and then, as people do
+        made = user_signin(pop, actor, t, rng, interactive=True)
+        if isinstance(made.record, dict) and made.record.get("resultType") == "0":
+            break
+    rec: dict[str, Any] = made.record  # type: ignore[assignment]
+    rec["callerIpAddress"] = ip
+    rec["location"] = place[2]
+    props = rec["properties"]
+    props |= {"ipAddress": ip, "location": _location(place), "autonomousSystemNumber": place[5]}
+    made.scenario = True
+    return made
+
+
+def _consultant(pop: Population, rng: random.Random) -> Actor:
+    """A visiting consultant: an Entra user of the tenant with no other traffic."""
+    oid = new_uuid(rng)
+    return Actor(
+        name="Visiting Consultant",
+        kind="user",
+        oid=oid,
+        app_id=new_uuid(rng),
+        ip="198.51.100.201",
+        user_agent="Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15",
+        upn=f"consultant.{oid[:4]}@contoso-health.org",
+    )
+
+
+def _reserved(plan: ScenarioPlan) -> set[str]:
+    return {
+        a.oid
+        for a in (
+            plan.mass_reader,
+            plan.threshold_reader,
+            plan.failed_reader,
+            plan.diag_deleter,
+            plan.cascade_admin,
+            plan.diag_disabler,
+            plan.kv_attacker,
+            plan.kv_challenger,
+        )
+    }
+
+
+def impossible_travel(
+    pop: Population, plan: ScenarioPlan, rng: random.Random
+) -> tuple[list[Emitted], list[Incident], list[Lookalike]]:
+    reserved = _reserved(plan) | set(plan.reservations)
+    on_site = [c for c in pop.clinicians if c.ip.startswith("10.") and c.oid not in reserved]
+    traveller, vpn_user, hopper = rng.sample(on_site, 3)
+    consultant = _consultant(pop, rng)
+    hospital_ip = "203.0.113.10"  # the hospital NAT (traffic_entra)
+    out: list[Emitted] = []
+
+    def day(hours: float) -> datetime:
+        return plan.start + timedelta(hours=hours, seconds=rng.uniform(0, 1800))
+
+    t1 = day(rng.uniform(2, 6))
+    t2 = t1 + timedelta(minutes=25)
+    far_ip = f"192.0.2.{rng.randint(150, 199)}"
+    out += [
+        signin_at(pop, traveller, t1, rng, _HOSPITAL, hospital_ip),
+        signin_at(pop, traveller, t2, rng, _BUCHAREST, far_ip),
+    ]
+    incident = Incident(
+        rule_id=RULE,
+        description=(
+            "impossible travel: a clinician signs in at the hospital in Boston, then 25 "
+            "minutes later from Bucharest (7,350 km, another autonomous system)"
+        ),
+        actor_user_id=traveller.oid,
+        actor_app_id=None,
+        src_ip=far_ip,
+        target_resource_id=None,
+        start=t1,
+        end=t2,
+    )
+
+    v1 = day(rng.uniform(3, 8))
+    v2 = v1 + timedelta(minutes=20)
+    out += [
+        signin_at(pop, vpn_user, v1, rng, _HOSPITAL, hospital_ip),
+        signin_at(pop, vpn_user, v2, rng, _AMSTERDAM, "203.0.113.240"),
+    ]
+    h1 = day(rng.uniform(3, 8))
+    h2 = h1 + timedelta(minutes=15)
+    out += [
+        signin_at(pop, hopper, h1, rng, _HOSPITAL, hospital_ip),
+        signin_at(pop, hopper, h2, rng, _MONTREAL, f"198.51.100.{rng.randint(150, 199)}"),
+    ]
+    s1 = day(rng.uniform(1, 4))
+    s2 = s1 + timedelta(hours=9)
+    out += [
+        signin_at(pop, consultant, s1, rng, _HOSPITAL, consultant.ip),
+        signin_at(pop, consultant, s2, rng, _FRANKFURT, "192.0.2.240"),
+    ]
+    lookalikes = [
+        Lookalike(
+            kind="travel-same-asn-vpn-hop",
+            resembles_rule_id=RULE,
+            description=(
+                "Boston, then Amsterdam 20 minutes later through the hospital's own "
+                "autonomous system (a VPN egress): one network, not travel"
+            ),
+            actor_user_id=vpn_user.oid,
+            actor_app_id=None,
+            src_ip="203.0.113.240",
+            target_resource_id=None,
+            start=v1,
+            end=v2,
+        ),
+        Lookalike(
+            kind="travel-403-km-fast-hop",
+            resembles_rule_id=RULE,
+            description="Boston, then Montreal 15 minutes later: fast, but under 500 km",
+            actor_user_id=hopper.oid,
+            actor_app_id=None,
+            src_ip=None,
+            target_resource_id=None,
+            start=h1,
+            end=h2,
+        ),
+        Lookalike(
+            kind="travel-far-but-slow",
+            resembles_rule_id=RULE,
+            description="Boston, then Frankfurt 9 hours later: 5,900 km at 656 km/h",
+            actor_user_id=consultant.oid,
+            actor_app_id=None,
+            src_ip="192.0.2.240",
+            target_resource_id=None,
+            start=s1,
+            end=s2,
+        ),
+    ]
+    return out, [incident], lookalikes
+
+
+def add_signin_incidents(
+    pop: Population,
+    plan: ScenarioPlan,
+    seed: int,
+    incidents: list[Incident],
+    lookalikes: list[Lookalike],
+    delivered: list[Emitted],
+    bodies: list[Body],
+) -> tuple[list[Emitted], list[Body]]:
+    """The records as delivered and the bodies, with the sign-in scenarios added (and the
+    ground truth extended in place)."""
+    rng = scenario_rng(seed, RULE)
+    made, found, looks = impossible_travel(pop, plan, rng)
+    for e in made:
+        e.line = json.dumps(e.record, separators=(",", ":"))
+    incidents += found
+    lookalikes += looks
+    return delivered + made, sorted(bodies + pack(made, rng), key=lambda b: (b.first, b.stream))
