@@ -298,8 +298,8 @@ class ImpossibleTravel(Detection[Params]):
     rule_id = "impossible-travel"
     rule_name = "Impossible travel between sign-ins"
     severity = "Medium"
-    tactics = ("InitialAccess", "CredentialAccess")
-    techniques = ("T1078", "T1110")
+    tactics = ("InitialAccess",)
+    techniques = ("T1078",)  # Valid Accounts: a stolen credential or session in use
     group_by = "actor"
     planes = frozenset({"data"})
     Params = Params

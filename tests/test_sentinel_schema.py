@@ -310,6 +310,7 @@ def test_rule_tactics_and_techniques_are_consistent(rule):
         "Discovery",
         "DefenseEvasion",
         "Impact",
+        "InitialAccess",
     }
 
 
