@@ -1,4 +1,4 @@
-"""Sign-in incidents and their look-alikes: impossible travel.
+"""Sign-in incidents and their look-alikes: impossible travel and break-glass use.
 
 Drawn from a generator of their own (seeded from the seed and the rule id), delivered and
 packed on it too, and added after every other record: the original scenario, the added
@@ -9,6 +9,12 @@ sources and their bodies stay byte-for-byte what they were.
 - look-alikes: a VPN hop (Amsterdam, 20 minutes later, through the same autonomous system
   as the hospital), a fast 403 km hop (Boston to Montreal in 15 minutes) and a far but slow
   trip (a consultant's Boston sign-in, then Frankfurt 9 hours later: 656 km/h).
+
+Break-glass: the tenant's emergency-access account fails a sign-in and then signs in at
+night. `break-glass-sign-in` is off until its `object_ids` are configured, and the demo runs
+with default parameters, so with them this is a look-alike that raises nothing; its ground
+truth entry carries the parameters (`configure`) under which it is the rule's incident
+(tests/test_detect_break_glass_sign_in.py replays it so).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from .traffic_entra import _HOSPITAL, _location, user_signin
 from .writer import Body, pack
 
 RULE = "impossible-travel"
+BREAK_GLASS = "break-glass-sign-in"
 Place = tuple[str, str, str, float, float, int]
 _BUCHAREST: Place = ("Bucharest", "Bucuresti", "RO", 44.4268, 26.1025, 64510)
 _AMSTERDAM: Place = ("Amsterdam", "North Holland", "NL", 52.3676, 4.9041, _HOSPITAL[5])
@@ -178,6 +185,49 @@ def impossible_travel(
     return out, [incident], lookalikes
 
 
+def break_glass(
+    pop: Population, plan: ScenarioPlan, rng: random.Random
+) -> tuple[list[Emitted], list[Lookalike]]:
+    oid = new_uuid(rng)
+    account = Actor(
+        name="Emergency Access 1",
+        kind="user",
+        oid=oid,
+        app_id=new_uuid(rng),
+        ip="192.0.2.77",
+        user_agent="Mozilla/5.0 (Windows NT 10.0; Win64; x64) Edge/130.0.0",
+        upn="emergency.access1@contoso-health.org",
+    )
+    t1 = plan.start + timedelta(hours=rng.uniform(14, 18))  # at night
+    t2 = t1 + timedelta(seconds=rng.uniform(30, 90))
+    failed = signin_at(pop, account, t1, rng, _HOSPITAL, account.ip)
+    rec: dict[str, Any] = failed.record  # type: ignore[assignment]
+    rec["resultType"] = "50126"
+    rec["Level"] = 3
+    rec["properties"]["status"] = {
+        "errorCode": 50126,
+        "failureReason": "Error validating credentials due to invalid username or password.",
+    }
+    made = [failed, signin_at(pop, account, t2, rng, _HOSPITAL, account.ip)]
+    look = Lookalike(
+        kind="break-glass-sign-in-unconfigured",
+        resembles_rule_id=BREAK_GLASS,
+        description=(
+            "the emergency-access account fails a sign-in, then signs in: no alert with "
+            "default parameters (object_ids empty, the rule is off); with `configure` it is "
+            "the rule's incident"
+        ),
+        actor_user_id=oid,
+        actor_app_id=None,
+        src_ip=account.ip,
+        target_resource_id=None,
+        start=t1,
+        end=t2,
+        details={"configure": {BREAK_GLASS: {"object_ids": [oid]}}},
+    )
+    return made, [look]
+
+
 def add_signin_incidents(
     pop: Population,
     plan: ScenarioPlan,
@@ -191,6 +241,9 @@ def add_signin_incidents(
     ground truth extended in place)."""
     rng = scenario_rng(seed, RULE)
     made, found, looks = impossible_travel(pop, plan, rng)
+    glass, glass_looks = break_glass(pop, plan, scenario_rng(seed, BREAK_GLASS))
+    made += glass
+    looks += glass_looks
     for e in made:
         e.line = json.dumps(e.record, separators=(",", ":"))
     incidents += found
