@@ -226,6 +226,24 @@ def impossible_travel_alerts(parsed: Parsed) -> set[str]:
     }
 
 
+def break_glass_alerts(parsed: Parsed, object_ids: set[str]) -> set[str]:
+    """Accounts among `object_ids` with any sign-in (any result, any user sign-in log) or
+    any directory change targeting them."""
+    found = set()
+    for r in unique_objects(parsed):
+        p = props(r)
+        if p is None:
+            continue
+        if r.get("category") in ("SignInLogs", "NonInteractiveUserSignInLogs"):
+            ids = {str(p.get("userId", "")).lower()}
+        elif r.get("category") == "AuditLogs" and not is_fhir(r):
+            ids = {str(t.get("id", "")).lower() for t in p.get("targetResources", [])}
+        else:
+            continue
+        found |= ids & object_ids
+    return found
+
+
 # --- determinism and parameters -------------------------------------------------------------
 
 
@@ -282,7 +300,7 @@ def test_default_size_and_record_count(default: Parsed) -> None:
     assert default.report.records == added["original_records"] + added["records"]
     assert len(default.records) == default.report.records == default.truth["records_written"]
     assert len(default.bodies) == default.report.bodies
-    assert default.report.incidents == 4
+    assert default.report.incidents == 5
 
 
 def test_every_line_is_a_body_except_the_documented_broken_one(default: Parsed) -> None:
@@ -332,10 +350,12 @@ def test_files_hold_their_hour_and_the_broken_line_fits_its_file(default: Parsed
 
 
 def original_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> Parsed:
-    """The default generation without the added sources: the scenario as it always was."""
-    from phiwatch.samplegen import added_sources
+    """The default generation without the added sources (and the scenarios added after
+    them): the scenario as it always was."""
+    from phiwatch.samplegen import added_sources, incidents_signin
 
     monkeypatch.setattr(added_sources, "ADDED", {})
+    monkeypatch.setattr(incidents_signin, "SCENARIOS", ())
     return parse_dir(root, generate(root))
 
 
@@ -367,8 +387,12 @@ def test_added_sources_leave_the_original_lines_in_place(
         remaining = iter(new.splitlines())
         assert all(line in remaining for line in old), path.name
         assert len(new.splitlines()) > len(old)
-    assert original.truth["incidents"] == default.truth["incidents"]
-    assert original.truth["benign_lookalikes"] == default.truth["benign_lookalikes"]
+    # The sign-in scenarios (phiwatch/samplegen/incidents_signin.py) come after the originals.
+    for part in ("incidents", "benign_lookalikes"):
+        kept = original.truth[part]
+        assert default.truth[part][: len(kept)] == kept
+    added = default.truth["incidents"][len(original.truth["incidents"]) :]
+    assert [i["rule_id"] for i in added] == ["impossible-travel"]
     assert original.truth["quirks"] == default.truth["quirks"]
 
 
@@ -384,6 +408,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "mass-record-access": 1,
         "keyvault-failed-operations": 1,
         "diagnostics-disabled": 2,
+        "impossible-travel": 1,
     }
     keys = {
         "rule_id",
@@ -406,6 +431,10 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "keyvault-token-challenges",
         "diagnostics-deleted-with-resource",
         "incident-actor-normal-traffic",
+        "travel-same-asn-vpn-hop",
+        "travel-403-km-fast-hop",
+        "travel-far-but-slow",
+        "break-glass-sign-in-unconfigured",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -453,6 +482,18 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     assert impossible_travel_alerts(default) == by_rule["impossible-travel"]
 
 
+def test_the_break_glass_lookalike_is_the_incident_once_configured(default: Parsed) -> None:
+    (look,) = [
+        b
+        for b in default.truth["benign_lookalikes"]
+        if b["kind"] == "break-glass-sign-in-unconfigured"
+    ]
+    ids = set(look["configure"]["break-glass-sign-in"]["object_ids"])
+    assert ids == {look["actor_user_id"]}
+    assert break_glass_alerts(default, ids) == ids
+    assert break_glass_alerts(default, set()) == set()  # the defaults: off
+
+
 def test_travel_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:
     looks = {b["kind"]: b["actor_user_id"] for b in default.truth["benign_lookalikes"]}
     pairs = travel_pairs(default)
@@ -461,7 +502,7 @@ def test_travel_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None
     hop = pairs[looks["travel-403-km-fast-hop"]]
     assert any(400 < km < 500 and speed > 900 and not same for km, speed, same in hop)
     ((km, speed, same),) = pairs[looks["travel-far-but-slow"]]
-    assert (round(km), round(speed), same) == (5901, 656, False)
+    assert (round(km), round(speed), same) == (1362, 817, False)
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:
