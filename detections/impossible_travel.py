@@ -61,7 +61,7 @@ Place = list
 
 @snapshot_class
 @dataclass(slots=True)
-class Whereabouts:
+class SignInWhereabouts:
     signins: dict[str, list[Place]] = field(default_factory=dict)  # actor key → by time
     phi: dict[str, list[list]] = field(default_factory=dict)  # actor key → [time, uid, ip]
 
@@ -143,7 +143,7 @@ def impossible(params: Params, a: Place, b: Place) -> tuple[float, float | None]
 def step(
     params: Params,
     rule: RuleInfo,
-    state: Whereabouts,
+    state: SignInWhereabouts,
     event: AccessEvent,
     time: float,
     ctx: DetectionContext,
@@ -182,7 +182,7 @@ def step(
 def judge(
     params: Params,
     rule: RuleInfo,
-    state: Whereabouts,
+    state: SignInWhereabouts,
     key: str,
     a: Place,
     b: Place,
@@ -250,7 +250,7 @@ def judge(
 
 def phi_step(
     rule: RuleInfo,
-    state: Whereabouts,
+    state: SignInWhereabouts,
     key: str,
     event: AccessEvent,
     time: float,
@@ -282,7 +282,7 @@ def raise_for_phi(alert: AlertState, time: float, uid: str, ip: str) -> None:
     alert.add_evidence(time, uid)
 
 
-def drop_before(horizon: float, state: Whereabouts, before: float) -> None:
+def drop_before(horizon: float, state: SignInWhereabouts, before: float) -> None:
     """Sign-ins older than any pair that could still be impossible; PHI accesses before
     the in-time boundary (a sign-in arriving now is no earlier than that)."""
     oldest = before - horizon
@@ -315,7 +315,7 @@ class ImpossibleTravel(Detection[Params]):
         # No two sign-ins farther apart than this can be an impossible pair.
         horizon = HALF_CIRCUMFERENCE_KM / params.max_speed_kmh * 3600
         return StatefulRule(
-            state=Whereabouts,
+            state=SignInWhereabouts,
             step=partial(step, params),
             drop_before=partial(drop_before, horizon),
             name="travel",
