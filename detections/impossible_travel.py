@@ -107,8 +107,11 @@ def is_signin(event: AccessEvent) -> bool:
 
 
 def is_phi(event: AccessEvent) -> bool:
-    return event.event_product != signins.PRODUCT and (
-        event.patient_ref is not None or event.phi_category != "none"
+    """A successful data-plane access to PHI (a denied read reached nothing)."""
+    return (
+        event.event_product != signins.PRODUCT
+        and event.event_result == "Success"
+        and (event.patient_ref is not None or event.phi_category != "none")
     )
 
 

@@ -112,6 +112,7 @@ def test_phi_from_the_new_address_within_an_hour_raises_the_same_alert_to_high()
         phi_read("11:31:00"),  # more than an hour after the sign-in
         phi_read("10:40:00", ip="203.0.113.10"),  # from the old location's address
         access(f"{DAY} 10:40:00+00:00", ip="198.51.100.7"),  # not PHI
+        access(f"{DAY} 10:40:00+00:00", ip="198.51.100.7", patient="p-1", result="Failure"),
     ],
 )
 def test_other_reads_leave_it_medium(read):
