@@ -5,7 +5,8 @@ streaming pipeline (replay: events.jsonl, alerts) and, as the PhiAccessEvents_CL
 Analytics would hold (after the DCR transform), through each twin on a simulated Sentinel
 schedule: a run every queryFrequency, each seeing only the rows with TimeGenerated up to
 its `now`. The set of entities the twin alerts on over all runs (actor key, or the
-diagnostic setting for diagnostics-disabled) must equal the stream's.
+diagnostic setting for diagnostics-disabled) must equal the stream's. A rule that is off by
+default runs, in both, with the parameters its look-alike names (`configured`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from phiwatch.hosts.replay import replay
 from phiwatch.model import AccessEvent, Alert
 from phiwatch.rules.engine import KqlEngine
 from phiwatch.rules.loader import RuleFile, discover, load_rule
+from phiwatch.rules.testing import with_parameters
 from phiwatch.samplegen import generate
 
 # Keyed by a resource (the diagnostic setting, the tampered resource, the container), not the actor.
@@ -34,7 +36,7 @@ def scenario(tmp_path_factory) -> tuple[dict, list[AccessEvent], list[Alert]]:
     root = tmp_path_factory.mktemp("parity")
     generate(root / "gen", seed=11, records=3_000)
     truth = json.loads((root / "gen" / "ground_truth.json").read_text(encoding="utf-8"))
-    settings = Settings(detection_params=truth.get("detection_params", {}))
+    settings = Settings(detection_params=scenario_params(truth))
     summary = replay([root / "gen" / "logs"], root / "out", settings)
     assert summary.problems == []
     events = [
@@ -44,14 +46,41 @@ def scenario(tmp_path_factory) -> tuple[dict, list[AccessEvent], list[Alert]]:
     return truth, events, summary.alerts
 
 
+def scenario_params(truth: dict) -> dict[str, dict]:
+    """What the scenario's deployment sets (ground truth `detection_params`: the sanctioned
+    exporters, the public container) and what the off-by-default rules' look-alikes name."""
+    params: dict[str, dict] = {k: dict(v) for k, v in truth.get("detection_params", {}).items()}
+    for rule_id, values in lookalike_params(truth).items():
+        params.setdefault(rule_id, {}).update(values)
+    return params
+
+
+def lookalike_params(truth: dict) -> dict[str, dict]:
+    """Parameters of rules that are off by default (break-glass-sign-in: no accounts until
+    configured): the scenario's look-alike of such a rule says under which parameters it is
+    the rule's incident, and parity runs both the stream and the twin (its `let` lines) so."""
+    params: dict[str, dict] = {}
+    for item in truth["benign_lookalikes"]:
+        for rule_id, values in item.get("configure", {}).items():
+            params.setdefault(rule_id, {}).update(values)
+    return params
+
+
 @pytest.fixture(scope="module")
-def twins() -> dict[str, RuleFile]:
+def twins(scenario) -> dict[str, RuleFile]:
     detections = {cls.rule_id for cls in detection_classes()}
+    params = lookalike_params(scenario[0])
     found: dict[str, RuleFile] = {}
     for rule in (load_rule(path) for path in discover()):
-        if rule.template.rule_id in detections:
-            assert rule.template.rule_id not in found, f"two twins of {rule.template.rule_id}"
-            found[rule.template.rule_id] = rule
+        rule_id = rule.template.rule_id
+        if rule_id in detections:
+            assert rule_id not in found, f"two twins of {rule_id}"
+            if rule_id in params:
+                query = with_parameters(rule.template.query, params[rule_id])
+                template = rule.template.model_copy(update={"query": query})
+                found[rule_id] = RuleFile(rule.path, rule.document, template)
+            else:
+                found[rule_id] = rule
     return found
 
 
@@ -131,7 +160,7 @@ def scheduled_keys(
 def test_the_same_entities_alert_in_the_stream_and_in_the_kql_twins(scenario, twins):
     truth, events, alerts = scenario
     stream = streaming_keys(events, alerts)
-    scheduled = scheduled_keys(twins, events, truth.get("detection_params"))
+    scheduled = scheduled_keys(twins, events, scenario_params(truth))
     for rule_id in twins:
         assert stream.get(rule_id), f"the scenario raises no {rule_id}: parity would be vacuous"
         assert set(scheduled[rule_id]) == set(stream[rule_id]), rule_id
@@ -140,7 +169,12 @@ def test_the_same_entities_alert_in_the_stream_and_in_the_kql_twins(scenario, tw
     # A look-alike is quiet for the rule it resembles (its actor may act in another rule's
     # incident: scenarios of different rules draw people from one population).
     for rule_id, keys in scheduled.items():
-        resembling = [b for b in truth["benign_lookalikes"] if b["resembles_rule_id"] == rule_id]
+        # (A look-alike naming `configure` is an incident under the parameters parity runs.)
+        resembling = [
+            b
+            for b in truth["benign_lookalikes"]
+            if b["resembles_rule_id"] == rule_id and "configure" not in b
+        ]
         lookalike_actors = {f"oid:{item.get('actor_user_id')}" for item in resembling}
         lookalike_settings = {item.get("target_resource_id") for item in resembling}
         assert not set(keys) & (lookalike_actors | lookalike_settings), rule_id

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+import pytest
 from typer.testing import CliRunner
 
 from phiwatch.commands.app import app
 from phiwatch.rules.compare import compare
 from phiwatch.rules.engine import QueryResult
 from phiwatch.rules.loader import discover
-from phiwatch.rules.testing import Outcome, run_rule_tests
+from phiwatch.rules.testing import Outcome, UnknownParameter, run_rule_tests, with_parameters
 from tests.rules_helpers import copy_rule, edit
 
 runner = CliRunner()
@@ -189,3 +190,12 @@ def test_compare_reports_missing_unexpected_order_and_columns():
     assert compare(RESULT, [{"Actor": "alice"}, {"Actor": "bob"}], columns=["Actor"]) == [
         "result columns are [Actor, Patients, Last, Tags], expected [Actor]"
     ]
+
+
+def test_a_case_sets_let_parameters_and_an_unknown_one_is_refused():
+    query = "let ids = dynamic([]);  // stream: ids\nlet n = 5;\nT | where Id in (ids)"
+    assert with_parameters(query, {"ids": ["a\\b"], "n": 7}) == (
+        'let ids = dynamic(["a\\\\b"]);  // stream: ids\nlet n = 7;\nT | where Id in (ids)'
+    )
+    with pytest.raises(UnknownParameter, match="parameter 'm' has no"):
+        with_parameters(query, {"m": 1})

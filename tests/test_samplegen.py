@@ -6,6 +6,7 @@ from __future__ import annotations
 import gzip
 import itertools
 import json
+import math
 import re
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -428,6 +429,71 @@ def privilege_alerts(parsed: Parsed) -> set[str]:
     return alerts
 
 
+def located_signins(parsed: Parsed) -> dict[str, list[tuple[datetime, float, float, Any]]]:
+    """Per user id: (time, latitude, longitude, ASN) of every successful interactive sign-in
+    with real coordinates, in time order."""
+    out: dict[str, list[tuple[datetime, float, float, Any]]] = defaultdict(list)
+    for r in unique_objects(parsed):
+        p = props(r)
+        if r.get("category") != "SignInLogs" or p is None or r.get("resultType") != "0":
+            continue
+        if p.get("isInteractive") is False:
+            continue
+        geo = (p.get("location") or {}).get("geoCoordinates") or {}
+        lat, lon = geo.get("latitude"), geo.get("longitude")
+        if lat is None or lon is None or (lat, lon) == (0, 0):
+            continue
+        out[p["userId"]].append((parse_time(r["time"]), lat, lon, p.get("autonomousSystemNumber")))
+    return {user: sorted(v) for user, v in out.items()}
+
+
+def great_circle_km(lat1: float, lon1: float, lat2: float, lon2: float) -> float:
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    a = (
+        math.sin((p2 - p1) / 2) ** 2
+        + math.cos(p1) * math.cos(p2) * math.sin(math.radians(lon2 - lon1) / 2) ** 2
+    )
+    return 2 * 6371 * math.asin(math.sqrt(a))
+
+
+def travel_pairs(parsed: Parsed) -> dict[str, list[tuple[float, float, bool]]]:
+    """Per user: (km, km/h, same ASN) of each pair of successive located sign-ins."""
+    out: dict[str, list[tuple[float, float, bool]]] = {}
+    for user, seen in located_signins(parsed).items():
+        for (t1, la1, lo1, asn1), (t2, la2, lo2, asn2) in itertools.pairwise(seen):
+            km = great_circle_km(la1, lo1, la2, lo2)
+            hours = (t2 - t1).total_seconds() / 3600
+            speed = km / hours if hours > 0 else math.inf
+            out.setdefault(user, []).append((km, speed, asn1 is not None and asn1 == asn2))
+    return out
+
+
+def impossible_travel_alerts(parsed: Parsed) -> set[str]:
+    return {
+        user
+        for user, pairs in travel_pairs(parsed).items()
+        if any(km >= 500 and speed > 900 and not same for km, speed, same in pairs)
+    }
+
+
+def break_glass_alerts(parsed: Parsed, object_ids: set[str]) -> set[str]:
+    """Accounts among `object_ids` with any sign-in (any result, any user sign-in log) or
+    any directory change targeting them."""
+    found = set()
+    for r in unique_objects(parsed):
+        p = props(r)
+        if p is None:
+            continue
+        if r.get("category") in ("SignInLogs", "NonInteractiveUserSignInLogs"):
+            ids = {str(p.get("userId", "")).lower()}
+        elif r.get("category") == "AuditLogs" and not is_fhir(r):
+            ids = {str(t.get("id", "")).lower() for t in p.get("targetResources", [])}
+        else:
+            continue
+        found |= ids & object_ids
+    return found
+
+
 # --- determinism and parameters -------------------------------------------------------------
 
 
@@ -535,12 +601,13 @@ def test_files_hold_their_hour_and_the_broken_line_fits_its_file(default: Parsed
 
 def original_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> Parsed:
     """The default generation without the added sources: the scenario as it always was."""
-    from phiwatch.samplegen import added_sources, generator
+    from phiwatch.samplegen import added_sources, generator, incidents_signin
 
     monkeypatch.setattr(added_sources, "ADDED", {})
     monkeypatch.setattr(generator, "tamper_scenarios", lambda *args: [])
     # The second-wave incidents ride with the added sources (their own generators, too).
     monkeypatch.setattr(generator, "fhirblob_scenario", lambda *args: [])
+    monkeypatch.setattr(incidents_signin, "SCENARIOS", ())
     return parse_dir(root, generate(root))
 
 
@@ -603,6 +670,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "anonymous-phi-read": 1,
         "public-exposure": 1,
         "privilege-escalation": 1,
+        "impossible-travel": 1,
     }
     keys = {
         "rule_id",
@@ -638,6 +706,10 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "anonymous-public-assets",
         "exposure-near-misses",
         "privilege-near-misses",
+        "travel-same-asn-vpn-hop",
+        "travel-403-km-fast-hop",
+        "travel-far-but-slow",
+        "break-glass-sign-in-unconfigured",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -695,6 +767,30 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     assert anonymous_read_alerts(default) == by_rule["anonymous-phi-read"]
     assert exposure_alerts(default) == by_rule["public-exposure"]
     assert privilege_alerts(default) == by_rule["privilege-escalation"]
+    assert impossible_travel_alerts(default) == by_rule["impossible-travel"]
+
+
+def test_the_break_glass_lookalike_is_the_incident_once_configured(default: Parsed) -> None:
+    (look,) = [
+        b
+        for b in default.truth["benign_lookalikes"]
+        if b["kind"] == "break-glass-sign-in-unconfigured"
+    ]
+    ids = set(look["configure"]["break-glass-sign-in"]["object_ids"])
+    assert ids == {look["actor_user_id"]}
+    assert break_glass_alerts(default, ids) == ids
+    assert break_glass_alerts(default, set()) == set()  # the defaults: off
+
+
+def test_travel_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:
+    looks = {b["kind"]: b["actor_user_id"] for b in default.truth["benign_lookalikes"]}
+    pairs = travel_pairs(default)
+    vpn = [p for p in pairs[looks["travel-same-asn-vpn-hop"]] if p[0] >= 500]
+    assert vpn and all(speed > 900 and same for _, speed, same in vpn)
+    hop = pairs[looks["travel-403-km-fast-hop"]]
+    assert any(400 < km < 500 and speed > 900 and not same for km, speed, same in hop)
+    ((km, speed, same),) = pairs[looks["travel-far-but-slow"]]
+    assert (round(km), round(speed), same) == (1362, 817, False)
 
 
 def test_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:

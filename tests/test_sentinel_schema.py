@@ -311,6 +311,7 @@ def test_rule_tactics_and_techniques_are_consistent(rule):
         "DefenseEvasion",
         "Impact",
         "PrivilegeEscalation",
+        "InitialAccess",
         "Persistence",
     }
 

@@ -43,6 +43,9 @@ class RuleCase(_Case):
     description: str = Field(min_length=1)
     now: datetime
     tables: dict[str, list[dict[str, Any]]] = {}
+    # The rule's `let` parameters for this case (a rule whose default leaves it off, such
+    # as an empty list of accounts, is tested with them set): name -> value.
+    parameters: dict[str, Any] = {}
     expected: ExpectedResult
 
     @field_validator("now")

@@ -8,11 +8,14 @@ neither is ever a pass. Every rule needs `minimum` positive and `minimum` negati
 
 from __future__ import annotations
 
+import json
+import re
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Any
 
 from phiwatch.rules.compare import compare
 from phiwatch.rules.engine import (
@@ -89,7 +92,9 @@ def run_case(
     try:
         for table, rows in case.tables.items():
             engine.load_rows(table, rows)
-        if prepared is None:
+        if case.parameters:
+            prepared = engine.prepare(with_parameters(rule.template.query, case.parameters))
+        elif prepared is None:
             prepared = engine.prepare(rule.template.query)
         if isinstance(prepared, UnsupportedConstruct | QueryFailed):
             raise prepared
@@ -117,6 +122,10 @@ def run_case(
     except QueryFailed as exc:
         report.messages.append(f"{_at(rule.path, rule.position(('query',)))}: query failed: {exc}")
         return report
+    except UnknownParameter as exc:
+        at = _at(loaded.path, loaded.document.position(("parameters",)))
+        report.messages.append(f"{at}: {exc}")
+        return report
     finally:
         report.seconds = time.perf_counter() - started
     differences = compare(
@@ -130,6 +139,24 @@ def run_case(
             "the local engine ran this rule: phiwatch.unsupportedLocally is out of date, remove it"
         )
     return report
+
+
+class UnknownParameter(ValueError):
+    """A case sets a parameter the query has no `let` line for."""
+
+
+def with_parameters(query: str, parameters: Mapping[str, Any]) -> str:
+    """The query with each named `let <name> = ...;` line's value replaced: a list becomes
+    `dynamic([...])`, a string a string literal, a number itself."""
+    for name, value in parameters.items():
+        pattern = re.compile(rf"(^\s*let\s+{re.escape(name)}\s*=\s*)[^;]*;", re.MULTILINE)
+        is_dynamic = isinstance(value, list | dict)
+        literal = f"dynamic({json.dumps(value)})" if is_dynamic else json.dumps(value)
+        replacement = literal.replace("\\", "\\\\")
+        query, found = pattern.subn(rf"\g<1>{replacement};", query, count=1)
+        if not found:
+            raise UnknownParameter(f"parameter '{name}' has no `let {name} = ...;` in the query")
+    return query
 
 
 def _at(path: Path, position: Position) -> str:

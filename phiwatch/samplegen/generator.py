@@ -15,6 +15,7 @@ from .emitted import Emitted, Source
 from .incidents import build_incidents
 from .incidents_exposure import add_exposure_scenarios
 from .incidents_fhirblob import fhirblob_scenario
+from .incidents_signin import add_signin_incidents
 from .incidents_sql import sql_incidents
 from .incidents_tamper import tamper_scenarios
 from .lookalikes import build_lookalikes, incident_actor_normal_traffic
@@ -94,6 +95,9 @@ def generate(
     added += fhirblob_scenario(pop, plan, seed, incidents, lookalikes, params)
     added_delivered, added_packed, added_quirks = added_bodies(added, seed)
     add_exposure_scenarios(pop, plan, seed, everything, added_packed, incidents, lookalikes)
+    added_delivered, added_packed = add_signin_incidents(
+        pop, plan, seed, incidents, lookalikes, added_delivered, added_packed
+    )
     log_files, broken_at = write_logs(
         out_dir / "logs", bodies, lambda t: truncated_body(pop, t, rng), rng, added_packed
     )
