@@ -74,7 +74,11 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         env.setenv("PHIWATCH_ARCHIVE_SIGNING_KEY", TEST_SIGNING_SEED_HEX)
         env.setenv("PHIWATCH_HOME", str(root / "home"))
         generate(root / "gen", seed=SEED, records=RECORDS)
-        summary = replay([root / "gen" / "logs"], root / "replay", Settings())
+        # The scenario's deployment settings (its sanctioned exporter, its public container).
+        params = json.loads((root / "gen" / "ground_truth.json").read_text())["detection_params"]
+        summary = replay(
+            [root / "gen" / "logs"], root / "replay", Settings(detection_params=params)
+        )
     assert summary.problems == []
     lines = (root / "replay" / "events.jsonl").read_bytes().splitlines()
     return Scenario(
@@ -156,6 +160,12 @@ def moves(scenario: Scenario) -> tuple[Move, ...]:
         Move(middle - timedelta(minutes=2), shift=1, stale_batch=False),
         Move(middle + timedelta(minutes=1), shift=1, stale_batch=True),
     )
+
+
+@pytest.fixture
+def settings(scenario: Scenario) -> Settings:
+    """What the simulated hosts run with: the scenario's deployment settings, as the replay."""
+    return Settings(detection_params=scenario.truth.get("detection_params", {}))
 
 
 def assert_same_alerts(result: SimResult, scenario: Scenario) -> None:
