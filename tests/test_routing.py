@@ -149,7 +149,8 @@ def test_a_rule_of_another_plane_is_not_asked(read):
 
 def test_the_shipped_rules_route_what_they_need_and_drop_the_rest(tmp_path):
     router = Router(detections.load_detections())
-    assert router.groupings == {"actor", "subscription"}
+    # anonymous-phi-read keys a container by its resource and category.
+    assert router.groupings == {"actor", "subscription", "resource_category"}
     patient_read, failed_read, kv_denied, kv_listed, setting_delete = events_of(
         [
             fhir(0, path="Patient/p1"),
