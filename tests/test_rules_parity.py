@@ -27,8 +27,8 @@ from phiwatch.rules.loader import RuleFile, discover, load_rule
 from phiwatch.rules.testing import with_parameters
 from phiwatch.samplegen import generate
 
-# Every streaming rule's twin over a generated day, window by window in the local engine: minutes on a
-# busy two-core machine, beyond the suite-wide 300 s per test.
+# Every streaming rule's twin over a generated day, window by window in the local engine:
+# minutes on a busy two-core machine, beyond the suite-wide 300 s per test.
 pytestmark = pytest.mark.timeout(1200)
 
 # Keyed by a resource (the diagnostic setting, the tampered resource, the container), not the actor.
