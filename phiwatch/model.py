@@ -31,6 +31,17 @@ Severity = Literal["Informational", "Low", "Medium", "High"]
 # (someone changed a resource). Each source declares one (phiwatch/sources/*.py, PLANE).
 Plane = Literal["data", "control"]
 ActorUserType = Literal["Regular", "ServicePrincipal", "ManagedIdentity", "Other"]
+# Patient privacy stamps (phiwatch/privacy/directory.py says how each is decided).
+AccessExplanation = Literal["care-team", "allowed-application", "unexplained"]
+PatientRelation = Literal["self", "family", "coworker", "neighbour"]
+RelationBasis = Literal[
+    "employee-id",
+    "surname-and-address",
+    "rare-surname",
+    "patient-is-employee",
+    "street-and-postcode",
+]
+EmploymentStatus = Literal["active", "leave", "terminated"]
 
 MAX_EVIDENCE = 50
 
@@ -124,6 +135,15 @@ class AccessEvent(_Wire):
     # Data classification the source reports (SQL sensitivity labels) and its top rank.
     sensitivity_labels: list[str] | None = None
     sensitivity_rank: int | None = Field(default=None, ge=0)
+    # Patient privacy (phiwatch/privacy): what the workforce roster and the patient index say
+    # of this access, stamped at normalise time with the inputs then in force (a later roster
+    # must not rewrite why yesterday's access was or was not explained). None: not known
+    # (no patient in the event, or the input that would say is not loaded).
+    access_explanation: AccessExplanation | None = None
+    patient_relation: PatientRelation | None = None
+    patient_relation_basis: RelationBasis | None = None
+    patient_restricted: bool | None = None
+    actor_employment_status: EmploymentStatus | None = None
     source_category: str
     raw_record_ref: str
 

@@ -67,6 +67,10 @@ IDS_AND_ENUMS: dict[str, str] = {
         "only with an '@'): as for actor_username, the e-mail pattern would otherwise replace it"
     ),
     "phi_category": "enum",
+    "access_explanation": "enum, stamped by phiwatch/privacy, never from the wire",
+    "patient_relation": "enum, stamped by phiwatch/privacy, never from the wire",
+    "patient_relation_basis": "enum, stamped by phiwatch/privacy, never from the wire",
+    "actor_employment_status": "enum, stamped by phiwatch/privacy, never from the wire",
     "source_category": "constant per normaliser",
     "raw_record_ref": "pointer into the archive, made by the pipeline",
 }
