@@ -28,7 +28,7 @@ from phiwatch.detect.context import DetectionContext, RuleInfo
 from phiwatch.detect.detection import Detection, DetectionParams, actor_label
 from phiwatch.detect.grouping import key_of
 from phiwatch.detect.kinds import StatefulRule
-from phiwatch.detect.kinds.base import Fired, enrich, kept_of, open_alert
+from phiwatch.detect.kinds.base import Fired, count_in, enrich, open_alert
 from phiwatch.detect.snapshot import snapshot_class
 from phiwatch.detect.times import hhmm, window_anchor
 from phiwatch.detect.windows import KeyedWindows
@@ -177,8 +177,9 @@ class FhirBulkExport(Detection[Params]):
         ctx: DetectionContext,
     ) -> None:
         width = state.width
-        window = state.everything().window(key, time, ctx.watermark - rule.lateness)
-        if not window.add(time, event.event_uid, kept_of(event, event.patient_ref)):
+        horizon = ctx.watermark - rule.lateness
+        window = count_in(state.everything(), key, event, time, event.patient_ref, horizon)
+        if window is None:
             return  # redelivered
         alert = ctx.book.open_for(rule.rule_id, key, time, GAP)
         if alert is not None:

@@ -19,14 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from phiwatch.detect.alert_book import AlertState
 from phiwatch.detect.context import DetectionContext, RuleInfo
 from phiwatch.detect.detection import Detection, DetectionParams, actor_label
 from phiwatch.detect.grouping import key_of
 from phiwatch.detect.kinds import StatefulRule
-from phiwatch.detect.kinds.base import enrich, kept_of, open_alert
+from phiwatch.detect.kinds.base import count_in, enrich, open_alert
 from phiwatch.detect.snapshot import snapshot_class
 from phiwatch.detect.times import hhmm, window_anchor
 from phiwatch.detect.windows import KeyedWindows
@@ -51,6 +51,12 @@ class Params(DetectionParams):
     allow_applications: tuple[str, ...] = Field(
         default=(), description="client application names (application_name)"
     )
+
+    @field_validator("allow_principals", "allow_applications")
+    @classmethod
+    def _case_blind(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        # Lowered once here, not per event: names match whatever case the audit writes.
+        return tuple(v.lower() for v in value)
 
 
 @snapshot_class
@@ -123,12 +129,11 @@ class SqlSensitiveMassRead(Detection[Params]):
         if not is_labelled_read(event):
             return False
         params = self.params
-        if event.acting_app_name and event.acting_app_name.lower() in {
-            a.lower() for a in params.allow_applications
-        }:
+        app = event.acting_app_name
+        if app and app.lower() in params.allow_applications:
             return False
-        allowed = {p.lower() for p in params.allow_principals}
-        return not (allowed and _principal_names(event) & allowed)
+        allowed = params.allow_principals
+        return not (allowed and not _principal_names(event).isdisjoint(allowed))
 
     def declare(self) -> StatefulRule:
         return StatefulRule(
@@ -149,8 +154,8 @@ class SqlSensitiveMassRead(Detection[Params]):
         if key is None:
             return
         rows = _rows(event)
-        window = state.window(key, time, ctx.watermark - rule.lateness)
-        if not window.add(time, event.event_uid, kept_of(event, rows)):
+        window = count_in(state, key, event, time, rows, ctx.watermark - rule.lateness)
+        if window is None:
             return  # redelivered: already counted
         params = self.params
         # The hour ending with this read, and (for a late read) the hour starting with it.

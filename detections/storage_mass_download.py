@@ -22,7 +22,7 @@ from phiwatch.detect.context import DetectionContext, RuleInfo
 from phiwatch.detect.detection import Detection, DetectionParams, actor_label
 from phiwatch.detect.grouping import key_of
 from phiwatch.detect.kinds import StatefulRule
-from phiwatch.detect.kinds.base import enrich, kept_of, open_alert
+from phiwatch.detect.kinds.base import count_in, enrich, open_alert
 from phiwatch.detect.snapshot import snapshot_class
 from phiwatch.detect.times import hhmm, window_anchor
 from phiwatch.detect.windows import Entry, KeyedWindows
@@ -117,8 +117,8 @@ class StorageMassDownload(Detection[Params]):
             return
         width = state.width
         value = (event.object or "", event.response_bytes or 0)
-        window = state.window(key, time, ctx.watermark - rule.lateness)
-        if not window.add(time, event.event_uid, kept_of(event, value)):
+        window = count_in(state, key, event, time, value, ctx.watermark - rule.lateness)
+        if window is None:
             return  # redelivered
         alert = ctx.book.open_for(rule.rule_id, key, time, width)
         if alert is not None:

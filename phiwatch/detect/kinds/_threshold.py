@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from phiwatch.detect.grouping import key_of
-from phiwatch.detect.kinds.base import Fold, Kept, Part, always, enrich, kept_of, open_alert
+from phiwatch.detect.kinds.base import Fold, Part, always, count_in, enrich, open_alert
 from phiwatch.detect.kinds.sequence import Then
 from phiwatch.detect.times import window_anchor
 from phiwatch.detect.windows import Entry, KeyedWindows, SlidingWindow
@@ -72,9 +72,8 @@ class Threshold(Part):
                 self.then.step(rule, ctx, key, event, time, self.window)
             return
         value = self.value(event)
-        kept: Kept = kept_of(event, value)
-        window = state.window(key, time, ctx.watermark - rule.lateness)
-        if not window.add(time, event.event_uid, kept):
+        window = count_in(state, key, event, time, value, ctx.watermark - rule.lateness)
+        if window is None:
             return  # redelivered: already counted
         if enrich(rule, ctx, key, event, time, self.window, value=value, fold=self.fold):
             return

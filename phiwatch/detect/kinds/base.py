@@ -20,6 +20,7 @@ from phiwatch.model import AccessEvent
 
 if TYPE_CHECKING:
     from phiwatch.detect.context import DetectionContext, RuleInfo
+    from phiwatch.detect.windows import KeyedWindows, SlidingWindow
 
 # What a windowed part keeps of each event: (value, patient, source address, target). The
 # value is what a value_count counts distinct, or the rule's note on the event (folded into
@@ -65,6 +66,21 @@ class Part:
 
 def kept_of(event: AccessEvent, value: Any) -> Kept:
     return (value, event.patient_ref, event.src_ip_addr, event.target_resource_id)
+
+
+def count_in(
+    windows: KeyedWindows,
+    key: str,
+    event: AccessEvent,
+    time: float,
+    value: Any,
+    horizon: float,
+) -> SlidingWindow | None:
+    """The key's window with the event counted in it (`value` kept beside it); None when the
+    EventUid is in it already (a redelivery changes no count). `horizon`: the in-time
+    boundary (watermark less lateness), below which the window may drop entries."""
+    window = windows.window(key, time, horizon)
+    return window if window.add(time, event.event_uid, kept_of(event, value)) else None
 
 
 def enrich(
