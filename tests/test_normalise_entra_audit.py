@@ -15,6 +15,7 @@ from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route
 from phiwatch.sources import entra_audit as entra_audit_source
 from phiwatch.sources import fhir as fhir_source
+from tests.mutations import mutate
 from tests.records import (
     AADIAM_ID,
     GLOBAL_ADMIN_TEMPLATE,
@@ -288,15 +289,6 @@ _KEYS = [
 ]
 
 
-def _mutate(record: dict[str, Any], path: str, value: Any) -> None:
-    *parents, key = path.split(".")
-    node: Any = record
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node[key] = value
-
-
 @given(
     base=st.sampled_from([entra_audit(), entra_audit(app_name="MS-PIM", service="PIM")]),
     changes=st.lists(st.tuples(st.sampled_from(_KEYS), _VALUES), min_size=1, max_size=5),
@@ -311,7 +303,7 @@ def test_mutated_directory_records_never_raise_anything_but_rejected_or_skipped(
     record = copy.deepcopy(base)
     record["properties"]["targetResources"][0]["modifiedProperties"].extend(modified)
     for path, value in changes:
-        _mutate(record, path, value)
+        mutate(record, path, value)
     rec = Record(record, "uid")
     ctx = NormaliseContext(Pseudonymizer(b"k" * 32), "raw/x#0")
     try:

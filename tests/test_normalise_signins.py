@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-from typing import Any
 
 import pytest
 from hypothesis import given
@@ -13,6 +12,7 @@ from hypothesis import strategies as st
 from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.sources import NormaliseContext, Record, RecordRejected, RecordSkipped, route
 from phiwatch.sources import signins as signins_source
+from tests.mutations import mutate, wire_values
 from tests.records import AADIAM_ID, TENANT, at, signin, workload_signin
 
 
@@ -276,16 +276,7 @@ def test_tenant_id_is_not_a_subscription(normalise):
 
 # ------------------------------------------------------------------ hostile input
 
-_VALUES = st.one_of(
-    st.none(),
-    st.booleans(),
-    st.integers(min_value=-(2**70), max_value=2**70),
-    st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=30),
-    st.sampled_from(["0", "50126", "-1", "", "nan", "[]", "{}", '{"latitude": 1}', "1e400"]),
-    st.lists(st.text(max_size=5), max_size=3),
-    st.dictionaries(st.text(max_size=8), st.text(max_size=8), max_size=3),
-)
+_VALUES = wire_values("0", "50126", "-1", "", "nan", "[]", "{}", '{"latitude": 1}', "1e400")
 _KEYS = [
     "resultType",
     "time",
@@ -315,15 +306,6 @@ _KEYS = [
 ]
 
 
-def _mutate(record: dict[str, Any], path: str, value: Any) -> None:
-    *parents, key = path.split(".")
-    node: Any = record
-    for part in parents:
-        node = node.get(part) if isinstance(node, dict) else None
-    if isinstance(node, dict):
-        node[key] = value
-
-
 @given(
     base=st.sampled_from(
         [
@@ -338,7 +320,7 @@ def _mutate(record: dict[str, Any], path: str, value: Any) -> None:
 def test_mutated_sign_ins_never_raise_anything_but_rejected_or_skipped(base, changes):
     record = copy.deepcopy(base)
     for path, value in changes:
-        _mutate(record, path, value)
+        mutate(record, path, value)
     rec = Record(record, "uid")
     ctx = NormaliseContext(Pseudonymizer(b"k" * 32), "raw/x#0")
     try:
