@@ -60,6 +60,7 @@ DATA_ROLES: dict[str, str] = {
 }
 ROLE_ASSIGNMENTS = "microsoft.authorization/roleassignments"
 ELEVATE_ACCESS = "microsoft.authorization/elevateaccess"
+ELEVATE_ACTIVITY = "user has elevated their access to user access administrator"
 ACCESS_POLICIES = "microsoft.keyvault/vaults/accesspolicies"
 PIM_APPS = frozenset({"ms-pim", "ms-pim-fairfax"})
 _RANK: dict[Severity, int] = {"Informational": 0, "Low": 1, "Medium": 2, "High": 3}
@@ -146,6 +147,11 @@ def judged(event: AccessEvent, extra: frozenset[str]) -> tuple[Severity, str] | 
             return "High", f"added a member to {role} outside PIM"
         if operation.endswith("in pim completed (permanent)"):
             return "High", f"made a permanent PIM assignment to {role}"
+        # The directory's own record of elevateAccess (loggedByService "Azure RBAC (Elevated
+        # Access)"): tenants that export Entra audit logs but not the root Activity Log
+        # see it only here.
+        if operation.startswith(ELEVATE_ACTIVITY) and event.event_result == "Success":
+            return "High", "elevated their access to User Access Administrator at the root"
     return None
 
 

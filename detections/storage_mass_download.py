@@ -31,6 +31,8 @@ from phiwatch.sources import storage
 
 GIB = 1024**3
 CONTENT_READS = frozenset({"GetBlob", "CopyBlobSource", "QueryBlobContents", "ReadFile"})
+# Events keep the operation as the record spelled it, and spellings vary (SetContainerAcl).
+_CONTENT_READS = frozenset(op.lower() for op in CONTENT_READS)
 RUNTIME_PREFIXES = ("azure-webjobs-",)  # Functions host state and Event Hubs checkpoints
 
 
@@ -63,7 +65,7 @@ def is_download(event: AccessEvent) -> bool:
     return (
         event.event_product == storage.PRODUCT
         and event.event_result == "Success"
-        and event.operation in CONTENT_READS
+        and event.operation.lower() in _CONTENT_READS
         and event.phi_category != "none"
         and event.event_sub_type == "Blob"
         and not container_of(event).startswith(RUNTIME_PREFIXES)

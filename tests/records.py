@@ -659,5 +659,6 @@ def storage(
     if status is None:
         del record["statusCode"]
     if status_text is None:
-        del record["statusText"]
+        # The metric's outcome follows the status text: a record without either says neither.
+        del record["statusText"], record["properties"]["metricResponseType"]
     return record

@@ -642,3 +642,13 @@ def test_the_path_hash_survives_identifier_redaction(pseudonymizer):
         f"stphi01/discharge/bh_{digest}"
     )
     assert "48815162342" not in pseudonymizer.redact_identifiers("bh_48815162342")
+
+
+@pytest.mark.parametrize(
+    ("metric", "result"), [("Success", "Success"), ("AuthorizationFailure", "Failure")]
+)
+def test_metric_response_type_decides_when_status_and_text_are_missing(run, metric, result):
+    # Panther's bulk-extraction test records carry only this (tests/reference_cases).
+    record = blob_record(status=None, status_text=None)
+    record["properties"]["metricResponseType"] = metric
+    assert one(run(record)).event_result == result

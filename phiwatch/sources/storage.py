@@ -437,7 +437,10 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     operation = record.operation_name or "Unknown"
     status = _status(record, props)
     status_text = record.text("statustext") or to_str(props.get("statustext"))
-    result = _result(status, status_text)
+    # The documented `metricResponseType` ("Success", "AuthorizationFailure") is the outcome
+    # left when a record reaches us without its status code and text.
+    metric = to_str(props.get("metricresponsetype"))
+    result = _result(status, status_text or metric)
     resource_id = record.resource_id
     caller = _caller(record.get("identity"))
 
