@@ -32,6 +32,8 @@ def _matches(incident: dict, alert: Alert) -> bool:
         return False
     if incident["rule_id"] in {"diagnostics-disabled", "audit-tampering", "anonymous-phi-read"}:
         return alert.target_resource_id == incident["target_resource_id"]
+    if incident["rule_id"] == "password-spray":  # the address; the accounts are victims
+        return alert.src_ip_addr == incident["src_ip"]
     return alert.actor_user_id == incident["actor_user_id"]
 
 

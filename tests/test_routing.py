@@ -149,8 +149,9 @@ def test_a_rule_of_another_plane_is_not_asked(read):
 
 def test_the_shipped_rules_route_what_they_need_and_drop_the_rest(tmp_path):
     router = Router(detections.load_detections())
-    # anonymous-phi-read keys a container by its resource and category.
-    assert router.groupings == {"actor", "subscription", "resource_category"}
+    # anonymous-phi-read keys a container by its resource and category; password-spray an
+    # address.
+    assert router.groupings == {"actor", "subscription", "resource_category", "source_address"}
     patient_read, failed_read, kv_denied, kv_listed, setting_delete = events_of(
         [
             fhir(0, path="Patient/p1"),

@@ -494,6 +494,34 @@ def break_glass_alerts(parsed: Parsed, object_ids: set[str]) -> set[str]:
     return found
 
 
+def spray_alerts(parsed: Parsed) -> set[str]:
+    """Addresses where some 20 minutes hold failed passwords (50126, 50053, 50055, 50056,
+    50034) of at least 5 distinct users, and fewer distinct users signed in successfully
+    from the address in the day up to then."""
+    fails: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    oks: dict[str, list[tuple[datetime, str]]] = defaultdict(list)
+    for r in unique_objects(parsed):
+        p = props(r)
+        if p is None or r.get("category") not in ("SignInLogs", "NonInteractiveUserSignInLogs"):
+            continue
+        ip, user = p.get("ipAddress"), str(p.get("userId") or p.get("userPrincipalName"))
+        when = parse_time(r["time"])
+        if str(r.get("resultType")) == "0":
+            oks[ip].append((when, user))
+        elif str(r.get("resultType")) in {"50126", "50053", "50055", "50056", "50034"}:
+            fails[ip].append((when, user))
+    found = set()
+    for ip, seen in fails.items():
+        seen.sort()
+        for i, (start, _) in enumerate(seen):
+            users = {u for t, u in seen[i:] if t - start <= timedelta(minutes=20)}
+            end = max(t for t, _ in seen[i:] if t - start <= timedelta(minutes=20))
+            ok = {u for t, u in oks[ip] if start - timedelta(days=1) <= t <= end}
+            if len(users) >= 5 and len(users) > len(ok):
+                found.add(ip)
+    return found
+
+
 # --- determinism and parameters -------------------------------------------------------------
 
 
@@ -671,6 +699,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "public-exposure": 1,
         "privilege-escalation": 1,
         "impossible-travel": 1,
+        "password-spray": 1,
     }
     keys = {
         "rule_id",
@@ -710,6 +739,10 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "travel-403-km-fast-hop",
         "travel-far-but-slow",
         "break-glass-sign-in-unconfigured",
+        "spray-busy-nat",
+        "spray-four-users",
+        "spray-spread-out",
+        "spray-mfa-interrupts",
     }
     bad = truth["bad_records"]
     for kind in (
@@ -768,6 +801,8 @@ def test_reference_rules_find_exactly_the_incidents(default: Parsed) -> None:
     assert exposure_alerts(default) == by_rule["public-exposure"]
     assert privilege_alerts(default) == by_rule["privilege-escalation"]
     assert impossible_travel_alerts(default) == by_rule["impossible-travel"]
+    spray = {i["src_ip"] for i in truth["incidents"] if i["rule_id"] == "password-spray"}
+    assert spray_alerts(default) == spray
 
 
 def test_the_break_glass_lookalike_is_the_incident_once_configured(default: Parsed) -> None:
@@ -780,6 +815,36 @@ def test_the_break_glass_lookalike_is_the_incident_once_configured(default: Pars
     assert ids == {look["actor_user_id"]}
     assert break_glass_alerts(default, ids) == ids
     assert break_glass_alerts(default, set()) == set()  # the defaults: off
+
+
+def test_spray_lookalikes_sit_on_the_safe_side(default: Parsed) -> None:
+    """Each spray look-alike fails for the reason it names: the NAT has failures of five or
+    more users in 20 minutes but more successful users; the others never reach five."""
+    looks = {
+        b["kind"]: b
+        for b in default.truth["benign_lookalikes"]
+        if b["resembles_rule_id"] == "password-spray"
+    }
+    assert set(looks) == {
+        "spray-busy-nat",
+        "spray-four-users",
+        "spray-spread-out",
+        "spray-mfa-interrupts",
+    }
+    assert not {b["src_ip"] for b in looks.values()} & spray_alerts(default)
+    nat = looks["spray-busy-nat"]
+    start, end = parse_time(nat["start"]), parse_time(nat["end"])
+    failed, succeeded = set(), set()
+    for r in unique_objects(default):
+        p = props(r)
+        if p is None or p.get("ipAddress") != nat["src_ip"] or "resultType" not in r:
+            continue
+        when = parse_time(r["time"])
+        if str(r["resultType"]) == "0" and when <= end:
+            succeeded.add(p.get("userId"))
+        elif str(r["resultType"]) == "50126" and start <= when <= end:
+            failed.add(p.get("userId"))
+    assert len(failed) >= 5 and len(succeeded) > len(failed)
 
 
 def test_travel_lookalikes_sit_exactly_on_the_safe_side(default: Parsed) -> None:

@@ -252,6 +252,138 @@ def break_glass(
     return made, [look]
 
 
+SPRAY = "password-spray"
+_SPRAY_HOST: Place = ("Boston", "Massachusetts", "US", 42.3601, -71.0589, 14061)  # a VPS nearby
+
+
+def failed_at(
+    pop: Population,
+    actor: Actor,
+    t: datetime,
+    rng: random.Random,
+    place: Place,
+    ip: str,
+    code: str,
+    reason: str,
+) -> Emitted:
+    """A failed interactive sign-in of `actor` with Entra error `code`."""
+    made = signin_at(pop, actor, t, rng, place, ip)
+    rec: dict[str, Any] = made.record  # type: ignore[assignment]
+    rec["resultType"] = code
+    rec["resultDescription"] = reason
+    rec["Level"] = 3
+    rec["properties"]["status"] = {"errorCode": int(code), "failureReason": reason}
+    return made
+
+
+_BAD_PASSWORD = "Error validating credentials due to invalid username or password."  # noqa: S105
+_MFA_REQUIRED = "Strong Authentication is required."
+
+
+def password_spray(
+    pop: Population,
+    plan: ScenarioPlan,
+    rng: random.Random,
+    taken: list[tuple[datetime, datetime]],
+) -> tuple[list[Emitted], list[Incident], list[Lookalike]]:
+    """A spray from a nearby VPS (so no travel rule judges the compromised user), and the
+    shapes a spray rule must not mistake for one."""
+    reserved = _reserved(plan) | set(plan.reservations)
+    staff = [c for c in pop.clinicians if c.oid not in reserved]
+    tenant = f"/tenants/{pop.tenant_id}/providers/microsoft.aadiam".lower()
+    out: list[Emitted] = []
+
+    def spray(
+        people: list[Actor], start: datetime, step: timedelta, ip: str, place: Place, code: str
+    ) -> None:
+        reason = _MFA_REQUIRED if code == "50074" else _BAD_PASSWORD
+        for i, person in enumerate(people):
+            at = start + i * step + timedelta(seconds=rng.uniform(0, 20))
+            out.append(failed_at(pop, person, at, rng, place, ip, code, reason))
+
+    victims = rng.sample(staff, 12)
+    sprayer = f"45.155.205.{rng.randint(10, 250)}"
+    t1 = slot(rng, plan, taken, (4, 9), timedelta(minutes=16))
+    spray(victims, t1, timedelta(seconds=50), sprayer, _SPRAY_HOST, "50126")
+    t_ok = t1 + timedelta(minutes=15)
+    out.append(signin_at(pop, victims[5], t_ok, rng, _SPRAY_HOST, sprayer))
+    incident = Incident(
+        rule_id=SPRAY,
+        description=(
+            "password spray: one outside address fails passwords for 12 clinicians within "
+            "10 minutes, then one of them signs in from it (High)"
+        ),
+        actor_user_id=victims[5].oid,
+        actor_app_id=None,
+        src_ip=sprayer,
+        target_resource_id=tenant,
+        start=t1,
+        end=t_ok,
+    )
+    looks: list[Lookalike] = []
+
+    def look(kind: str, what: str, ip: str, start: datetime, end: datetime) -> None:
+        looks.append(
+            Lookalike(
+                kind=kind,
+                resembles_rule_id=SPRAY,
+                description=what,
+                actor_user_id=None,
+                actor_app_id=None,
+                src_ip=ip,
+                target_resource_id=tenant,
+                start=start,
+                end=end,
+            )
+        )
+
+    # The hospital NAT late in the day: six typos in a quarter of an hour, but far more
+    # staff signed in from it successfully since the morning.
+    nat = "203.0.113.10"  # traffic_entra's hospital egress
+    n1 = slot(rng, plan, taken, (10, 14), timedelta(minutes=15))
+    spray(rng.sample(staff, 6), n1, timedelta(minutes=2, seconds=30), nat, _HOSPITAL, "50126")
+    look(
+        "spray-busy-nat",
+        "six staff mistype passwords at the hospital NAT in 15 minutes; "
+        "many more signed in from it successfully that day",
+        nat,
+        n1,
+        n1 + timedelta(minutes=15),
+    )
+    four = f"45.155.206.{rng.randint(10, 250)}"
+    f1 = slot(rng, plan, taken, (2, 12), timedelta(minutes=5))
+    spray(rng.sample(staff, 4), f1, timedelta(minutes=1), four, _SPRAY_HOST, "50126")
+    look(
+        "spray-four-users",
+        "four accounts fail from one outside address: below five",
+        four,
+        f1,
+        f1 + timedelta(minutes=5),
+    )
+    slow = f"45.155.207.{rng.randint(10, 250)}"
+    s1 = slot(rng, plan, taken, (2, 12), timedelta(minutes=50))
+    spray(rng.sample(staff, 5), s1, timedelta(minutes=12), slow, _SPRAY_HOST, "50126")
+    look(
+        "spray-spread-out",
+        "five accounts fail from one address 12 minutes apart: never five within 20 minutes",
+        slow,
+        s1,
+        s1 + timedelta(minutes=50),
+    )
+    clinic = "198.51.100.30"
+    m1 = slot(rng, plan, taken, (2, 12), timedelta(minutes=10))
+    spray(rng.sample(staff, 8), m1, timedelta(minutes=1), clinic, _HOSPITAL, "50074")
+    look(
+        "spray-mfa-interrupts",
+        "eight staff at a clinic are asked for MFA (50074) within "
+        "10 minutes: an interrupt, not a failed password",
+        clinic,
+        m1,
+        m1 + timedelta(minutes=10),
+    )
+    return out, [incident], looks
+
+
 def _break_glass(
     pop: Population, plan: ScenarioPlan, rng: random.Random, taken: list[tuple[datetime, datetime]]
 ) -> tuple[list[Emitted], list[Incident], list[Lookalike]]:
@@ -268,6 +400,7 @@ Scenario = Callable[
 SCENARIOS: tuple[tuple[str, Scenario], ...] = (
     (RULE, impossible_travel),
     (BREAK_GLASS, _break_glass),
+    (SPRAY, password_spray),
 )
 
 
