@@ -29,7 +29,7 @@ from phiwatch.samplegen import generate
 
 # Every streaming rule's twin over a generated day, window by window in the local engine:
 # minutes on a busy two-core machine, beyond the suite-wide 300 s per test.
-pytestmark = pytest.mark.timeout(1200)
+pytestmark = pytest.mark.timeout(2400)
 
 # Keyed by a resource (the diagnostic setting, the tampered resource, the container), not the actor.
 RESOURCE_RULES = {"diagnostics-disabled", "audit-tampering", "anonymous-phi-read"}
