@@ -280,6 +280,60 @@ _BAD_PASSWORD = "Error validating credentials due to invalid username or passwor
 _MFA_REQUIRED = "Strong Authentication is required."
 
 
+# The shapes a spray rule must not mistake for one: (kind, what it is, address ("{}": a
+# drawn last octet), scenario hours, span, accounts, time between them, place, error code).
+_SPRAY_LOOKALIKES: tuple[
+    tuple[str, str, str, tuple[float, float], timedelta, int, timedelta, Place, str], ...
+] = (
+    (
+        "spray-busy-nat",
+        "six staff mistype passwords at the hospital NAT in 15 minutes; "
+        "many more signed in from it successfully that day",
+        "203.0.113.10",  # traffic_entra's hospital egress, late in the day
+        (10, 14),
+        timedelta(minutes=15),
+        6,
+        timedelta(minutes=2, seconds=30),
+        _HOSPITAL,
+        "50126",
+    ),
+    (
+        "spray-four-users",
+        "four accounts fail from one outside address: below five",
+        "45.155.206.{}",
+        (2, 12),
+        timedelta(minutes=5),
+        4,
+        timedelta(minutes=1),
+        _SPRAY_HOST,
+        "50126",
+    ),
+    (
+        "spray-spread-out",
+        "five accounts fail from one address 12 minutes apart: never five within 20 minutes",
+        "45.155.207.{}",
+        (2, 12),
+        timedelta(minutes=50),
+        5,
+        timedelta(minutes=12),
+        _SPRAY_HOST,
+        "50126",
+    ),
+    (
+        "spray-mfa-interrupts",
+        "eight staff at a clinic are asked for MFA (50074) within "
+        "10 minutes: an interrupt, not a failed password",
+        "198.51.100.30",
+        (2, 12),
+        timedelta(minutes=10),
+        8,
+        timedelta(minutes=1),
+        _HOSPITAL,
+        "50074",
+    ),
+)
+
+
 def password_spray(
     pop: Population,
     plan: ScenarioPlan,
@@ -321,8 +375,10 @@ def password_spray(
         end=t_ok,
     )
     looks: list[Lookalike] = []
-
-    def look(kind: str, what: str, ip: str, start: datetime, end: datetime) -> None:
+    for kind, what, address, hours, span, people, step, place, code in _SPRAY_LOOKALIKES:
+        ip = address.format(rng.randint(10, 250)) if "{}" in address else address
+        start = slot(rng, plan, taken, hours, span)
+        spray(rng.sample(staff, people), start, step, ip, place, code)
         looks.append(
             Lookalike(
                 kind=kind,
@@ -333,54 +389,9 @@ def password_spray(
                 src_ip=ip,
                 target_resource_id=tenant,
                 start=start,
-                end=end,
+                end=start + span,
             )
         )
-
-    # The hospital NAT late in the day: six typos in a quarter of an hour, but far more
-    # staff signed in from it successfully since the morning.
-    nat = "203.0.113.10"  # traffic_entra's hospital egress
-    n1 = slot(rng, plan, taken, (10, 14), timedelta(minutes=15))
-    spray(rng.sample(staff, 6), n1, timedelta(minutes=2, seconds=30), nat, _HOSPITAL, "50126")
-    look(
-        "spray-busy-nat",
-        "six staff mistype passwords at the hospital NAT in 15 minutes; "
-        "many more signed in from it successfully that day",
-        nat,
-        n1,
-        n1 + timedelta(minutes=15),
-    )
-    four = f"45.155.206.{rng.randint(10, 250)}"
-    f1 = slot(rng, plan, taken, (2, 12), timedelta(minutes=5))
-    spray(rng.sample(staff, 4), f1, timedelta(minutes=1), four, _SPRAY_HOST, "50126")
-    look(
-        "spray-four-users",
-        "four accounts fail from one outside address: below five",
-        four,
-        f1,
-        f1 + timedelta(minutes=5),
-    )
-    slow = f"45.155.207.{rng.randint(10, 250)}"
-    s1 = slot(rng, plan, taken, (2, 12), timedelta(minutes=50))
-    spray(rng.sample(staff, 5), s1, timedelta(minutes=12), slow, _SPRAY_HOST, "50126")
-    look(
-        "spray-spread-out",
-        "five accounts fail from one address 12 minutes apart: never five within 20 minutes",
-        slow,
-        s1,
-        s1 + timedelta(minutes=50),
-    )
-    clinic = "198.51.100.30"
-    m1 = slot(rng, plan, taken, (2, 12), timedelta(minutes=10))
-    spray(rng.sample(staff, 8), m1, timedelta(minutes=1), clinic, _HOSPITAL, "50074")
-    look(
-        "spray-mfa-interrupts",
-        "eight staff at a clinic are asked for MFA (50074) within "
-        "10 minutes: an interrupt, not a failed password",
-        clinic,
-        m1,
-        m1 + timedelta(minutes=10),
-    )
     return out, [incident], looks
 
 
