@@ -81,8 +81,8 @@ class AddressSignIns:
 class SprayFacts:
     distinct_users: int  # in force when the alert opened
     window_minutes: float
-    users: list[str] = field(default_factory=list)  # accounts sprayed (MAX_NAMED)
-    user_count: int = 0
+    # Accounts sprayed, first seen first; counting stops at MAX_FAILURES.
+    users: list[str] = field(default_factory=list)
     failures: int = 0
     codes: dict[str, int] = field(default_factory=dict)
     successful_users_before: int = 0  # the NAT guard's count when it opened
@@ -127,7 +127,7 @@ def step(
     del kept[:-MAX_FAILURES]
     alert = ctx.book.open_for(rule.rule_id, key, time, GAP)
     if alert is not None:
-        add_failure(alert, time, event.event_uid, user, code)
+        add_failure(alert, time, event.event_uid, user, code, event.src_ip_addr)
         ctx.book.changed(alert)
         return
     width = params.window_minutes * 60
@@ -180,26 +180,27 @@ def success(
     if user in seen or len(seen) < MAX_SUCCESSES:
         seen[user] = max(seen.get(user, time), time)
     recent = state.recent_ok.setdefault(key, [])
+    entry = [time, event.event_uid, user, [event.actor_user_id, event.actor_username]]
     if not any(r[1] == event.event_uid for r in recent):
-        entry = [time, event.event_uid, user, [event.actor_user_id, event.actor_username]]
         insort(recent, entry, key=lambda r: (r[0], r[1]))
         del recent[:-MAX_RECENT_OK]
     alert = ctx.book.open_for(rule.rule_id, key, time, FOLLOW)
     if alert is None or alert.facts.success_time is not None or time < alert.first_time:
         return
-    succeeded(alert, user, event, time)
+    succeeded(alert, entry, event.src_ip_addr)
     ctx.book.changed(alert)
 
 
-def succeeded(alert: AlertState, user: str, event: AccessEvent, time: float) -> None:
-    """A sign-in from the address worked during or after the spray: High."""
+def succeeded(alert: AlertState, success: list, ip: str | None) -> None:
+    """A sign-in from the address ([time, uid, user, [object id, UPN]]) worked during or
+    after the spray: High."""
+    time, uid, user, (object_id, upn) = success
     facts: SprayFacts = alert.facts
     facts.success_user, facts.success_time = user, time
     alert.severity = "High"
-    alert.add_entry(time, event.event_uid, ip=event.src_ip_addr, target=event.target_resource_id)
+    alert.add_entry(time, uid, ip=ip)
     # The account the guess opened is the one to act on: the alert's account entity.
-    alert.actor_user_id = event.actor_user_id
-    alert.actor_username = event.actor_username
+    alert.actor_user_id, alert.actor_username = object_id, upn
 
 
 def open_spray(
@@ -211,12 +212,12 @@ def open_spray(
     time: float,
     ctx: DetectionContext,
     inside: list[list],
-    succeeded: int,
+    successes_before: int,
 ) -> None:
     facts = SprayFacts(
         distinct_users=params.distinct_users,
         window_minutes=params.window_minutes,
-        successful_users_before=succeeded,
+        successful_users_before=successes_before,
     )
     alert = open_alert(
         rule,
@@ -235,34 +236,31 @@ def open_spray(
         note_failure(facts, uid, user, code)
     alert.window_end = max(alert.window_end, time)
     # A success seen already (a late spray record, or a guess that worked mid-spray).
-    for t, uid, user, ev in state.recent_ok.get(key, ()):
-        if inside[0][0] <= t <= inside[-1][0] + FOLLOW:
-            facts.success_user, facts.success_time = user, t
-            alert.severity = "High"
-            alert.add_entry(t, uid, ip=event.src_ip_addr)
-            alert.actor_user_id, alert.actor_username = ev
+    for success in state.recent_ok.get(key, ()):
+        if inside[0][0] <= success[0] <= inside[-1][0] + FOLLOW:
+            succeeded(alert, success, event.src_ip_addr)
             break
 
 
-def add_failure(alert: AlertState, time: float, uid: str, user: str, code: str) -> None:
-    if uid in alert.facts.counted:
-        return
-    alert.add_entry(time, uid, ip=alert.top_ip)
-    alert.window_end = max(alert.window_end, time)
-    note_failure(alert.facts, uid, user, code)
+def add_failure(
+    alert: AlertState, time: float, uid: str, user: str, code: str, ip: str | None
+) -> None:
+    if note_failure(alert.facts, uid, user, code):
+        alert.add_entry(time, uid, ip=ip)
+        alert.window_end = max(alert.window_end, time)
 
 
-def note_failure(facts: SprayFacts, uid: str, user: str, code: str) -> None:
+def note_failure(facts: SprayFacts, uid: str, user: str, code: str) -> bool:
+    """Count a failure into the alert's facts; False when it is counted already."""
     if uid in facts.counted:
-        return
+        return False
     facts.counted.append(uid)
     del facts.counted[:-MAX_FAILURES]
     facts.failures += 1
     facts.codes[code] = facts.codes.get(code, 0) + 1
-    if user not in facts.users:
-        facts.user_count += 1
-        if len(facts.users) < MAX_NAMED:
-            facts.users.append(user)
+    if user not in facts.users and len(facts.users) < MAX_FAILURES:
+        facts.users.append(user)
+    return True
 
 
 def drop_before(state: AddressSignIns, before: float) -> None:
@@ -309,11 +307,11 @@ class PasswordSpray(Detection[Params]):
         facts: SprayFacts = state.facts
         address = state.key.split(":", 1)[-1]
         codes = ", ".join(f"{c} x{n}" for c, n in sorted(facts.codes.items()))
-        named = ", ".join(facts.users)
-        more = facts.user_count - len(facts.users)
+        named = ", ".join(facts.users[:MAX_NAMED])
+        more = len(facts.users) - MAX_NAMED
         accounts = named + (f" and {more} more" if more > 0 else "")
         reasons = [
-            f"{facts.user_count} distinct accounts failed password sign-ins from {address} "
+            f"{len(facts.users)} distinct accounts failed password sign-ins from {address} "
             f"between {hhmm(state.first_time)} and {hhmm(state.last_time)} ({facts.failures} "
             f"failures; error codes {codes}); the rule fires at {facts.distinct_users} "
             f"accounts within {facts.window_minutes:g} minutes.",
@@ -321,7 +319,7 @@ class PasswordSpray(Detection[Params]):
             f"signed in successfully from it over the day before, fewer than failed.",
             f"Accounts tried: {accounts}.",
         ]
-        title = f"Password spray from {address} against {facts.user_count} accounts"
+        title = f"Password spray from {address} against {len(facts.users)} accounts"
         if facts.success_time is not None:
             who = clean_identity(state.actor_username) or facts.success_user
             reasons.append(
@@ -339,7 +337,7 @@ class PasswordSpray(Detection[Params]):
             state,
             title=title,
             description=(
-                f"One address, {address}, tried passwords against {facts.user_count} accounts "
+                f"One address, {address}, tried passwords against {len(facts.users)} accounts "
                 "within minutes, the pattern of a password spray: a few common passwords "
                 "tried across many accounts to stay under per-account lockout."
             ),

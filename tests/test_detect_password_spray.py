@@ -104,6 +104,15 @@ def test_a_success_seen_before_the_alert_opened_still_raises_it():
     assert alert.severity == "High" and alert.actor_user_id == oid(2)
 
 
+def test_accounts_tried_again_are_counted_once_past_the_named_ones():
+    """25 accounts, then the last five tried again: 25 distinct, 30 failures."""
+    events = [*spray(range(1, 26), step_seconds=20), *spray(range(21, 26), start_minute=9)]
+    (alert,) = RuleHarness(RULE).feed(*events).finish().alerts
+    assert alert.title.endswith("against 25 accounts")
+    assert "(30 failures;" in alert.reasons[0]
+    assert "and 5 more" in alert.reasons[2]
+
+
 def test_later_failures_enrich_the_one_alert():
     events = [*spray(range(1, 6)), *spray(range(6, 30), start_minute=20, step_seconds=30)]
     (alert,) = RuleHarness(RULE).feed(*events).finish().alerts
