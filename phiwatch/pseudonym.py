@@ -17,6 +17,7 @@ from pathlib import Path
 
 from phiwatch.config import DEFAULT_IDENTIFIER_PATTERNS, Settings
 from phiwatch.identifier_redaction import IdentifierRedactor
+from phiwatch.privacy.tags import Tagger
 from phiwatch.storage.files import create_secret_file
 
 KEY_BYTES = 32
@@ -42,6 +43,11 @@ class Pseudonymizer:
         # `redact_identifiers(text) -> text`: the configured identifier segments of a name or
         # path as tokens (phiwatch.identifier_redaction); blob paths and events share it.
         self.redact_identifiers = self._redactor.redact
+
+    def privacy_tagger(self) -> Tagger:
+        """The roster's and patient index's tagger, keyed by this tenant key: one secret for
+        every pseudonym (tags are in their own HMAC domains, unrelated to PatientRefs)."""
+        return Tagger(self._key)
 
     def identifier_token(self, identifier: str) -> str:
         """Keyed token of an identifier found inside a name: `pt_` + 16 hex, case-blind.

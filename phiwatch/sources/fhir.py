@@ -116,6 +116,12 @@ def matches(record: Record) -> bool:
     )
 
 
+def namespace_of(resource_id: str) -> str:
+    """The PatientRef namespace of a FHIR service's ARM resource id: the patient index
+    loader (phiwatch/privacy/patients.py) calls this too, so its refs match the events'."""
+    return resource_id.strip().lower() or "unknown-fhir-service"
+
+
 def sub_type_of(operation_name: str) -> str:
     """The audit sub-type from either operationName form (`$export` reads as `export`)."""
     text = operation_name.rsplit("/", 1)[-1].strip().lower().removeprefix("$")
@@ -157,7 +163,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     if not _SUB_TYPE.match(sub_type):
         sub_type = "unknown"  # an odd name is no vocabulary, and may name someone
     resource_id = record.resource_id
-    namespace = resource_id or "unknown-fhir-service"
+    namespace = namespace_of(resource_id)
 
     def ref(patient_id: str) -> str:
         return ctx.pseudonymizer.patient_ref(namespace, patient_id)
