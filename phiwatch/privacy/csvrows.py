@@ -1,0 +1,155 @@
+"""CSV plumbing shared by the roster and patient-index loaders.
+
+Header names are matched case-blind with spaces, `_` and `-` ignored, and each column has
+aliases (the Sentinel watchlist templates' names among them), so an export from HR, the EHR
+or an existing watchlist loads as it is. Extra columns are ignored.
+
+A bad row is reported by its row number (the header is row 1, as a spreadsheet shows it)
+and column, never by its value: the values are what this package exists not to keep.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from typing import BinaryIO
+
+MAX_ERRORS = 1000  # a wrong file fails on every row: the first thousand say enough
+_GUID = re.compile(r"^[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}$")
+_TRUE = frozenset({"true", "yes", "y", "1"})
+_FALSE = frozenset({"false", "no", "n", "0", ""})
+
+
+class InputRefused(Exception):
+    """The whole file cannot be used (no key column, not CSV); the message names no value."""
+
+
+class RowProblem(ValueError):
+    """One cell is unusable: `column` names it, the message says why without the value."""
+
+    def __init__(self, column: str, problem: str) -> None:
+        super().__init__(problem)
+        self.column = column
+        self.problem = problem
+
+
+@dataclass(frozen=True, slots=True)
+class RowError:
+    row: int  # 1 is the header row
+    column: str  # the canonical column name
+    problem: str  # why, never the value
+
+    def __str__(self) -> str:
+        return f"row {self.row}, column {self.column}: {self.problem}"
+
+
+@dataclass(slots=True)
+class LoadReport:
+    """What a load did: rows kept, rows refused and why, the input's digest."""
+
+    source: str
+    digest: str = ""
+    rows: int = 0
+    loaded: int = 0
+    errors: list[RowError] = field(default_factory=list)
+    errors_dropped: int = 0
+
+    def add(self, error: RowError) -> None:
+        if len(self.errors) < MAX_ERRORS:
+            self.errors.append(error)
+        else:
+            self.errors_dropped += 1
+
+
+def canonical(name: str) -> str:
+    return re.sub(r"[\s_\-.]", "", name.strip().lstrip("\ufeff").casefold())
+
+
+def column_index(header: list[str], aliases: dict[str, tuple[str, ...]]) -> dict[str, int]:
+    """The position of every known column, by canonical name (first occurrence wins)."""
+    lookup = {canonical(a): name for name, names in aliases.items() for a in (name, *names)}
+    found: dict[str, int] = {}
+    for i, cell in enumerate(header):
+        name = lookup.get(canonical(cell))
+        if name is not None:
+            found.setdefault(name, i)
+    return found
+
+
+class HashingLines:
+    """The file's lines as text for `csv.reader`, hashing the bytes as they stream by, so
+    the version digest costs no second read and the file is never whole in memory."""
+
+    def __init__(self, stream: BinaryIO | Iterable[bytes]) -> None:
+        self._stream = stream
+        self._sha = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[str]:
+        first = True
+        for raw in self._stream:
+            self._sha.update(raw)
+            line = raw.decode("utf-8", "replace")
+            if first:
+                line = line.removeprefix("\ufeff")  # Excel's UTF-8 BOM
+                first = False
+            yield line
+
+    def digest(self) -> str:
+        return self._sha.hexdigest()
+
+
+def rows(lines: HashingLines) -> Iterator[list[str]]:
+    return csv.reader(iter(lines), strict=False)
+
+
+class Row:
+    """One data row's cells by canonical column name."""
+
+    __slots__ = ("_cells", "_index")
+
+    def __init__(self, cells: list[str], index: dict[str, int]) -> None:
+        self._cells = cells
+        self._index = index
+
+    def get(self, column: str) -> str:
+        i = self._index.get(column)
+        if i is None or i >= len(self._cells):
+            return ""
+        return self._cells[i].strip()
+
+
+def object_id(value: str, column: str) -> str:
+    oid = value.lower()
+    if not _GUID.match(oid):
+        raise RowProblem(column, "not an Entra object id (a GUID)")
+    return oid
+
+
+def boolean(value: str, column: str) -> bool:
+    lowered = value.lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise RowProblem(column, "not true/false, yes/no or 1/0")
+
+
+def epoch(value: str, column: str) -> float | None:
+    """ISO 8601 date or date-time as epoch seconds; a date is its midnight UTC, a time
+    without an offset is UTC (HR exports rarely say)."""
+    if not value:
+        return None
+    try:
+        if len(value) == 10:
+            day = date.fromisoformat(value)
+            return datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise RowProblem(column, "not an ISO 8601 date") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.timestamp()
