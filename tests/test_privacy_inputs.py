@@ -382,3 +382,13 @@ def test_the_file_source_without_inputs_and_its_check_interval(tmp_path, pseudon
     assert source.current() is first  # within the interval: not even a stat
     now[0] = 31.0
     assert source.current() is not first
+
+
+def test_no_value_outlives_its_load_in_the_caches(pseudonymizer: Pseudonymizer) -> None:
+    loaded(pseudonymizer)
+    for cached in (normalise._unicode_text, normalise.surname, normalise.street_line):
+        assert cached.cache_info().currsize == 0
+    tagger = pseudonymizer.privacy_tagger()
+    tagger.surname("Smith")
+    tagger.forget()
+    assert all(not cache for cache in tagger._caches.values())

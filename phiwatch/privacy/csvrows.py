@@ -16,6 +16,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
+from operator import itemgetter
 from typing import BinaryIO
 
 MAX_ERRORS = 1000  # a wrong file fails on every row: the first thousand say enough
@@ -120,6 +121,24 @@ class Row:
         if i is None or i >= len(self._cells):
             return ""
         return self._cells[i].strip()
+
+
+class Fields:
+    """The cells of `columns`, in that order, stripped; "" for a column the file lacks or a
+    short row. One C `itemgetter` a row: the patient index has millions of them."""
+
+    __slots__ = ("_get", "_width")
+
+    def __init__(self, index: dict[str, int], columns: tuple[str, ...]) -> None:
+        self._width = max(index.values(), default=-1) + 1
+        # -1: the "" appended to every row (past any extra columns the file has).
+        self._get = itemgetter(*(index.get(c, -1) for c in columns))
+
+    def __call__(self, cells: list[str]) -> list[str]:
+        if len(cells) < self._width:
+            cells += [""] * (self._width - len(cells))
+        cells.append("")
+        return [v.strip() for v in self._get(cells)]
 
 
 def object_id(value: str, column: str) -> str:

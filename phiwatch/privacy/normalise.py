@@ -169,3 +169,10 @@ def address(line: str, code: str) -> AddressKeys:
         return AddressKeys(None, None)
     block = f"{street}\x1f{post}"
     return AddressKeys(f"{house}\x1f{block}" if house else None, block)
+
+
+def clear_caches() -> None:
+    """Forget every cached value: the loaders call this when a file is loaded, so no name
+    or address outlives its load in this process (only tags are kept)."""
+    for cached in (_unicode_text, surname, identifier, postcode, street_line):
+        cached.cache_clear()

@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from phiwatch.privacy.csvrows import (
+    Fields,
     HashingLines,
     InputRefused,
     LoadReport,
-    Row,
     RowError,
     RowProblem,
     boolean,
@@ -48,6 +48,18 @@ RARE_SHARE = 0.0001
 RARE_MAX = 50
 EMPTY_TEAM: frozenset[str] = frozenset()
 
+# The order `_Builder.add` takes them in.
+COLUMNS = (
+    "fhirservice",
+    "patientid",
+    "mrn",
+    "surname",
+    "address",
+    "postcode",
+    "employeeid",
+    "restricted",
+    "careteamobjectids",
+)
 ALIASES: dict[str, tuple[str, ...]] = {
     "fhirservice": ("Fhir Service", "FhirServiceId", "FhirServiceResourceId", "ResourceId"),
     "patientid": ("Patient Id", "FhirPatientId", "Fhir Patient Id", "LogicalId"),
@@ -57,7 +69,7 @@ ALIASES: dict[str, tuple[str, ...]] = {
     "postcode": ("Postal Code", "PostalCode", "Zip", "ZipCode", "Zip Code", "Post Code"),
     "employeeid": ("Employee Id", "EmployeeNumber", "Employee Number"),
     "restricted": ("VIP", "IsVip", "Is VIP", "Restricted Record", "IsRestricted"),
-    "caretemobjectids": (
+    "careteamobjectids": (
         "CareTeamObjectIds",
         "Care Team Object Ids",
         "CareTeam",
@@ -170,16 +182,20 @@ def load_patients(
             "patients: no FhirService column and no default FHIR service: a PatientRef is "
             "scoped to the service that holds the patient"
         )
+    fields = Fields(index, COLUMNS)
     builder = _Builder(pseudonymizer, tagger, default_fhir_service)
     result = PatientIndex()
-    for number, cells in enumerate(reader, start=2):
-        if not any(c.strip() for c in cells):
-            continue
-        result.report.rows += 1
-        try:
-            builder.add(Row(cells, index))
-        except RowProblem as problem:
-            result.report.add(RowError(number, problem.column, problem.problem))
+    try:
+        for number, cells in enumerate(reader, start=2):
+            if not any(c.strip() for c in cells):
+                continue
+            result.report.rows += 1
+            try:
+                builder.add(*fields(cells))
+            except RowProblem as problem:
+                result.report.add(RowError(number, problem.column, problem.problem))
+    finally:
+        tagger.forget()
     result.table = builder.finish(rare_share, rare_max)
     result.report.loaded = len(result.table)
     result.report.digest = lines.digest()
@@ -202,21 +218,30 @@ class _Builder:
         self._mrn_tags = array("Q")  # two arrays, not a list of tuples: 16 bytes an MRN
         self._mrn_rows = array("I")
 
-    def add(self, row: Row) -> None:
+    def add(
+        self,
+        service: str,
+        patient_id: str,
+        mrn_text: str,
+        surname_text: str,
+        address: str,
+        postcode: str,
+        employee: str,
+        restricted_text: str,
+        care_team: str,
+    ) -> None:
         table, tagger = self._table, self._tagger
-        patient_id = row.get("patientid")
         if not patient_id:
             raise RowProblem("PatientId", "empty")
-        service = row.get("fhirservice")
         namespace = self._namespace(service) if service else self._default
         if namespace is None:
             raise RowProblem("FhirService", "empty, and no default FHIR service")
-        restricted = boolean(row.get("restricted"), "Restricted")
-        team = self._team(row.get("caretemobjectids"))
+        restricted = boolean(restricted_text, "Restricted")
+        team = self._team(care_team)
         ref = self._ref(namespace, patient_id)
-        surname = tagger.surname(row.get("surname"))
-        household, street = tagger.address(row.get("address"), row.get("postcode"))
-        mrn = tagger.mrn(row.get("mrn"))
+        surname = tagger.surname(surname_text)
+        household, street = tagger.address(address, postcode)
+        mrn = tagger.mrn(mrn_text)
         # Everything checked: append the row whole (a half-appended row would misalign).
         position = len(table._hi)
         table._hi.append(int(ref[3:19], 16))
@@ -224,7 +249,7 @@ class _Builder:
         table._surname.append(surname or 0)
         table._address.append(household or 0)
         table._street.append(street or 0)
-        table._employee.append(tagger.employee(row.get("employeeid")) or 0)
+        table._employee.append(tagger.employee(employee) or 0)
         table._restricted.append(restricted)
         table._team.append(team)
         if surname is not None:

@@ -83,16 +83,19 @@ def load_roster(stream: BinaryIO | Iterable[bytes], tagger: Tagger) -> Roster:
             "their Entra object id; a UserPrincipalName alone cannot be resolved here"
         )
     roster = Roster()
-    for number, cells in enumerate(reader, start=2):
-        if not any(c.strip() for c in cells):
-            continue
-        roster.report.rows += 1
-        try:
-            member = _member(Row(cells, index), tagger)
-        except RowProblem as problem:
-            roster.report.add(RowError(number, problem.column, problem.problem))
-            continue
-        roster.members[member.object_id] = member
+    try:
+        for number, cells in enumerate(reader, start=2):
+            if not any(c.strip() for c in cells):
+                continue
+            roster.report.rows += 1
+            try:
+                member = _member(Row(cells, index), tagger)
+            except RowProblem as problem:
+                roster.report.add(RowError(number, problem.column, problem.problem))
+                continue
+            roster.members[member.object_id] = member
+    finally:
+        tagger.forget()
     roster.report.loaded = len(roster.members)
     roster.report.digest = lines.digest()
     return roster
