@@ -12,7 +12,7 @@ import binascii
 import hashlib
 import hmac
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 from phiwatch.config import DEFAULT_IDENTIFIER_PATTERNS, Settings
@@ -81,6 +81,18 @@ class Pseudonymizer:
             if len(self._cache) > 20_000:  # bounded: a cache, not a lookup table
                 self._cache.clear()
             self._cache[cache_key] = ref
+        return ref
+
+    def patient_refs(self, namespace: str) -> Callable[[str], str]:
+        """`patient_ref(namespace, ·)` for a patient index's millions of ids: the same HMAC
+        with the namespace absorbed once and copied per id, and no cache (each id is new)."""
+        base = hmac.new(self._key, f"{namespace.lower()}\x1f".encode(), hashlib.sha256)
+
+        def ref(patient_id: str) -> str:
+            mac = base.copy()
+            mac.update(patient_id.encode())
+            return "pr_" + mac.hexdigest()[:32]
+
         return ref
 
 

@@ -90,6 +90,9 @@ def test_a_suffix_alone_is_a_surname_and_blank_is_none() -> None:
         ("77 Sunset Boulevard", "77", "sunset blvd"),
         ("3 Oak Court", "3", "oak ct"),
         ("Main Street", None, "main st"),
+        ("12 34B Main St", "12", "34b main st"),
+        ("12 #4", "12", None),
+        ("12B Main St", "12b", "main st"),
     ],
 )
 def test_address_lines_lose_units_and_abbreviate(line, house, street) -> None:
@@ -186,6 +189,12 @@ def test_refs_match_the_fhir_normaliser(pseudonymizer: Pseudonymizer, normalise)
     (event,) = normalise(fhir(1, path="Patient/p-family/Observation"))
     facts = found.patient(event.patient_ref)
     assert facts is not None and facts.restricted
+
+
+def test_the_loaders_ref_function_is_patient_ref(pseudonymizer: Pseudonymizer) -> None:
+    refs = pseudonymizer.patient_refs(FHIR_ID)
+    for patient_id in ("123", "p-é", "a" * 200):
+        assert refs(patient_id) == pseudonymizer.patient_ref(FHIR_ID.lower(), patient_id)
 
 
 def test_an_mrn_tag_resolves_to_the_patient_ref(pseudonymizer: Pseudonymizer, tagger) -> None:
@@ -386,7 +395,7 @@ def test_the_file_source_without_inputs_and_its_check_interval(tmp_path, pseudon
 
 def test_no_value_outlives_its_load_in_the_caches(pseudonymizer: Pseudonymizer) -> None:
     loaded(pseudonymizer)
-    for cached in (normalise._unicode_text, normalise.surname, normalise.street_line):
+    for cached in (normalise._unicode_text, normalise.surname, normalise._street):
         assert cached.cache_info().currsize == 0
     tagger = pseudonymizer.privacy_tagger()
     tagger.surname("Smith")

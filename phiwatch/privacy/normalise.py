@@ -117,8 +117,7 @@ def surname(value: str) -> str | None:
     return "".join(words) or None
 
 
-@lru_cache(maxsize=_CACHE)
-def identifier(value: str) -> str | None:
+def identifier(value: str) -> str | None:  # unique per row: a cache would only miss
     """An employee id or MRN: case, spaces and punctuation are formatting, not identity."""
     return text(value).replace(" ", "") or None
 
@@ -141,9 +140,21 @@ def postcode(value: str) -> str | None:
     return code or None
 
 
-@lru_cache(maxsize=_CACHE)
 def street_line(value: str) -> tuple[str | None, str | None]:
-    """(house number, street) of an address line: unit removed, words abbreviated."""
+    """(house number, street) of an address line: unit removed, words abbreviated.
+
+    A leading run of digits is the house number and is split off first, so the rest (a
+    street, repeated by every house on it) is what the cache holds: house numbers would
+    make almost every line a miss."""
+    head, _, tail = value.strip().partition(" ")
+    if not (head.isascii() and head.isdigit()):
+        return _street(value)
+    house, street = _street(tail)
+    return head, (f"{house} {street}" if house and street else house or street)
+
+
+@lru_cache(maxsize=_CACHE)
+def _street(value: str) -> tuple[str | None, str | None]:
     folded = _fold(value)
     unit = _UNIT.search(folded)
     if unit is not None:
@@ -174,5 +185,5 @@ def address(line: str, code: str) -> AddressKeys:
 def clear_caches() -> None:
     """Forget every cached value: the loaders call this when a file is loaded, so no name
     or address outlives its load in this process (only tags are kept)."""
-    for cached in (_unicode_text, surname, identifier, postcode, street_line):
+    for cached in (_unicode_text, surname, postcode, _street):
         cached.cache_clear()

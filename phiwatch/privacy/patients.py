@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from array import array
 from bisect import bisect_left
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -208,10 +208,10 @@ class _Builder:
     def __init__(
         self, pseudonymizer: Pseudonymizer, tagger: Tagger, default_service: str | None
     ) -> None:
-        self._ref = pseudonymizer.patient_ref
+        self._refs = pseudonymizer.patient_refs
         self._tagger = tagger
-        self._default = namespace_of(default_service) if default_service else None
-        self._namespaces: dict[str, str] = {}
+        self._default = self._refs(namespace_of(default_service)) if default_service else None
+        self._namespaces: dict[str, Callable[[str], str]] = {}
         self._table = PatientTable()
         self._team_ids: dict[frozenset[str], int] = {EMPTY_TEAM: 0}
         self._surname_counts: dict[Tag, int] = {}
@@ -233,12 +233,12 @@ class _Builder:
         table, tagger = self._table, self._tagger
         if not patient_id:
             raise RowProblem("PatientId", "empty")
-        namespace = self._namespace(service) if service else self._default
-        if namespace is None:
+        ref_of = self._namespace(service) if service else self._default
+        if ref_of is None:
             raise RowProblem("FhirService", "empty, and no default FHIR service")
         restricted = boolean(restricted_text, "Restricted")
         team = self._team(care_team)
-        ref = self._ref(namespace, patient_id)
+        ref = ref_of(patient_id)
         surname = tagger.surname(surname_text)
         household, street = tagger.address(address, postcode)
         mrn = tagger.mrn(mrn_text)
@@ -258,11 +258,12 @@ class _Builder:
             self._mrn_tags.append(mrn)
             self._mrn_rows.append(position)
 
-    def _namespace(self, service: str) -> str:
-        namespace = self._namespaces.get(service)
-        if namespace is None:
-            namespace = self._namespaces[service] = namespace_of(service)
-        return namespace
+    def _namespace(self, service: str) -> Callable[[str], str]:
+        """The PatientRef function of a FHIR service (an index holds a handful)."""
+        ref_of = self._namespaces.get(service)
+        if ref_of is None:
+            ref_of = self._namespaces[service] = self._refs(namespace_of(service))
+        return ref_of
 
     def _team(self, cell: str) -> int:
         if not cell:
