@@ -17,8 +17,9 @@ from phiwatch.privacy.csvrows import InputRefused
 from phiwatch.privacy.directory import relation
 from phiwatch.privacy.files import FileDirectorySource
 from phiwatch.privacy.loaded import LoadedDirectory, directory
-from phiwatch.privacy.patients import PatientTable, load_patients
+from phiwatch.privacy.patients import load_patients
 from phiwatch.privacy.roster import load_roster
+from phiwatch.privacy.table import PatientTable
 from phiwatch.privacy.tags import Tagger
 from phiwatch.pseudonym import Pseudonymizer
 from tests.records import FHIR_ID, fhir
@@ -299,6 +300,20 @@ def test_a_repeated_patient_keeps_the_later_row(pseudonymizer, tagger) -> None:
     assert index.table.by_mrn(tagger.mrn("M1")) == index.table.by_mrn(tagger.mrn("M2")) == ref
 
 
+def test_a_table_past_its_first_slots_finds_every_patient_and_mrn(pseudonymizer, tagger):
+    rows = [f"{FHIR_ID},p{i},M{i},S{i % 7}" for i in range(3000)]  # slots grow twice
+    data = ("FhirService,PatientId,Mrn,Surname\n" + "\n".join(rows)).encode()
+    table = load_patients(io.BytesIO(data), pseudonymizer, tagger).table
+    assert len(table) == 3000
+    for i in range(3000):
+        ref = pseudonymizer.patient_ref(FHIR_ID, f"p{i}")
+        facts = table.patient(ref)
+        assert facts is not None and facts.surname == tagger.surname(f"S{i % 7}")
+        assert table.by_mrn(tagger.mrn(f"M{i}")) == ref  # type: ignore[arg-type]
+    assert table.patient(pseudonymizer.patient_ref(FHIR_ID, "p3000")) is None
+    assert table.patient("pr_" + "0_" * 16) is None
+
+
 def test_either_input_may_be_absent(pseudonymizer) -> None:
     roster, patients, _ = loaded(pseudonymizer)
     only_roster = directory(roster, None)
@@ -342,6 +357,7 @@ def test_no_raw_value_in_the_directory(pseudonymizer: Pseudonymizer) -> None:
     assert kinds <= {
         "LoadedDirectory",
         "PatientTable",
+        "_Slots",
         "Member",
         "dict",
         "array",

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from phiwatch.privacy.csvrows import LoadReport
 from phiwatch.privacy.directory import Member, PatientFacts, Tag
-from phiwatch.privacy.patients import PatientIndex, PatientTable
+from phiwatch.privacy.patients import PatientIndex
 from phiwatch.privacy.roster import Roster
+from phiwatch.privacy.table import PatientTable
 
 DIGEST_CHARS = 12  # enough to tell two loads apart in a reason; the full digest is in the report
 
