@@ -24,11 +24,12 @@ _REF = re.compile(r"^pr_[0-9a-f]{32}$")
 class _Slots:
     """Row numbers by a 64-bit key; the caller says whether a row holds the key."""
 
-    __slots__ = ("_mask", "_slots", "used")
+    __slots__ = ("_limit", "_mask", "_slots", "used")
 
     def __init__(self, size: int = _MIN_SLOTS) -> None:
         self._slots = array("I", bytes(4 * size))
         self._mask = size - 1
+        self._limit = int(_MAX_FILL * size)
         self.used = 0
 
     def probe(self, key: int) -> int:
@@ -47,7 +48,7 @@ class _Slots:
         self.used += 1
 
     def full(self) -> bool:
-        return self.used >= _MAX_FILL * len(self._slots)
+        return self.used >= self._limit
 
     def grown(self, keys: array[int]) -> _Slots:
         """Twice the slots, every row put again (row i's key is `keys[i]`)."""
@@ -131,39 +132,49 @@ class PatientTable:
         """One patient; a PatientRef seen before has its row overwritten (the later row
         of a file wins)."""
         hi, lo = int(ref[3:19], 16), int(ref[19:35], 16)
-        slot = self._ref_slot(hi, lo)
-        row = self._by_ref.row(slot)
+        # The probe inlined (this runs once a row of a two-million-row file).
+        index = self._by_ref
+        slots, mask, his, los = index._slots, index._mask, self._hi, self._lo
+        slot = hi & mask
+        while (row := slots[slot] - 1) >= 0 and not (his[row] == hi and los[row] == lo):
+            slot = (slot + 1) & mask
         if row < 0:
-            row = len(self._hi)
-            self._hi.append(hi)
-            self._lo.append(lo)
-            for column in (self._surname, self._address, self._street, self._employee):
-                column.append(0)
-            self._restricted.append(0)
-            self._team.append(0)
-            self._by_ref.put(slot, row)
-            if self._by_ref.full():
-                self._by_ref = self._by_ref.grown(self._hi)
-        self._surname[row] = surname or 0
-        self._address[row] = address or 0
-        self._street[row] = street or 0
-        self._employee[row] = employee or 0
-        self._restricted[row] = restricted
-        self._team[row] = team
+            row = len(his)
+            his.append(hi)
+            los.append(lo)
+            self._surname.append(surname or 0)
+            self._address.append(address or 0)
+            self._street.append(street or 0)
+            self._employee.append(employee or 0)
+            self._restricted.append(restricted)
+            self._team.append(team)
+            index.put(slot, row)
+            if index.full():
+                self._by_ref = index.grown(his)
+        else:
+            self._surname[row] = surname or 0
+            self._address[row] = address or 0
+            self._street[row] = street or 0
+            self._employee[row] = employee or 0
+            self._restricted[row] = restricted
+            self._team[row] = team
         if mrn is not None:
             self._add_mrn(mrn, row)
 
     def _add_mrn(self, mrn: Tag, row: int) -> None:
-        slot = self._mrn_slot(mrn)
-        entry = self._by_mrn.row(slot)
+        index, mrns = self._by_mrn, self._mrn
+        slots, mask = index._slots, index._mask
+        slot = mrn & mask
+        while (entry := slots[slot] - 1) >= 0 and mrns[entry] != mrn:
+            slot = (slot + 1) & mask
         if entry >= 0:  # the same MRN again: the later row's patient
             self._mrn_row[entry] = row
             return
-        self._by_mrn.put(slot, len(self._mrn))
-        self._mrn.append(mrn)
+        index.put(slot, len(mrns))
+        mrns.append(mrn)
         self._mrn_row.append(row)
-        if self._by_mrn.full():
-            self._by_mrn = self._by_mrn.grown(self._mrn)
+        if index.full():
+            self._by_mrn = index.grown(mrns)
 
     def team(self, oids: frozenset[str]) -> int:
         """The index of a care team, appended when new (the caller interns)."""
