@@ -243,6 +243,15 @@ def test_bad_rows_are_reported_by_row_and_column_without_the_value(tagger) -> No
     assert (roster.report.rows, roster.report.loaded) == (4, 1)
 
 
+def test_a_row_csv_cannot_read_is_reported_and_the_rest_loads(tagger) -> None:
+    huge = "x" * 200_000  # past csv's field size limit
+    text = f"ObjectId,Surname\n{OID_A},{huge}\n{OID_B},Smith\n"
+    roster = load_roster(io.BytesIO(text.encode()), tagger)
+    assert list(roster.members) == [OID_B]
+    assert [(e.row, e.column) for e in roster.report.errors] == [(2, "-")]
+    assert "xxx" not in str(roster.report.errors[0])
+
+
 def test_bad_patient_rows_are_reported_and_the_rest_loads(pseudonymizer, tagger) -> None:
     text = (
         "FhirService,PatientId,Restricted,CareTeamObjectIds\n"

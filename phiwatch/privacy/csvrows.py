@@ -103,8 +103,20 @@ class HashingLines:
         return self._sha.hexdigest()
 
 
-def rows(lines: HashingLines) -> Iterator[list[str]]:
-    return csv.reader(iter(lines), strict=False)
+def rows(lines: HashingLines) -> Iterator[list[str] | None]:
+    """The records; None for one the csv module cannot read (a field past its size limit):
+    its row is reported and the rest still load. csv's messages name no value."""
+    reader = csv.reader(iter(lines), strict=False)
+    while True:
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error:
+            yield None
+
+
+UNREADABLE = "not readable as CSV (a field too large, or a broken quote)"
 
 
 class Row:

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from phiwatch.privacy.csvrows import (
+    UNREADABLE,
     Fields,
     HashingLines,
     InputRefused,
@@ -95,7 +96,7 @@ def load_patients(
     lines = HashingLines(stream)
     reader = rows(lines)
     header = next(reader, None)
-    if header is None:
+    if not header:
         raise InputRefused("patients: the file is empty (a header row is needed)")
     index = column_index(header, ALIASES)
     if "patientid" not in index:
@@ -110,6 +111,10 @@ def load_patients(
     result = PatientIndex()
     try:
         for number, cells in enumerate(reader, start=2):
+            if cells is None:
+                result.report.rows += 1
+                result.report.add(RowError(number, "-", UNREADABLE))
+                continue
             if not any(c.strip() for c in cells):
                 continue
             result.report.rows += 1

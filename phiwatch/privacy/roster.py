@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from phiwatch.privacy.csvrows import (
+    UNREADABLE,
     HashingLines,
     InputRefused,
     LoadReport,
@@ -74,7 +75,7 @@ def load_roster(stream: BinaryIO | Iterable[bytes], tagger: Tagger) -> Roster:
     lines = HashingLines(stream)
     reader = rows(lines)
     header = next(reader, None)
-    if header is None:
+    if not header:
         raise InputRefused("roster: the file is empty (a header row is needed)")
     index = column_index(header, ALIASES)
     if "objectid" not in index:
@@ -85,6 +86,10 @@ def load_roster(stream: BinaryIO | Iterable[bytes], tagger: Tagger) -> Roster:
     roster = Roster()
     try:
         for number, cells in enumerate(reader, start=2):
+            if cells is None:
+                roster.report.rows += 1
+                roster.report.add(RowError(number, "-", UNREADABLE))
+                continue
             if not any(c.strip() for c in cells):
                 continue
             roster.report.rows += 1
