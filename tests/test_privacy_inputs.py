@@ -176,10 +176,10 @@ def test_loaded_files_give_self_family_and_neighbour(pseudonymizer: Pseudonymize
     }
     facts = {p: found.patient(r) for p, r in ref.items()}
     assert all(f is not None for f in facts.values())
-    assert relation(ann, facts["p-self"]) == ("self", "employee-id")  # type: ignore[arg-type]
-    assert relation(ann, facts["p-family"]) == ("family", "surname-and-address")  # type: ignore[arg-type]
-    assert relation(ann, facts["p-neighbour"]) == ("neighbour", "street-and-postcode")  # type: ignore[arg-type]
-    assert relation(ann, facts["p-stranger"]) is None  # type: ignore[arg-type]
+    assert relation(ann, facts["p-self"]) == ("self", "employee-id")
+    assert relation(ann, facts["p-family"]) == ("family", "surname-and-address")
+    assert relation(ann, facts["p-neighbour"]) == ("neighbour", "street-and-postcode")
+    assert relation(ann, facts["p-stranger"]) is None
     family = facts["p-family"]
     assert family is not None and family.restricted and family.care_team == {OID_A, OID_B}
     assert found.patient("pr_" + "0" * 32) is None and found.patient("nonsense") is None
@@ -297,7 +297,7 @@ def test_rare_surnames_by_share_and_count(pseudonymizer, tagger) -> None:
     # The default share: ten patients cannot tell a rare name.
     default = load_patients(io.BytesIO(data), pseudonymizer, tagger)
     ref = pseudonymizer.patient_ref(FHIR_ID, "p9")
-    assert default.table.patient(ref).surname_rare is False  # type: ignore[union-attr]
+    assert default.table.patient(ref).surname_rare is False
 
 
 def test_a_repeated_patient_keeps_the_later_row(pseudonymizer, tagger) -> None:
@@ -305,7 +305,7 @@ def test_a_repeated_patient_keeps_the_later_row(pseudonymizer, tagger) -> None:
     index = load_patients(io.BytesIO(data.encode()), pseudonymizer, tagger)
     ref = pseudonymizer.patient_ref(FHIR_ID, "p1")
     assert len(index.table) == 1
-    assert index.table.patient(ref).restricted  # type: ignore[union-attr]
+    assert index.table.patient(ref).restricted
     assert index.table.by_mrn(tagger.mrn("M1")) == index.table.by_mrn(tagger.mrn("M2")) == ref
 
 
@@ -318,7 +318,7 @@ def test_a_table_past_its_first_slots_finds_every_patient_and_mrn(pseudonymizer,
         ref = pseudonymizer.patient_ref(FHIR_ID, f"p{i}")
         facts = table.patient(ref)
         assert facts is not None and facts.surname == tagger.surname(f"S{i % 7}")
-        assert table.by_mrn(tagger.mrn(f"M{i}")) == ref  # type: ignore[arg-type]
+        assert table.by_mrn(tagger.mrn(f"M{i}")) == ref
     assert table.patient(pseudonymizer.patient_ref(FHIR_ID, "p3000")) is None
     assert table.patient("pr_" + "0_" * 16) is None
 
@@ -398,7 +398,7 @@ def test_the_file_source_reloads_when_a_file_changes(tmp_path: Path, pseudonymiz
     assert second.version != first.version
     roster.write_text(ROSTER.replace("active", "leave"))
     third = source.current()
-    assert third is not None and third.member(OID_A).status == "leave"  # type: ignore[union-attr]
+    assert third is not None and third.member(OID_A).status == "leave"
     roster.write_text("Surname\nSmith\n")  # refused whole: the previous roster stays
     assert source.current() is third
 
