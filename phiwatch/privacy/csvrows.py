@@ -119,6 +119,22 @@ def rows(lines: HashingLines) -> Iterator[list[str] | None]:
 UNREADABLE = "not readable as CSV (a field too large, or a broken quote)"
 
 
+def data_rows(
+    reader: Iterable[list[str] | None], report: LoadReport
+) -> Iterator[tuple[int, list[str]]]:
+    """(row number, cells) of every data row after the header; an unreadable row is counted
+    and reported, a blank line skipped. Both loaders read their files through this."""
+    for number, cells in enumerate(reader, start=2):
+        if cells is None:
+            report.rows += 1
+            report.add(RowError(number, "-", UNREADABLE))
+            continue
+        if not "".join(cells).strip():  # a blank line (one C call, not a loop)
+            continue
+        report.rows += 1
+        yield number, cells
+
+
 class Row:
     """One data row's cells by canonical column name."""
 

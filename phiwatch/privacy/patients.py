@@ -23,7 +23,6 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from phiwatch.privacy.csvrows import (
-    UNREADABLE,
     Fields,
     HashingLines,
     InputRefused,
@@ -32,6 +31,7 @@ from phiwatch.privacy.csvrows import (
     RowProblem,
     boolean,
     column_index,
+    data_rows,
     object_id,
     rows,
 )
@@ -110,14 +110,7 @@ def load_patients(
     builder = _Builder(pseudonymizer, tagger, default_fhir_service)
     result = PatientIndex()
     try:
-        for number, cells in enumerate(reader, start=2):
-            if cells is None:
-                result.report.rows += 1
-                result.report.add(RowError(number, "-", UNREADABLE))
-                continue
-            if not "".join(cells).strip():  # a blank line (one C call, not a loop)
-                continue
-            result.report.rows += 1
+        for number, cells in data_rows(reader, result.report):
             try:
                 builder.add(*fields(cells))
             except RowProblem as problem:

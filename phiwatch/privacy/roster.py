@@ -14,7 +14,6 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from phiwatch.privacy.csvrows import (
-    UNREADABLE,
     HashingLines,
     InputRefused,
     LoadReport,
@@ -22,6 +21,7 @@ from phiwatch.privacy.csvrows import (
     RowError,
     RowProblem,
     column_index,
+    data_rows,
     epoch,
     object_id,
     rows,
@@ -85,14 +85,7 @@ def load_roster(stream: BinaryIO | Iterable[bytes], tagger: Tagger) -> Roster:
         )
     roster = Roster()
     try:
-        for number, cells in enumerate(reader, start=2):
-            if cells is None:
-                roster.report.rows += 1
-                roster.report.add(RowError(number, "-", UNREADABLE))
-                continue
-            if not "".join(cells).strip():  # a blank line (one C call, not a loop)
-                continue
-            roster.report.rows += 1
+        for number, cells in data_rows(reader, roster.report):
             try:
                 member = _member(Row(cells, index), tagger)
             except RowProblem as problem:
