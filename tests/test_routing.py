@@ -162,11 +162,21 @@ def test_the_shipped_rules_route_what_they_need_and_drop_the_rest(tmp_path):
         ],
         tmp_path,
     )
-    assert router.routes(patient_read) == [("actor", f"oid:{OID}")]  # mass-record-access
-    assert [g for g, _ in router.routes(kv_denied)] == ["actor"]  # keyvault-failed-operations
-    assert router.routes(setting_delete) == [("subscription", f"sub:{SUB.lower()}")]
-    # No loaded rule needs a failed FHIR read or a successful listing: not published.
-    assert router.routes(failed_read) == [] and router.routes(kv_listed) == []
+    subscription = ("subscription", f"sub:{SUB.lower()}")
+    # mass-record-access; and log-source-silent hears of the service's minute.
+    assert router.routes(patient_read) == [("actor", f"oid:{OID}"), subscription]
+    assert router.presence(patient_read, "actor") is None
+    assert router.presence(patient_read, "subscription") is not None
+    # keyvault-failed-operations, and the vault's minute.
+    assert [g for g, _ in router.routes(kv_denied)] == ["actor", "subscription"]
+    # diagnostics-disabled needs the delete itself, and so does log-source-silent.
+    assert router.routes(setting_delete) == [subscription]
+    assert router.presence(setting_delete, "subscription") is None
+    # No rule needs a failed FHIR read or a successful listing but as its source's minute:
+    # at most one copy per source and minute of such events is published.
+    for event in (failed_read, kv_listed):
+        assert router.routes(event) == [subscription]
+        assert router.presence(event, "subscription") is not None
 
 
 def test_untagged_messages_are_read_with_the_previous_routing(read, tmp_path):

@@ -74,6 +74,13 @@ class Detection(ABC, Generic[P]):
     def applies(self, event: AccessEvent) -> bool:
         """Cheap filter: does this event concern the rule at all?"""
 
+    def presence_of(self, event: AccessEvent) -> str | None:
+        """A key under which copies of events are interchangeable to this rule (it needs only
+        the earliest of them), or None when it needs every copy (the default). normalize
+        sends one copy per key and batch when every rule of the grouping agrees on the
+        key (phiwatch.phievents.routing.Router.presence)."""
+        return None
+
     @abstractmethod
     def declare(self) -> Part | Sequence[Part]:
         """The rule kinds this rule is made of, configured from `self.params`."""

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import detections
 from phiwatch.detect.engine import MAX_CLOCK_SKEW
+from phiwatch.detect.grouping import Grouping
 from phiwatch.eventhubs.publisher import EventPublisher, KeyedMessage
 from phiwatch.model import AccessEvent
 from phiwatch.phievents.message import encode_event, encode_tick
@@ -65,13 +66,28 @@ class PublishingForwarder:
     def forward(self, events: Sequence[tuple[AccessEvent, datetime | None]], stream: str) -> None:
         messages: list[KeyedMessage] = []
         sent: Counter[str] = Counter()
+        # Copies the grouping's rules find interchangeable (one source's records in one
+        # minute, for log-source-silent): only the earliest per presence key is sent.
+        earliest: dict[tuple[Grouping, str], tuple[AccessEvent, datetime | None, str]] = {}
+        router = self.router
         for event, arrival in events:
-            routes = self.router.routes(event)
+            routes = router.routes(event)
             if not routes:
                 sent["unrouted"] += 1
             for grouping, key in routes:
+                presence = router.presence(event, grouping)
+                if presence is not None:
+                    held = earliest.get((grouping, presence))
+                    if held is None or _order(event) < _order(held[0]):
+                        earliest[(grouping, presence)] = (event, arrival, key)
+                    continue
                 messages.append(KeyedMessage(key, encode_event(event, arrival, grouping), {}))
                 sent[f"messages:{grouping}"] += 1
+        for (grouping, _), (event, arrival, key) in sorted(
+            earliest.items(), key=lambda item: _order(item[1][0])
+        ):
+            messages.append(KeyedMessage(key, encode_event(event, arrival, grouping), {}))
+            sent[f"messages:{grouping}"] += 1
         self.publisher.publish(messages)
         sent.update(events=len(events), messages=len(messages))
         self.counts.update(sent)
@@ -93,3 +109,7 @@ class PublishingForwarder:
             self.counts["ticks"] += 1
             self.publisher.broadcast(encode_tick(tick, stream))
             self._last_tick[stream] = tick.timestamp()
+
+
+def _order(event: AccessEvent) -> tuple[datetime, str]:
+    return event.time_generated, event.event_uid

@@ -51,6 +51,8 @@ class RoutedRule(Protocol):
 
     def applies(self, event: AccessEvent) -> bool: ...
 
+    def presence_of(self, event: AccessEvent) -> str | None: ...
+
 
 def plane_of(event: AccessEvent) -> Plane:
     try:
@@ -94,6 +96,21 @@ class Router:
             for grouping, members in self._rules[plane_of(event)]
             if any(rule.applies(event) for rule in members)
         ]
+
+    def presence(self, event: AccessEvent, grouping: Grouping) -> str | None:
+        """The key under which `event`'s copy in `grouping` is interchangeable with others
+        (only the earliest per key and batch need be sent), or None when it must be sent:
+        every rule of the grouping that applies must name the same key."""
+        keys = {
+            rule.presence_of(event)
+            for grouping_of, members in self._rules[plane_of(event)]
+            if grouping_of == grouping
+            for rule in members
+            if rule.applies(event)
+        }
+        if len(keys) != 1:
+            return None
+        return keys.pop()
 
     def routes(self, event: AccessEvent) -> list[tuple[Grouping, str]]:
         """(grouping, partition key) of every copy of `event` to publish; [] for none."""
