@@ -32,7 +32,12 @@ from phiwatch.samplegen import generate
 pytestmark = pytest.mark.timeout(2400)
 
 # Keyed by a resource (the diagnostic setting, the tampered resource, the container), not the actor.
-RESOURCE_RULES = {"diagnostics-disabled", "audit-tampering", "anonymous-phi-read"}
+RESOURCE_RULES = {
+    "diagnostics-disabled",
+    "audit-tampering",
+    "anonymous-phi-read",
+    "log-source-silent",
+}
 # Keyed by the source address (the accounts tried are victims, not the actor).
 ADDRESS_RULES = {"password-spray"}
 
