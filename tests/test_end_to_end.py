@@ -30,7 +30,12 @@ def _matches(incident: dict, alert: Alert) -> bool:
     start, end = _time(incident["start"]), _time(incident["end"])
     if not (start - SLACK <= alert.first_event_time <= end + SLACK):
         return False
-    if incident["rule_id"] in {"diagnostics-disabled", "audit-tampering", "anonymous-phi-read"}:
+    if incident["rule_id"] in {
+        "diagnostics-disabled",
+        "audit-tampering",
+        "anonymous-phi-read",
+        "log-source-silent",
+    }:
         return alert.target_resource_id == incident["target_resource_id"]
     if incident["rule_id"] == "password-spray":  # the address; the accounts are victims
         return alert.src_ip_addr == incident["src_ip"]

@@ -636,6 +636,8 @@ def original_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> Parsed:
     # The second-wave incidents ride with the added sources (their own generators, too).
     monkeypatch.setattr(generator, "fhirblob_scenario", lambda *args: [])
     monkeypatch.setattr(incidents_signin, "SCENARIOS", ())
+    # The night lull is read off the sign-ins, an added source.
+    monkeypatch.setattr(generator, "night_lull", lambda *args: None)
     return parse_dir(root, generate(root))
 
 
@@ -672,8 +674,11 @@ def test_added_sources_leave_the_original_lines_in_place(
     assert original.truth["incidents"] == [
         i for i in default.truth["incidents"] if i["rule_id"] in rules
     ]
+    # (The night lull is read off the sign-ins, an added source.)
     assert original.truth["benign_lookalikes"] == [
-        b for b in default.truth["benign_lookalikes"] if b["resembles_rule_id"] in rules
+        b
+        for b in default.truth["benign_lookalikes"]
+        if b["resembles_rule_id"] in rules and b["kind"] != "night-lull"
     ]
     assert original.truth["quirks"] == default.truth["quirks"]
 
@@ -700,6 +705,7 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "privilege-escalation": 1,
         "impossible-travel": 1,
         "password-spray": 1,
+        "log-source-silent": 2,
     }
     keys = {
         "rule_id",
@@ -714,10 +720,12 @@ def test_ground_truth_schema(default: Parsed) -> None:
     for incident in truth["incidents"]:
         assert set(incident) == keys
         assert incident["target_resource_id"] == incident["target_resource_id"].lower()
-        anonymous = incident["rule_id"] == "anonymous-phi-read"  # no principal, by design
+        # No principal, by design: an anonymous read; a source that went quiet.
+        anonymous = incident["rule_id"] in {"anonymous-phi-read", "log-source-silent"}
         assert (incident["actor_user_id"] or anonymous) and incident["start"] <= incident["end"]
     kinds = {b["kind"] for b in truth["benign_lookalikes"]}
     assert kinds == {
+        "night-lull",
         "patient-reads-at-threshold",
         "failed-patient-reads",
         "keyvault-token-challenges",

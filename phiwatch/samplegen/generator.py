@@ -16,6 +16,7 @@ from .incidents import build_incidents
 from .incidents_exposure import add_exposure_scenarios
 from .incidents_fhirblob import fhirblob_scenario
 from .incidents_signin import add_signin_incidents
+from .incidents_silent import night_lull, silence_incidents
 from .incidents_sql import sql_incidents
 from .incidents_tamper import tamper_scenarios
 from .lookalikes import build_lookalikes, incident_actor_normal_traffic
@@ -103,6 +104,11 @@ def generate(
     )
     original = len(everything)
     everything += added_delivered
+    # Read off the records: no random draw, so the logs stay as they were.
+    incidents += silence_incidents(plan, everything)
+    lull = night_lull(everything, pop.tenant_id)
+    if lull is not None:
+        lookalikes.append(lull)
     truth = {
         "seed": seed,
         "records": records,
