@@ -696,6 +696,7 @@ class Simulation:
             return
         # The old owner had forgotten the partition (it crashed since): it restored the new
         # owner's snapshot, which covers the batch.
+        self.counts["detect_stale_restored"] += 1
         self.counts["detect_stale_covered"] += result.covered
 
     def _finish(self) -> list[str]:
