@@ -247,14 +247,20 @@ def directory_source(
         )
     elif settings.roster_url or settings.patients_url:
         connection = settings.privacy_connection_string
-        source = BlobDirectorySource.from_urls(
-            pseudonymizer,
-            roster_url=settings.roster_url,
-            patients_url=settings.patients_url,
-            connection_string=connection.get_secret_value() if connection else None,
-            default_fhir_service=settings.patients_fhir_service,
-            check_seconds=settings.privacy_check_seconds,
-        )
+        try:
+            source = BlobDirectorySource.from_urls(
+                pseudonymizer,
+                roster_url=settings.roster_url,
+                patients_url=settings.patients_url,
+                connection_string=connection.get_secret_value() if connection else None,
+                default_fhir_service=settings.patients_fhir_service,
+                check_seconds=settings.privacy_check_seconds,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(
+                "PHIWATCH_ROSTER_URL / PHIWATCH_PATIENTS_URL: each must be a blob URL "
+                "(https://<account>.blob.core.windows.net/<container>/<blob>)"
+            ) from exc
     if source is not None:
         source.current()
     log_inputs(source, frozenset(settings.privacy_allow_applications))
