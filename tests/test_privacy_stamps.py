@@ -21,6 +21,8 @@ from phiwatch.batch import Batch
 from phiwatch.commands.app import app
 from phiwatch.config import Settings
 from phiwatch.envelope import Body
+from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.hosts.functions import EventHubBatchProcessor
 from phiwatch.logs import configure_logging
 from phiwatch.model import AccessEvent
 from phiwatch.privacy.blobs import BlobDirectorySource
@@ -728,3 +730,31 @@ def test_an_unreachable_blob_leaves_the_source_empty_and_never_raises(
     assert source.current() is None
     blob_container.upload_blob("missing.csv", ROSTER.encode())
     assert source.current() is not None
+
+
+def test_the_functions_host_stamps_from_the_blob_settings(
+    azurite: Azurite, blob_container: ContainerClient, pseudonymizer: Pseudonymizer, tmp_path: Path
+) -> None:
+    blob_container.upload_blob("roster.csv", ROSTER.encode())
+    blob_container.upload_blob("patients.csv", PATIENTS.encode())
+    settings = Settings(
+        archive_dir=tmp_path / "archive",
+        roster_url=f"{blob_container.url}/roster.csv",
+        patients_url=f"{blob_container.url}/patients.csv",
+        privacy_connection_string=azurite.connection_string,
+        privacy_allow_applications=[EHR_APP_ID],
+    )
+    processor = EventHubBatchProcessor(settings, sinks=[])
+    records = [fhir(0, path="Patient/p-neighbour", oid=ANN), fhir_on_behalf(1, path="Patient/p1")]
+    body = json.dumps({"records": records}).encode()
+    message = EventHubMessage(body=body, sequence_number=1, enqueued_time=T0, partition_id="0")
+    result = processor.process("diagnostics", [message])
+    by_actor = {e.actor_user_id: e for e in result.events}
+    neighbour = by_actor[ANN]
+    assert (neighbour.access_explanation, neighbour.patient_relation) == (
+        "unexplained",
+        "neighbour",
+    )
+    assert neighbour.actor_employment_status == "active"
+    ehr = next(e for e in result.events if e.acting_app_id == EHR_APP_ID)
+    assert ehr.access_explanation == "allowed-application"
