@@ -9,10 +9,10 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, ValidationInfo, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # Identifier shapes pseudonymised inside the names and paths copied into events (secret
 # names, resource ids, user agents...): a secret or resource can be named after a patient.
@@ -157,14 +157,40 @@ class Settings(BaseSettings):
     # the actor: a header is whatever the caller chose to send.
     fhir_trusted_audit_apps: list[str] = Field(default_factory=list)
 
-    @field_validator("fhir_trusted_audit_apps")
+    # Patient privacy (docs/privacy.md): the workforce roster and the patient index, each a
+    # CSV blob read with the managed identity (Storage Blob Data Reader on its container;
+    # `?versionid=` pins one version). Checked for a new version or ETag at most every
+    # `privacy_check_seconds`. Either may be unset: what needs it stays off, and says so at
+    # start-up. `phiwatch replay --roster/--patients` reads local files instead.
+    roster_url: str | None = None
+    patients_url: str | None = None
+    privacy_check_seconds: float = Field(default=300.0, gt=0)
+    # The FHIR service (ARM id) of a patient index without a FhirService column.
+    patients_fhir_service: str | None = None
+    # Local runs against Azurite only; in Azure the managed identity reads the blobs.
+    privacy_connection_string: SecretStr | None = None
+    # Application (client) ids, comma-separated, whose accesses are explained by being
+    # theirs (an integration engine, a nightly extract): such an access raises no
+    # relationship. An EHR that names its signed-in clinician (PHIWATCH_FHIR_TRUSTED_AUDIT_APPS)
+    # belongs here only if none of its users' accesses should ever raise one.
+    privacy_allow_applications: Annotated[list[str], NoDecode] = Field(default_factory=list)
+
+    @field_validator("privacy_allow_applications", mode="before")
     @classmethod
-    def _app_ids(cls, apps: list[str]) -> list[str]:
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return value.split(",")
+        return value
+
+    @field_validator("fhir_trusted_audit_apps", "privacy_allow_applications")
+    @classmethod
+    def _app_ids(cls, apps: list[str], info: ValidationInfo) -> list[str]:
         ids = [app.strip().lower() for app in apps if app.strip()]
         for app in ids:
             if not _APP_ID.match(app):
-                raise ValueError("PHIWATCH_FHIR_TRUSTED_AUDIT_APPS: entries must be app ids")
-        return ids
+                setting = f"PHIWATCH_{(info.field_name or '').upper()}"
+                raise ValueError(f"{setting}: entries must be app ids")
+        return list(dict.fromkeys(ids))
 
     @field_validator("identifier_patterns")
     @classmethod

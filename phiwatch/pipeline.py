@@ -30,6 +30,8 @@ from phiwatch.dedupe import DEDUPE_HORIZON_SECONDS, SeenUids
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.envelope import MAX_RECORD_BYTES, RawRecord, decode_body
 from phiwatch.model import AccessEvent, Alert, BatchHealth, DeadLetter
+from phiwatch.privacy.directory import DirectorySource
+from phiwatch.privacy.explain import Explainer
 from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.quarantine import RULE_ID as QUARANTINED
 from phiwatch.quarantine import BatchPoisoned, quarantine_alert
@@ -55,9 +57,13 @@ class Pipeline:
         fhir_trusted_audit_apps: frozenset[str] = frozenset(),
         storage_patient_patterns: Sequence[str] = (),
         storage_phi_containers: Sequence[str] = (),
+        directory: DirectorySource | None = None,
+        allow_applications: frozenset[str] = frozenset(),
     ) -> None:
         """With an engine, detections run in this process (local replay, one partition);
-        with a forwarder instead, events go to the `detect` stage (two-stage scaling)."""
+        with a forwarder instead, events go to the `detect` stage (two-stage scaling).
+        With a directory (the privacy inputs) or allow-listed applications, every event is
+        stamped with what they say of it (phiwatch/privacy/explain.py)."""
         if (engine is None) == (forwarder is None):
             raise ValueError("a pipeline needs exactly one of engine and forwarder")
         self.pseudonymizer = pseudonymizer
@@ -69,6 +75,8 @@ class Pipeline:
             ),
             "storage_phi_containers": storage.parse_phi_containers(tuple(storage_phi_containers)),
         }
+        self.directory = directory
+        self.allow_applications = frozenset(a.lower() for a in allow_applications)
         self.engine = engine
         self.forwarder = forwarder
         self._dedupe_clock = float("-inf")
@@ -170,8 +178,11 @@ class Pipeline:
         """Everything a batch derives from its records, serialised: no archive write yet."""
         engine = self.engine
         derived = _Derived()
+        explainer = self._explainer()
         for index, record in enumerate(records):
-            produced = self._normalise(record, f"{raw.name}#{index}", counts, derived.dead)
+            produced = self._normalise(
+                record, f"{raw.name}#{index}", counts, derived.dead, explainer
+            )
             for event in produced:
                 # Arrival (enqueued time) stamps DetectedAt; a local file has none.
                 if engine:
@@ -273,6 +284,14 @@ class Pipeline:
     ) -> list[ObjectEntry]:
         return self._put_lines(kind, hour, batch_name, [m.to_json() for m in models])
 
+    def _explainer(self) -> Explainer | None:
+        """The stamps' inputs for one batch: the directory in force when it starts, so one
+        batch is judged against one roster even if a reload lands mid-batch."""
+        directory = self.directory.current() if self.directory is not None else None
+        if directory is None and not self.allow_applications:
+            return None
+        return Explainer(directory, self.allow_applications)
+
     def _integrity_alerts(self, hour: datetime | None) -> list[Alert]:
         conflicts = self.archive.take_integrity_conflicts()
         for conflict in conflicts:
@@ -320,6 +339,7 @@ class Pipeline:
         ref: str,
         counts: Counts,
         dead: list[DeadLetter],
+        explainer: Explainer | None = None,
     ) -> list[AccessEvent]:
         def reject(code: str, reason: str, category: str | None = None) -> None:
             letter = _serialisable(
@@ -356,6 +376,9 @@ class Pipeline:
                 self.pseudonymizer, ref, changes=self.changes, **self._context_options
             )
             produced = normaliser.normalise(record, context)
+            if explainer is not None:
+                # Before the first serialisation: the archive writes the cached bytes.
+                produced = [explainer.stamp(event) for event in produced]
             produced = [_serialisable(event) for event in produced]
         except RecordSkipped as skip:
             counts.skipped[skip.code] += 1

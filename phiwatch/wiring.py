@@ -32,7 +32,10 @@ from phiwatch.detect.state_store import (
 )
 from phiwatch.eventhubs.publisher import EventHubsPublisher
 from phiwatch.pipeline import Pipeline
-from phiwatch.pseudonym import load_pseudonymizer
+from phiwatch.privacy.blobs import BlobDirectorySource
+from phiwatch.privacy.files import FileDirectorySource
+from phiwatch.privacy.inputs import log_inputs
+from phiwatch.pseudonym import Pseudonymizer, load_pseudonymizer
 from phiwatch.sinks.outbox import BlobOutbox, LocalOutbox, Outbox, OutboxError
 from phiwatch.sinks.sentinel import SentinelSink, sentinel_sink_from
 
@@ -224,18 +227,66 @@ def build_engine(settings: Settings) -> DetectionEngine:
     )
 
 
+def directory_source(
+    settings: Settings,
+    pseudonymizer: Pseudonymizer,
+    *,
+    roster_file: Path | None = None,
+    patients_file: Path | None = None,
+) -> FileDirectorySource | BlobDirectorySource | None:
+    """The privacy inputs: local files when given (`phiwatch replay --roster/--patients`),
+    else the blobs PHIWATCH_ROSTER_URL / PHIWATCH_PATIENTS_URL name, else none. Loaded now,
+    and the start-up line says what is loaded and what stays off."""
+    source: FileDirectorySource | BlobDirectorySource | None = None
+    if roster_file is not None or patients_file is not None:
+        source = FileDirectorySource(
+            pseudonymizer,
+            roster=roster_file,
+            patients=patients_file,
+            default_fhir_service=settings.patients_fhir_service,
+        )
+    elif settings.roster_url or settings.patients_url:
+        connection = settings.privacy_connection_string
+        try:
+            source = BlobDirectorySource.from_urls(
+                pseudonymizer,
+                roster_url=settings.roster_url,
+                patients_url=settings.patients_url,
+                connection_string=connection.get_secret_value() if connection else None,
+                default_fhir_service=settings.patients_fhir_service,
+                check_seconds=settings.privacy_check_seconds,
+            )
+        except ValueError as exc:
+            raise ConfigurationError(
+                "PHIWATCH_ROSTER_URL / PHIWATCH_PATIENTS_URL: each must be a blob URL "
+                "(https://<account>.blob.core.windows.net/<container>/<blob>)"
+            ) from exc
+    if source is not None:
+        source.current()
+    log_inputs(source, frozenset(settings.privacy_allow_applications))
+    return source
+
+
 def build_pipeline(
     settings: Settings,
     archive: Path | ObjectStore,
     sinks: Sequence[Sink] = (),
     forwarder: Forwarder | None = None,
+    *,
+    roster_file: Path | None = None,
+    patients_file: Path | None = None,
 ) -> Pipeline:
     """A pipeline archiving to `archive`: a local directory, or any object store. With a
     forwarder it is the `normalize` stage (detections run in `detect`); without, it detects
-    in-process (one stream: a local replay, or a hub with one partition)."""
+    in-process (one stream: a local replay, or a hub with one partition). Events are
+    stamped from the privacy inputs (`directory_source`) and the allow-listed applications."""
     store = LocalStore(archive) if isinstance(archive, Path) else archive
+    pseudonymizer = load_pseudonymizer(settings)
+    directory = directory_source(
+        settings, pseudonymizer, roster_file=roster_file, patients_file=patients_file
+    )
     return Pipeline(
-        pseudonymizer=load_pseudonymizer(settings),
+        pseudonymizer=pseudonymizer,
         engine=None if forwarder else build_engine(settings),
         archive=Archive(store, load_signer(settings)),
         sinks=sinks,
@@ -244,6 +295,8 @@ def build_pipeline(
         fhir_trusted_audit_apps=frozenset(settings.fhir_trusted_audit_apps),
         storage_patient_patterns=settings.storage_patient_patterns,
         storage_phi_containers=settings.storage_phi_containers,
+        directory=directory,
+        allow_applications=frozenset(settings.privacy_allow_applications),
     )
 
 

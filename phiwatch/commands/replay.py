@@ -49,6 +49,34 @@ def replay_command(
         typer.Option("--param", help="Detection parameter, e.g. mass-record-access.threshold=80"),
     ] = None,
     batch_bodies: Annotated[int, typer.Option(help="Event Hub bodies per batch.", min=1)] = 100,
+    roster: Annotated[
+        Path | None,
+        typer.Option(
+            "--roster",
+            help="Workforce roster CSV (docs/privacy.md); stamps events with the actor's "
+            "employment and relationship to the patient.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    patients: Annotated[
+        Path | None,
+        typer.Option(
+            "--patients",
+            help="Patient index CSV (docs/privacy.md); stamps accesses as care-team, "
+            "allowed-application or unexplained.",
+            exists=True,
+            dir_okay=False,
+        ),
+    ] = None,
+    allow_application: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--allow-application",
+            help="An application (client) id whose accesses are explained (repeatable; "
+            "added to PHIWATCH_PRIVACY_ALLOW_APPLICATIONS).",
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run the pipeline over local diagnostic-log files; write events, alerts, dead-letters,
@@ -59,6 +87,16 @@ def replay_command(
         if param:
             settings = settings.model_copy(
                 update={"detection_params": {**settings.detection_params, **_parse_params(param)}}
+            )
+        if allow_application:
+            # Validated as the setting is (app ids, lowercased), not just copied in.
+            settings = Settings(
+                allow_generated_key=True,
+                detection_params=settings.detection_params,
+                privacy_allow_applications=[
+                    *settings.privacy_allow_applications,
+                    *allow_application,
+                ],
             )
         files = discover(paths)
     except InputError as exc:
@@ -85,6 +123,8 @@ def replay_command(
                 settings,
                 batch_bodies=batch_bodies,
                 on_file=lambda path, size: progress.update(task, advance=size, file=path.name),
+                roster=roster,
+                patients=patients,
             )
     except InputError as exc:
         raise fail(str(exc)) from None

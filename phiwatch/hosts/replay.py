@@ -13,6 +13,7 @@ from phiwatch.config import Settings
 from phiwatch.envelope import Body, InputError, discover, read_file_bodies
 from phiwatch.model import Alert
 from phiwatch.pipeline import Pipeline
+from phiwatch.privacy.files import FileDirectorySource
 from phiwatch.quarantine import BatchPoisoned
 from phiwatch.sinks.local_files import LocalFileSink
 from phiwatch.wiring import build_pipeline
@@ -81,6 +82,20 @@ def _process(pipeline: Pipeline, batch: Batch, path: Path, problems: list[str]) 
         )
 
 
+def _privacy_problems(pipeline: Pipeline, given: dict[str, Path | None]) -> list[str]:
+    """A privacy file named on the command line and refused whole is a failed replay (the
+    log line says why): its events would be stamped as if the input were absent."""
+    source = pipeline.directory
+    loaded = set()
+    if isinstance(source, FileDirectorySource):
+        loaded = {r.source for r in source.reports}
+    return [
+        f"{path}: the {name} file was not loaded (see the log); its stamps are missing"
+        for name, path in given.items()
+        if path is not None and name not in loaded
+    ]
+
+
 def replay(
     paths: list[Path],
     out_dir: Path,
@@ -88,12 +103,17 @@ def replay(
     *,
     batch_bodies: int = DEFAULT_BATCH_BODIES,
     on_file: Callable[[Path, int], None] | None = None,
+    roster: Path | None = None,
+    patients: Path | None = None,
 ) -> ReplaySummary:
-    """Raises InputError when there is nothing to read at all."""
+    """Raises InputError when there is nothing to read at all. `roster` and `patients` are
+    the privacy inputs as local files (docs/privacy.md)."""
     files = discover(paths)
     sink = LocalFileSink(out_dir)
-    pipeline = build_pipeline(settings, out_dir / "archive", [sink])
-    problems: list[str] = []
+    pipeline = build_pipeline(
+        settings, out_dir / "archive", [sink], roster_file=roster, patients_file=patients
+    )
+    problems = _privacy_problems(pipeline, {"roster": roster, "patients": patients})
     try:
         for path in files:
             records_before = pipeline.totals.records

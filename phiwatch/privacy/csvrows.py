@@ -103,6 +103,22 @@ class HashingLines:
         return self._sha.hexdigest()
 
 
+def byte_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Chunks of a download as the lines a binary file yields (each ends with its `\\n`):
+    `csv.reader` wants one line per item, and a chunk boundary can fall anywhere, inside a
+    UTF-8 character too."""
+    rest = b""
+    for chunk in chunks:
+        data = rest + chunk if rest else chunk
+        start = 0
+        while (end := data.find(b"\n", start)) != -1:
+            yield data[start : end + 1]
+            start = end + 1
+        rest = data[start:]
+    if rest:
+        yield rest
+
+
 def rows(lines: HashingLines) -> Iterator[list[str] | None]:
     """The records; None for one the csv module cannot read (a field past its size limit):
     its row is reported and the rest still load. csv's messages name no value."""

@@ -3,26 +3,25 @@
 `current()` is called once per batch, so the check is cheap: one `stat` per file (at most
 every `check_seconds`); a changed mtime or size is read and hashed, and only a changed
 digest reloads (a `touch`, or a copy of the same bytes, keeps the loaded directory). A file
-refused whole keeps the previous directory in force and is logged: monitoring against
-yesterday's roster beats monitoring against none.
+refused whole keeps the previous directory in force and is logged (phiwatch/privacy/inputs.py).
 """
 
 from __future__ import annotations
 
 import hashlib
-import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from phiwatch.privacy.csvrows import InputRefused, LoadReport
-from phiwatch.privacy.loaded import LoadedDirectory, directory
-from phiwatch.privacy.patients import PatientIndex, load_patients
-from phiwatch.privacy.roster import Roster, load_roster
+import structlog
+
+from phiwatch.privacy.csvrows import LoadReport
+from phiwatch.privacy.inputs import InputName, Inputs
+from phiwatch.privacy.loaded import LoadedDirectory
 from phiwatch.pseudonym import Pseudonymizer
 
-log = logging.getLogger(__name__)
+log = structlog.get_logger("phiwatch.privacy")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,78 +41,54 @@ class FileDirectorySource:
         check_seconds: float = 30.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._pseudonymizer = pseudonymizer
-        self._tagger = pseudonymizer.privacy_tagger()
-        self._paths = {"roster": roster, "patients": patients}
-        self._default_service = default_fhir_service
+        self._inputs = Inputs(pseudonymizer, default_fhir_service)
+        self._paths: dict[InputName, Path | None] = {"roster": roster, "patients": patients}
+        self.configured = tuple(name for name, path in self._paths.items() if path is not None)
         self._check_seconds = check_seconds
         self._clock = clock
         self._checked_at: float | None = None
-        self._stamps: dict[str, _Stamp | None] = {}
-        self._roster: Roster | None = None
-        self._patients: PatientIndex | None = None
-        self._directory: LoadedDirectory | None = None
-        self.loads = 0  # how many times an input was parsed (for tests and metrics)
+        self._stamps: dict[InputName, _Stamp | None] = {}
+
+    @property
+    def loads(self) -> int:
+        """How many times an input was parsed (for tests and metrics)."""
+        return self._inputs.loads
 
     @property
     def reports(self) -> list[LoadReport]:
         """The loaded inputs' reports: row counts and bad rows (never a value)."""
-        return [r.report for r in (self._roster, self._patients) if r is not None]
+        return self._inputs.reports
 
     def current(self) -> LoadedDirectory | None:
         now = self._clock()
         if self._checked_at is None or now - self._checked_at >= self._check_seconds:
             self._checked_at = now
             self._refresh()
-        return self._directory
+        return self._inputs.directory
 
     def _refresh(self) -> None:
-        changed = False
         for name, path in self._paths.items():
             stamp = _stamp(path)
             if name in self._stamps and stamp == self._stamps[name]:
                 continue
             self._stamps[name] = stamp
-            changed |= self._reload(name, path if stamp is not None else None)
-        if changed:
-            self._directory = directory(self._roster, self._patients)
-
-    def _reload(self, name: str, path: Path | None) -> bool:
-        """Load one input again; False when its bytes are what is loaded already."""
-        loaded = self._roster if name == "roster" else self._patients
-        if path is None:
-            if loaded is not None:
-                log.warning("privacy %s input is gone; keeping the loaded one", name)
-            return False
-        try:
-            # Hashing is a tenth of parsing: a touched or re-copied file costs only this.
-            if loaded is not None and _digest(path) == loaded.report.digest:
-                return False
-            with path.open("rb") as fh:
-                if name == "roster":
-                    self._roster = load_roster(fh, self._tagger)
-                    report = self._roster.report
-                else:
-                    self._patients = load_patients(
-                        fh,
-                        self._pseudonymizer,
-                        self._tagger,
-                        default_fhir_service=self._default_service,
-                    )
-                    report = self._patients.report
-        except (OSError, InputRefused) as exc:
-            log.error("privacy %s input not loaded, the previous one stays: %s", name, exc)
-            return False
-        self.loads += 1
-        if report.errors:
-            log.warning(
-                "privacy %s: %d of %d rows refused; first: %s",
-                name,
-                len(report.errors) + report.errors_dropped,
-                report.rows,
-                report.errors[0],
-            )
-        return True
+            if path is None:
+                continue
+            if stamp is None:
+                self._inputs.gone(name)
+                continue
+            try:
+                # Hashing is a tenth of parsing: a touched or re-copied file costs only this.
+                if _digest(path) == self._inputs.digest(name):
+                    continue
+                with path.open("rb") as fh:
+                    self._inputs.load(name, fh)
+            except OSError as exc:
+                log.error(
+                    "privacy input not readable; the previous one stays",
+                    input=name,
+                    error=type(exc).__name__,
+                )
 
 
 def _digest(path: Path) -> str:
