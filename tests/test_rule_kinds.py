@@ -102,7 +102,7 @@ class DailyOpens(_TestRule):
     rule_id = "test-daily-opens"
 
     def declare(self) -> Daily:
-        return Daily(where=lambda e: e.operation == "open", facts=lambda e, day: facts(e))
+        return Daily(where=lambda e: e.operation == "open", facts=facts)
 
 
 def test_daily_is_one_alert_per_key_and_utc_day_anchored_on_the_day():

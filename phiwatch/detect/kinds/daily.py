@@ -18,7 +18,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from phiwatch.detect.grouping import key_of
-from phiwatch.detect.kinds.base import Fired, Fold, Part, enrich, open_alert
+from phiwatch.detect.kinds.base import Fired, Fold, enrich, open_alert
+from phiwatch.detect.kinds.single_event import SingleEvent
 from phiwatch.detect.times import utc
 from phiwatch.model import AccessEvent, Severity
 
@@ -34,22 +35,14 @@ def utc_day(time: float) -> str:
 
 
 @dataclass(frozen=True)
-class Daily(Part):
+class Daily(SingleEvent):
+    """`where`, `facts` and `alert_key` as for SingleEvent; the gap is the day."""
+
     kind: ClassVar[str] = "daily"
-    where: Callable[[AccessEvent], bool]
-    facts: Callable[[AccessEvent, str], Any]  # the new alert's facts: (event, its UTC day)
-    # The alert's key (without the day); by default the event's key in the rule's group_by.
-    alert_key: Callable[[AccessEvent], str | None] | None = None
     fold: Fold | None = None  # (facts, event): every event of the alert, the first included
     # The alert's severity from its facts after each event; None keeps the rule's.
     severity: Callable[[Any], Severity] | None = None
     name: str = "daily"
-
-    def takes(self, event: AccessEvent) -> bool:
-        return self.where(event)
-
-    def new_state(self) -> Fired:
-        return Fired()
 
     def observe(
         self, rule: RuleInfo, state: Fired, event: AccessEvent, time: float, ctx: DetectionContext
@@ -68,7 +61,7 @@ class Daily(Part):
                 event,
                 time,
                 anchor=day,
-                facts=self.facts(event, day),
+                facts=self.facts(event),
                 value=event,
                 fold=self.fold,
             )
@@ -77,9 +70,3 @@ class Daily(Part):
             alert.window_start = min(alert.window_start, time)  # a late event of the day
         if self.severity is not None:
             alert.severity = self.severity(alert.facts)
-
-    def expire(self, state: Fired, before: float) -> None:
-        state.expire(before)
-
-    def size(self, state: Fired) -> int:
-        return len(state)
