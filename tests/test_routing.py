@@ -150,8 +150,14 @@ def test_a_rule_of_another_plane_is_not_asked(read):
 def test_the_shipped_rules_route_what_they_need_and_drop_the_rest(tmp_path):
     router = Router(detections.load_detections())
     # anonymous-phi-read keys a container by its resource and category; password-spray an
-    # address.
-    assert router.groupings == {"actor", "subscription", "resource_category", "source_address"}
+    # address; curious-access a patient.
+    assert router.groupings == {
+        "actor",
+        "patient",
+        "subscription",
+        "resource_category",
+        "source_address",
+    }
     patient_read, failed_read, kv_denied, kv_listed, setting_delete = events_of(
         [
             fhir(0, path="Patient/p1"),
@@ -162,11 +168,17 @@ def test_the_shipped_rules_route_what_they_need_and_drop_the_rest(tmp_path):
         ],
         tmp_path,
     )
-    assert router.routes(patient_read) == [("actor", f"oid:{OID}")]  # mass-record-access
+    # mass-record-access by actor; curious-access by patient (no patient index: no
+    # explanation known, so the reader counts as a viewer).
+    assert router.routes(patient_read) == [
+        ("actor", f"oid:{OID}"),
+        ("patient", f"pat:{patient_read.patient_ref}"),
+    ]
     assert [g for g, _ in router.routes(kv_denied)] == ["actor"]  # keyvault-failed-operations
     assert router.routes(setting_delete) == [("subscription", f"sub:{SUB.lower()}")]
-    # No loaded rule needs a failed FHIR read or a successful listing: not published.
-    assert router.routes(failed_read) == [] and router.routes(kv_listed) == []
+    # A refused FHIR read is a viewer for curious-access only; no rule needs a listing.
+    assert router.routes(failed_read) == [("patient", f"pat:{failed_read.patient_ref}")]
+    assert router.routes(kv_listed) == []
 
 
 def test_untagged_messages_are_read_with_the_previous_routing(read, tmp_path):
