@@ -48,9 +48,10 @@ def test_a_tick_per_stream_once_event_time_has_moved_a_minute(tmp_path):
     for chunk in ([0, 1, 2], [3], [4], [5]):
         forwarder.forward([(events[i], arrival[events[i].event_uid]) for i in chunk], "raw/0")
     forwarder.forward([(events[3], arrival[events[3].event_uid])], "raw/1")
-    # Seven by actor (one redelivered), and per batch one copy per service minute for
-    # log-source-silent (five batches, each within one minute).
-    assert len(recorder.published) == 12
+    # Seven by actor (mass-record-access, one redelivered), seven by patient (curious-access),
+    # and per batch one copy per service minute for log-source-silent (five batches, each
+    # within one minute).
+    assert len(recorder.published) == 2 * 7 + 5
     assert recorder.ticks == [
         Tick(at(20), "raw/0"),  # the newest of the first batch
         Tick(at(90), "raw/0"),  # 50 s was less than a minute on; 90 s is not

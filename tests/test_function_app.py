@@ -493,12 +493,16 @@ def test_normalize_hands_every_event_to_the_forwarder(tmp_path: Path):
     assert [event for event, _ in sent] == result.events and len(sent) == 4
     assert {arrival for _, arrival in sent} == {ENQUEUED}  # DetectedAt comes from here
     assert result.alerts == []  # detection is detect's job now
-    # The shipped rules need the reads by actor and the settings change by subscription.
+    # The shipped rules need the reads by actor and by patient (curious-access), and the
+    # settings change by subscription.
     router = Router(detections.load_detections())
+    reads = [e for e, _ in sent if e.patient_ref]
     assert {route for e, _ in sent for route in router.routes(e)} == {
         ("actor", "oid:33333333-aaaa-4bbb-8ccc-000000000003"),
         ("subscription", f"sub:{SUB.lower()}"),
+        *(("patient", f"pat:{e.patient_ref}") for e in reads),
     }
+    assert len(reads) == 3
 
 
 def test_detect_raises_alerts_keeps_state_and_skips_what_it_covers(

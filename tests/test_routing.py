@@ -150,8 +150,14 @@ def test_a_rule_of_another_plane_is_not_asked(read):
 def test_the_shipped_rules_route_what_they_need_and_drop_the_rest(tmp_path):
     router = Router(detections.load_detections())
     # anonymous-phi-read keys a container by its resource and category; password-spray an
-    # address.
-    assert router.groupings == {"actor", "subscription", "resource_category", "source_address"}
+    # address; curious-access a patient.
+    assert router.groupings == {
+        "actor",
+        "patient",
+        "subscription",
+        "resource_category",
+        "source_address",
+    }
     patient_read, failed_read, kv_denied, kv_listed, setting_delete = events_of(
         [
             fhir(0, path="Patient/p1"),
@@ -163,20 +169,31 @@ def test_the_shipped_rules_route_what_they_need_and_drop_the_rest(tmp_path):
         tmp_path,
     )
     subscription = ("subscription", f"sub:{SUB.lower()}")
-    # mass-record-access; and log-source-silent hears of the service's minute.
-    assert router.routes(patient_read) == [("actor", f"oid:{OID}"), subscription]
+    # mass-record-access by actor; curious-access by patient (no patient index: no
+    # explanation known, so the reader counts as a viewer); log-source-silent hears of the
+    # service's minute.
+    assert router.routes(patient_read) == [
+        ("actor", f"oid:{OID}"),
+        ("patient", f"pat:{patient_read.patient_ref}"),
+        subscription,
+    ]
     assert router.presence(patient_read, "actor") is None
+    assert router.presence(patient_read, "patient") is None
     assert router.presence(patient_read, "subscription") is not None
     # keyvault-failed-operations, and the vault's minute.
     assert [g for g, _ in router.routes(kv_denied)] == ["actor", "subscription"]
     # diagnostics-disabled needs the delete itself, and so does log-source-silent.
     assert router.routes(setting_delete) == [subscription]
     assert router.presence(setting_delete, "subscription") is None
-    # No rule needs a failed FHIR read or a successful listing but as its source's minute:
-    # at most one copy per source and minute of such events is published.
-    for event in (failed_read, kv_listed):
-        assert router.routes(event) == [subscription]
-        assert router.presence(event, "subscription") is not None
+    # A refused FHIR read is a viewer for curious-access, and its source's minute.
+    assert router.routes(failed_read) == [
+        ("patient", f"pat:{failed_read.patient_ref}"),
+        subscription,
+    ]
+    assert router.presence(failed_read, "subscription") is not None
+    # No rule needs a successful listing but as its source's minute.
+    assert router.routes(kv_listed) == [subscription]
+    assert router.presence(kv_listed, "subscription") is not None
 
 
 def test_untagged_messages_are_read_with_the_previous_routing(read, tmp_path):

@@ -12,6 +12,7 @@ from phiwatch.detect.detection import Detection, DetectionContext, DetectionPara
 from phiwatch.detect.grouping import actor_key
 from phiwatch.detect.kinds import (
     Absence,
+    Daily,
     EventCount,
     Sequence,
     SingleEvent,
@@ -92,6 +93,41 @@ def test_single_event_raises_at_once_and_enriches_within_the_gap():
     assert (alert.event_count, alert.distinct_patient_count) == (2, 2)
     rule.feed(access(at("10:30:00"), operation="break-glass", patient="p4"))
     assert [a.event_count for a in rule.alerts] == [2, 1]  # past the gap: a new alert
+
+
+# ---------------------------------------------------------------- daily
+
+
+class DailyOpens(_TestRule):
+    rule_id = "test-daily-opens"
+
+    def declare(self) -> Daily:
+        return Daily(where=lambda e: e.operation == "open", facts=facts)
+
+
+def test_daily_is_one_alert_per_key_and_utc_day_anchored_on_the_day():
+    rule = RuleHarness(DailyOpens)
+    first = access("2026-03-02 09:00:00+00:00", operation="open", patient="p1")
+    late_evening = access("2026-03-02 23:59:00+00:00", operation="open", patient="p2")
+    rule.feed(first, late_evening, first)  # the redelivered event counts once
+    (alert,) = rule.alerts
+    assert alert.alert_id == alert_id("test-daily-opens", f"{key(first)}|2026-03-02", "2026-03-02")
+    assert alert.event_count == 2
+    next_day = access("2026-03-03 00:01:00+00:00", operation="open", patient="p3")
+    rule.feed(next_day)
+    assert [a.event_count for a in rule.alerts] == [2, 1]  # the next UTC day: a new alert
+    # A late event of the day before (within the lateness) joins that day's alert.
+    rule.feed(access("2026-03-02 23:58:00+00:00", operation="open", patient="p4"))
+    assert [a.event_count for a in rule.alerts] == [3, 1]
+    assert rule.alerts[0].window_start.isoformat() == "2026-03-02T09:00:00+00:00"
+
+
+def test_daily_keeps_the_day_across_a_restart():
+    rule = RuleHarness(DailyOpens)
+    rule.feed(access("2026-03-02 09:00:00+00:00", operation="open", patient="p1")).restart()
+    rule.feed(access("2026-03-02 17:00:00+00:00", operation="open", patient="p2"))
+    (alert,) = rule.alerts
+    assert alert.event_count == 2
 
 
 # ---------------------------------------------------------------- event_count

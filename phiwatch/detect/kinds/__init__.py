@@ -7,6 +7,7 @@ behalf of the engine. docs/detections.md describes them.
 
 from phiwatch.detect.kinds.absence import Absence
 from phiwatch.detect.kinds.base import Part
+from phiwatch.detect.kinds.daily import Daily
 from phiwatch.detect.kinds.event_count import EventCount
 from phiwatch.detect.kinds.sequence import Sequence, Then
 from phiwatch.detect.kinds.single_event import SingleEvent
@@ -15,6 +16,7 @@ from phiwatch.detect.kinds.value_count import ValueCount
 
 __all__ = [
     "Absence",
+    "Daily",
     "EventCount",
     "Part",
     "Sequence",
