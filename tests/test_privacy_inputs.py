@@ -3,6 +3,7 @@ Directory and its file source."""
 
 from __future__ import annotations
 
+import gzip
 import hmac
 import io
 import os
@@ -13,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from phiwatch.privacy import normalise
-from phiwatch.privacy.csvrows import InputRefused
+from phiwatch.privacy.csvrows import InputRefused, gunzipped
 from phiwatch.privacy.directory import relation
 from phiwatch.privacy.files import FileDirectorySource
 from phiwatch.privacy.loaded import LoadedDirectory, directory
@@ -426,3 +427,31 @@ def test_no_value_outlives_its_load_in_the_caches(pseudonymizer: Pseudonymizer) 
     tagger.surname("Smith")
     tagger.forget()
     assert all(not cache for cache in tagger._caches.values())
+
+
+def test_a_gzip_input_loads_as_its_csv(tmp_path: Path, pseudonymizer) -> None:
+    plain_roster, plain_patients = tmp_path / "roster.csv", tmp_path / "patients.csv"
+    plain_roster.write_text(ROSTER)
+    plain_patients.write_text(PATIENTS)
+    packed = tmp_path / "patients.csv.gz"
+    packed.write_bytes(gzip.compress(PATIENTS.encode()))
+    plain = FileDirectorySource(pseudonymizer, roster=plain_roster, patients=plain_patients)
+    zipped = FileDirectorySource(pseudonymizer, roster=plain_roster, patients=packed)
+    a, b = plain.current(), zipped.current()
+    assert a is not None and b is not None and b.has_patients
+    assert [r.loaded for r in zipped.reports] == [r.loaded for r in plain.reports]
+    ref = pseudonymizer.patient_ref(FHIR_ID.lower(), "p-family")
+    assert b.patient(ref) == a.patient(ref) is not None
+
+
+def test_gunzipped_streams_in_bounded_pieces_and_refuses_a_broken_stream() -> None:
+    bomb = gzip.compress(b"a,b\n" * 5_000_000)  # 20 MB out of a few KB
+    pieces = list(gunzipped([bomb[i : i + 4096] for i in range(0, len(bomb), 4096)]))
+    assert b"".join(pieces) == b"a,b\n" * 5_000_000
+    assert max(len(p) for p in pieces) <= 4 << 20
+    assert list(gunzipped([b"not ", b"gzip"])) == [b"not ", b"gzip"]
+    assert list(gunzipped([])) == []
+    with pytest.raises(InputRefused, match="ends before"):
+        list(gunzipped([bomb[: len(bomb) // 2]]))
+    with pytest.raises(InputRefused, match="corrupt"):
+        list(gunzipped([bomb[:10] + b"\xff" * 64]))

@@ -22,7 +22,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobClient
 
-from phiwatch.privacy.csvrows import LoadReport, byte_lines
+from phiwatch.privacy.csvrows import LoadReport, byte_lines, gunzipped
 from phiwatch.privacy.inputs import InputName, Inputs
 from phiwatch.privacy.loaded import LoadedDirectory
 from phiwatch.pseudonym import Pseudonymizer
@@ -98,7 +98,7 @@ class BlobDirectorySource:
             download = blob.download_blob(
                 etag=props.etag, match_condition=MatchConditions.IfNotModified
             )
-            self._inputs.load(name, byte_lines(download.chunks()))
+            self._inputs.load(name, byte_lines(gunzipped(download.chunks())))
         except ResourceNotFoundError:
             self._versions.pop(name, None)
             self._inputs.gone(name)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import itertools
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -101,6 +103,41 @@ class HashingLines:
 
     def digest(self) -> str:
         return self._sha.hexdigest()
+
+
+GZIP_MAGIC = b"\x1f\x8b"
+_OUT_CHUNK = 4 << 20
+
+
+def gunzipped(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """The chunks as they are, or decompressed when they are gzip (an EHR extract is often
+    shipped compressed): streamed, never more than a few MB out at a time, however well the
+    input compresses."""
+    it = iter(chunks)
+    first = b""
+    for first in it:
+        if first:
+            break
+    if not first.startswith(GZIP_MAGIC):
+        if first:
+            yield first
+        yield from it
+        return
+    inflate = zlib.decompressobj(wbits=31)
+    try:
+        for chunk in itertools.chain([first], it):
+            data = chunk
+            while data:
+                out = inflate.decompress(data, _OUT_CHUNK)
+                if out:
+                    yield out
+                data = inflate.unconsumed_tail
+        if tail := inflate.flush():
+            yield tail
+    except zlib.error:
+        raise InputRefused("the gzip stream is corrupt") from None
+    if not inflate.eof:
+        raise InputRefused("the gzip stream ends before its end")
 
 
 def byte_lines(chunks: Iterable[bytes]) -> Iterator[bytes]:

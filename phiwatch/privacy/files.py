@@ -16,7 +16,7 @@ from pathlib import Path
 
 import structlog
 
-from phiwatch.privacy.csvrows import LoadReport
+from phiwatch.privacy.csvrows import LoadReport, byte_lines, gunzipped
 from phiwatch.privacy.inputs import InputName, Inputs
 from phiwatch.privacy.loaded import LoadedDirectory
 from phiwatch.pseudonym import Pseudonymizer
@@ -82,7 +82,8 @@ class FileDirectorySource:
                 if _digest(path) == self._inputs.digest(name):
                     continue
                 with path.open("rb") as fh:
-                    self._inputs.load(name, fh)
+                    chunks = iter(lambda: fh.read(1 << 20), b"")
+                    self._inputs.load(name, byte_lines(gunzipped(chunks)))
             except OSError as exc:
                 log.error(
                     "privacy input not readable; the previous one stays",
