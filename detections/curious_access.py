@@ -153,8 +153,8 @@ def see(
     if viewer is None:
         if len(views.actors) >= params.max_viewers:
             dropped = min(views.actors, key=lambda a: (views.actors[a][0], a))
-            gone = views.actors.pop(dropped)
-            views.undercount_until = max(views.undercount_until, gone[0] + WINDOW)
+            evicted = views.actors.pop(dropped)
+            views.undercount_until = max(views.undercount_until, evicted[0] + WINDOW)
         viewer = views.actors[actor] = [time, event.event_uid, [], unexplained]
     elif time >= viewer[0]:
         viewer[0], viewer[1], viewer[3] = time, event.event_uid, unexplained
