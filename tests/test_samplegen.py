@@ -629,7 +629,7 @@ def test_files_hold_their_hour_and_the_broken_line_fits_its_file(default: Parsed
 
 def original_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> Parsed:
     """The default generation without the added sources: the scenario as it always was."""
-    from phiwatch.samplegen import added_sources, generator, incidents_signin
+    from phiwatch.samplegen import added_sources, generator, incidents_privacy, incidents_signin
 
     monkeypatch.setattr(added_sources, "ADDED", {})
     monkeypatch.setattr(generator, "tamper_scenarios", lambda *args: [])
@@ -638,6 +638,12 @@ def original_only(root: Path, monkeypatch: pytest.MonkeyPatch) -> Parsed:
     monkeypatch.setattr(incidents_signin, "SCENARIOS", ())
     # The night lull is read off the sign-ins, an added source.
     monkeypatch.setattr(generator, "night_lull", lambda *args: None)
+    # Patient privacy: its own FHIR accesses, on its own generator.
+    monkeypatch.setattr(
+        generator,
+        "privacy_scenario",
+        lambda *args: incidents_privacy.PrivacyScenario([], [], [], [], [], []),
+    )
     return parse_dir(root, generate(root))
 
 
@@ -706,6 +712,13 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "impossible-travel": 1,
         "password-spray": 1,
         "log-source-silent": 2,
+        "self-record-access": 1,
+        "family-record-access": 2,
+        "coworker-record-access": 1,
+        "neighbour-record-access": 1,
+        "vip-record-access": 1,
+        "terminated-user-access": 1,
+        "curious-access": 1,
     }
     keys = {
         "rule_id",
@@ -720,8 +733,13 @@ def test_ground_truth_schema(default: Parsed) -> None:
     for incident in truth["incidents"]:
         assert set(incident) == keys
         assert incident["target_resource_id"] == incident["target_resource_id"].lower()
-        # No principal, by design: an anonymous read; a source that went quiet.
-        anonymous = incident["rule_id"] in {"anonymous-phi-read", "log-source-silent"}
+        # No principal, by design: an anonymous read; a source that went quiet; a chart
+        # many opened.
+        anonymous = incident["rule_id"] in {
+            "anonymous-phi-read",
+            "log-source-silent",
+            "curious-access",
+        }
         assert (incident["actor_user_id"] or anonymous) and incident["start"] <= incident["end"]
     kinds = {b["kind"] for b in truth["benign_lookalikes"]}
     assert kinds == {
@@ -751,6 +769,13 @@ def test_ground_truth_schema(default: Parsed) -> None:
         "spray-four-users",
         "spray-spread-out",
         "spray-mfa-interrupts",
+        "care-team-colleague",
+        "common-surname",
+        "allow-listed-integration",
+        "care-team-vip",
+        "termination-ahead",
+        "nine-viewers",
+        "ward-round",
     }
     bad = truth["bad_records"]
     for kind in (

@@ -15,6 +15,7 @@ from .emitted import Emitted, Source
 from .incidents import build_incidents
 from .incidents_exposure import add_exposure_scenarios
 from .incidents_fhirblob import fhirblob_scenario
+from .incidents_privacy import privacy_scenario
 from .incidents_signin import add_signin_incidents
 from .incidents_silent import night_lull, silence_incidents
 from .incidents_sql import sql_incidents
@@ -94,6 +95,10 @@ def generate(
     added += tamper_scenarios(pop, plan, seed, incidents, lookalikes)
     params: dict[str, dict[str, object]] = {}  # the deployment's settings the scenario needs
     added += fhirblob_scenario(pop, plan, seed, incidents, lookalikes, params)
+    privacy = privacy_scenario(pop, plan, seed)
+    added += privacy.records
+    incidents += privacy.incidents
+    lookalikes += privacy.lookalikes
     added_delivered, added_packed, added_quirks = added_bodies(added, seed)
     add_exposure_scenarios(pop, plan, seed, everything, added_packed, incidents, lookalikes)
     added_delivered, added_packed = add_signin_incidents(
@@ -131,10 +136,12 @@ def generate(
         },
         "silenced_streams": {s: iso_seconds(t) for s, t in sorted(plan.silenced.items())},
         "detection_params": params,
+        # The privacy inputs beside the logs (raw synthetic values: they are the inputs).
+        "privacy": privacy.write(out_dir),
     }
     truth_path = out_dir / "ground_truth.json"
     truth_path.write_text(json.dumps(truth, indent=2) + "\n", encoding="utf-8")
-    files = [*log_files, truth_path]
+    files = [*log_files, *privacy.files(out_dir), truth_path]
     return GenerationReport(
         files=files,
         records=len(everything),
