@@ -64,7 +64,7 @@ import hashlib
 import itertools
 import random
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -446,8 +446,11 @@ class Simulation:
         workers: int = 3,
         partitioner: Partitioner = key_partition,
         router: Router | None = None,
+        privacy: Mapping[str, Path] | None = None,
     ) -> None:
-        """`router`: what normalize routes by (default: the rules `detect` loads)."""
+        """`router`: what normalize routes by (default: the rules `detect` loads);
+        `privacy`: the roster and patient index files normalize stamps events from."""
+        inputs = dict(privacy or {})
         self.settings = settings
         self.faults = faults
         self.rng = random.Random(seed)
@@ -467,7 +470,14 @@ class Simulation:
                 if router is not None
                 else PublishingForwarder.for_settings(self.publisher, settings)
             )
-            return build_pipeline(settings, store, (), forwarder)
+            return build_pipeline(
+                settings,
+                store,
+                (),
+                forwarder,
+                roster_file=inputs.get("roster"),
+                patients_file=inputs.get("patients"),
+            )
 
         self.normalizers = [NormalizeWorker(f"n{i}", normalizer) for i in range(workers)]
         self.detectors = [

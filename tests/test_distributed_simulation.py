@@ -40,6 +40,7 @@ from tests.distributed_sim import (
     round_robin_partitioner,
     scenario_bodies,
 )
+from tests.scenario_inputs import privacy_files, scenario_settings
 from tests.test_end_to_end import check_against_ground_truth
 
 SEED = 11
@@ -51,6 +52,7 @@ TRUSTED = {SIGNER.key_id: load_public_key(SIGNER.public_key_pem())}
 @dataclass(frozen=True)
 class Scenario:
     truth: dict[str, Any]
+    privacy: dict[str, Path]  # the roster and patient index files
     bodies: list[ScenarioBody]
     alerts: dict[str, Alert]  # the replay's, by AlertId
     records: int  # raw records the replay read
@@ -93,14 +95,16 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
         env.setenv("PHIWATCH_HOME", str(root / "home"))
         generate(root / "gen", seed=SEED, records=RECORDS)
         # The scenario's deployment settings (its sanctioned exporter, its public container).
-        params = json.loads((root / "gen" / "ground_truth.json").read_text())["detection_params"]
+        truth = json.loads((root / "gen" / "ground_truth.json").read_text())
+        privacy = privacy_files(root / "gen", truth)
         summary = replay(
-            [root / "gen" / "logs"], root / "replay", Settings(detection_params=params)
+            [root / "gen" / "logs"], root / "replay", scenario_settings(truth), **privacy
         )
     assert summary.problems == []
     lines = (root / "replay" / "events.jsonl").read_bytes().splitlines()
     return Scenario(
-        truth=json.loads((root / "gen" / "ground_truth.json").read_text()),
+        truth=truth,
+        privacy=privacy,
         bodies=scenario_bodies([root / "gen" / "logs"]),
         alerts={a.alert_id: a for a in summary.alerts},
         records=summary.counts.records,
@@ -145,6 +149,7 @@ def run(
         state_store=BlobStateStore(container),
         faults=faults,
         seed=partitions,
+        privacy=scenario.privacy,
         **kwargs,
     )
     return sim.run()
@@ -183,7 +188,7 @@ def moves(scenario: Scenario) -> tuple[Move, ...]:
 @pytest.fixture
 def settings(scenario: Scenario) -> Settings:
     """What the simulated hosts run with: the scenario's deployment settings, as the replay."""
-    return Settings(detection_params=scenario.truth.get("detection_params", {}))
+    return scenario_settings(scenario.truth)
 
 
 def assert_same_alerts(result: SimResult, scenario: Scenario) -> None:

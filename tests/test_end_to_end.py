@@ -14,6 +14,7 @@ from phiwatch.config import Settings
 from phiwatch.hosts.replay import replay
 from phiwatch.model import Alert
 from phiwatch.samplegen import generate
+from tests.scenario_inputs import privacy_files, scenario_settings
 
 REPO = Path(__file__).resolve().parent.parent
 SAMPLES = REPO / "samples"
@@ -35,6 +36,7 @@ def _matches(incident: dict, alert: Alert) -> bool:
         "audit-tampering",
         "anonymous-phi-read",
         "log-source-silent",
+        "curious-access",  # keyed by patient: the chart's service, at its time
     }:
         return alert.target_resource_id == incident["target_resource_id"]
     if incident["rule_id"] == "password-spray":  # the address; the accounts are victims
@@ -55,9 +57,14 @@ def check_against_ground_truth(truth: dict, alerts: list[Alert]) -> None:
 def test_generated_scenario_finds_every_incident_and_nothing_else(tmp_path, seed, records):
     generate(tmp_path / "gen", seed=seed, records=records)
     truth = json.loads((tmp_path / "gen" / "ground_truth.json").read_text())
-    # The scenario's deployment settings (its sanctioned FHIR exporter) come with it.
-    settings = Settings(detection_params=truth.get("detection_params", {}))
-    summary = replay([tmp_path / "gen" / "logs"], tmp_path / "out", settings)
+    # The scenario's deployment settings (its sanctioned FHIR exporter, its allow-listed
+    # integrations) and its privacy inputs come with it.
+    summary = replay(
+        [tmp_path / "gen" / "logs"],
+        tmp_path / "out",
+        scenario_settings(truth),
+        **privacy_files(tmp_path / "gen", truth),
+    )
     assert summary.counts.accounted
     assert summary.problems == []
     check_against_ground_truth(truth, summary.alerts)
@@ -75,6 +82,8 @@ def test_shipped_samples_are_the_documented_generation(tmp_path):
     assert shipped == fresh
     for name in shipped:
         assert (SAMPLES / name).read_bytes() == (tmp_path / name).read_bytes(), name
+    for name in privacy_files(SAMPLES, truth).values():  # the roster and the patient index
+        assert name.read_bytes() == (tmp_path / name.name).read_bytes(), name.name
     size = sum(p.stat().st_size for p in SAMPLES.rglob("*") if p.is_file())
     assert size < 5_000_000
 

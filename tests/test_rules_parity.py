@@ -18,7 +18,6 @@ from datetime import datetime, timedelta
 import pytest
 
 from detections import detection_classes
-from phiwatch.config import Settings
 from phiwatch.detect.grouping import actor_key, source_address_key
 from phiwatch.hosts.replay import replay
 from phiwatch.model import AccessEvent, Alert
@@ -26,6 +25,7 @@ from phiwatch.rules.engine import KqlEngine
 from phiwatch.rules.loader import RuleFile, discover, load_rule
 from phiwatch.rules.testing import with_parameters
 from phiwatch.samplegen import generate
+from tests.scenario_inputs import privacy_files, scenario_settings
 
 # Every streaming rule's twin over a generated day, window by window in the local engine:
 # minutes on a busy two-core machine, beyond the suite-wide 300 s per test.
@@ -47,8 +47,10 @@ def scenario(tmp_path_factory) -> tuple[dict, list[AccessEvent], list[Alert]]:
     root = tmp_path_factory.mktemp("parity")
     generate(root / "gen", seed=11, records=3_000)
     truth = json.loads((root / "gen" / "ground_truth.json").read_text(encoding="utf-8"))
-    settings = Settings(detection_params=scenario_params(truth))
-    summary = replay([root / "gen" / "logs"], root / "out", settings)
+    settings = scenario_settings(truth, detection_params=scenario_params(truth))
+    summary = replay(
+        [root / "gen" / "logs"], root / "out", settings, **privacy_files(root / "gen", truth)
+    )
     assert summary.problems == []
     events = [
         AccessEvent.model_validate_json(line)
