@@ -27,10 +27,15 @@ $(NODE_STAMP): package.json package-lock.json
 # (samples/ground_truth.json, detection_params).
 DEMO_PARAMS = --param 'fhir-bulk-export.export_allow=["8c7086b6-fc75-43b2-9437-99432c325393","c370744b-68e2-43ca-a411-bfd7cbb14663"]' \
 	--param 'anonymous-phi-read.public_containers=["stphi01/public-assets"]'
+# Its workforce roster and patient index (synthetic), and the EHR integrations allow-listed
+# for patient privacy (samples/ground_truth.json, privacy).
+DEMO_PRIVACY = --roster samples/roster.csv --patients samples/patients.csv.gz \
+	--allow-application 386837f8-d705-4e00-ba00-7295664072fd \
+	--allow-application 9872a949-75c2-4769-88fa-ba34488921a4
 
 demo: $(STAMP)
 	rm -rf out/demo
-	$(BIN)/phiwatch replay samples/logs --out out/demo $(DEMO_PARAMS)
+	$(BIN)/phiwatch replay samples/logs --out out/demo $(DEMO_PARAMS) $(DEMO_PRIVACY)
 	$(BIN)/phiwatch archive verify out/demo/archive
 
 test: $(STAMP) $(NODE_STAMP) check-infra lint-rules test-rules
