@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 from azure.core.credentials import AccessToken
+from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
 from typer.testing import CliRunner
 
@@ -451,3 +452,33 @@ def test_the_command_refuses_bad_usage(
     result = _cli(standin, monkeypatch, *args)
     assert result.exit_code == 2, result.output
     assert standin.requests == []
+
+
+class NoToken:
+    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        raise ClientAuthenticationError("no identity here\nsecond line of the chain")
+
+
+def test_no_token_is_an_access_error_naming_the_scope(standin: FhirStandIn, tmp_path: Path) -> None:
+    with pytest.raises(
+        FhirAccessDenied, match=r"no token for https://.*/\.default: no identity here$"
+    ):
+        sync_patients(standin.url, tmp_path / "p.csv", SERVICE, NoToken())
+    assert standin.requests == []
+
+
+def test_an_unreachable_service_is_retried_then_refused(tmp_path: Path) -> None:
+    server = FhirStandIn(tmp_path, [BARE], token=TOKEN).start()
+    url, ca_file = server.url, server.ca_file
+    server.stop()  # nothing listens on the port now
+    sleeps: list[float] = []
+    with pytest.raises(FhirSyncError, match="cannot reach the FHIR service"):
+        sync_patients(
+            url,
+            tmp_path / "p.csv",
+            SERVICE,
+            StaticToken(),
+            transport=RequestsTransport(connection_verify=ca_file),
+            sleep=sleeps.append,
+        )
+    assert len(sleeps) == MAX_ATTEMPTS - 1
