@@ -351,7 +351,7 @@ def _next_link(bundle: Mapping[str, Any]) -> str | None:
     return None
 
 
-def patients(reader: _Reader, first_url: str, report: SyncReport) -> Iterator[Mapping[str, Any]]:
+def _patients(reader: _Reader, first_url: str, report: SyncReport) -> Iterator[Mapping[str, Any]]:
     """Every Patient of the search, a page at a time."""
     url: str | None = first_url
     while url is not None:
@@ -400,7 +400,7 @@ def sync_patients(
         with _owner_only(partial) as handle:
             writer = csv.writer(handle, lineterminator="\n")
             writer.writerow(HEADER)
-            for resource in patients(reader, f"{base}/Patient?{query}", report):
+            for resource in _patients(reader, f"{base}/Patient?{query}", report):
                 row = patient_row(resource, service)
                 writer.writerow(row)
                 report.patients += 1
