@@ -1,0 +1,200 @@
+"""A local HTTPS stand-in for an Azure Health Data Services FHIR service's Patient search
+(tests only): `GET /Patient?_count=N&_elements=...`, as `phiwatch roster sync-patients` reads
+it.
+
+* TLS on 127.0.0.1, a random port, with the self-signed certificate of the Logs Ingestion
+  stand-in (clients trust `ca_file`), because a bearer token is only ever sent over https.
+* 401 with a `WWW-Authenticate: Bearer` challenge without `Authorization: Bearer <token>`.
+* A searchset Bundle of at most `_count` Patients (`max_count` caps it, as the service caps
+  it at 1000), with `_elements` applied (id, resourceType and meta always kept) and a `next`
+  link carrying an opaque continuation token (`ct`), as the service pages.
+* Fault injection: `fail_next(status, headers)` answers the next request with `status`.
+  Every request is recorded (path, query, Authorization header).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import ssl
+import threading
+from collections import deque
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from tests.logs_ingestion_standin import HOST, make_certificate
+
+_ALWAYS = frozenset({"resourceType", "id", "meta"})
+
+
+@dataclass(frozen=True)
+class SeenRequest:
+    path: str
+    query: dict[str, list[str]]
+    authorization: str | None
+    status: int
+
+
+class FhirStandIn:
+    def __init__(
+        self,
+        workdir: Path,
+        patients: list[dict[str, Any]],
+        *,
+        token: str = "standin-token",
+        max_count: int = 1000,
+    ) -> None:
+        self.patients = patients
+        self.token = token
+        self.max_count = max_count
+        self.requests: list[SeenRequest] = []
+        self.next_link_host: str | None = None  # set: next links point there instead
+        self._faults: deque[tuple[int, dict[str, str]]] = deque()
+        self._lock = threading.Lock()
+        self.cert_file, self.key_file = make_certificate(workdir)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    @property
+    def ca_file(self) -> str:
+        return str(self.cert_file)
+
+    @property
+    def url(self) -> str:
+        assert self._server is not None, "not started"
+        return f"https://{HOST}:{self._server.server_address[1]}"
+
+    def fail_next(self, status: int, headers: dict[str, str] | None = None) -> None:
+        with self._lock:
+            self._faults.append((status, dict(headers or {})))
+
+    def start(self) -> FhirStandIn:
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(self.cert_file, self.key_file)
+
+        class Server(ThreadingHTTPServer):
+            daemon_threads = True
+
+            def get_request(self):  # type: ignore[override]
+                sock, addr = super().get_request()
+                return context.wrap_socket(
+                    sock, server_side=True, do_handshake_on_connect=False
+                ), addr
+
+        self._server = Server((HOST, 0), _Handler)
+        self._server.standin = self  # type: ignore[attr-defined]
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fhir-standin",
+            daemon=True,
+        )
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    # ------------------------------------------------------------------ answers
+
+    def answer(
+        self, path: str, query: dict[str, list[str]], authorization: str | None
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        with self._lock:
+            fault = self._faults.popleft() if self._faults else None
+        status, headers, body = self._answer(path, query, authorization, fault)
+        with self._lock:
+            self.requests.append(SeenRequest(path, query, authorization, status))
+        return status, headers, body
+
+    def _answer(
+        self,
+        path: str,
+        query: dict[str, list[str]],
+        authorization: str | None,
+        fault: tuple[int, dict[str, str]] | None,
+    ) -> tuple[int, dict[str, str], dict[str, Any]]:
+        if authorization != f"Bearer {self.token}":
+            challenge = {"WWW-Authenticate": 'Bearer authorization_uri="https://login.invalid/"'}
+            return 401, challenge, _outcome("login", "Authentication failed.")
+        if fault is not None:
+            return fault[0], fault[1], _outcome("throttled", "scripted")
+        if path != "/Patient":
+            return 404, {}, _outcome("not-found", "unknown route")
+        count = min(int(query.get("_count", ["10"])[0]), self.max_count)
+        offset = _offset(query.get("ct", [None])[0])
+        elements = query.get("_elements", [None])[0]
+        page = self.patients[offset : offset + count]
+        bundle: dict[str, Any] = {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "link": [{"relation": "self", "url": self.url + path}],
+            "entry": [
+                {
+                    "fullUrl": f"{self.url}/Patient/{p.get('id')}",
+                    "resource": _subset(p, elements),
+                    "search": {"mode": "match"},
+                }
+                for p in page
+            ],
+        }
+        if offset + count < len(self.patients):
+            following = {k: v[0] for k, v in query.items() if k != "ct"}
+            following["ct"] = base64.urlsafe_b64encode(f"o:{offset + count}".encode()).decode()
+            host = self.next_link_host or self.url
+            bundle["link"].append(
+                {"relation": "next", "url": f"{host}/Patient?{urlencode(following)}"}
+            )
+        return 200, {}, bundle
+
+
+def _offset(ct: str | None) -> int:
+    if ct is None:
+        return 0
+    return int(base64.urlsafe_b64decode(ct.encode()).decode().removeprefix("o:"))
+
+
+def _subset(resource: dict[str, Any], elements: str | None) -> dict[str, Any]:
+    if not elements:
+        return resource
+    keep = _ALWAYS | {e.strip() for e in elements.split(",")}
+    return {k: v for k, v in resource.items() if k in keep}
+
+
+def _outcome(code: str, text: str) -> dict[str, Any]:
+    return {
+        "resourceType": "OperationOutcome",
+        "issue": [{"severity": "error", "code": code, "diagnostics": text}],
+    }
+
+
+class _Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server_version = "FhirStandIn/1"
+
+    def do_GET(self) -> None:
+        parts = urlsplit(self.path)
+        standin: FhirStandIn = self.server.standin  # type: ignore[attr-defined]
+        status, headers, body = standin.answer(
+            parts.path, parse_qs(parts.query), self.headers.get("Authorization")
+        )
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/fhir+json")
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # quiet: pytest shows stderr on failure, and the paths hold patient ids
