@@ -279,3 +279,18 @@ def test_ids_in_the_watchlists_are_the_pseudonymizer_s(pseudonymizer: Pseudonymi
     assert read(written.path)[0]["PatientRef"] == pseudonymizer.patient_ref(
         namespace_of(FHIR_ID), "p-self"
     )
+
+
+def test_a_list_too_large_for_raw_content_points_to_the_large_watchlist_path(
+    inputs, tmp_path, monkeypatch
+):
+    import phiwatch.commands.roster as command
+    import phiwatch.privacy.watchlists as lists
+
+    monkeypatch.setattr(lists, "RAW_CONTENT_MAX_BYTES", 500)
+    monkeypatch.setattr(command, "RAW_CONTENT_MAX_BYTES", 500)
+    result = watchlists("--roster", str(inputs[0]), "--out", str(tmp_path / "o"))
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "phiwatch-workforce: over 500 bytes: too large for rawContent" in text
+    assert "SAS URI" in text
