@@ -8,7 +8,8 @@
 // written by `normalize`, read by `detect`), each with consumer group `phiwatch`; the Flex Consumption Function App (Python 3.11, system-assigned
 // identity, identity-based connections only) with Application Insights and its own
 // diagnostic settings; the archive storage account (immutable `phiwatch-archive`, mutable
-// `phiwatch-outbox` and `phiwatch-state`); the host storage account; the Key Vault with the
+// `phiwatch-outbox` and `phiwatch-state`, the private `phiwatch-privacy` for the roster and
+// patient index); the host storage account; the Key Vault with the
 // archive signing key; the Azure Monitor alerts (modules/alerts.bicep); the Sentinel tables, DCR (and optional DCE), analytic rule and workbook
 // through infra/sentinel/main.bicep; and the role assignments (modules/roles.bicep). Then
 // route the monitored resources' logs to the diagnostics hub with infra/diagnostics.bicep.
@@ -132,6 +133,14 @@ param archiveStorageSku string = 'Standard_GRS'
 @description('Send read/write/delete logs of the archive container, and the vault AuditEvent log, to the operations workspace.')
 param auditPhiwatchResources bool = true
 
+// --- Privacy inputs (docs/privacy.md) -----------------------------------------------------------
+
+@description('Blob name of the workforce roster CSV in the phiwatch-privacy container (PHIWATCH_ROSTER_URL); empty: no roster, and the rules that need one stay off. Upload it with your own identity (Storage Blob Data Contributor on the container); the app only reads it.')
+param rosterBlobName string = ''
+
+@description('Blob name of the patient index CSV in the phiwatch-privacy container (PHIWATCH_PATIENTS_URL); empty: no index.')
+param patientsBlobName string = ''
+
 // --- Key Vault --------------------------------------------------------------------------------
 
 @description('Version of the pseudonymisation secret the app uses (32 hex characters, from `az keyvault secret set`; infra/README.md, "Keys"). The Key Vault reference is pinned to it, so a new secret version changes nothing until this is changed: rotation is this explicit step. Empty (first deployment): the app has no key and processes nothing until it is set. The template never writes the secret.')
@@ -198,6 +207,7 @@ var phiEventsConsumerGroupName = 'phiwatch'
 var archiveContainerName = 'phiwatch-archive'
 var outboxContainerName = 'phiwatch-outbox'
 var stateContainerName = 'phiwatch-state'
+var privacyContainerName = 'phiwatch-privacy'
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
   name: workspaceName
@@ -258,6 +268,7 @@ module archive 'modules/storage-archive.bicep' = {
     archiveContainerName: archiveContainerName
     outboxContainerName: outboxContainerName
     stateContainerName: stateContainerName
+    privacyContainerName: privacyContainerName
     immutabilityPeriodInDays: archiveImmutabilityDays
     immutabilityPolicyLocked: archiveImmutabilityLocked
     workspaceResourceId: auditPhiwatchResources ? operationsWorkspaceId : ''
@@ -304,6 +315,8 @@ module functionApp 'modules/functionapp.bicep' = {
     archiveUrl: archive.outputs.archiveUrl
     outboxUrl: archive.outputs.outboxUrl
     stateUrl: archive.outputs.stateUrl
+    rosterUrl: empty(rosterBlobName) ? '' : '${archive.outputs.privacyContainerUrl}/${rosterBlobName}'
+    patientsUrl: empty(patientsBlobName) ? '' : '${archive.outputs.privacyContainerUrl}/${patientsBlobName}'
     pseudonymKeyReference: keyVault.outputs.pseudonymKeyReference
     archiveImmutabilityLocked: archiveImmutabilityLocked
     signingKeyUrl: keyVault.outputs.signingKeyUrl
@@ -328,6 +341,7 @@ module roles 'modules/roles.bicep' = {
     archiveContainerName: archive.outputs.archiveContainerName
     outboxContainerName: archive.outputs.outboxContainerName
     stateContainerName: archive.outputs.stateContainerName
+    privacyContainerName: archive.outputs.privacyContainerName
     hostStorageAccountName: hostStorage.outputs.accountName
     keyVaultName: keyVault.outputs.name
     pseudonymSecretName: keyVault.outputs.pseudonymSecretName
@@ -371,6 +385,8 @@ output archiveStorageAccountName string = archive.outputs.accountName
 output archiveUrl string = archive.outputs.archiveUrl
 output outboxUrl string = archive.outputs.outboxUrl
 output stateUrl string = archive.outputs.stateUrl
+@description('Upload the roster and patient index here (the raw files; they never go to Sentinel).')
+output privacyContainerUrl string = archive.outputs.privacyContainerUrl
 output signingKeyUrl string = keyVault.outputs.signingKeyUrl
 @description('PHIWATCH_PSEUDONYM_KEY: the Key Vault reference pinned to pseudonymKeyVersion (empty until it is set).')
 output pseudonymKeyReference string = keyVault.outputs.pseudonymKeyReference

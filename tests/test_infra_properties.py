@@ -37,6 +37,7 @@ EVENT_HUBS_DATA_RECEIVER = "a638d3c7-ab3a-418d-83e6-5f17a39d4fde"
 EVENT_HUBS_DATA_SENDER = "2b629674-e913-4c01-ae53-ef4638d8f975"
 STORAGE_BLOB_DATA_CONTRIBUTOR = "ba92f5b4-2d11-453d-a403-e96b0029c9fe"
 STORAGE_BLOB_DATA_OWNER = "b7e6dc6d-f1e8-4753-8033-0f276bb0955b"
+STORAGE_BLOB_DATA_READER = "2a2b9908-6ea1-4ae2-8e65-a410df84e7d1"
 MONITORING_METRICS_PUBLISHER = "3913510d-42f4-4e42-8a64-420c390055eb"
 KEY_VAULT_CRYPTO_USER = "12338af0-0e69-4776-bea7-57ae8d297424"
 KEY_VAULT_SECRETS_USER = "4633458b-17de-408a-b874-0445c86b69e6"
@@ -384,6 +385,117 @@ def check_state_mutable(files: Files) -> None:
         module_call(files["main.bicep"], "archive"), "stateContainerName: stateContainerName"
     )
     assert re.search(r"^var stateContainerName = 'phiwatch-state'$", files["main.bicep"], re.M)
+
+
+def check_privacy_inputs(files: Files) -> None:
+    """The roster and patient index: a private, versioned container the app only reads, its
+    blobs named by PHIWATCH_ROSTER_URL / PHIWATCH_PATIENTS_URL, reached by identity."""
+    check_mutable_container(
+        files,
+        "privacyContainer",
+        "privacyContainerName",
+        "phiwatch-privacy",
+        "PHIWATCH_ROSTER_URL",
+        "an upload of a new roster is a new version of the same blob",
+    )
+    archive_only = {"modules/storage-archive.bicep": files["modules/storage-archive.bicep"]}
+    containers = resources(
+        archive_only, "Microsoft.Storage/storageAccounts/blobServices/containers"
+    )
+    container = next(c for c in containers if c.symbol == "privacyContainer")
+    assert container.prop("publicAccess") == "'None'", (
+        "the raw roster and patient index must never be readable anonymously"
+    )
+    service = one(
+        resources(archive_only, "Microsoft.Storage/storageAccounts/blobServices"), "blob service"
+    )
+    assert service.prop("isVersioningEnabled") == "true", (
+        "the blob source reloads on a new version id / ETag: versioning must be on"
+    )
+    on_privacy = [
+        r
+        for r in resources(files, "Microsoft.Authorization/roleAssignments")
+        if r.prop("scope") == "privacyContainer"
+    ]
+    assert [r.prop("roleDefinitionId") for r in on_privacy] == [
+        "subscriptionResourceId('Microsoft.Authorization/roleDefinitions', "
+        "roles.storageBlobDataReader)"
+    ], "the app's only role on the privacy container is Storage Blob Data Reader"
+    assert f"storageBlobDataReader: '{STORAGE_BLOB_DATA_READER}'" in files["modules/roles.bicep"]
+    settings = app_settings(files)
+    assert settings.get("PHIWATCH_ROSTER_URL") == "rosterUrl"
+    assert settings.get("PHIWATCH_PATIENTS_URL") == "patientsUrl"
+    assert {"roster_url", "patients_url"} <= set(Settings.model_fields)
+    module = files["modules/functionapp.bicep"]
+    assert param_default(module, "rosterUrl") == "''"
+    assert param_default(module, "patientsUrl") == "''"
+    call = module_call(files["main.bicep"], "functionApp")
+    for name, blob in (("rosterUrl", "rosterBlobName"), ("patientsUrl", "patientsBlobName")):
+        wiring = (
+            f"{name}: empty({blob}) ? '' : '${{archive.outputs.privacyContainerUrl}}/${{{blob}}}'"
+        )
+        assert has_line(call, wiring), (
+            f"main.bicep must point {name} into the privacy container (`{wiring}`): the "
+            "app's reader role covers that container only"
+        )
+        assert param_default(files["main.bicep"], blob) == "''"
+    assert has_line(
+        module_call(files["main.bicep"], "archive"), "privacyContainerName: privacyContainerName"
+    )
+    assert re.search(r"^var privacyContainerName = 'phiwatch-privacy'$", files["main.bicep"], re.M)
+
+
+def check_watchlists(files: Files) -> None:
+    """The pseudonymised watchlists: the aliases and search keys the exporter writes, the
+    content from secure parameters only, an optional module of the Sentinel template."""
+    from phiwatch.privacy import watchlists as exported
+
+    lists = {
+        r.symbol: r
+        for r in resources(
+            {"sentinel/watchlists.bicep": files["sentinel/watchlists.bicep"]},
+            "Microsoft.SecurityInsights/watchlists",
+        )
+    }
+    assert set(lists) == {"workforce", "patients"}
+    code = files["sentinel/watchlists.bicep"]
+    for symbol, alias, key, columns, content in (
+        (
+            "workforce",
+            exported.WORKFORCE,
+            exported.WORKFORCE_SEARCH_KEY,
+            exported.WORKFORCE_COLUMNS,
+            "workforceContent",
+        ),
+        (
+            "patients",
+            exported.PATIENTS,
+            exported.PATIENTS_SEARCH_KEY,
+            exported.PATIENTS_COLUMNS,
+            "patientsContent",
+        ),
+    ):
+        wl = lists[symbol]
+        assert wl.prop("name") == f"'{alias}'" and wl.prop("watchlistAlias") == f"'{alias}'"
+        assert key in columns
+        assert wl.prop("itemsSearchKey") == f"'{key}'", (
+            f"{alias}: itemsSearchKey must be {key}, the column `phiwatch roster watchlists` "
+            "writes for it"
+        )
+        assert wl.prop("contentType") == "'text/csv'"
+        assert wl.prop("rawContent") == content
+        assert wl.prop("scope") == "workspace"
+        assert wl.condition == f"!empty({content})"
+        assert re.search(rf"^@secure\(\)\nparam {content} string = ''$", code, re.M), (
+            f"{content} must be @secure(): deployment history must not keep the list"
+        )
+    main = strip_comments(files["sentinel/main.bicep"])
+    wired = r"^module watchlists 'watchlists.bicep' = if \(deployWatchlists\) \{"
+    assert re.search(wired, main, re.M), "sentinel/main.bicep: watchlists is an optional module"
+    assert param_default(files["sentinel/main.bicep"], "deployWatchlists") == "false"
+    readme = files["sentinel/README.md"]
+    for text in ("phiwatch roster watchlists", "3.8 MB", "SAS", "500 MB"):
+        assert text in readme, f"infra/sentinel/README.md must say {text!r} (Watchlists)"
 
 
 def check_network_documented(files: Files) -> None:
@@ -824,6 +936,13 @@ EXPECTED_ROLES = [
         "detect's state snapshots; the state container, not the account",
     ),
     (
+        STORAGE_BLOB_DATA_READER,
+        "Microsoft.Storage/storageAccounts/blobServices/containers",
+        "privacyContainerName",
+        "read the roster and patient index; that container, and read only: the app never "
+        "writes its own privacy inputs",
+    ),
+    (
         STORAGE_BLOB_DATA_OWNER,
         "Microsoft.Storage/storageAccounts",
         "hostStorageAccountName",
@@ -898,6 +1017,7 @@ def check_roles(files: Files) -> None:
         ("archiveContainer", "archiveBlobService"),
         ("outboxContainer", "archiveBlobService"),
         ("stateContainer", "archiveBlobService"),
+        ("privacyContainer", "archiveBlobService"),
     ):
         scope = scopes.get(symbol)
         assert scope and scope.prop("parent") == parent, (
@@ -917,6 +1037,7 @@ def check_roles(files: Files) -> None:
         "archiveContainerName: archive.outputs.archiveContainerName",
         "outboxContainerName: archive.outputs.outboxContainerName",
         "stateContainerName: archive.outputs.stateContainerName",
+        "privacyContainerName: archive.outputs.privacyContainerName",
         "hostStorageAccountName: hostStorage.outputs.accountName",
         "principalId: functionApp.outputs.principalId",
         "dcrName: dcrName",
@@ -953,6 +1074,7 @@ ROLE_NAMES = {
     EVENT_HUBS_DATA_SENDER: "Azure Event Hubs Data Sender",
     STORAGE_BLOB_DATA_CONTRIBUTOR: "Storage Blob Data Contributor",
     STORAGE_BLOB_DATA_OWNER: "Storage Blob Data Owner",
+    STORAGE_BLOB_DATA_READER: "Storage Blob Data Reader",
     MONITORING_METRICS_PUBLISHER: "Monitoring Metrics Publisher",
     KEY_VAULT_CRYPTO_USER: "Key Vault Crypto User",
     KEY_VAULT_SECRETS_USER: "Key Vault Secrets User",
@@ -963,6 +1085,7 @@ SCOPE_NAMES = {
     "archiveContainerName": "phiwatch-archive",
     "outboxContainerName": "phiwatch-outbox",
     "stateContainerName": "phiwatch-state",
+    "privacyContainerName": "phiwatch-privacy",
     "hostStorageAccountName": "host storage",
     "dcrName": "DCR",
     "appInsightsName": "Application Insights",
@@ -1215,6 +1338,8 @@ CHECKS: list[Callable[[Files], None]] = [
     check_archive_immutability,
     check_outbox_mutable,
     check_state_mutable,
+    check_privacy_inputs,
+    check_watchlists,
     check_network_documented,
     check_event_hubs,
     check_phi_events_hub,
@@ -1627,6 +1752,36 @@ MUTATIONS = [
         "main.bicep",
         "    hostStorageAccountName: hostStorage.outputs.accountName\n    keyVaultName",
         "    keyVaultName",
+    ),
+    (
+        check_privacy_inputs,
+        "modules/storage-archive.bicep",
+        "  name: privacyContainerName\n  properties: {\n    publicAccess: 'None'",
+        "  name: privacyContainerName\n  properties: {\n    publicAccess: 'Blob'",
+    ),
+    (
+        check_privacy_inputs,
+        "modules/roles.bicep",
+        "roles.storageBlobDataReader)\n    principalId",
+        "roles.storageBlobDataContributor)\n    principalId",
+    ),
+    (
+        check_privacy_inputs,
+        "modules/functionapp.bicep",
+        "'PHIWATCH_ROSTER_URL'",
+        "'PHIWATCH_ROSTER_URI'",
+    ),
+    (
+        check_watchlists,
+        "sentinel/watchlists.bicep",
+        "itemsSearchKey: 'PatientRef'",
+        "itemsSearchKey: 'PatientId'",
+    ),
+    (
+        check_watchlists,
+        "sentinel/watchlists.bicep",
+        "@secure()\nparam patientsContent",
+        "param patientsContent",
     ),
     (
         check_parseable_by_checkov,

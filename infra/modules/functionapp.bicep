@@ -74,6 +74,12 @@ param archiveUrl string
 @description('PHIWATCH_OUTBOX_URL: the mutable outbox container.')
 param outboxUrl string
 
+@description('PHIWATCH_ROSTER_URL: the workforce roster blob in the privacy container, or empty for none (docs/privacy.md).')
+param rosterUrl string = ''
+
+@description('PHIWATCH_PATIENTS_URL: the patient index blob in the privacy container, or empty for none.')
+param patientsUrl string = ''
+
 @description('PHIWATCH_PSEUDONYM_KEY: the Key Vault reference pinned to a secret version (keyvault.bicep output), or empty before the key is set.')
 param pseudonymKeyReference string
 
@@ -237,6 +243,16 @@ resource site 'Microsoft.Web/sites@2024-04-01' = {
         {
           name: 'PHIWATCH_OUTBOX_URL'
           value: outboxUrl
+        }
+        // The privacy inputs, read with the identity (Storage Blob Data Reader on their
+        // container); empty is unset: the rules that need an input stay off and say so.
+        {
+          name: 'PHIWATCH_ROSTER_URL'
+          value: rosterUrl
+        }
+        {
+          name: 'PHIWATCH_PATIENTS_URL'
+          value: patientsUrl
         }
         {
           name: 'PHIWATCH_PSEUDONYM_KEY'

@@ -10,6 +10,7 @@
 // | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-archive | create archive blobs; the narrowest built-in role that can create blobs. It could also overwrite and delete: the container's immutability policy, not RBAC, prevents that |
 // | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-outbox | write, read and delete outbox entries |
 // | Storage Blob Data Contributor (ba92f5b4-...-e96b0029c9fe)    | container phiwatch-state  | read and replace (etag-conditional) detect's per-partition state snapshots |
+// | Storage Blob Data Reader (2a2b9908-...-a410df84e7d1)         | container phiwatch-privacy | read the workforce roster and patient index blobs (PHIWATCH_ROSTER_URL, PHIWATCH_PATIENTS_URL): their properties (version id, ETag) and content; never write them |
 // | Storage Blob Data Owner (b7e6dc6d-...-0f276bb0955b)          | host storage account      | AzureWebJobsStorage and the Flex deployment package: the host creates its own containers (azure-webjobs-*), so it needs the account; this account holds nothing else |
 // | Monitoring Metrics Publisher (3913510d-...-420c390055eb)     | the DCR                   | upload to Sentinel through the Logs Ingestion API |
 // | Monitoring Metrics Publisher (3913510d-...-420c390055eb)     | Application Insights      | Entra ID-authenticated telemetry (local auth is disabled on the component) |
@@ -34,6 +35,8 @@ param archiveStorageAccountName string
 param archiveContainerName string
 param outboxContainerName string
 param stateContainerName string
+@description('The privacy inputs\' container (Storage Blob Data Reader is scoped to it).')
+param privacyContainerName string
 param hostStorageAccountName string
 param keyVaultName string
 @description('The archive signing key (Key Vault Crypto User is scoped to it).')
@@ -50,6 +53,7 @@ var roles = {
   eventHubsDataSender: '2b629674-e913-4c01-ae53-ef4638d8f975'
   storageBlobDataContributor: 'ba92f5b4-2d11-453d-a403-e96b0029c9fe'
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
+  storageBlobDataReader: '2a2b9908-6ea1-4ae2-8e65-a410df84e7d1'
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
   keyVaultCryptoUser: '12338af0-0e69-4776-bea7-57ae8d297424'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
@@ -95,6 +99,11 @@ resource outboxContainer 'Microsoft.Storage/storageAccounts/blobServices/contain
 resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
   parent: archiveBlobService
   name: stateContainerName
+}
+
+resource privacyContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' existing = {
+  parent: archiveBlobService
+  name: privacyContainerName
 }
 
 resource hostAccount 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
@@ -186,6 +195,17 @@ resource stateWriter 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
     principalId: principalId
     principalType: 'ServicePrincipal'
     description: 'phiwatch: keep detect state snapshots per phi-events partition'
+  }
+}
+
+resource privacyReader 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+  name: guid(privacyContainer.id, principalId, roles.storageBlobDataReader)
+  scope: privacyContainer
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.storageBlobDataReader)
+    principalId: principalId
+    principalType: 'ServicePrincipal'
+    description: 'phiwatch: read the workforce roster and patient index (read only)'
   }
 }
 

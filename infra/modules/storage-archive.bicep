@@ -15,6 +15,13 @@
 //   conditions (If-Match / If-None-Match) after every batch. phiwatch never creates this
 //   container. It must NOT be immutable either: WORM would refuse every replacement and stall
 //   detection.
+// - `phiwatch-privacy` (PHIWATCH_ROSTER_URL, PHIWATCH_PATIENTS_URL): the workforce roster and
+//   the patient index as uploaded (docs/privacy.md). The app only reads them (Storage Blob
+//   Data Reader on this container alone, roles.bicep): it checks each blob's version id and
+//   ETag and downloads a new version, so versioning (on for the account) is what makes an
+//   upload a reload. Mutable: an upload is a new version. These are the raw files, names and
+//   addresses included, so previous versions expire after `privacyVersionRetentionDays`; the
+//   pipeline holds only keyed tags of them, and Sentinel only the pseudonymised watchlists.
 //
 // Account: no anonymous access, no shared key (Entra ID only), TLS 1.2, HTTPS only, blob
 // versioning (required by version-level immutability), soft delete for blobs and
@@ -56,6 +63,9 @@ param outboxContainerName string = 'phiwatch-outbox'
 @description('State container (PHIWATCH_STATE_URL); mutable, replaced with etag conditions by the detect function.')
 param stateContainerName string = 'phiwatch-state'
 
+@description('Container of the privacy inputs (PHIWATCH_ROSTER_URL, PHIWATCH_PATIENTS_URL); read-only for the app.')
+param privacyContainerName string = 'phiwatch-privacy'
+
 @description('Days each archived blob version is protected from overwrite and delete (default 2190 = 6 years).')
 @minValue(1)
 @maxValue(146000)
@@ -76,6 +86,10 @@ param outboxVersionRetentionDays int = 7
 @description('Days before previous versions of state snapshots are deleted. Each batch replaces a partition\'s snapshot (a new version), and only the current one is ever read, so keep this short.')
 @minValue(1)
 param stateVersionRetentionDays int = 1
+
+@description('Days before previous versions of the privacy inputs are deleted: each upload of the roster or index makes a version, and the old ones still hold raw names and addresses.')
+@minValue(1)
+param privacyVersionRetentionDays int = 30
 
 @description('Resource id of the Log Analytics workspace that receives the archive access logs; empty = none.')
 param workspaceResourceId string = ''
@@ -177,6 +191,16 @@ resource stateContainer 'Microsoft.Storage/storageAccounts/blobServices/containe
   }
 }
 
+// Mutable on purpose: a new roster or index is uploaded as a new version of the same blob,
+// which is how the app sees that it changed. Private: no anonymous access, like the account.
+resource privacyContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {
+  parent: archiveBlobService
+  name: privacyContainerName
+  properties: {
+    publicAccess: 'None'
+  }
+}
+
 resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05-01' = {
   parent: archiveAccount
   name: 'default'
@@ -227,6 +251,28 @@ resource lifecycle 'Microsoft.Storage/storageAccounts/managementPolicies@2023-05
             }
           }
         }
+        {
+          name: 'privacy-delete-previous-versions'
+          enabled: true
+          type: 'Lifecycle'
+          definition: {
+            filters: {
+              blobTypes: [
+                'blockBlob'
+              ]
+              prefixMatch: [
+                '${privacyContainerName}/'
+              ]
+            }
+            actions: {
+              version: {
+                delete: {
+                  daysAfterCreationGreaterThan: privacyVersionRetentionDays
+                }
+              }
+            }
+          }
+        }
       ]
     }
   }
@@ -269,3 +315,6 @@ output archiveUrl string = '${archiveAccount.properties.primaryEndpoints.blob}${
 output outboxUrl string = '${archiveAccount.properties.primaryEndpoints.blob}${outboxContainer.name}'
 @description('PHIWATCH_STATE_URL')
 output stateUrl string = '${archiveAccount.properties.primaryEndpoints.blob}${stateContainer.name}'
+output privacyContainerName string = privacyContainer.name
+@description('The privacy inputs\' container; PHIWATCH_ROSTER_URL and PHIWATCH_PATIENTS_URL are blobs in it.')
+output privacyContainerUrl string = '${archiveAccount.properties.primaryEndpoints.blob}${privacyContainer.name}'

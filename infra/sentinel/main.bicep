@@ -1,5 +1,6 @@
 // phiwatch -> Microsoft Sentinel: custom tables, the Logs Ingestion DCR (with the Function
-// App's upload permission), the incident rule and the workbook.
+// App's upload permission), the incident rule, the workbook and, optionally, the
+// pseudonymised roster and patient index as watchlists (watchlists.bicep).
 //
 //   phiwatch schema --format bicep-json --out infra/generated/log-analytics-schema.json --check
 //   az deployment group create --resource-group <rg for the DCR> \
@@ -61,6 +62,17 @@ param onboardSentinel bool = false
 
 @description('Deploy the phiwatch workbook.')
 param deployWorkbook bool = true
+
+@description('Deploy the phiwatch-workforce and phiwatch-patients watchlists (watchlists.bicep) from the two content parameters.')
+param deployWatchlists bool = false
+
+@description('phiwatch-workforce.csv as `phiwatch roster watchlists` writes it (never the raw roster). Empty: that watchlist is left out.')
+@secure()
+param workforceWatchlistContent string = ''
+
+@description('phiwatch-patients.csv as `phiwatch roster watchlists` writes it (never the raw index). Empty: that watchlist is left out.')
+@secure()
+param patientsWatchlistContent string = ''
 
 resource workspace 'Microsoft.OperationalInsights/workspaces@2022-10-01' existing = {
   name: workspaceName
@@ -125,6 +137,20 @@ module workbook 'workbook.bicep' = if (deployWorkbook) {
   }
   dependsOn: [
     tables
+  ]
+}
+
+// After the rule module: it onboards Sentinel when asked, and a watchlist needs Sentinel.
+module watchlists 'watchlists.bicep' = if (deployWatchlists) {
+  name: 'phiwatch-watchlists'
+  scope: resourceGroup(workspaceResourceGroup)
+  params: {
+    workspaceName: workspaceName
+    workforceContent: workforceWatchlistContent
+    patientsContent: patientsWatchlistContent
+  }
+  dependsOn: [
+    rule
   ]
 }
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from phiwatch.privacy.csvrows import LoadReport
@@ -37,6 +38,19 @@ class LoadedDirectory:
 
     def patient(self, patient_ref: str) -> PatientFacts | None:
         return None if self.patients is None else self.patients.patient(patient_ref)
+
+    def iter_members(self) -> Iterator[Member]:
+        """The roster's members by object id (a stable order for an export); none without a
+        roster. Read-only: the members are frozen."""
+        if self.members is not None:
+            for oid in sorted(self.members):
+                yield self.members[oid]
+
+    def iter_patients(self) -> Iterator[tuple[str, PatientFacts]]:
+        """The index's patients as (PatientRef, facts), streamed in load order; none without
+        an index."""
+        if self.patients is not None:
+            yield from self.patients.rows()
 
     def patient_by_mrn(self, mrn: Tag) -> str | None:
         """The PatientRef of an MRN's tag (`Tagger.mrn`), for resolving a report."""

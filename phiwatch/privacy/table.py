@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 from array import array
+from collections.abc import Iterator
 
 from phiwatch.privacy.directory import PatientFacts, Tag
 
@@ -116,6 +117,13 @@ class PatientTable:
             return None
         row = self._mrn_row[entry]
         return f"pr_{self._hi[row]:016x}{self._lo[row]:016x}"
+
+    def rows(self) -> Iterator[tuple[str, PatientFacts]]:
+        """Every patient as (PatientRef, facts), in load order, one `PatientFacts` at a time:
+        what the watchlist export streams, so a two-million-row index is never copied."""
+        his, los = self._hi, self._lo
+        for row in range(len(his)):
+            yield f"pr_{his[row]:016x}{los[row]:016x}", self._facts(row)
 
     def add(
         self,
