@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.memory import peak_rss_mb, rss_mb
+from phiwatch.logs import configure_logging
 from phiwatch.privacy.files import FileDirectorySource
 from phiwatch.pseudonym import Pseudonymizer
 
@@ -109,6 +110,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--child", nargs=2, metavar=("ROSTER", "PATIENTS"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
+        # The load's log lines (counts only) go to stderr: stdout is the result.
+        configure_logging("INFO", stream=sys.stderr)
         print(json.dumps(load(Path(args.child[0]), Path(args.child[1]))))
         return
     with tempfile.TemporaryDirectory(prefix="phiwatch-privacy-") as tmp:
