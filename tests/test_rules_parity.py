@@ -19,7 +19,7 @@ import pytest
 
 from detections import detection_classes
 from phiwatch.config import Settings
-from phiwatch.detect.grouping import actor_key, source_address_key
+from phiwatch.detect.grouping import actor_key, patient_key, source_address_key
 from phiwatch.hosts.replay import replay
 from phiwatch.model import AccessEvent, Alert
 from phiwatch.rules.engine import KqlEngine
@@ -40,6 +40,20 @@ RESOURCE_RULES = {
 }
 # Keyed by the source address (the accounts tried are victims, not the actor).
 ADDRESS_RULES = {"password-spray"}
+# The patient-privacy rules read stamps from a roster and a patient index the scenario does
+# not have yet: quiet in both here (still compared), their parity is held on stamped events
+# by tests/test_rules_parity_privacy.py.
+UNSTAMPED_RULES = {
+    "self-record-access",
+    "family-record-access",
+    "coworker-record-access",
+    "neighbour-record-access",
+    "vip-record-access",
+    "terminated-user-access",
+    "curious-access",
+}
+# Keyed by the patient (the chart's many viewers are not one actor).
+PATIENT_RULES = {"curious-access"}
 
 
 @pytest.fixture(scope="module")
@@ -114,6 +128,8 @@ def streaming_keys(events: list[AccessEvent], alerts: list[Alert]) -> dict[str, 
     for alert in alerts:
         if alert.rule_id in RESOURCE_RULES:
             key = alert.target_resource_id or ""
+        elif alert.rule_id in PATIENT_RULES:
+            key = patient_key(by_uid[alert.evidence_event_uids[0]]) or ""
         elif alert.rule_id in ADDRESS_RULES:
             key = source_address_key(by_uid[alert.evidence_event_uids[0]]) or ""
         else:
@@ -164,7 +180,10 @@ def scheduled_keys(
                 if (now - start) % rule.template.frequency != timedelta(0):
                     continue
                 for row in prepared[rule_id].run(now).records():
-                    key = row["TargetResourceId"] if rule_id in RESOURCE_RULES else row["ActorKey"]
+                    if rule_id in RESOURCE_RULES:
+                        key = row["TargetResourceId"]
+                    else:
+                        key = row["PatientKey"] if rule_id in PATIENT_RULES else row["ActorKey"]
                     severity = row.get("Severity") or rule.template.severity
                     found[rule_id].setdefault(key, set()).add(severity)
     return found
@@ -175,8 +194,9 @@ def test_the_same_entities_alert_in_the_stream_and_in_the_kql_twins(scenario, tw
     stream = streaming_keys(events, alerts)
     scheduled = scheduled_keys(twins, events, scenario_params(truth))
     for rule_id in twins:
-        assert stream.get(rule_id), f"the scenario raises no {rule_id}: parity would be vacuous"
-        assert set(scheduled[rule_id]) == set(stream[rule_id]), rule_id
+        if rule_id not in UNSTAMPED_RULES:
+            assert stream.get(rule_id), f"the scenario raises no {rule_id}: parity is vacuous"
+        assert set(scheduled[rule_id]) == set(stream.get(rule_id, {})), rule_id
     # The look-alikes (50 patients exactly, failed reads, token challenges, a setting deleted
     # with its resource) are quiet in both.
     # A look-alike is quiet for the rule it resembles (its actor may act in another rule's
