@@ -144,8 +144,8 @@ def see(
     """Note the viewer; True when it is new in the 24 hours before `time` (only then can
     the count have grown)."""
     stale = [a for a, v in views.actors.items() if v[0] <= horizon - WINDOW]
-    for gone in stale:
-        del views.actors[gone]
+    for stale_actor in stale:
+        del views.actors[stale_actor]
     day = int(time // DAY)
     unexplained = event.access_explanation == "unexplained"
     viewer = views.actors.get(actor)
