@@ -27,6 +27,8 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 
+from phiwatch.privacy.fhir_sync import HEADER as PATIENT_INDEX_HEADER
+
 from . import catalog
 from .catalog import DOMAIN
 from .emitted import Emitted
@@ -51,17 +53,7 @@ ROSTER_COLUMNS = (
     "Status",
     "TerminationDate",
 )
-PATIENT_COLUMNS = (
-    "FhirService",
-    "PatientId",
-    "Mrn",
-    "Surname",
-    "Address",
-    "Postcode",
-    "EmployeeId",
-    "Restricted",
-    "CareTeamObjectIds",
-)
+PATIENT_COLUMNS = PATIENT_INDEX_HEADER  # as `roster sync-patients` writes it
 # Patients' surnames: common ones, so no ordinary patient's surname is rare in the index.
 PATIENT_SURNAMES = (
     *catalog.LAST_NAMES,
