@@ -55,6 +55,7 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scenario]:
             lines = (root / "replay" / "events.jsonl").read_bytes().splitlines()
             yield Scenario(
                 truth=json.loads((root / "gen" / "ground_truth.json").read_text()),
+                privacy={},  # the synthetic rules' scenario: replayed without privacy inputs
                 bodies=scenario_bodies([root / "gen" / "logs"]),
                 alerts={a.alert_id: a for a in summary.alerts},
                 records=summary.counts.records,
