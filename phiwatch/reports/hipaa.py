@@ -19,6 +19,7 @@ import csv
 import io
 import itertools
 import re
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -33,7 +34,7 @@ from detections.log_source_silent import FLOORS, resource_of
 from phiwatch.archive.archive import decode_lines
 from phiwatch.archive.blob_store import BlobStore
 from phiwatch.archive.signer import PublicKey
-from phiwatch.archive.store import ObjectStore
+from phiwatch.archive.store import ObjectMissing, ObjectStore
 from phiwatch.archive.verify import verify_archive
 from phiwatch.config import Settings
 from phiwatch.sources import activity
@@ -245,6 +246,7 @@ class HipaaReport:
     volume: dict[datetime, int]  # events per hour (or per day over long periods)
     volume_step: timedelta
     controls: list[Control] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # objects the report could not read
 
     @property
     def gaps(self) -> list[tuple[SourceCoverage, Gap]]:
@@ -261,7 +263,11 @@ _HOUR = re.compile(r"^(?:events|deadletter|alerts)/(\d{4})/(\d\d)/(\d\d)/(\d\d)/
 
 
 def _objects(
-    store: ObjectStore, kind: str, since: datetime | None, until: datetime | None
+    store: ObjectStore,
+    kind: str,
+    since: datetime | None,
+    until: datetime | None,
+    unreadable: list[str],
 ) -> Iterator[list[bytes]]:
     """The lines of every `kind` object whose hour folder can hold records of the period."""
     low = since.replace(minute=0, second=0, microsecond=0) if since else None
@@ -277,7 +283,23 @@ def _objects(
                 (low is not None and folder < low) or (until is not None and folder > until)
             ):
                 continue
-        yield decode_lines(store.get(name))
+        try:
+            lines = decode_lines(store.get(name))
+        except (ObjectMissing, OSError, EOFError, zlib.error, ValueError):
+            # Altered or truncated: verify names it among the problems; the report reads on.
+            unreadable.append(name)
+            continue
+        yield lines
+
+
+def _records(lines: list[bytes]) -> Iterator[dict[str, Any]]:
+    for line in lines:
+        try:
+            record = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            continue  # a line that is no JSON fails verify; it is no record here
+        if isinstance(record, dict):
+            yield record
 
 
 def _time(value: Any) -> datetime | None:
@@ -365,9 +387,9 @@ def build_report(
     first: datetime | None = None
     last: datetime | None = None
     events = 0
-    for lines in _objects(store, "events", since, until):
-        for line in lines:
-            event = orjson.loads(line)
+    unreadable: list[str] = []
+    for lines in _objects(store, "events", since, until, unreadable):
+        for event in _records(lines):
             time = _time(event.get("TimeGenerated"))
             if time is None or not _in(time, since, until):
                 continue
@@ -438,10 +460,11 @@ def build_report(
         integrity=_integrity(store, trusted, since, until),
         retention=retention_of(store, settings),
         detections=detections_on(settings),
-        alerts=_alerts(store, since, until),
-        dead_letters=_dead_letters(store, since, until),
+        alerts=_alerts(store, since, until, unreadable),
+        dead_letters=_dead_letters(store, since, until, unreadable),
         volume={},
         volume_step=timedelta(hours=1),
+        unreadable=unreadable,
     )
     report.volume, report.volume_step = _volume(volume_hours)
     report.controls = controls_of(report)
@@ -565,12 +588,13 @@ def detections_on(settings: Settings) -> list[DetectionOn]:
     return found
 
 
-def _alerts(store: ObjectStore, since: datetime | None, until: datetime | None) -> list[RuleAlerts]:
+def _alerts(
+    store: ObjectStore, since: datetime | None, until: datetime | None, unreadable: list[str]
+) -> list[RuleAlerts]:
     # An alert is archived again when it is enriched: the last version of each AlertId counts.
     latest: dict[str, dict[str, Any]] = {}
-    for lines in _objects(store, "alerts", since, until):
-        for line in lines:
-            alert = orjson.loads(line)
+    for lines in _objects(store, "alerts", since, until, unreadable):
+        for alert in _records(lines):
             time = _time(alert.get("FirstEventTime"))
             if time is not None and _in(time, since, until):
                 latest[str(alert.get("AlertId"))] = alert
@@ -592,14 +616,14 @@ def _alerts(store: ObjectStore, since: datetime | None, until: datetime | None) 
 
 
 def _dead_letters(
-    store: ObjectStore, since: datetime | None, until: datetime | None
+    store: ObjectStore, since: datetime | None, until: datetime | None, unreadable: list[str]
 ) -> dict[str, int]:
     # Dead-letters have no event time (many have none to read): the hour folder they were
     # archived under is their time, as `_objects` selects them.
     reasons: Counter[str] = Counter()
-    for lines in _objects(store, "deadletter", since, until):
-        for line in lines:
-            reasons[str(orjson.loads(line).get("ReasonCode") or "unknown")] += 1
+    for lines in _objects(store, "deadletter", since, until, unreadable):
+        for dead in _records(lines):
+            reasons[str(dead.get("ReasonCode") or "unknown")] += 1
     return dict(reasons.most_common())
 
 

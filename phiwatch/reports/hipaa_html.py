@@ -342,6 +342,12 @@ def render(report: HipaaReport) -> str:
         + "</p>"
         + (f"<ul>{problems}</ul>" if problems else "")
         + (f"<p>{more} more: run <code>phiwatch archive verify</code>.</p>" if more > 0 else "")
+        + (
+            f"<p><b>{len(report.unreadable)}</b> object(s) could not be read and are left out "
+            "of this report's counts.</p>"
+            if report.unreadable
+            else ""
+        )
     )
     body["retention"] = (
         f"<p>State: <b>{escape(report.retention.state)}</b></p><ul>"
