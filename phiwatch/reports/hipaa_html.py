@@ -72,7 +72,7 @@ def _short(resource: str) -> str:
         names = parts[at + 3 :: 2]
         if names:
             return "/".join(names)
-        return f"{parts[0].rstrip('s')} {parts[1][:8]}… {'/'.join(parts[at + 1 :])}"
+        return f"{parts[0].rstrip('s')} {parts[1][:8]}…"  # a tenant's Entra logs
     if len(parts) >= 2:
         return f"{parts[0].rstrip('s')} {parts[1][:8]}…"
     return resource
