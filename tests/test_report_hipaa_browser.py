@@ -202,6 +202,7 @@ def test_the_page_renders_every_section(dom):
                      "164.308(a)(5)(ii)(C)", "164.316(b)(2)"):  # fmt: skip
         assert f"<b>{citation}</b>" in html
     assert "kv-never" in html and "nothing sent" in html
+    assert "@" not in html  # no user (the alerts' titles name them; the page shows counts)
 
 
 def test_the_charts_are_in_the_dom_with_a_size(dom):
