@@ -139,8 +139,10 @@ def parse_inventory(text: str, where: str = "inventory") -> list[InventoryEntry]
 
 @dataclass(frozen=True, slots=True)
 class Gap:
-    start: datetime  # the last record before the silence
-    end: datetime  # the first record after it, or the period's end when it still runs
+    # To the minute (silences are computed from active minutes): the last record before the
+    # silence, and the first after it or the period's end when it still runs.
+    start: datetime
+    end: datetime
     ongoing: bool = False
 
     @property
@@ -328,10 +330,6 @@ def source_key(product: str, target: str | None, category: str) -> tuple[str, st
     return resource_of(target), category
 
 
-def floor_minutes(category: str, floors: Mapping[str, float]) -> float:
-    return float(floors.get(category, DEFAULT_FLOOR_MINUTES))
-
-
 def gaps_of(
     minutes: Iterable[int], floor: float, end_minute: int | None
 ) -> list[tuple[int, int, bool]]:
@@ -416,8 +414,9 @@ def build_report(
     end_minute = int(end.timestamp() // MINUTE) if end else None
     sources: list[SourceCoverage] = []
     for (resource, category), tally in sorted(per_source.items()):
+        if tally.first is None or tally.last is None:
+            continue  # never: a tally exists once a record was added
         floor = floors.get(category, default_floor)
-        assert tally.first is not None and tally.last is not None
         sources.append(
             SourceCoverage(
                 resource=resource,
