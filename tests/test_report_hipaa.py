@@ -29,6 +29,8 @@ from phiwatch.reports.hipaa import (
     retention_of,
 )
 from phiwatch.reports.hipaa_html import SECTIONS, render
+from phiwatch.wiring import build_pipeline
+from tests.harness import CollectingSink, batches_of
 from tests.records import FHIR_ID, KV_ID, SUB, T0, fhir, keyvault
 
 runner = CliRunner()
@@ -280,3 +282,30 @@ def test_the_command_refuses_a_bad_time(archive, tmp_path):
         ],
     )
     assert result.exit_code == 2
+
+
+def test_the_command_on_a_blob_container_reads_its_immutability(azurite, blob_container, tmp_path):
+    store = BlobStore(blob_container, require_immutability=False)
+    pipeline = build_pipeline(Settings(), store, [CollectingSink()])
+    for batch in batches_of(input_records(), per_body=10, bodies_per_batch=3):
+        pipeline.process(batch)
+    pipeline.finish()
+    page = tmp_path / "blob.html"
+    result = runner.invoke(
+        app,
+        [
+            "report",
+            "hipaa",
+            "--archive",
+            blob_container.container_name,
+            "--connection-string",
+            azurite.connection_string,
+            "--out",
+            str(page),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "archive verified" in result.output
+    # Azurite has no immutability: the retention control is not met, and the page says why.
+    assert "164.316(b)(2): not met" in result.output
+    assert "Version-level immutability (WORM): off." in page.read_text()
