@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: demo test lint format install clean bench check-infra lint-rules test-rules
+.PHONY: demo test lint format install clean bench check-infra lint-rules test-rules chromium
 
 install: $(STAMP)
 
@@ -38,11 +38,18 @@ demo: $(STAMP)
 	$(BIN)/phiwatch replay samples/logs --out out/demo $(DEMO_PARAMS) $(DEMO_PRIVACY)
 	$(BIN)/phiwatch archive verify out/demo/archive
 
-test: $(STAMP) $(NODE_STAMP) check-infra lint-rules test-rules
+test: $(STAMP) $(NODE_STAMP) chromium check-infra lint-rules test-rules
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
+
+# Headless Chromium from Debian's packages for the HIPAA report's browser test
+# (tests/test_report_hipaa_browser.py). Idempotent: installs only when `chromium` is missing
+# (the CI runs as root with apt; elsewhere, install it once yourself or the test skips).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
 # The KQL rules in kql/ (kql/README.md): the schema file is current, every rule passes
 # Sentinel's template constraints and Kusto.Language, and every rule passes its cases.
