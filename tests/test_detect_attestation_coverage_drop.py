@@ -16,6 +16,8 @@ from phiwatch.detect.alert_book import alert_id
 from phiwatch.detect.testing import RuleHarness, access
 from phiwatch.model import AccessEvent, EventType
 from phiwatch.sources import activity
+from tests import records
+from tests.harness import run
 
 RULE = "attestation-coverage-drop"
 DAY = "2026-03-02"
@@ -28,6 +30,12 @@ DB = f"{SERVER}/databases/ehr"
 FAR = f"{OTHER_SUB}/microsoft.keyvault/vaults/kv-far"
 ADMIN = "mallory.admin@contoso-health.example"
 ALL = [*ACCOUNTS, VAULT, DB, FAR]
+# The full-pipeline records' account and vault, with a third resource beside them.
+PIPELINE_ESTATE = [
+    (records.STORAGE_ID, "storage"),
+    (records.KV_ID, "keyvault"),
+    (records.STORAGE_ID.rsplit("/", 1)[0] + "/stother", "storage"),
+]
 
 
 def inventory(tmp_path: Path, *, vault_public: bool = False) -> str:
@@ -227,3 +235,82 @@ def test_parameters_are_checked(tmp_path: Path) -> None:
     bad.write_text("ResourceId,Kind\nnot-an-id,fhir\n", encoding="utf-8")
     with pytest.raises(RegistryError, match="row 1: ResourceId"):
         RuleHarness(RULE, {"inventory": str(bad)})
+
+
+def test_an_open_sql_firewall_rule_and_its_deletion(tmp_path: Path) -> None:
+    rule = harness(tmp_path)
+    firewall = f"{SERVER}/firewallrules/everyone"
+    open_rule = {"startIpAddress": "0.0.0.0", "endIpAddress": "255.255.255.255"}
+    sub_type = "microsoft.sql/servers/firewallrules"
+    rule.feed(change("10:00:00", firewall, open_rule, sub_type=sub_type))
+    rule.feed(change("10:10:00", firewall, None, sub_type=sub_type, event_type="Delete"))
+    rule.feed(change("10:20:00", firewall, open_rule, sub_type=sub_type))  # a new episode
+    rule.finish()
+    assert [a.reasons[2] for a in rule.alerts] == [f"Resources: {DB.lower()}."] * 2
+
+
+def test_a_public_container_is_its_accounts_exposure(tmp_path: Path) -> None:
+    rule = harness(tmp_path)
+    container = f"{ACCOUNTS[4]}/blobservices/default/containers/lab-results"
+    sub_type = "microsoft.storage/storageaccounts/blobservices/containers"
+    rule.feed(change("10:00:00", container, {"publicAccess": "Blob"}, sub_type=sub_type))
+    rule.finish()
+    (alert,) = rule.alerts
+    assert alert.reasons[2] == f"Resources: {ACCOUNTS[4].lower()}."
+
+
+def test_the_archive_immutability_policy_deleted(tmp_path: Path) -> None:
+    archive = f"{SUB}/microsoft.storage/storageaccounts/stphiarchive"
+    path = tmp_path / "inventory.json"
+    row = {
+        "ResourceId": archive,
+        "Kind": "storage",
+        "Archive": True,
+        "PublicNetworkAccess": "Disabled",
+        "CustomerManagedKey": True,
+        "PrivateEndpoint": True,
+        "ImmutabilityLocked": True,
+    }
+    path.write_text(json.dumps([row]), encoding="utf-8")
+    rule = RuleHarness(RULE, {"inventory": str(path)})
+    policy = f"{archive}/blobservices/default/containers/audit/immutabilitypolicies/default"
+    sub_type = "microsoft.storage/storageaccounts/blobservices/containers/immutabilitypolicies"
+    rule.feed(change("10:00:00", policy, None, sub_type=sub_type, event_type="Delete"))
+    rule.finish()
+    # Both integrity controls rest on the lock: one alert each, High (0 of 1).
+    assert sorted(a.title for a in rule.alerts) == [
+        "HIPAA 164.312(c)(1) coverage fell to 0.0% (stphiarchive)",
+        "HIPAA 164.312(c)(2) coverage fell to 0.0% (stphiarchive)",
+    ]
+    assert {a.severity for a in rule.alerts} == {"High"}
+
+
+# ---------------------------------------------------------------- full pipeline
+
+
+def test_from_raw_activity_records(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.csv"
+    rows = [",".join(COLUMNS)]
+    rows += [f"{rid},{kind},,,Disabled,,true,,true" for rid, kind in PIPELINE_ESTATE]
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    opened = {"properties": {"publicNetworkAccess": "Enabled"}}
+    write = "MICROSOFT.STORAGE/STORAGEACCOUNTS/WRITE"
+    start = records.activity(
+        0,
+        operation=write,
+        resource_id=records.STORAGE_ID,
+        result="Start",
+        request_body=json.dumps(opened),
+    )
+    done = records.activity(5, operation=write, resource_id=records.STORAGE_ID)
+    start["correlationId"] = done["correlationId"] = "c1"
+    deleted = records.activity(60)  # the vault's diagnostic setting deleted
+    params = {RULE: {"inventory": str(path)}}
+    alerts = run([start, done, deleted], tmp_path, per_body=1, bodies_per_batch=1, params=params)
+    mine = sorted((a for a in alerts.alerts.values() if a.rule_id == RULE), key=lambda a: a.title)
+    assert [a.title.split(" coverage")[0] for a in mine] == [
+        "HIPAA 164.312(b)",
+        "HIPAA 164.312(e)(1)",
+    ]
+    assert mine[1].target_resource_id == records.STORAGE_ID.lower()
+    assert mine[0].severity == "High"  # 2 of 3 log: 66.7%, below 0.8
