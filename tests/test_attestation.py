@@ -3,6 +3,10 @@ diagnostics check from the logs, and the coverage per HIPAA control with failing
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
+from phiwatch.archive.archive import encode_lines, object_name
+from phiwatch.archive.store import LocalStore
 from phiwatch.attest.attestation import (
     CONTROLS,
     ControlCoverage,
@@ -10,6 +14,7 @@ from phiwatch.attest.attestation import (
     attest,
     coverage_by_control,
     initial_state,
+    logging_from_archive,
     logging_resources,
     owner_of,
 )
@@ -130,3 +135,19 @@ def test_owner_is_the_nearest_inventory_ancestor() -> None:
     assert owner_of(f"{DATA}/blobservices/default/containers/x", ids) == ids[1]
     assert owner_of(DATA.upper(), ids) == DATA
     assert owner_of(f"{DATA}2", ids) is None  # a name prefix is not a parent
+
+
+def test_diagnostics_from_the_archived_events_of_the_period(tmp_path) -> None:
+    inventory = estate()
+    store = LocalStore(tmp_path / "archive")
+    read = access("2026-03-02 10:00:00+00:00", product=fhir.PRODUCT, target=FHIR)
+    control = access("2026-03-02 10:00:01+00:00", product=activity.PRODUCT, target=DATA)
+    late = access("2026-03-02 12:00:00+00:00", product=storage.PRODUCT, target=VAULT)
+    lines = [e.model_dump_json(by_alias=True).encode() for e in (read, control)]
+    hour = datetime(2026, 3, 2, 10, tzinfo=UTC)
+    store.put_if_absent(object_name("events", hour, "b1"), encode_lines(lines))
+    later = [late.model_dump_json(by_alias=True).encode()]
+    store.put_if_absent(object_name("events", hour.replace(hour=12), "b2"), encode_lines(later))
+    until = hour + timedelta(hours=2)  # 10:00 to 12:00: the 12:00 object is outside
+    assert logging_from_archive(store, inventory, hour, until) == {FHIR}
+    assert logging_from_archive(store, inventory, hour, until + timedelta(hours=1)) == {FHIR, VAULT}

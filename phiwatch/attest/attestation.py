@@ -31,12 +31,17 @@ separate coverage figure, so one diagnostics change never counts twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import json
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Literal
 
+from phiwatch.archive.archive import decode_lines
+from phiwatch.archive.store import ObjectStore
 from phiwatch.attest.inventory import Inventory, PhiResource
 from phiwatch.model import AccessEvent
+from phiwatch.sources import activity
 
 Check = Literal[
     "diagnostics",
@@ -117,15 +122,42 @@ def logging_resources(events: Iterable[AccessEvent], inventory: Inventory) -> se
     """The inventory resources that logged: an event targets them or a child of them.
     Activity Log events are left out: the control plane logs even when the resource's
     own diagnostics are off."""
-    from phiwatch.sources import activity  # noqa: PLC0415 - keeps this module's imports light
+    return _owners(
+        (
+            event.target_resource_id
+            for event in events
+            if event.event_product != activity.PRODUCT and event.target_resource_id
+        ),
+        inventory,
+    )
 
+
+def archived_targets(store: ObjectStore, since: datetime, until: datetime) -> Iterator[str]:
+    """The data-plane targets of the archive's events objects of the hours in
+    [since, until): read as plain JSON, only the two fields the check needs."""
+    hour = since.replace(minute=0, second=0, microsecond=0)
+    while hour < until:
+        for name in store.list(f"events/{hour:%Y/%m/%d/%H}/"):
+            for line in decode_lines(store.get(name)):
+                row = json.loads(line)
+                target = row.get("TargetResourceId")
+                if target and row.get("EventProduct") != activity.PRODUCT:
+                    yield target
+        hour += timedelta(hours=1)
+
+
+def logging_from_archive(
+    store: ObjectStore, inventory: Inventory, since: datetime, until: datetime
+) -> set[str]:
+    """`logging_resources` over the events phiwatch archived in the period: a resource
+    whose logs reached phiwatch has events there."""
+    return _owners(archived_targets(store, since, until), inventory)
+
+
+def _owners(targets: Iterable[str], inventory: Inventory) -> set[str]:
     ids = [r.resource_id for r in inventory]
     seen: set[str] = set()
-    targets: set[str] = set()
-    for event in events:
-        if event.event_product != activity.PRODUCT and event.target_resource_id:
-            targets.add(event.target_resource_id.lower())
-    for target in targets:
+    for target in {t.lower() for t in targets}:
         owner = owner_of(target, ids)
         if owner is not None:
             seen.add(owner)
