@@ -339,7 +339,11 @@ class AttestationCoverageDrop(Detection[CoverageParams]):
         subscription = _subscription(updates[0][0])
         before = estate.coverage(subscription, state.seen)
         for rid, aspect, value in updates:
-            state.seen[f"{rid}|{aspect}"] = value
+            if aspect.startswith("firewall-open:") and not value:
+                # A closed or deleted rule is the same as none: keep only open ones.
+                state.seen.pop(f"{rid}|{aspect}", None)
+            else:
+                state.seen[f"{rid}|{aspect}"] = value
         after = estate.coverage(subscription, state.seen)
         for control, old, new in zip(CONTROLS, before, after, strict=True):
             key = f"{subscription}|{control.control_id}"
