@@ -38,6 +38,14 @@ RESOURCE_RULES = {
     "anonymous-phi-read",
     "log-source-silent",
 }
+# Streaming rules without a KQL twin, and why.
+NO_TWIN = {
+    # Its state is the PHI inventory file seeded into the stream plus every Activity change
+    # since; a scheduled query over PhiAccessEvents_CL has no inventory (a watchlist would
+    # be a second copy to keep in step) and no start-up baseline, so a twin could only
+    # count changes, not coverage. The HIPAA report computes coverage from the archive.
+    "attestation-coverage-drop",
+}
 # Keyed by the source address (the accounts tried are victims, not the actor).
 ADDRESS_RULES = {"password-spray"}
 # Keyed by the patient (the chart's many viewers are not one actor).
@@ -83,7 +91,7 @@ def lookalike_params(truth: dict) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def twins(scenario) -> dict[str, RuleFile]:
-    detections = {cls.rule_id for cls in detection_classes()}
+    detections = {cls.rule_id for cls in detection_classes()} - NO_TWIN
     params = lookalike_params(scenario[0])
     found: dict[str, RuleFile] = {}
     for rule in (load_rule(path) for path in discover()):
@@ -101,7 +109,8 @@ def twins(scenario) -> dict[str, RuleFile]:
 
 def test_every_streaming_detection_has_a_kql_twin(twins):
     detections = {cls.rule_id: cls for cls in detection_classes()}
-    assert set(twins) == set(detections)  # every detection has one
+    assert set(twins) == set(detections) - NO_TWIN  # every other detection has one
+    assert set(detections) >= NO_TWIN  # an exemption of a rule that is gone is stale
     for rule_id, rule in twins.items():
         cls = detections[rule_id]
         assert set(rule.template.tactics) == set(cls.tactics), rule_id
