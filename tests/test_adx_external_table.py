@@ -4,7 +4,8 @@
 (`archive.object_name`), checked on a real archive a replay wrote; (b) the events and alerts
 columns are the models' wire names and types (`phiwatch schema`'s source), and every key of
 every archived line is a declared column, so nothing in the archive is invisible to ADX; (c) the
-connection strings carry an authentication method and no secret.
+connection strings carry an authentication method and no secret; (d) Kusto.Language parses the
+commands and analyses the sample query against the table's columns.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import pytest
 from phiwatch.archive.archive import object_name
 from phiwatch.config import Settings
 from phiwatch.hosts.replay import replay
+from phiwatch.rules.kql_check import analyze
 from phiwatch.schema.tables import TABLES, archive_columns, by_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -185,3 +187,36 @@ def test_the_sample_query_filters_on_the_partition_first():
     steps = [line for line in sample.splitlines() if line.startswith("| where")]
     assert "ArchiveHour between" in steps[0]
     assert any("PatientRef == patient" in s for s in steps)
+
+
+def _commands_and_sample() -> tuple[dict[str, str], str]:
+    text = DEFINITION.read_text(encoding="utf-8")
+    commands = {
+        match["name"]: text[match.start() : match.end()].strip()
+        for match in _TABLE.finditer(text + "\n\n")
+    }
+    return commands, text[text.index('let patient = "<PatientRef>";') :]
+
+
+def test_the_commands_and_the_sample_query_parse_with_kusto_language(tables):
+    """Kusto.Language (as `rules lint` runs it) parses the control commands; the sample query is
+    analysed against exactly the external table's columns (a datatable in its place)."""
+    commands, sample = _commands_and_sample()
+    events = tables["PhiArchiveEvents"]
+    columns = ", ".join(f"{n}: {t}" for n, t in events["columns"])  # type: ignore[union-attr]
+    as_table = f"datatable({columns}, ArchiveHour: datetime) []"
+    queries = {
+        **commands,
+        "sample": sample.replace('external_table("PhiArchiveEvents")', as_table),
+        "broken-command": commands["PhiArchiveRaw"].replace("kind = storage", "kind = stor age"),
+        "broken-sample": sample.replace("PatientRef ==", "PatientRefs ==").replace(
+            'external_table("PhiArchiveEvents")', as_table
+        ),
+    }
+    analyses = analyze(queries)
+    found = {
+        name: [f"{d.code} {d.message}" for d in a.diagnostics if d.severity in ("Error", "Warning")]
+        for name, a in analyses.items()
+    }
+    assert found.pop("broken-command") and found.pop("broken-sample")
+    assert {name: problems for name, problems in found.items() if problems} == {}
