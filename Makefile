@@ -44,8 +44,9 @@ test: $(STAMP) $(NODE_STAMP) check-infra lint-rules test-rules
 	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest
 
-# The KQL rules in kql/ (kql/README.md): the schema file is current, every rule passes
-# Sentinel's template constraints and Kusto.Language, and every rule passes its cases.
+# The KQL rules in kql/ and hunting queries in kql/hunting/ (kql/README.md): the schema file is
+# current, every rule and query passes Sentinel's template constraints and Kusto.Language, and
+# its cases.
 lint-rules: $(STAMP) $(NODE_STAMP)
 	$(BIN)/phiwatch rules schema --check
 	$(BIN)/phiwatch rules lint
