@@ -72,12 +72,12 @@ def test_the_cli_lints_and_tests_hunting_queries_by_default_and_by_name():
     tested = runner.invoke(app, ["rules", "test", PATIENT, COVERAGE])
     assert tested.exit_code == 0, tested.output
     assert "PASS         fires-every-access-to-the-patient (positive)" in tested.output
-    assert "2 rule(s): 4 pass" in tested.output
+    assert "2 rule(s): 5 pass" in tested.output
 
 
 def test_a_column_typo_is_a_lint_error_at_its_line(tmp_path):
     query = copy_hunting(tmp_path, PATIENT, cases=False)
-    line = edit(query, "| where PatientRef == patient", "| where PatientRefs == patient")
+    line = edit(query, "and PatientRef == patient", "and PatientRefs == patient")
     result = runner.invoke(app, ["rules", "lint", str(query)])
     assert result.exit_code == 1
     column = query.read_text().splitlines()[line - 1].index("PatientRefs") + 1
@@ -87,7 +87,7 @@ def test_a_column_typo_is_a_lint_error_at_its_line(tmp_path):
 def test_a_wrong_filter_fails_the_cases(tmp_path):
     query = copy_hunting(tmp_path, PATIENT)
     # Matching on a prefix would list another patient's accesses (pat-ab for pat-a).
-    edit(query, "| where PatientRef == patient", "| where PatientRef startswith patient")
+    edit(query, "and PatientRef == patient", "and PatientRef startswith patient")
     report = run_rule_tests([query])
     assert not report.ok
     by_case = {c.name: c for r in report.rules for c in r.cases}
@@ -95,6 +95,17 @@ def test_a_wrong_filter_fails_the_cases(tmp_path):
     coverage = copy_hunting(tmp_path, COVERAGE)
     edit(coverage, "+ 1 - ActiveHours", "- ActiveHours")
     assert not run_rule_tests([coverage]).ok
+
+
+def test_an_empty_parameter_must_match_nothing(tmp_path):
+    # Without the guard, the shipped default ("") lists every event whose field is empty.
+    patient = copy_hunting(tmp_path, PATIENT)
+    edit(patient, "isnotempty(patient) and ", "")
+    actor = copy_hunting(tmp_path, ACTOR)
+    edit(actor, "| where isnotempty(actor)\n", "")
+    report = run_rule_tests([patient, actor])
+    failed = {c.name for r in report.rules for c in r.cases if c.outcome is Outcome.failed}
+    assert failed == {"quiet-no-patient-given", "quiet-no-actor-given"}
 
 
 def test_the_actor_query_fails_when_the_median_is_an_average(tmp_path):

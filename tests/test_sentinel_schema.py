@@ -462,7 +462,7 @@ def test_every_workbook_query_lints_with_kusto_language(workbook):
     }
     assert {name: found for name, found in problems.items() if found} == {}
     broken = analyze(
-        {"broken": queries["patient-accesses"].replace("PatientRef ==", "PatientRefs ==")}
+        {"broken": queries["patient-accesses"].replace("and PatientRef ==", "and PatientRefs ==")}
     )
     assert [d.code for d in broken["broken"].errors] == ["KS142"]
 
@@ -487,7 +487,7 @@ def test_workbook_patient_view(workbook):
         }
         # The value is escaped into a string literal, never pasted into the query as code.
         assert 'let patient = "{PatientRef:escape}";' in queries[name]
-        assert "| where PatientRef == patient" in queries[name]
+        assert "| where isnotempty(patient) and PatientRef == patient" in queries[name]
     accesses = queries["patient-accesses"]
     for column in (
         "ActorUserId",
