@@ -505,6 +505,27 @@ def test_workbook_patient_view(workbook):
     assert "mv-expand EventUid = EvidenceEventUids" in alerts and "by AlertId" in alerts
 
 
+def test_workbook_items_are_well_formed(workbook):
+    """What the workbook editor needs to load the file: known item types, unique item names and
+    parameter ids, every {Parameter} a query or visibility condition names is defined."""
+    assert workbook["$schema"].endswith("/workbook.json")
+    items = list(_items(workbook["items"]))
+    assert {i["type"] for i in items} <= {1, 3, 9, 12}
+    names = [i["name"] for i in items]
+    assert len(names) == len(set(names))
+    parameters = [p for i in items if i["type"] == 9 for p in i["content"]["parameters"]]
+    ids = [p["id"] for p in parameters]
+    assert len(ids) == len(set(ids))
+    defined = {p["name"] for p in parameters}
+    for item in items:
+        condition = item.get("conditionalVisibility")
+        if condition:
+            assert condition["parameterName"] in defined, item["name"]
+        if item["type"] == 3:
+            used = set(re.findall(r"\{(\w+)(?::\w+)?\}", item["content"]["query"]))
+            assert used <= defined, (item["name"], used - defined)
+
+
 def test_workbook_coverage_view(workbook):
     coverage = _queries(workbook)["resource-coverage"]
     assert "by Resource, Category, Hour = bin(TimeGenerated, 1h)" in coverage
