@@ -51,8 +51,9 @@ chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
-# The KQL rules in kql/ (kql/README.md): the schema file is current, every rule passes
-# Sentinel's template constraints and Kusto.Language, and every rule passes its cases.
+# The KQL rules in kql/ and hunting queries in kql/hunting/ (kql/README.md): the schema file is
+# current, every rule and query passes Sentinel's template constraints and Kusto.Language, and
+# its cases.
 lint-rules: $(STAMP) $(NODE_STAMP)
 	$(BIN)/phiwatch rules schema --check
 	$(BIN)/phiwatch rules lint

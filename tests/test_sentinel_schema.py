@@ -27,7 +27,11 @@ from phiwatch.archive.integrity_alert import integrity_alert
 from phiwatch.commands.app import app
 from phiwatch.model import Alert
 from phiwatch.quarantine import quarantine_alert
+from phiwatch.rules.engine import KqlEngine
 from phiwatch.rules.entities import ENTITY_IDENTIFIERS
+from phiwatch.rules.fixtures import load_case
+from phiwatch.rules.kql_check import analyze
+from phiwatch.rules.loader import HUNTING_DIR
 from phiwatch.rules.mitre import TACTICS, TECHNIQUE_TACTICS
 from phiwatch.schema.export import (
     DCR_DESTINATION,
@@ -424,6 +428,129 @@ def test_workbook_has_the_required_views(workbook):
     grid = stale["content"]["gridSettings"]["formatters"][0]["formatOptions"]["thresholdsGrid"]
     assert any(t["thresholdValue"] == "Stale" for t in grid)
     assert "ingestion_time()" in text
+
+
+# Workbook parameters as Sentinel substitutes them, with values that make the query plain KQL
+# (a time range becomes a `>` comparison, as `{TimeRange}` expands to a between/>= filter).
+_WORKBOOK_VALUES = {
+    "{TimeRange}": "> ago(1d)",
+    "{TimeRange:grain}": "1h",
+    "{PatientRef:escape}": "pat-example",
+}
+
+
+def _substituted(query: str) -> str:
+    for placeholder, value in _WORKBOOK_VALUES.items():
+        query = query.replace(placeholder, value)
+    left = _WORKBOOK_PARAMS.findall(_STRINGS.sub('""', query)) + re.findall(r"\{\w+[:\w]*\}", query)
+    assert not left, f"no test value for workbook parameter(s) {left}"
+    return query
+
+
+def test_every_workbook_query_lints_with_kusto_language(workbook):
+    """The queries as Kusto.Language reads them, against kql/schema/tables.json (the schema the
+    rules lint against): a syntax error, a wrong column or its wrong case fails here."""
+    queries = {name: _substituted(query) for name, query in _queries(workbook).items()}
+    analyses = analyze(queries)
+    problems = {
+        name: [
+            f"{d.code} {d.message}"
+            for d in analysis.diagnostics
+            if d.severity in ("Error", "Warning")
+        ]
+        for name, analysis in analyses.items()
+    }
+    assert {name: found for name, found in problems.items() if found} == {}
+    broken = analyze(
+        {"broken": queries["patient-accesses"].replace("and PatientRef ==", "and PatientRefs ==")}
+    )
+    assert [d.code for d in broken["broken"].errors] == ["KS142"]
+
+
+def _item(workbook: dict[str, Any], name: str) -> dict[str, Any]:
+    return next(i for i in _items(workbook["items"]) if i["name"] == name)
+
+
+def test_workbook_patient_view(workbook):
+    parameters = [p for p in _item(workbook, "patient-parameters")["content"]["parameters"]]
+    (patient,) = parameters
+    assert patient["name"] == "PatientRef" and patient["type"] == 1 and patient["value"] == ""
+    queries = _queries(workbook)
+    for name in ("patient-accesses", "patient-alerts"):
+        item = _item(workbook, name)
+        # Hidden until a pseudonym is entered: an empty PatientRef would list every
+        # access without one (sign-ins, control-plane events).
+        assert item["conditionalVisibility"] == {
+            "parameterName": "PatientRef",
+            "comparison": "isNotEqualTo",
+            "value": "",
+        }
+        # The value is escaped into a string literal, never pasted into the query as code.
+        assert 'let patient = "{PatientRef:escape}";' in queries[name]
+        assert "| where isnotempty(patient) and PatientRef == patient" in queries[name]
+    accesses = queries["patient-accesses"]
+    for column in (
+        "ActorUserId",
+        "ActorUsername",
+        "ActingAppId",
+        "Operation",
+        "EventResult",
+        "SrcIpAddr",
+        "EventUid",
+        "RawRecordRef",
+    ):
+        assert column in accesses.split("| project", 1)[1], column
+    assert "arg_min(TimeGenerated, *) by EventUid" in accesses
+    alerts = queries["patient-alerts"]
+    assert "mv-expand EventUid = EvidenceEventUids" in alerts and "by AlertId" in alerts
+
+
+def test_workbook_items_are_well_formed(workbook):
+    """What the workbook editor needs to load the file: known item types, unique item names and
+    parameter ids, every {Parameter} a query or visibility condition names is defined."""
+    assert workbook["$schema"].endswith("/workbook.json")
+    items = list(_items(workbook["items"]))
+    assert {i["type"] for i in items} <= {1, 3, 9, 12}
+    names = [i["name"] for i in items]
+    assert len(names) == len(set(names))
+    parameters = [p for i in items if i["type"] == 9 for p in i["content"]["parameters"]]
+    ids = [p["id"] for p in parameters]
+    assert len(ids) == len(set(ids))
+    defined = {p["name"] for p in parameters}
+    for item in items:
+        condition = item.get("conditionalVisibility")
+        if condition:
+            assert condition["parameterName"] in defined, item["name"]
+        if item["type"] == 3:
+            used = set(re.findall(r"\{(\w+)(?::\w+)?\}", item["content"]["query"]))
+            assert used <= defined, (item["name"], used - defined)
+
+
+def test_workbook_coverage_view(workbook):
+    coverage = _queries(workbook)["resource-coverage"]
+    assert "by Resource, Category, Hour = bin(TimeGenerated, 1h)" in coverage
+    for column in ("FirstRecord", "LastRecord", "SilentHours", "Status"):
+        assert column in coverage.rsplit("| project", 1)[1], column
+    grid = _item(workbook, "resource-coverage")["content"]["gridSettings"]
+    thresholds = grid["formatters"][0]["formatOptions"]["thresholdsGrid"]
+    assert any(t["thresholdValue"] == "Stale" for t in thresholds)
+
+
+def test_workbook_patient_query_lists_what_the_hunting_query_lists(workbook):
+    """The workbook's patient table and kql/hunting/phiwatch-patient-access.yaml, run on the
+    hunting query's own case: the same events, in the same order."""
+    case = load_case(
+        HUNTING_DIR / "tests" / "phiwatch-patient-access" / "fires-every-access-to-the-patient.yaml"
+    ).case
+    query = _queries(workbook)["patient-accesses"]
+    query = query.replace("{PatientRef:escape}", case.parameters["patient"])
+    query = query.replace("{TimeRange}", "> ago(30d)")
+    with KqlEngine() as engine:
+        for table, rows in case.tables.items():
+            engine.load_rows(table, rows)
+        result = engine.run(query, case.now)
+    uids = [row["EventUid"] for row in result.records()]
+    assert uids == [row["EventUid"] for row in case.expected.rows]
 
 
 # --- (c) Bicep -----------------------------------------------------------------------------

@@ -15,7 +15,7 @@ from rich.markup import escape
 from phiwatch.rules.engine import EngineUnavailable
 from phiwatch.rules.kql_check import ValidatorUnavailable
 from phiwatch.rules.lint import lint
-from phiwatch.rules.loader import discover
+from phiwatch.rules.loader import discover, discover_queries
 from phiwatch.rules.problems import display_path
 from phiwatch.rules.tables import SCHEMA_FILE, render_schema, schema_drift
 from phiwatch.rules.testing import Outcome, run_rule_tests
@@ -66,15 +66,16 @@ def schema_command(
 RulesArg = Annotated[
     list[Path] | None,
     typer.Argument(
-        help="Rule files, directories or rule names (default: every rule in kql/).",
+        help="Rule files, directories or rule names (default: every rule in kql/; lint and "
+        "test: and every hunting query in kql/hunting/).",
         show_default=False,
     ),
 ]
 
 
-def _targets(rules: list[Path] | None) -> list[Path]:
+def _targets(rules: list[Path] | None, *, hunting: bool = False) -> list[Path]:
     try:
-        paths = discover(rules or [])
+        paths = discover_queries(rules or []) if hunting else discover(rules or [])
     except FileNotFoundError as exc:
         err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
@@ -88,7 +89,7 @@ def _targets(rules: list[Path] | None) -> list[Path]:
 def lint_command(rules: RulesArg = None) -> None:
     """Check rules as Sentinel would: template constraints and the KQL (Kusto.Language, against
     kql/schema/tables.json). Exit 1 on any error."""
-    paths = _targets(rules)
+    paths = _targets(rules, hunting=True)
     try:
         report = lint(paths)
     except ValidatorUnavailable as exc:
@@ -123,7 +124,7 @@ def test_command(
     """Run every rule's query on its cases (kql/tests/<rule>/*.yaml) with duckdb-kql and
     compare with the expected rows. Exit 1 unless every case passes or is declared not
     executable locally."""
-    paths = _targets(rules)
+    paths = _targets(rules, hunting=True)
     try:
         report = run_rule_tests(paths, minimum=minimum_tests)
     except EngineUnavailable as exc:

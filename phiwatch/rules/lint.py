@@ -22,7 +22,7 @@ import yaml
 
 from phiwatch.rules.entities import ENTITY_IDENTIFIERS
 from phiwatch.rules.kql_check import KqlAnalysis, analyze
-from phiwatch.rules.loader import RuleFile, is_rule_file, load_rules
+from phiwatch.rules.loader import HuntingFile, QueryFile, RuleFile, is_rule_file, load_query_files
 from phiwatch.rules.mitre import TACTICS, TECHNIQUE_TACTICS
 from phiwatch.rules.problems import Problem
 from phiwatch.rules.tables import TableSchemas
@@ -48,7 +48,7 @@ _PLACEHOLDER = re.compile(r"\{\{(\w+)\}\}")
 
 @dataclass
 class LintReport:
-    rules: list[RuleFile] = field(default_factory=list)
+    rules: list[QueryFile] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # checks that could not run, and why
 
@@ -68,10 +68,10 @@ def lint(
     check_kql: bool = True,
     check_git: bool = True,
 ) -> LintReport:
-    """Lint the rule files at `paths`. Raises kql_check.ValidatorUnavailable when the KQL
-    check is wanted and Node or Kusto.Language is missing."""
+    """Lint the rule and hunting-query files at `paths`. Raises kql_check.ValidatorUnavailable
+    when the KQL check is wanted and Node or Kusto.Language is missing."""
     report = LintReport()
-    report.rules, report.problems = load_rules(paths)
+    report.rules, report.problems = load_query_files(paths)
     for rule in report.rules:
         report.problems.extend(template_problems(rule))
     report.problems.extend(duplicate_id_problems(report.rules))
@@ -100,8 +100,59 @@ def _schedule(rule: RuleFile, key: str, value: timedelta, problems: list[Problem
         )
 
 
-def template_problems(rule: RuleFile) -> list[Problem]:
+def template_problems(rule: QueryFile) -> list[Problem]:
     """Sentinel's template constraints that need no KQL analysis."""
+    problems: list[Problem] = []
+    if isinstance(rule, RuleFile):
+        problems.extend(_schedule_problems(rule))
+        problems.extend(_detail_problems(rule))
+    else:
+        problems.extend(_hunting_problems(rule))
+    t = rule.template
+    if len(t.query) > MAX_QUERY:
+        problems.append(
+            rule.problem(
+                ("query",),
+                "query-length",
+                f"query is {len(t.query):,} characters; Sentinel takes at most {MAX_QUERY:,}",
+            )
+        )
+    problems.extend(_entity_problems(rule))
+    problems.extend(_tactic_problems(rule))
+    text = rule.document.text
+    for at, char in enumerate(text):
+        if ord(char) > 127:
+            line = text.count("\n", 0, at) + 1
+            column = at - (text.rfind("\n", 0, at) + 1) + 1
+            problems.append(
+                Problem(
+                    rule.path,
+                    Position(line, column),
+                    "encoding",
+                    f"non-ASCII character {char!r}: Sentinel's rule repository takes ASCII only",
+                )
+            )
+            break
+    return problems
+
+
+def _hunting_problems(query: HuntingFile) -> list[Problem]:
+    """A declared parameter must be a `let` line of the query: it is how the README tells an
+    analyst to use the query, and how the cases set it."""
+    problems: list[Problem] = []
+    for i, name in enumerate(query.template.phiwatch.parameters):
+        if not re.search(rf"^\s*let\s+{re.escape(name)}\s*=", query.template.query, re.MULTILINE):
+            problems.append(
+                query.problem(
+                    ("phiwatch", "parameters", i),
+                    "parameter",
+                    f"parameter {name!r} has no `let {name} = ...;` line in the query",
+                )
+            )
+    return problems
+
+
+def _schedule_problems(rule: RuleFile) -> list[Problem]:
     t = rule.template
     problems: list[Problem] = []
     if t.query_frequency is not None and t.query_period is not None:
@@ -133,35 +184,10 @@ def template_problems(rule: RuleFile) -> list[Problem]:
                 f"triggerThreshold {t.trigger_threshold} is outside 0 to {MAX_THRESHOLD}",
             )
         )
-    if len(t.query) > MAX_QUERY:
-        problems.append(
-            rule.problem(
-                ("query",),
-                "query-length",
-                f"query is {len(t.query):,} characters; Sentinel takes at most {MAX_QUERY:,}",
-            )
-        )
-    problems.extend(_entity_problems(rule))
-    problems.extend(_detail_problems(rule))
-    problems.extend(_tactic_problems(rule))
-    text = rule.document.text
-    for at, char in enumerate(text):
-        if ord(char) > 127:
-            line = text.count("\n", 0, at) + 1
-            column = at - (text.rfind("\n", 0, at) + 1) + 1
-            problems.append(
-                Problem(
-                    rule.path,
-                    Position(line, column),
-                    "encoding",
-                    f"non-ASCII character {char!r}: Sentinel's rule repository takes ASCII only",
-                )
-            )
-            break
     return problems
 
 
-def _entity_problems(rule: RuleFile) -> list[Problem]:
+def _entity_problems(rule: QueryFile) -> list[Problem]:
     t = rule.template
     problems: list[Problem] = []
     if len(t.entity_mappings) > MAX_ENTITY_MAPPINGS:
@@ -313,7 +339,7 @@ def _detail_problems(rule: RuleFile) -> list[Problem]:
     return problems
 
 
-def _tactic_problems(rule: RuleFile) -> list[Problem]:
+def _tactic_problems(rule: QueryFile) -> list[Problem]:
     t = rule.template
     problems: list[Problem] = []
     for i, tactic in enumerate(t.tactics):
@@ -346,7 +372,7 @@ def _tactic_problems(rule: RuleFile) -> list[Problem]:
     return problems
 
 
-def duplicate_id_problems(rules: Sequence[RuleFile]) -> list[Problem]:
+def duplicate_id_problems(rules: Sequence[QueryFile]) -> list[Problem]:
     """Rule ids must be unique among the rules linted and the other rule files beside them
     (an id is the rule's resource name in Sentinel: a duplicate overwrites a rule)."""
     owners: dict[str, list[Path]] = {}
@@ -390,7 +416,7 @@ def _git(directory: Path, *args: str) -> subprocess.CompletedProcess[str] | None
         return None
 
 
-def version_problems(rule: RuleFile) -> tuple[list[Problem], str | None]:
+def version_problems(rule: QueryFile) -> tuple[list[Problem], str | None]:
     """A query that differs from git HEAD's needs a higher `version` (Sentinel updates a
     deployed rule from its template only when the version grows). Outside a git work tree,
     or for a file HEAD does not have, there is nothing to compare: (no problems, a note)."""
@@ -421,7 +447,7 @@ def version_problems(rule: RuleFile) -> tuple[list[Problem], str | None]:
     return [], None
 
 
-def kql_problems(rule: RuleFile, analysis: KqlAnalysis) -> list[Problem]:
+def kql_problems(rule: QueryFile, analysis: KqlAnalysis) -> list[Problem]:
     """Kusto.Language's diagnostics at their place in the file, then what the template needs
     from the query's result (mapped columns) and NRT's limits."""
     problems = [
@@ -458,6 +484,9 @@ def kql_problems(rule: RuleFile, analysis: KqlAnalysis) -> list[Problem]:
                 fm.column_name,
                 f"{mapping.entity_type}.{fm.identifier} maps",
             )
+    if isinstance(rule, HuntingFile):
+        return problems  # no alert, no custom details, no NRT: nothing more reads the result
+    t = rule.template
     for key, column in t.custom_details.items():
         need(("customDetails", key), column, f"custom detail {key} reads")
     override = t.alert_details_override

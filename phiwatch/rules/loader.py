@@ -1,7 +1,8 @@
-"""Find and load rule files: `kql/<rule>.yaml`, one Sentinel analytic-rule template each.
+"""Find and load rule files: `kql/<rule>.yaml`, one Sentinel analytic-rule template each, and
+hunting queries: `kql/hunting/<query>.yaml` (`phiwatch.rules.hunting`).
 
-A rule's test cases live in `kql/tests/<rule>/*.yaml` (see `phiwatch.rules.fixtures`);
-`kql/schema/` holds the table schema. Neither is a rule.
+A rule's test cases live in `kql/tests/<rule>/*.yaml` (see `phiwatch.rules.fixtures`), a hunting
+query's in `kql/hunting/tests/<query>/`; `kql/schema/` holds the table schema. None is a rule.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from phiwatch.rules.hunting import HuntingQuery
 from phiwatch.rules.problems import Problem, validation_problems
 from phiwatch.rules.template import RuleTemplate
 from phiwatch.rules.yaml_positions import (
@@ -25,6 +27,10 @@ from phiwatch.rules.yaml_positions import (
 
 # The repository's kql/ (next to the phiwatch package in a checkout or an editable install).
 KQL_DIR = Path(__file__).resolve().parents[2] / "kql"
+# Hunting queries sit in their own folder: a file there is read as a hunting query, never as
+# an analytic rule (so export and the scheduled runner, which read kql/ alone, never see one).
+HUNTING_DIR_NAME = "hunting"
+HUNTING_DIR = KQL_DIR / HUNTING_DIR_NAME
 TESTS_DIR_NAME = "tests"
 RULE_SUFFIXES = (".yaml", ".yml")
 
@@ -38,10 +44,11 @@ class RuleLoadError(Exception):
 
 
 @dataclass(frozen=True)
-class RuleFile:
+class _QueryFile:
+    """What lint and the offline tests need from any file holding a query."""
+
     path: Path
     document: YamlDocument
-    template: RuleTemplate
 
     @property
     def stem(self) -> str:
@@ -66,9 +73,24 @@ class RuleFile:
         return Problem(self.path, self.position(key), code, message, severity)  # type: ignore[arg-type]
 
 
-def load_rule(path: Path) -> RuleFile:
-    """Load and validate one rule file. Raises RuleLoadError with located problems."""
-    path = Path(path)
+@dataclass(frozen=True)
+class RuleFile(_QueryFile):
+    template: RuleTemplate
+
+
+@dataclass(frozen=True)
+class HuntingFile(_QueryFile):
+    template: HuntingQuery
+
+
+QueryFile = RuleFile | HuntingFile
+
+
+def is_hunting_path(path: Path) -> bool:
+    return Path(path).parent.name == HUNTING_DIR_NAME
+
+
+def _document(path: Path) -> YamlDocument:
     try:
         document = load_yaml(path)
     except YamlFileError as exc:
@@ -77,11 +99,34 @@ def load_rule(path: Path) -> RuleFile:
         raise RuleLoadError([Problem(path, Position(1, 1), "file", str(exc))]) from None
     if not isinstance(document.data, dict):
         raise RuleLoadError([Problem(path, Position(1, 1), "format", "not a YAML mapping")])
+    return document
+
+
+def load_rule(path: Path) -> RuleFile:
+    """Load and validate one rule file. Raises RuleLoadError with located problems."""
+    path = Path(path)
+    document = _document(path)
     try:
         template = RuleTemplate.model_validate(document.data)
     except ValidationError as exc:
         raise RuleLoadError(validation_problems(document, exc, root_key="kind")) from None
     return RuleFile(path, document, template)
+
+
+def load_hunting(path: Path) -> HuntingFile:
+    """Load and validate one hunting-query file. Raises RuleLoadError with located problems."""
+    path = Path(path)
+    document = _document(path)
+    try:
+        template = HuntingQuery.model_validate(document.data)
+    except ValidationError as exc:
+        raise RuleLoadError(validation_problems(document, exc, root_key="id")) from None
+    return HuntingFile(path, document, template)
+
+
+def load_query_file(path: Path) -> QueryFile:
+    """A hunting query when the file sits in a `hunting/` folder, else an analytic rule."""
+    return load_hunting(path) if is_hunting_path(path) else load_rule(path)
 
 
 def is_rule_file(path: Path) -> bool:
@@ -104,6 +149,36 @@ def discover(targets: Sequence[Path | str] = (), root: Path = KQL_DIR) -> list[P
         else:
             raise FileNotFoundError(f"no rule file or directory {target}")
     return list(dict.fromkeys(p.resolve() for p in found))
+
+
+def discover_queries(targets: Sequence[Path | str] = (), root: Path = KQL_DIR) -> list[Path]:
+    """As `discover`, with hunting queries: every rule and every hunting query when no target is
+    given, and a bare name is looked up among the hunting queries too."""
+    hunting = root / HUNTING_DIR_NAME
+    if not targets:
+        return discover([], root) + (discover([hunting], root) if hunting.is_dir() else [])
+    resolved: list[Path | str] = []
+    for target in targets:
+        path = Path(target)
+        named = not path.exists() and not path.suffix
+        if named and not (root / f"{path.name}.yaml").is_file():
+            candidate = hunting / f"{path.name}.yaml"
+            resolved.append(candidate if candidate.is_file() else target)
+        else:
+            resolved.append(target)
+    return discover(resolved, root)
+
+
+def load_query_files(paths: Iterable[Path]) -> tuple[list[QueryFile], list[Problem]]:
+    """Every loadable rule or hunting query, and the problems of those that are not."""
+    loaded: list[QueryFile] = []
+    problems: list[Problem] = []
+    for path in paths:
+        try:
+            loaded.append(load_query_file(path))
+        except RuleLoadError as exc:
+            problems.extend(exc.problems)
+    return loaded, problems
 
 
 def load_rules(paths: Iterable[Path]) -> tuple[list[RuleFile], list[Problem]]:

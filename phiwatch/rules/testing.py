@@ -26,7 +26,7 @@ from phiwatch.rules.engine import (
     UnsupportedConstruct,
 )
 from phiwatch.rules.fixtures import CaseFile, case_paths, load_case
-from phiwatch.rules.loader import RuleFile, RuleLoadError, load_rules
+from phiwatch.rules.loader import QueryFile, RuleLoadError, load_query_files
 from phiwatch.rules.problems import Problem, display_path
 from phiwatch.rules.tables import TableSchemas
 from phiwatch.rules.yaml_positions import Position
@@ -56,7 +56,7 @@ class CaseReport:
 @dataclass
 class RuleReport:
     path: Path
-    rule: RuleFile | None
+    rule: QueryFile | None
     cases: list[CaseReport] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)  # the rule or its case set
 
@@ -79,7 +79,7 @@ class SuiteReport:
 
 def run_case(
     engine: KqlEngine,
-    rule: RuleFile,
+    rule: QueryFile,
     loaded: CaseFile,
     prepared: PreparedQuery | UnsupportedConstruct | QueryFailed | None = None,
 ) -> CaseReport:
@@ -166,9 +166,9 @@ def _at(path: Path, position: Position) -> str:
 def run_rule_tests(
     paths: Sequence[Path], *, minimum: int = 1, schema: TableSchemas | None = None
 ) -> SuiteReport:
-    """Run every case of the rules at `paths`."""
+    """Run every case of the rules (and hunting queries) at `paths`."""
     report = SuiteReport()
-    rules, problems = load_rules(paths)
+    rules, problems = load_query_files(paths)
     by_path = {rule.path: rule for rule in rules}
     for path in paths:
         rule = by_path.get(path)

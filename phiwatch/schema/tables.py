@@ -111,6 +111,12 @@ def _model_columns(spec: TableSpec) -> list[dict[str, str]]:
     ]
 
 
+def archive_columns(spec: TableSpec) -> list[dict[str, str]]:
+    """Columns of the model's lines in the archive (`to_json`: wire names, constants included,
+    no DCR rename or added TimeGenerated): what an external table over the archive reads."""
+    return _model_columns(spec)
+
+
 def stream_columns(spec: TableSpec) -> list[dict[str, str]]:
     """Columns of the DCR input stream: the model's wire names as the sink sends them (the
     constant columns are added by the transform instead)."""
