@@ -969,14 +969,17 @@ def test_consume_runs_both_stages_and_detect_alerts_once(azurite, tmp_path, monk
 
     decoded = [decode_message(m.body) for part in phi.values() for m in part]
     ticks = [d for d in decoded if isinstance(d, Tick)]
-    # The 60 patient reads, once each (mass-record-access, by actor); no rule needs the 80
-    # capability reads but log-source-silent, and it needs one record per minute of the
-    # service (its presence copies), so most are not published (they are archived, and in
-    # Sentinel).
+    # The 60 patient reads, once by actor (mass-record-access) and once by patient
+    # (curious-access); no rule needs the 80 capability reads but log-source-silent, and it
+    # needs one record per minute of the service (its presence copies), so most are not
+    # published (they are archived, and in Sentinel).
     copies = [d for d in decoded if not isinstance(d, Tick)]
     by_actor = [d for d in copies if d.grouping == "actor"]
+    by_patient = [d for d in copies if d.grouping == "patient"]
     presence = [d for d in copies if d.grouping == "subscription"]
-    assert len(by_actor) == 60 and len(by_actor) + len(presence) == len(copies)
+    assert len(by_actor) == len(by_patient) == 60
+    assert {d.event.event_uid for d in by_actor} == {d.event.event_uid for d in by_patient}
+    assert len(by_actor) + len(by_patient) + len(presence) == len(copies)
 
     def minutes(copies):
         return {int(d.event.time_generated.timestamp() // 60) for d in copies}
