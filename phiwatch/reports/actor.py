@@ -8,7 +8,8 @@ sign-in is not an access to a record. Patients appear only as their pseudonyms.
 
 The usual volume is the median of the actor's PHI events per day over the 30 days before
 `since`, counted on the days the archive holds any event (a day the archive does not cover
-is not a quiet day), or "no history" when it covers none of them.
+is not a quiet day: a day counts as covered when an events object is filed under one of its
+hours), or "no history" when it covers none of them.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import Any
 from phiwatch.archive.signer import PublicKey
 from phiwatch.archive.store import ObjectStore
 from phiwatch.reports.render import Table, to_csv, to_html
-from phiwatch.reports.source import alerts, event_time, events, verify_range
+from phiwatch.reports.source import alerts, archived_days, event_time, events, verify_range
 from phiwatch.reports.timespec import TimeRange
 
 HISTORY_DAYS = 30
@@ -130,17 +131,17 @@ def _ranked(counter: Counter[str]) -> list[dict[str, Any]]:
 def usual_daily_volume(store: ObjectStore, actor: str, span: TimeRange) -> tuple[float | str, int]:
     """(median PHI events a day, days counted) over HISTORY_DAYS before `span.since`."""
     start = span.since - timedelta(days=HISTORY_DAYS)
-    covered: set[date] = set()
-    per_day: Counter[date] = Counter()
-    for event in events(store, start, span.since, keys=(actor,)):
-        moment = event_time(event)
-        if moment is None:
-            continue
-        covered.add(moment.date())
-        if is_phi(event) and is_actor(event, actor):
-            per_day[moment.date()] += 1
+    covered = archived_days(store, start, span.since)
     if not covered:
         return NO_HISTORY, 0
+    per_day: Counter[date] = Counter()
+    for event in events(
+        store, start, span.since, keys=(actor,), keep=lambda e: is_actor(e, actor) and is_phi(e)
+    ):
+        moment = event_time(event)
+        if moment is not None:
+            per_day[moment.date()] += 1
+    covered |= set(per_day)  # a batch filed the hour after its events still covers their day
     return float(statistics.median(per_day[d] for d in covered)), len(covered)
 
 

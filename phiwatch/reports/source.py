@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -54,6 +54,19 @@ def objects_in_range(
         hour = _hour_of(name)
         if hour is None or low <= hour <= high:
             yield name
+
+
+def archived_days(store: ObjectStore, since: datetime, until: datetime) -> set[date]:
+    """The days in [since, until) with an events object filed under one of their hours:
+    the days the archive covers, from names alone (an index narrows which lines are read
+    for a key; it must not narrow what counts as covered)."""
+    low, high = _naive_hour(since), _naive_hour(until)
+    days = set()
+    for name in store.list("events/"):
+        hour = _hour_of(name)
+        if hour is not None and low <= hour < high:
+            days.add(hour.date())
+    return days
 
 
 def select_event_lines(
@@ -165,6 +178,7 @@ __all__ = [
     "Selection",
     "Verification",
     "alerts",
+    "archived_days",
     "event_time",
     "events",
     "merged_selections",
