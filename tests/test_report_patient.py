@@ -152,6 +152,7 @@ def test_csv_and_html_carry_the_accounting_fields(scenario: Scenario, tmp_path: 
         _run(*args, "--until", UNTIL, "--format", "csv", "--out", str(tmp_path / "r.csv")).exit_code
         == 0
     )
+    assert (tmp_path / "r.csv").stat().st_mode & 0o777 == 0o600
     rows = list(csv.DictReader(io.StringIO((tmp_path / "r.csv").read_text())))
     assert tuple(rows[0]) == DISCLOSURE_FIELDS
     assert len(rows) == len(uids)
@@ -326,3 +327,23 @@ def test_usage_errors(scenario: Scenario) -> None:
     assert result.exit_code == 2 and "ISO 8601" in result.output
     result = _run("--identifier", "sys|v", "--service", service)
     assert result.exit_code == 2 and "--fhir-url" in result.output
+
+
+def test_the_same_report_from_a_blob_container(scenario: Scenario, azurite, blob_container) -> None:
+    service, _ = _services(scenario)
+    patient, uids = _busiest(scenario, service)
+    for path in sorted(p for p in scenario.archive.rglob("*") if p.is_file()):
+        name = path.relative_to(scenario.archive).as_posix()
+        blob_container.upload_blob(name, path.read_bytes())
+    args = [patient, "--service", service, "--since", SINCE, "--until", UNTIL]
+    local = _run(*args, "--archive", str(scenario.archive))
+    remote = _run(
+        *args,
+        "--archive",
+        blob_container.container_name,
+        "--connection-string",
+        azurite.connection_string,
+    )
+    assert remote.exit_code == 0, remote.output
+    assert orjson.loads(remote.stdout) == orjson.loads(local.stdout)
+    assert len(orjson.loads(remote.stdout)["accesses"]) == len(uids)

@@ -8,6 +8,7 @@ CSV stays a plain table.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -108,7 +109,11 @@ def _write(text: str, out_file: Path | None) -> None:
         out.file.flush()
         return
     try:
-        out_file.write_text(text, encoding="utf-8")
+        # Owner-only: a report says who opened whose record, itself sensitive.
+        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            os.fchmod(handle.fileno(), 0o600)
+            handle.write(text)
     except OSError as exc:
         raise fail(f"{out_file}: cannot write it ({type(exc).__name__})", 1) from None
 
