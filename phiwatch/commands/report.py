@@ -20,7 +20,8 @@ from pydantic import SecretStr, ValidationError
 
 from phiwatch.commands.archive import ConnectionOpt, KeysOpt, open_store, trusted_keys
 from phiwatch.commands.output import err, fail, out
-from phiwatch.config import Settings
+from phiwatch.config import Settings, cli_log_level
+from phiwatch.logs import configure_logging
 from phiwatch.privacy.fhir_sync import FhirSyncError, check_fhir_service
 from phiwatch.pseudonym import Pseudonymizer, PseudonymKeyError, load_pseudonymizer
 from phiwatch.reports.actor import actor_report
@@ -165,6 +166,7 @@ def patient_command(
     key_file: KeyFileOpt = None,
 ) -> None:
     """Every access to one patient's record in the range, after verifying the archive."""
+    configure_logging(cli_log_level())  # to stderr, with the PHI redaction: stdout is the report
     if (patient_id is None) == (identifier is None):
         raise fail("give the patient's FHIR id or --identifier SYSTEM|VALUE (one of them)")
     try:
@@ -229,6 +231,7 @@ def actor_command(
     connection_string: ConnectionOpt = None,
 ) -> None:
     """Everything one user or application did on PHI in the range, beside its usual volume."""
+    configure_logging(cli_log_level())
     span = _range(since, until, ACTOR_DEFAULT_SPAN)
     store = open_store(archive, connection_string)
     report = actor_report(store, trusted_keys(public_key), user, span)
