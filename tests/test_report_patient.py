@@ -350,3 +350,32 @@ def test_the_same_report_from_a_blob_container(scenario: Scenario, azurite, blob
     assert remote.exit_code == 0, remote.output
     assert orjson.loads(remote.stdout) == orjson.loads(local.stdout)
     assert len(orjson.loads(remote.stdout)["accesses"]) == len(uids)
+
+
+def test_failures_everything_and_searches_are_listed_exactly(scenario: Scenario) -> None:
+    """Patients behind the input's failed requests and $everything calls: each report holds
+    exactly their records (reads, searches, failures, $everything), on either service."""
+    store = LocalStore(scenario.archive)
+    kid, pem = local_public_key(Settings()) or ("", "")
+    span = time_range(SINCE, UNTIL, default_span=timedelta(days=1))
+    index = {(r["FhirService"].lower(), r["PatientId"]) for r in _index(scenario)}
+    picked: set[tuple[str, str]] = set()
+    for record in scenario.fhir:
+        if record.value.get("resultType") == "Failed" or "$everything" in record.uri:
+            picked |= {
+                (service, pid)
+                for service, pid in index
+                if service == record.service and pid in record.uri and names_patient(record, pid)
+            }
+    assert len(picked) >= 3
+    kinds: Counter[str] = Counter()
+    for service, pid in sorted(picked)[:8]:
+        expected = [r.uid for r in scenario.fhir if r.service == service and names_patient(r, pid)]
+        ref = fhir_id_ref(PSEUDONYMIZER, service, pid)
+        report = patient_report(store, {kid: load_public_key(pem)}, [ref], span)
+        assert report.verified
+        assert Counter(_base_uid(a["EventUid"]) for a in report.accesses) == Counter(expected)
+        kinds.update(str(a["Operation"]).rsplit("/", 1)[-1] for a in report.accesses)
+        kinds.update(a["EventResult"] for a in report.accesses)
+    assert kinds["everything"] and kinds["Failure"] and kinds["read"]
+    assert any(k.startswith("search") for k in kinds)
