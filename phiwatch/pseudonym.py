@@ -69,7 +69,10 @@ class Pseudonymizer:
         return hmac.new(self._key, msg, hashlib.sha256).hexdigest()[:32]
 
     def patient_ref(self, namespace: str, patient_id: str) -> str:
-        """Pseudonym of `patient_id` as known to `namespace` (the FHIR service host).
+        """Pseudonym of `patient_id` as known to `namespace`, compared in lower case: for a
+        FHIR logical id, the FHIR service's ARM resource id as its records' `resourceId`
+        carry it (`sources.fhir.namespace_of`; not the service's host name); for a business
+        identifier, `fhir-identifier:<system>` (`sources.fhir_uri.identifier_namespace`).
 
         FHIR logical ids are unique per server only, so the server is part of the input.
         """

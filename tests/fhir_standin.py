@@ -8,6 +8,8 @@ it.
 * A searchset Bundle of at most `_count` Patients (`max_count` caps it, as the service caps
   it at 1000), with `_elements` applied (id, resourceType and meta always kept) and a `next`
   link carrying an opaque continuation token (`ct`), as the service pages.
+* `identifier=SYSTEM|VALUE` (or `|VALUE`, `VALUE`) keeps only the Patients with that
+  identifier, as `phiwatch report patient --identifier` searches.
 * Fault injection: `fail_next(status, headers)` answers the next request with `status`.
   Every request is recorded (path, query, Authorization header).
 """
@@ -133,7 +135,10 @@ class FhirStandIn:
         count = min(int(query.get("_count", ["10"])[0]), self.max_count)
         offset = _offset(query.get("ct", [None])[0])
         elements = query.get("_elements", [None])[0]
-        page = self.patients[offset : offset + count]
+        patients = self.patients
+        if "identifier" in query:
+            patients = [p for p in patients if _has_identifier(p, query["identifier"][0])]
+        page = patients[offset : offset + count]
         bundle: dict[str, Any] = {
             "resourceType": "Bundle",
             "type": "searchset",
@@ -147,7 +152,7 @@ class FhirStandIn:
                 for p in page
             ],
         }
-        if offset + count < len(self.patients):
+        if offset + count < len(patients):
             following = {k: v[0] for k, v in query.items() if k != "ct"}
             following["ct"] = base64.urlsafe_b64encode(f"o:{offset + count}".encode()).decode()
             host = self.next_link_host or self.url
@@ -155,6 +160,15 @@ class FhirStandIn:
                 {"relation": "next", "url": f"{host}/Patient?{urlencode(following)}"}
             )
         return 200, {}, bundle
+
+
+def _has_identifier(patient: dict[str, Any], token: str) -> bool:
+    system, _, value = token.rpartition("|")
+    return any(
+        i.get("value") == value and (not system or i.get("system") == system)
+        for i in patient.get("identifier", [])
+        if isinstance(i, dict)
+    )
 
 
 def _offset(ct: str | None) -> int:

@@ -1,6 +1,5 @@
 """`phiwatch` command line (also `python -m phiwatch`): the root, one command group per
-module beside it (replay, samples, archive, rules, roster, report, schema, send,
-consume)."""
+module beside it (replay, samples, archive, report, rules, roster, schema, send, consume)."""
 
 from __future__ import annotations
 
@@ -9,7 +8,7 @@ import typer
 from phiwatch.commands.archive import app as archive_app
 from phiwatch.commands.consume import consume_command
 from phiwatch.commands.replay import replay_command
-from phiwatch.commands.report_hipaa import app as report_app
+from phiwatch.commands.report import app as report_app
 from phiwatch.commands.roster import app as roster_app
 from phiwatch.commands.rules import app as rules_app
 from phiwatch.commands.samples import samples_app
@@ -24,9 +23,9 @@ app = typer.Typer(
 )
 app.add_typer(samples_app, name="samples")
 app.add_typer(archive_app, name="archive")
+app.add_typer(report_app, name="report")
 app.add_typer(rules_app, name="rules")
 app.add_typer(roster_app, name="roster")
-app.add_typer(report_app, name="report")
 app.command("replay")(replay_command)
 app.command("schema")(schema_command)
 app.command("send")(send_command)

@@ -1,9 +1,8 @@
 """`phiwatch report hipaa`: the HIPAA audit-readiness page for an auditor
 (phiwatch/reports/hipaa.py, rendered by hipaa_html.py).
 
-`hipaa_command` is meant to sit on the `report` group beside `report patient` and `report
-actor` (commands/report.py): there, `app.command("hipaa")(hipaa_command)`. Until that module
-exists, `app` below is the group."""
+`hipaa_command` sits on the `report` group beside `report patient` and `report actor`
+(commands/report.py registers it)."""
 
 from __future__ import annotations
 
@@ -18,8 +17,6 @@ from phiwatch.commands.output import fail, out
 from phiwatch.reports.hipaa import ReportError, build_report, parse_time, read_inventory
 from phiwatch.reports.hipaa_html import render
 from phiwatch.wiring import ConfigurationError, load_settings
-
-app = typer.Typer(no_args_is_help=True, help="Reports from the audit archive.")
 
 
 def hipaa_command(
@@ -84,6 +81,3 @@ def hipaa_command(
         out.print(f"{control.citation}: {control.status}", markup=False, highlight=False)
     if not integrity.verified and integrity.problem_count:
         raise typer.Exit(1)
-
-
-app.command("hipaa")(hipaa_command)
