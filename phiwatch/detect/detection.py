@@ -154,6 +154,9 @@ class Detection(ABC, Generic[P]):
             event_count=state.event_count,
             distinct_patient_count=len(state.patients),
             evidence_event_uids=[uid for _, uid in state.evidence],
+            evidence_complete=False if state.evidence_dropped else None,
+            patient_refs=sorted(state.patients) or None,
+            patient_refs_complete=False if state.patients_dropped else None,
             detected_at=state.detected_at,
             **fields,  # type: ignore[arg-type]
         )
