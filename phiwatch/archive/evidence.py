@@ -142,12 +142,16 @@ def verify_bundle(bundle: dict[str, Any], pinned: dict[str, PublicKey] | None) -
                 report.problems.append(f"public key {claimed} does not match its own id")
             keys[key_id(key)] = key
     roots: dict[str, tuple[str, int]] = {}
+    # Objects listed by a manifest whose signature failed: that failure is their one root
+    # cause, reported once for the manifest rather than once more per line it would prove.
+    unproven: set[str] = set()
     for name, text in bundle.get("manifests", {}).items():
         document = orjson.loads(text)
         report.key_ids.add(document.get("key_id", ""))
         problem = check_manifest_signature(document, keys)
         if problem:
             report.problems.append(f"{name}: {problem}")
+            unproven.update(entry.get("name", "") for entry in document.get("objects", []))
             continue
         for entry in document.get("objects", []):
             roots[entry["name"]] = (entry["merkle_root"], entry["records"])
@@ -155,7 +159,8 @@ def verify_bundle(bundle: dict[str, Any], pinned: dict[str, PublicKey] | None) -
     def check(item: dict[str, Any], label: str) -> dict[str, Any] | None:
         root = roots.get(item["object"])
         if root is None:
-            report.problems.append(f"{label}: no signed manifest lists {item['object']}")
+            if item["object"] not in unproven:
+                report.problems.append(f"{label}: no signed manifest lists {item['object']}")
             return None
         leaf = leaf_hash(item["line"].encode("utf-8"))
         proof = [bytes.fromhex(p) for p in item["proof"]]
