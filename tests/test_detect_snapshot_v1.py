@@ -39,6 +39,9 @@ def as_v1(alert: dict) -> dict:
     keys = next(iter(json.loads(ALERTS.read_text()).values())).keys()
     v1 = {k: v for k, v in alert.items() if k in keys}
     v1["EvidenceEventUids"] = v1["EvidenceEventUids"][:V1_EVIDENCE]
+    # Key Vault alerts now also name the secrets tried, the application and what succeeded.
+    added = ("Secrets and keys tried: ", "Through application: ", "The successful read was of ")
+    v1["Reasons"] = [r for r in v1["Reasons"] if not r.startswith(added)]
     return v1
 
 
