@@ -190,6 +190,11 @@ class Alert(_Wire):
     # (Sentinel's row), with EvidenceRef saying where the rest are.
     evidence_event_count: int | None = Field(default=None, ge=0)
     evidence_ref: str | None = None
+    # For alerts keyed by actor: the actor's usual volume of this rule's events (median per
+    # active day over the 14 days before the alert's day) and how many active days that is
+    # (0: no history yet). phiwatch.detect.kinds.baseline keeps it.
+    actor_usual_daily_events: float | None = Field(default=None, ge=0)
+    actor_baseline_days: int | None = Field(default=None, ge=0)
 
 
 class DeadLetter(_Wire):

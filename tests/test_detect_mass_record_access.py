@@ -146,3 +146,22 @@ def test_the_lists_are_bounded_and_say_so(tmp_path, monkeypatch):
     assert alert.evidence_event_uids == [e.event_uid for e in sink.events[:55]]
     assert alert.patient_refs is not None and len(alert.patient_refs) == 55
     assert alert.evidence_complete is False and alert.patient_refs_complete is False
+
+
+def test_the_alert_gives_the_actors_usual_daily_volume(tmp_path):
+    day = 86400
+    usual = [reads(n, start=d * day, first_patient=1000 * d) for d, n in ((1, 8), (2, 12), (3, 10))]
+    burst = reads(60, start=5 * day, first_patient=9000)
+    sink = run([r for chunk in usual for r in chunk] + burst, tmp_path)
+    (alert,) = sink.alerts.values()
+    # The median of the 3 active days before (8, 12, 10), not counting the alert's own day.
+    assert (alert.actor_usual_daily_events, alert.actor_baseline_days) == (10.0, 3)
+    assert alert.reasons[-1] == (
+        "Usually 10 of these events a day: the median of the 3 active day(s) in the 14 days before."
+    )
+
+
+def test_an_actor_without_history_says_so(tmp_path):
+    (alert,) = run(reads(60), tmp_path).alerts.values()
+    assert (alert.actor_usual_daily_events, alert.actor_baseline_days) == (None, 0)
+    assert not alert.reasons[-1].startswith("Usually")
