@@ -447,6 +447,28 @@ def test_bundle_verifies_unpinned_pinned_and_not_with_a_foreign_key(tmp_path):
     ]
 
 
+def test_bundle_json_for_a_script(tmp_path):
+    out = build(tmp_path)
+    alert = alert_id(out, "mass-record-access")
+    export_bundle(out, alert, tmp_path / "b.json")
+    refused = verify_bundle(tmp_path / "b.json", tmp_path, "--json")
+    assert refused.exit_code == 1
+    report = json.loads(refused.stdout)
+    assert (report["verified"], report["pinned"], report["alert_id"]) == (False, False, alert)
+    assert [c["cause"] for c in report["causes"]] == ["unpinned-key"]
+    pinned = verify_bundle(
+        tmp_path / "b.json", tmp_path, "--json", "--public-key", str(exported_key_file(tmp_path))
+    )
+    assert pinned.exit_code == 0, pinned.output
+    report = json.loads(pinned.stdout)
+    assert (report["status"], report["pinned"], report["signer_key_ids"]) == (
+        "verified",
+        True,
+        [KEY_ID],
+    )
+    assert report["records"] == 1 + 2 * len(PATIENTS)
+
+
 def test_tampered_bundles_fail(tmp_path):
     out = build(tmp_path)
     bundle = export_bundle(out, alert_id(out, "mass-record-access"), tmp_path / "b.json")
