@@ -76,11 +76,13 @@ def default_archive() -> str:
 
 
 def open_store(location: str | None, connection_string: str | None) -> ObjectStore:
-    if location is None and connection_string is None:
+    if location is None and connection_string is not None:
+        raise fail("with --connection-string, name the container (LOCATION or --archive)")
+    if location is None:
         location = default_archive()
         err.print(f"archive: {escape(location)}", highlight=False)
     try:
-        return archive_to_read(location or "", connection_string)
+        return archive_to_read(location, connection_string)
     except ConfigurationError as exc:
         raise fail(str(exc)) from None
 
