@@ -156,3 +156,14 @@ def test_an_alert_restored_from_before_complete_lists_says_what_it_lost():
     (restored,) = snapshot.loads(older)["book"].open_alerts()
     assert len(restored.evidence) == 50
     assert (restored.evidence_dropped, restored.patients_dropped) == (70, 0)
+
+
+def test_alerts_archived_before_the_complete_lists_still_validate():
+    # The contract only gains optional fields: an alert line written by an older phiwatch
+    # (50 EvidenceEventUids, no PatientRefs or baseline) reads back as it was.
+    from phiwatch.model import Alert
+
+    for wire in json.loads(ALERTS.read_text()).values():
+        alert = Alert.model_validate(wire)
+        assert alert.patient_refs is None and alert.actor_baseline_days is None
+        assert {k: v for k, v in alert.to_wire().items() if k in wire} == wire
