@@ -14,7 +14,7 @@ from pydantic import Field
 from phiwatch.detect.alert_book import AlertState
 from phiwatch.detect.detection import Detection, DetectionParams, actor_label
 from phiwatch.detect.kinds import EventCount, Then
-from phiwatch.detect.snapshot import snapshot_class
+from phiwatch.detect.snapshot import snapshot_class, upgrades
 from phiwatch.detect.times import hhmm
 from phiwatch.model import AccessEvent, Alert
 from phiwatch.sources import keyvault
@@ -47,6 +47,55 @@ class KeyVaultFacts:
     success_uid: str | None = None  # the secret read that followed, if any
     success_operation: str | None = None
     success_time: float | None = None
+    # What was tried and through which application: "secret db-password" → count, app → count
+    # (at most MAX_NAMED of each; the rest counted in `others`), and what the success read.
+    objects: dict[str, int] = field(default_factory=dict)
+    apps: dict[str, int] = field(default_factory=dict)
+    others: int = 0
+    success_object: str | None = None
+    success_app: str | None = None
+
+
+# Names kept per alert: enough for an analyst, bounded for the detect state.
+MAX_NAMED = 20
+_KINDS = {"secrets": "secret", "keys": "key", "certificates": "certificate"}
+
+
+@upgrades(KeyVaultFacts)
+def _facts_before_names(fields: dict[str, object]) -> dict[str, object]:
+    """Facts snapshotted before alerts named the objects and the app have none of them."""
+    for name, default in (("objects", {}), ("apps", {}), ("others", 0)):
+        fields.setdefault(name, default)
+    fields.setdefault("success_object", None)
+    fields.setdefault("success_app", None)
+    return fields
+
+
+def object_label(event: AccessEvent) -> str | None:
+    """`secret db-password` from the object's URI (…/secrets/db-password/<version>)."""
+    text = event.object
+    if not text:
+        return None
+    parts = text.split("?", 1)[0].rstrip("/").split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part in _KINDS:
+            return f"{_KINDS[part]} {parts[i + 1]}"
+    return text
+
+
+def app_label(event: AccessEvent) -> str | None:
+    if event.acting_app_name and event.acting_app_id:
+        return f"{event.acting_app_name} ({event.acting_app_id})"
+    return event.acting_app_name or event.acting_app_id
+
+
+def _bump(counts: dict[str, int], name: str | None, facts: KeyVaultFacts) -> None:
+    if name is None:
+        return
+    if name in counts or len(counts) < MAX_NAMED:
+        counts[name] = counts.get(name, 0) + 1
+    else:
+        facts.others += 1
 
 
 def is_failure(event: AccessEvent) -> bool:
@@ -65,8 +114,16 @@ def operation_label(event: AccessEvent) -> str:
     return f"{event.operation} ({status})" if status else event.operation
 
 
-def count_operation(facts: KeyVaultFacts, label: str) -> None:
+def failure_note(event: AccessEvent) -> tuple[str, str | None, str | None]:
+    return (operation_label(event), object_label(event), app_label(event))
+
+
+def count_operation(facts: KeyVaultFacts, note: str | tuple[str, str | None, str | None]) -> None:
+    # A plain label is a note kept in a window before notes named the object and the app.
+    label, obj, app = (note, None, None) if isinstance(note, str) else note
     facts.operations[label] = facts.operations.get(label, 0) + 1
+    _bump(facts.objects, obj, facts)
+    _bump(facts.apps, app, facts)
 
 
 def record_success(facts: KeyVaultFacts, event: AccessEvent, time: float) -> bool:
@@ -77,6 +134,7 @@ def record_success(facts: KeyVaultFacts, event: AccessEvent, time: float) -> boo
         event.operation,
         time,
     )
+    facts.success_object, facts.success_app = object_label(event), app_label(event)
     return True
 
 
@@ -102,7 +160,7 @@ class KeyVaultFailedOperations(Detection[Params]):
             window=params.window_minutes * 60,
             at_least=params.min_failures,
             where=is_failure,
-            note=operation_label,
+            note=failure_note,
             fold=count_operation,
             facts=lambda event: KeyVaultFacts(min_failures=params.min_failures),
             then=Then(where=is_secret_read, record=record_success, severity="High"),
@@ -133,6 +191,7 @@ class KeyVaultFailedOperations(Detection[Params]):
                 "material, so severity is High."
             )
             title += ", then a successful secret read"
+        reasons.extend(_named(facts))
         return self.base_alert(
             state,
             title=title,
@@ -143,6 +202,26 @@ class KeyVaultFailedOperations(Detection[Params]):
             ),
             reasons=reasons,
         )
+
+
+def _listed(counts: dict[str, int]) -> str:
+    return ", ".join(f"{n} x{c}" for n, c in sorted(counts.items(), key=lambda i: (-i[1], i[0])))
+
+
+def _named(facts: KeyVaultFacts) -> list[str]:
+    """What was tried, through which application, and what the success read: an analyst
+    rotates that secret first."""
+    lines = []
+    if facts.objects:
+        more = f" and {facts.others} more" if facts.others else ""
+        lines.append(f"Secrets and keys tried: {_listed(facts.objects)}{more}.")
+    if facts.apps:
+        lines.append(f"Through application: {_listed(facts.apps)}.")
+    if facts.success_uid is not None and (facts.success_object or facts.success_app):
+        what = facts.success_object or "an object"
+        how = f" through {facts.success_app}" if facts.success_app else ""
+        lines.append(f"The successful read was of {what}{how}.")
+    return lines
 
 
 DETECTION = KeyVaultFailedOperations

@@ -43,7 +43,13 @@ RelationBasis = Literal[
 ]
 EmploymentStatus = Literal["active", "leave", "terminated"]
 
+# What one alert row in Sentinel carries of its lists (EvidenceEventUids, PatientRefs): a
+# row must stay small. The archived alert carries them whole, up to MAX_ALERT_REFS each.
 MAX_EVIDENCE = 50
+# The archived alert's lists are complete up to this many entries each (a breach notification
+# needs every patient; the bound keeps the detect state and one alert line a few MB at most).
+# Beyond it the alert says so (EvidenceEventCount, PatientRefsComplete) instead of growing.
+MAX_ALERT_REFS = 100_000
 
 
 class _Wire(BaseModel):
@@ -170,8 +176,25 @@ class Alert(_Wire):
     last_event_time: AwareDatetime
     event_count: int = Field(ge=0)
     distinct_patient_count: int = Field(default=0, ge=0)
-    evidence_event_uids: list[str] = Field(max_length=MAX_EVIDENCE)
+    # Every counted event's EventUid in the archive (earliest first, up to MAX_ALERT_REFS);
+    # at most MAX_EVIDENCE in Sentinel, where EvidenceEventCount says how many there are.
+    evidence_event_uids: list[str] = Field(max_length=MAX_ALERT_REFS)
     detected_at: AwareDatetime
+    # Optional, so alerts archived before them still validate.
+    # Every patient the alert involves, as pseudonyms, sorted (up to MAX_ALERT_REFS).
+    patient_refs: list[str] | None = Field(default=None, max_length=MAX_ALERT_REFS)
+    # False when the rule saw more patients or evidence events than the alert could keep.
+    patient_refs_complete: bool | None = None
+    evidence_complete: bool | None = None
+    # How many evidence EventUids the archived alert holds: set where a copy carries fewer
+    # (Sentinel's row), with EvidenceRef saying where the rest are.
+    evidence_event_count: int | None = Field(default=None, ge=0)
+    evidence_ref: str | None = None
+    # For alerts keyed by actor: the actor's usual volume of this rule's events (median per
+    # active day over the 14 days before the alert's day) and how many active days that is
+    # (0: no history yet). phiwatch.detect.kinds.baseline keeps it.
+    actor_usual_daily_events: float | None = Field(default=None, ge=0)
+    actor_baseline_days: int | None = Field(default=None, ge=0)
 
 
 class DeadLetter(_Wire):

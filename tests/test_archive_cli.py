@@ -3,6 +3,8 @@ archive written by `phiwatch replay`, on evidence bundles, and on Azure Blob (Az
 
 from __future__ import annotations
 
+import gzip
+import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -25,6 +27,8 @@ runner = CliRunner()
 KEY_ID = Ed25519Signer.from_seed(bytes.fromhex(TEST_SIGNING_SEED_HEX)).key_id
 # Distinctive ids: none can occur by chance in hex hashes, pseudonyms or timestamps.
 PATIENTS = [f"zqpatient{i:04d}" for i in range(60)]
+# Read by someone else, below any threshold: in the archive, in no alert.
+OTHERS = [f"zqother{i:04d}" for i in range(5)]
 RAW_LINE_ONLY = "raw record lines are the evidence; nothing else may name a patient"
 
 
@@ -34,7 +38,12 @@ RAW_LINE_ONLY = "raw record lines are the evidence; nothing else may name a pati
 def input_records() -> list[dict[str, Any]]:
     burst = [fhir(i * 4, path=f"Patient/{p}") for i, p in enumerate(PATIENTS)]
     kv = [keyvault(400 + i, status=403, secret=f"s{i}") for i in range(6)]
-    return [*burst, *kv, activity(700)]
+    bystander = "55555555-0000-4000-8000-000000000005"
+    others = [
+        fhir(300 + i, path=f"Patient/{p}", oid=bystander, upn="bob@contoso-health.org")
+        for i, p in enumerate(OTHERS)
+    ]
+    return [*burst, *others, *kv, activity(700)]
 
 
 def cli(*args: str):
@@ -143,7 +152,7 @@ def test_verify_reports_a_flipped_byte(tmp_path):
     assert result.exit_code == 1
     assert result.stdout.splitlines() == [
         f"FAIL {name}: SHA-256 differs from {lister(archive, name)} (altered)",
-        "archive NOT verified: 1 problem(s)",
+        "archive NOT verified: 1 problem(s) from 1 cause(s)",
     ]
 
 
@@ -164,13 +173,15 @@ def test_verify_time_window(tmp_path):
         "archive", "verify", str(archive), "--since", "2026-11-02", "--until", "2026-11-03"
     )
     assert inside.exit_code == 1
-    assert inside.stdout.splitlines()[-1] == "archive NOT verified: 1 problem(s)"
+    assert inside.stdout.splitlines()[-1] == "archive NOT verified: 1 problem(s) from 1 cause(s)"
+    # A range with no data is not "verified": exit 3, so a script cannot mistake it.
     later = cli("archive", "verify", str(archive), "--since", "2026-11-03T00:00:00+00:00")
-    assert later.exit_code == 0, later.output
-    assert later.stdout.startswith("archive verified: 0 objects, ")
+    assert later.exit_code == 3, later.output
+    assert later.stdout.startswith("archive has no data in the range: 0 objects ")
+    assert "chain intact" not in later.stdout
     earlier = cli("archive", "verify", str(archive), "--until", "2026-11-01")
-    assert earlier.exit_code == 0, earlier.output
-    assert earlier.stdout.startswith("archive verified: 0 objects, ")
+    assert earlier.exit_code == 3, earlier.output
+    assert earlier.stdout.strip().endswith("nothing to verify")
 
 
 def test_verify_a_bad_date_is_a_clear_error(tmp_path):
@@ -197,10 +208,20 @@ def test_verify_with_the_published_key_and_with_a_foreign_key(tmp_path):
     manifests = sorted(
         p.relative_to(archive).as_posix() for p in (archive / "manifests").rglob("*.json")
     )
-    assert foreign.stdout.splitlines() == [
-        *(f"FAIL {m}: signed by untrusted key {KEY_ID!r}" for m in manifests),
-        f"archive NOT verified: {len(manifests)} problem(s)",
-    ]
+    # One root cause, one line: every manifest is signed by a key not given.
+    assert len(manifests) > 1
+    (fail_line, summary) = foreign.stdout.splitlines()
+    assert fail_line.startswith(
+        f"FAIL {len(manifests)} problems of one cause (untrusted-key): "
+        f"signed by untrusted key {KEY_ID!r} (first manifests/"
+    )
+    assert summary == f"archive NOT verified: {len(manifests)} problem(s) from 1 cause(s)"
+    every = cli(
+        "archive", "verify", str(archive), "--all", "--public-key", str(tmp_path / "foreign.pem")
+    )
+    assert sorted(every.stdout.splitlines()[:-1]) == sorted(
+        f"FAIL {m}: signed by untrusted key {KEY_ID!r}" for m in manifests
+    )
 
 
 def test_verify_with_an_unreadable_key_file(tmp_path):
@@ -223,7 +244,7 @@ def test_verify_prints_planted_object_names_verbatim(tmp_path):
         planted = archive / "events" / "undated" / name
         planted.parent.mkdir(parents=True, exist_ok=True)
         planted.write_bytes(b"forged")
-    result = cli("archive", "verify", str(archive))
+    result = cli("archive", "verify", str(archive), "--all")
     assert result.exception is None or isinstance(result.exception, SystemExit), repr(
         result.exception
     )
@@ -231,8 +252,108 @@ def test_verify_prints_planted_object_names_verbatim(tmp_path):
     assert result.stdout.splitlines() == [
         "FAIL events/undated/[/x].jsonl.gz: not listed by any manifest",
         "FAIL events/undated/[bold]y.jsonl.gz: not listed by any manifest",
-        "archive NOT verified: 2 problem(s)",
+        "archive NOT verified: 2 problem(s) from 1 cause(s)",
     ]
+    grouped = cli("archive", "verify", str(archive))
+    assert grouped.stdout.splitlines() == [
+        "FAIL 2 problems of one cause (unlisted-object): not listed by any manifest (first "
+        "events/undated/[/x].jsonl.gz, last events/undated/[bold]y.jsonl.gz; --all lists each)",
+        "archive NOT verified: 2 problem(s) from 1 cause(s)",
+    ]
+
+
+def test_verify_json_for_a_script(tmp_path):
+    out = build(tmp_path)
+    archive = out / "archive"
+    ok = cli("archive", "verify", str(archive), "--json")
+    assert ok.exit_code == 0, ok.output
+    report = json.loads(ok.stdout)
+    assert (report["status"], report["verified"], report["exit_code"]) == ("verified", True, 0)
+    assert report["objects"] == len(list(archive.rglob("*.jsonl.gz")))
+    assert report["causes"] == [] and report["problem_count"] == 0
+
+    empty = cli("archive", "verify", str(archive), "--json", "--since", "2027-01-01")
+    assert empty.exit_code == 3
+    assert json.loads(empty.stdout)["status"] == "no-data"
+
+    victims = sorted((archive / "events").rglob("*.jsonl.gz"))[:2]
+    for victim in victims:
+        flip_a_byte(victim)
+    bad = cli(
+        "archive", "verify", str(archive), "--json", "--public-key", str(foreign_key_file(tmp_path))
+    )
+    assert bad.exit_code == 1
+    report = json.loads(bad.stdout)
+    assert (report["status"], report["verified"]) == ("problems", False)
+    causes = {c["cause"]: c for c in report["causes"]}
+    assert set(causes) == {"untrusted-key", "hash-mismatch"}
+    assert causes["hash-mismatch"]["count"] == 2
+    assert report["problem_count"] == sum(c["count"] for c in report["causes"])
+    assert all(c["summary"] and len(c["problems"]) == c["count"] for c in report["causes"])
+
+
+def test_archive_commands_default_to_the_last_replay(tmp_path, monkeypatch):
+    monkeypatch.delenv("PHIWATCH_ARCHIVE_DIR", raising=False)
+    monkeypatch.setenv("PHIWATCH_HOME", str(tmp_path / "home"))
+    nothing = cli("archive", "verify")
+    assert nothing.exit_code == 2
+    assert "run `phiwatch replay` first" in nothing.stderr
+    out = build(tmp_path)  # records its archive under PHIWATCH_HOME
+    result = cli("archive", "verify")
+    assert result.exit_code == 0, result.output
+    assert f"archive: {(out / 'archive').resolve()}" in result.stderr
+    alert = alert_id(out, "mass-record-access")
+    made = cli("archive", "evidence", alert, "--out", str(tmp_path / "b.json"))
+    assert made.exit_code == 0, made.output
+    assert json.loads((tmp_path / "b.json").read_text())["alert_id"] == alert
+
+
+# --- raw -------------------------------------------------------------------------------------
+
+
+def test_raw_prints_the_proven_record_behind_a_ref(tmp_path):
+    out = build(tmp_path)
+    archive = out / "archive"
+    event = json.loads((out / "events.jsonl").read_text().splitlines()[0])
+    ref = event["RawRecordRef"]
+    result = cli("archive", "raw", ref, "--archive", str(archive))
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["category"] and "time" in record
+    # The bytes shown are the ones the archive's RecordHash proves, and the user is told so.
+    name, _, index = ref.rpartition("#")
+    line = json.loads(gzip.decompress((archive / name).read_bytes()).splitlines()[int(index)])
+    assert result.stdout_bytes == line["Raw"].encode() + b"\n"
+    assert hashlib.sha256(line["Raw"].encode()).hexdigest() == line["RecordHash"]
+    assert f"SHA-256 {line['RecordHash']}, listed by manifests/" in result.stderr
+    assert "raw PHI" in result.stderr
+
+
+def test_raw_refuses_an_altered_object_a_foreign_key_and_a_bad_ref(tmp_path):
+    out = build(tmp_path)
+    archive = out / "archive"
+    ref = json.loads((out / "events.jsonl").read_text().splitlines()[0])["RawRecordRef"]
+    foreign = cli(
+        "archive",
+        "raw",
+        ref,
+        "--archive",
+        str(archive),
+        "--public-key",
+        str(foreign_key_file(tmp_path)),
+    )
+    assert foreign.exit_code == 1 and foreign.stdout == ""
+    assert "signed by untrusted key" in foreign.stderr
+    for bad in ("events/2026/11/02/08/x.jsonl.gz#1", "raw/2026/11/02/08/x.jsonl.gz", "nope"):
+        refused = cli("archive", "raw", bad, "--archive", str(archive))
+        assert refused.exit_code == 1 and refused.stdout == ""
+    unknown = cli("archive", "raw", "raw/2026/11/02/08/x.jsonl.gz#0", "--archive", str(archive))
+    assert unknown.exit_code == 1 and "no manifest lists" in unknown.stderr
+    flip_a_byte(archive / ref.rpartition("#")[0])
+    altered = cli("archive", "raw", ref, "--archive", str(archive))
+    assert altered.exit_code == 1 and altered.stdout == ""
+    assert "SHA-256 differs" in altered.stderr
+    assert "Traceback" not in altered.output
 
 
 # --- evidence -------------------------------------------------------------------------------
@@ -263,22 +384,26 @@ def test_evidence_bundle_holds_the_evidence_and_no_more(tmp_path):
     assert set(bundle["public_keys"]) == {KEY_ID}
     assert result.stdout.strip() == (
         f"wrote {target}: alert, {len(evidence)} events, {len(evidence)} raw records, "
-        f"{len(bundle['manifests'])} manifests"
+        f"{len(bundle['manifests'])} manifests; {len(PATIENTS)} patients"
     )
+    # Complete: every read of the burst, every patient (as pseudonyms in the alert).
+    assert len(evidence) == len(PATIENTS) == proven_alert["EventCount"]
+    assert len(proven_alert["PatientRefs"]) == len(PATIENTS)
+    # It holds raw PHI: readable by its owner only, and the user is told.
+    assert target.stat().st_mode & 0o777 == 0o600
+    assert "raw PHI" in result.stderr
 
     # Minimum necessary: patient ids only inside the raw records' lines ...
     shown = {patient_of(r) for r in bundle["raw_records"]}
-    assert len(shown) == len(evidence) and shown <= set(PATIENTS)
+    assert shown == set(PATIENTS)
     without_raw_lines = json.loads(target.read_text())
     for item in without_raw_lines["raw_records"]:
         item["line"] = ""
     text = json.dumps(without_raw_lines)
     assert [p for p in PATIENTS if p in text] == [], RAW_LINE_ONLY
     # ... and patients whose records are not evidence appear nowhere at all.
-    others = set(PATIENTS) - shown
-    assert others  # 60 patients, at most 50 evidence events
     full = target.read_text()
-    assert [p for p in sorted(others) if p in full] == []
+    assert [p for p in OTHERS if p in full] == []
 
 
 def test_bundle_verifies_unpinned_pinned_and_not_with_a_foreign_key(tmp_path):
@@ -286,7 +411,12 @@ def test_bundle_verifies_unpinned_pinned_and_not_with_a_foreign_key(tmp_path):
     alert = alert_id(out, "mass-record-access")
     export_bundle(out, alert, tmp_path / "b.json")
 
-    unpinned = verify_bundle(tmp_path / "b.json", tmp_path)
+    # Without a pinned key the proofs hold only against the bundle's own key: not verified
+    # unless the auditor accepts that explicitly.
+    refused = verify_bundle(tmp_path / "b.json", tmp_path)
+    assert refused.exit_code == 1, refused.output
+    assert refused.stdout.splitlines()[-1].startswith("bundle NOT verified: its proofs hold")
+    unpinned = verify_bundle(tmp_path / "b.json", tmp_path, "--allow-unpinned")
     assert unpinned.exit_code == 0, unpinned.output
     (line,) = unpinned.stdout.splitlines()
     bundle = json.loads((tmp_path / "b.json").read_text())
@@ -307,8 +437,36 @@ def test_bundle_verifies_unpinned_pinned_and_not_with_a_foreign_key(tmp_path):
     )
     assert foreign.exit_code == 1
     lines = foreign.stdout.splitlines()
-    assert f"FAIL {next(iter(bundle['manifests']))}: signed by untrusted key {KEY_ID!r}" in lines
-    assert lines[-1].startswith("bundle NOT verified: ")
+    # One root cause, one line: the manifests' signer is not the key given (the lines they
+    # would prove are not listed again one by one).
+    assert lines == [
+        f"FAIL {len(bundle['manifests'])} problems of one cause (untrusted-key): signed by "
+        f"untrusted key {KEY_ID!r} (first {min(bundle['manifests'])}, last "
+        f"{max(bundle['manifests'])}; --all lists each)",
+        f"bundle NOT verified: {len(bundle['manifests'])} problem(s)",
+    ]
+
+
+def test_bundle_json_for_a_script(tmp_path):
+    out = build(tmp_path)
+    alert = alert_id(out, "mass-record-access")
+    export_bundle(out, alert, tmp_path / "b.json")
+    refused = verify_bundle(tmp_path / "b.json", tmp_path, "--json")
+    assert refused.exit_code == 1
+    report = json.loads(refused.stdout)
+    assert (report["verified"], report["pinned"], report["alert_id"]) == (False, False, alert)
+    assert [c["cause"] for c in report["causes"]] == ["unpinned-key"]
+    pinned = verify_bundle(
+        tmp_path / "b.json", tmp_path, "--json", "--public-key", str(exported_key_file(tmp_path))
+    )
+    assert pinned.exit_code == 0, pinned.output
+    report = json.loads(pinned.stdout)
+    assert (report["status"], report["pinned"], report["signer_key_ids"]) == (
+        "verified",
+        True,
+        [KEY_ID],
+    )
+    assert report["records"] == 1 + 2 * len(PATIENTS)
 
 
 def test_tampered_bundles_fail(tmp_path):
@@ -316,7 +474,7 @@ def test_tampered_bundles_fail(tmp_path):
     bundle = export_bundle(out, alert_id(out, "mass-record-access"), tmp_path / "b.json")
 
     def fails(tampered: dict[str, Any]) -> list[str]:
-        result = verify_bundle(tampered, tmp_path)
+        result = verify_bundle(tampered, tmp_path, "--all")
         assert result.exit_code == 1, result.output
         lines = result.stdout.splitlines()
         assert lines[-1] == f"bundle NOT verified: {len(lines) - 1} problem(s)"
@@ -465,5 +623,5 @@ def test_verify_and_evidence_on_azurite(azurite, blob_container, tmp_path):
     assert tampered.exit_code == 1
     assert tampered.stdout.splitlines() == [
         f"FAIL {name}: SHA-256 differs from {manifest} (altered)",
-        "archive NOT verified: 1 problem(s)",
+        "archive NOT verified: 1 problem(s) from 1 cause(s)",
     ]

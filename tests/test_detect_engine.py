@@ -47,6 +47,13 @@ def test_detection_state_stays_bounded_as_the_stream_moves_on(tmp_path):
     # curious-access keeps each patient's daily viewer counts for 8 days (its baseline):
     # measured apart, against what it must hold.
     (curious,) = [d for d in pipeline.engine.detections if d.rule_id == "curious-access"]
+    # Every actor rule's baseline (the actor's usual daily volume, 14 days, at most
+    # MAX_ACTORS actors per rule) is bounded on its own, not in state_size().
+    from phiwatch.detect.kinds.baseline import MAX_ACTORS, NAME
+
+    def baselines() -> list[int]:
+        return [len(d.state()[NAME]) for d in pipeline.engine.detections if NAME in d.state()]  # type: ignore[arg-type]
+
     sizes, remembered = [], []
     for batch in batches_of(records, per_body=20, bodies_per_batch=5):
         pipeline.process(batch)
@@ -55,6 +62,8 @@ def test_detection_state_stays_bounded_as_the_stream_moves_on(tmp_path):
     # Window 10 min + lateness 15 min at one actor per 18 s: about 84 actors in state.
     assert max(sizes[10:]) < 150
     assert sizes[-1] < 150
+    # One day of 2,000 actors: each rule that read them remembers each once, within its bound.
+    assert baselines() and max(baselines()) <= min(2000, MAX_ACTORS)
     # One chart's viewers and daily count per patient read today, and the EventUids still
     # within the lateness (about 50): nothing per event beyond that.
     assert remembered[-1] <= 2 * 2000 + 150

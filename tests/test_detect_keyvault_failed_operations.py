@@ -8,6 +8,7 @@ from tests.harness import run
 from tests.records import KV_ID, at, fhir, keyvault
 
 OID = "11111111-aaaa-4bbb-8ccc-000000000001"
+APP = "22222222-aaaa-4bbb-8ccc-000000000002"
 
 
 def failures(n: int, *, start: float = 0, spacing: float = 10, **kw):
@@ -35,6 +36,12 @@ def test_five_failures_raise_a_medium_alert_then_a_secret_read_makes_it_high(tmp
         "not counted.",
         "Then succeeded at SecretGet at 2026-11-02 08:04:40 UTC: the probing may have "
         "reached secret material, so severity is High.",
+        # Which secrets, through which application, and what the success read: the secret
+        # to rotate first.
+        "Secrets and keys tried: secret s0 x1, secret s1 x1, secret s2 x1, secret s3 x1, "
+        "secret s4 x1, secret s5 x1.",
+        f"Through application: {APP} x6.",
+        f"The successful read was of secret db-password through {APP}.",
     ]
     assert alert.event_count == 6
     assert (alert.actor_user_id, alert.src_ip_addr, alert.target_resource_id) == (
@@ -50,7 +57,14 @@ def test_five_failures_raise_a_medium_alert_then_a_secret_read_makes_it_high(tmp
 def test_without_the_success_it_stays_medium(tmp_path):
     (alert,) = run(failures(5), tmp_path).alerts.values()
     assert alert.severity == "Medium"
-    assert len(alert.reasons) == 2
+    assert len(alert.reasons) == 4  # counts, operations, secrets tried, application
+    assert not any("successful read" in r for r in alert.reasons)
+
+
+def test_the_names_kept_are_bounded(tmp_path):
+    (alert,) = run(failures(30, spacing=5), tmp_path).alerts.values()
+    (tried,) = [r for r in alert.reasons if r.startswith("Secrets and keys tried: ")]
+    assert tried.count("secret s") == 20 and tried.endswith(" and 10 more.")
 
 
 def test_four_failures_or_five_spread_out_do_not_alert(tmp_path):

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from phiwatch.detect import alert_book
 from phiwatch.detect.alert_book import alert_id
 from phiwatch.detect.times import window_anchor
+from phiwatch.model import MAX_EVIDENCE
+from phiwatch.sinks.sentinel import sentinel_alert
 from tests.harness import run
 from tests.records import FHIR_ID, at, fhir
 
@@ -42,9 +45,11 @@ def test_burst_above_threshold_raises_one_explained_alert(tmp_path):
     assert alert.target_resource_id == FHIR_ID.lower()
     assert (alert.event_count, alert.distinct_patient_count) == (60, 60)
     assert (alert.first_event_time, alert.last_event_time) == (at(0), at(295))
-    assert len(alert.evidence_event_uids) == 50
-    assert alert.evidence_event_uids[0] == sink.events[0].event_uid
-    # Minimum necessary: the alert carries no patient identifier, only counts.
+    # Complete: every counted read's EventUid (earliest first) and every patient's pseudonym.
+    assert alert.evidence_event_uids == [e.event_uid for e in sink.events]
+    assert alert.patient_refs == sorted({e.patient_ref for e in sink.events})
+    assert alert.evidence_complete is None and alert.patient_refs_complete is None
+    # Minimum necessary: patients appear as pseudonyms only, never their identifiers.
     assert "Patient/p" not in alert.to_json().decode()
     assert alert.detected_at == at(250)  # event-time arrival of the 51st patient
 
@@ -80,6 +85,16 @@ def test_a_long_burst_is_one_alert_enriched_not_many(tmp_path):
     sink = run(reads(220, spacing=2), tmp_path)
     (alert,) = sink.alerts.values()
     assert (alert.event_count, alert.distinct_patient_count) == (220, 220)
+    # The archived alert names every patient and cites every read (a breach notification
+    # needs all 220); only Sentinel's row is cut, and says how many and where the rest are.
+    assert len(alert.evidence_event_uids) == 220
+    assert alert.patient_refs is not None and len(alert.patient_refs) == 220
+    row = sentinel_alert(alert)
+    assert len(row.evidence_event_uids) == MAX_EVIDENCE
+    assert row.patient_refs is not None and len(row.patient_refs) == MAX_EVIDENCE
+    assert row.evidence_event_count == 220 and row.distinct_patient_count == 220
+    assert row.evidence_ref is not None and alert.alert_id in row.evidence_ref
+    assert row.alert_id == alert.alert_id
     versions = [a for a in sink.alert_versions if a.alert_id == alert.alert_id]
     assert len(versions) >= 2  # emitted, then enriched under the same id
     assert versions[0].distinct_patient_count < versions[-1].distinct_patient_count
@@ -119,3 +134,34 @@ def test_late_events_beyond_lateness_are_counted_not_detected(tmp_path):
     sink = run(fresh + stale, tmp_path)
     assert sink.alerts == {}
     assert len(sink.events) == 65
+
+
+def test_the_lists_are_bounded_and_say_so(tmp_path, monkeypatch):
+    # A burst past MAX_ALERT_REFS (100,000 in production) keeps the earliest entries and
+    # marks the alert's lists incomplete instead of growing without bound.
+    monkeypatch.setattr(alert_book, "MAX_ALERT_REFS", 55)
+    sink = run(reads(70), tmp_path)
+    (alert,) = sink.alerts.values()
+    assert alert.event_count == 70
+    assert alert.evidence_event_uids == [e.event_uid for e in sink.events[:55]]
+    assert alert.patient_refs is not None and len(alert.patient_refs) == 55
+    assert alert.evidence_complete is False and alert.patient_refs_complete is False
+
+
+def test_the_alert_gives_the_actors_usual_daily_volume(tmp_path):
+    day = 86400
+    usual = [reads(n, start=d * day, first_patient=1000 * d) for d, n in ((1, 8), (2, 12), (3, 10))]
+    burst = reads(60, start=5 * day, first_patient=9000)
+    sink = run([r for chunk in usual for r in chunk] + burst, tmp_path)
+    (alert,) = sink.alerts.values()
+    # The median of the 3 active days before (8, 12, 10), not counting the alert's own day.
+    assert (alert.actor_usual_daily_events, alert.actor_baseline_days) == (10.0, 3)
+    assert alert.reasons[-1] == (
+        "Usually 10 of these events a day: the median of the 3 active day(s) in the 14 days before."
+    )
+
+
+def test_an_actor_without_history_says_so(tmp_path):
+    (alert,) = run(reads(60), tmp_path).alerts.values()
+    assert (alert.actor_usual_daily_events, alert.actor_baseline_days) == (None, 0)
+    assert not alert.reasons[-1].startswith("Usually")

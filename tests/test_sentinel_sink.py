@@ -33,6 +33,7 @@ from phiwatch.sinks.sentinel import (
     MAX_REQUEST_BYTES,
     IngestionRetryPolicy,
     SentinelSink,
+    sentinel_alert,
     sentinel_sink_from,
 )
 from phiwatch.wiring import build_pipeline
@@ -235,6 +236,26 @@ def test_request_shape_and_round_trip(logs_ingestion, credential, tmp_path, log_
     assert not sink.queued_rows and not sink.rejected_rows
     assert outbox.pending_count() == 0
     assert_no_phi(log_stream.getvalue(), {PATIENT_ID, FHIR_URI})
+
+
+def test_a_complete_alert_goes_to_sentinel_capped_with_its_counts(
+    logs_ingestion, credential, tmp_path
+):
+    # The archived alert names all 250 patients and cites 250 reads; Sentinel's row carries
+    # the first 50 of each, how many there are and where the rest are (the AlertId).
+    uids = [f"uid-{i:07d}" for i in range(250)]
+    patients = [f"p-{i:04x}" for i in range(250)]
+    full = alert(7, evidence_event_uids=uids, patient_refs=patients)
+    sink = make_sink(logs_ingestion, LocalOutbox(tmp_path / "outbox"), credential)
+    sink.emit(result([], [full]))
+    (row,) = logs_ingestion.rows(ALERTS)
+    assert row["EvidenceEventUids"] == uids[:50] and row["PatientRefs"] == patients[:50]
+    assert (row["EvidenceEventCount"], row["DistinctPatientCount"]) == (250, 250)
+    assert full.alert_id in row["EvidenceRef"]
+    assert row["AlertId"] == full.alert_id
+    # A small alert goes as it is.
+    small = alert(8, patient_refs=["p-1"])
+    assert sentinel_alert(small) is small
 
 
 def test_empty_batch_sends_nothing(logs_ingestion, credential, tmp_path):
@@ -674,11 +695,11 @@ def test_outage_loses_nothing(outbox, logs_ingestion, credential, tmp_path, log_
     )
     assert len(emitted.health) == len(batches)
     # Alerts: at-least-once, several versions per AlertId. Every id arrived, every stored
-    # row is a version the pipeline emitted, and after deduping each AlertId's rows the
-    # final version is there exactly once.
+    # row is a version the pipeline emitted (as Sentinel gets it: its lists capped), and
+    # after deduping each AlertId's rows the final version is there exactly once.
     versions: dict[str, list[Any]] = defaultdict(list)
     for a in emitted.alert_versions:
-        versions[a.alert_id].append(as_json(a))
+        versions[a.alert_id].append(as_json(sentinel_alert(a)))
     stored_alerts: dict[str, list[Any]] = defaultdict(list)
     for row in logs_ingestion.rows(ALERTS):
         stored_alerts[row["AlertId"]].append(row)
@@ -686,7 +707,7 @@ def test_outage_loses_nothing(outbox, logs_ingestion, credential, tmp_path, log_
     for alert_id, rows in stored_alerts.items():
         assert all(r in versions[alert_id] for r in rows)
         distinct = {json.dumps(r, sort_keys=True) for r in rows}
-        final = json.dumps(as_json(emitted.alerts[alert_id]), sort_keys=True)
+        final = json.dumps(as_json(sentinel_alert(emitted.alerts[alert_id])), sort_keys=True)
         assert final in distinct
 
     assert_no_phi(log_stream.getvalue(), _phi_in(tmp_path / "gen" / "logs"))

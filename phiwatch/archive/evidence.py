@@ -16,7 +16,7 @@ from typing import Any
 import orjson
 
 from phiwatch.archive.archive import decode_lines
-from phiwatch.archive.merkle import audit_path, leaf_hash, verify_path
+from phiwatch.archive.merkle import _node, _split, leaf_hash, verify_path
 from phiwatch.archive.signer import PublicKey, key_id, load_public_key
 from phiwatch.archive.store import ObjectStore
 from phiwatch.archive.verify import _hour_of, check_manifest_signature
@@ -37,12 +37,44 @@ def _objects(store: ObjectStore, kind: str, start: datetime, end: datetime) -> l
     return names
 
 
+class _Tree:
+    """One object's Merkle tree with its subtree roots remembered: an alert citing every line
+    of an object gets its proofs for one pass over the tree (phiwatch.archive.merkle's
+    audit_path recomputes the sibling subtrees for each line, the same hashes)."""
+
+    def __init__(self, lines: list[bytes]) -> None:
+        self.leaves = [leaf_hash(line) for line in lines]
+        self.roots: dict[tuple[int, int], bytes] = {}
+
+    def root(self, lo: int, hi: int) -> bytes:
+        if hi - lo == 1:
+            return self.leaves[lo]
+        found = self.roots.get((lo, hi))
+        if found is None:
+            k = _split(hi - lo)
+            found = self.roots[(lo, hi)] = _node(self.root(lo, lo + k), self.root(lo + k, hi))
+        return found
+
+    def path(self, index: int) -> list[bytes]:
+        lo, hi, siblings = 0, len(self.leaves), []
+        while hi - lo > 1:  # RFC 9162 §2.1.3.1, top down; the path lists siblings bottom up
+            k = _split(hi - lo)
+            if index < lo + k:
+                siblings.append(self.root(lo + k, hi))
+                hi = lo + k
+            else:
+                siblings.append(self.root(lo, lo + k))
+                lo = lo + k
+        return siblings[::-1]
+
+
 @dataclass
 class _Picker:
     """Lines picked from archive objects, with the proofs for them."""
 
     store: ObjectStore
     cache: dict[str, list[bytes]] = field(default_factory=dict)
+    trees: dict[str, _Tree] = field(default_factory=dict)
     picked: dict[str, set[int]] = field(default_factory=lambda: defaultdict(set))
 
     def lines(self, name: str) -> list[bytes]:
@@ -52,14 +84,16 @@ class _Picker:
 
     def pick(self, name: str, index: int) -> dict[str, Any]:
         lines = self.lines(name)
-        leaves = [leaf_hash(line) for line in lines]
+        tree = self.trees.get(name)
+        if tree is None:
+            tree = self.trees[name] = _Tree(lines)
         self.picked[name].add(index)
         return {
             "object": name,
             "index": index,
             "size": len(lines),
             "line": lines[index].decode("utf-8"),
-            "proof": [p.hex() for p in audit_path(index, leaves)],
+            "proof": [p.hex() for p in tree.path(index)],
         }
 
 
@@ -142,12 +176,16 @@ def verify_bundle(bundle: dict[str, Any], pinned: dict[str, PublicKey] | None) -
                 report.problems.append(f"public key {claimed} does not match its own id")
             keys[key_id(key)] = key
     roots: dict[str, tuple[str, int]] = {}
+    # Objects listed by a manifest whose signature failed: that failure is their one root
+    # cause, reported once for the manifest rather than once more per line it would prove.
+    unproven: set[str] = set()
     for name, text in bundle.get("manifests", {}).items():
         document = orjson.loads(text)
         report.key_ids.add(document.get("key_id", ""))
         problem = check_manifest_signature(document, keys)
         if problem:
             report.problems.append(f"{name}: {problem}")
+            unproven.update(entry.get("name", "") for entry in document.get("objects", []))
             continue
         for entry in document.get("objects", []):
             roots[entry["name"]] = (entry["merkle_root"], entry["records"])
@@ -155,7 +193,8 @@ def verify_bundle(bundle: dict[str, Any], pinned: dict[str, PublicKey] | None) -
     def check(item: dict[str, Any], label: str) -> dict[str, Any] | None:
         root = roots.get(item["object"])
         if root is None:
-            report.problems.append(f"{label}: no signed manifest lists {item['object']}")
+            if item["object"] not in unproven:
+                report.problems.append(f"{label}: no signed manifest lists {item['object']}")
             return None
         leaf = leaf_hash(item["line"].encode("utf-8"))
         proof = [bytes.fromhex(p) for p in item["proof"]]

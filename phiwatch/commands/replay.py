@@ -15,6 +15,7 @@ from rich.table import Table
 
 from detections import RegistryError
 from phiwatch.archive.archive import ArchiveIntegrityError
+from phiwatch.archive.locate import record_replay
 from phiwatch.archive.signer import SignerError
 from phiwatch.commands.output import err, fail, out
 from phiwatch.config import Settings, cli_log_level
@@ -140,6 +141,8 @@ def replay_command(
     (out_dir / "summary.json").write_bytes(
         orjson.dumps(summary.as_dict(), option=orjson.OPT_INDENT_2) + b"\n"
     )
+    # `phiwatch archive verify|evidence|raw` default to this archive (not a fixed path).
+    record_replay(settings.home, out_dir)
     _print_summary(summary, out_dir)
     if summary.problems:
         for problem in summary.problems:

@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any
 
 from phiwatch.detect.snapshot import snapshot_class, upgrades
-from phiwatch.model import MAX_EVIDENCE, AccessEvent, Severity
+from phiwatch.model import MAX_ALERT_REFS, AccessEvent, Severity
 
 _ID_NAMESPACE = uuid.UUID("6f1d8f0c-3b7a-4d55-9a43-0c5e2f6b9a10")
 
@@ -47,6 +47,10 @@ class AlertState:
     # The rule's own facts about this alert (its `Facts` dataclass, a snapshot_class): what
     # it renders beyond the counts above, e.g. the threshold in force when it fired.
     facts: Any = None
+    # Past MAX_ALERT_REFS: evidence entries and new patients not kept (the alert says its
+    # lists are incomplete rather than growing without bound).
+    evidence_dropped: int = 0
+    patients_dropped: int = 0
 
     def add(self, time: float, event: AccessEvent) -> None:
         self.add_entry(
@@ -72,18 +76,30 @@ class AlertState:
         self.first_time = min(self.first_time, time)
         self.last_time = max(self.last_time, time)
         if patient:
-            self.patients.add(patient)
+            self.add_patient(patient)
         self.add_evidence(time, uid)
         if ip:
             self.src_ips[ip] += 1
         if target:
             self.targets[target] += 1
 
+    def add_patient(self, patient: str) -> None:
+        if len(self.patients) < MAX_ALERT_REFS or patient in self.patients:
+            self.patients.add(patient)
+        else:
+            self.patients_dropped += 1  # may repeat a dropped one: "at least", not distinct
+
     def add_evidence(self, time: float, uid: str) -> None:
         # Keep the earliest evidence: the start of a burst is what an analyst opens first.
-        if len(self.evidence) < MAX_EVIDENCE or (time, uid) < self.evidence[-1]:
-            insort(self.evidence, (time, uid))
-            del self.evidence[MAX_EVIDENCE:]
+        entry = (time, uid)
+        if len(self.evidence) < MAX_ALERT_REFS:
+            insort(self.evidence, entry)
+        elif entry < self.evidence[-1]:
+            insort(self.evidence, entry)
+            del self.evidence[MAX_ALERT_REFS:]
+            self.evidence_dropped += 1
+        else:
+            self.evidence_dropped += 1
 
     @property
     def top_ip(self) -> str | None:
@@ -97,9 +113,17 @@ class AlertState:
 @upgrades(AlertState)
 def _facts_from_extra(fields: dict[str, Any]) -> dict[str, Any]:
     """v1 snapshots kept a rule's facts in a dict, `extra`; it stays a dict in `facts` until
-    the engine turns it into the rule's Facts (phiwatch.detect.legacy_v1)."""
+    the engine turns it into the rule's Facts (phiwatch.detect.legacy_v1). Older snapshots
+    lack the dropped counters."""
     if "extra" in fields and "facts" not in fields:
         fields["facts"] = fields.pop("extra")
+    # Snapshots from before the lists were bounded at MAX_ALERT_REFS kept the earliest 50
+    # evidence entries only: what they let go is dropped evidence (each counted event adds
+    # one entry), so the alert does not claim a complete list it lost before the restore.
+    if "evidence_dropped" not in fields:
+        kept = len(fields.get("evidence") or ())
+        fields["evidence_dropped"] = max(0, int(fields.get("event_count") or 0) - kept)
+    fields.setdefault("patients_dropped", 0)
     return fields
 
 

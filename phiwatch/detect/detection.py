@@ -20,6 +20,7 @@ from phiwatch.detect.alert_book import AlertState
 from phiwatch.detect.context import DetectionContext
 from phiwatch.detect.grouping import Grouping
 from phiwatch.detect.kinds.base import Part
+from phiwatch.detect.kinds.baseline import DAY, DAYS, NAME, ActorBaseline, DailyCounts
 from phiwatch.detect.times import utc
 from phiwatch.model import AccessEvent, Alert, Plane, Severity
 from phiwatch.sources.fields import clean_identity
@@ -54,9 +55,11 @@ class Detection(ABC, Generic[P]):
         self.params: P = params
         self.lateness = lateness
         declared = self.declare()
-        self.parts: tuple[Part, ...] = (
-            tuple(declared) if isinstance(declared, Sequence) else (declared,)
-        )
+        parts = tuple(declared) if isinstance(declared, Sequence) else (declared,)
+        # Every actor alert says what is usual for that actor: the engine keeps the volume.
+        if self.group_by == "actor":
+            parts = (*parts, ActorBaseline())
+        self.parts: tuple[Part, ...] = parts
         # The state of each part, by part name: the engine-held containers the parts declared.
         self._held: dict[str, object] = {part.name: part.new_state() for part in self.parts}
         self._sealed = True
@@ -135,7 +138,22 @@ class Detection(ABC, Generic[P]):
                 continue
             self._held[part.name] = part.adopt(restored)
 
+    def usual_volume(self, state: AlertState) -> tuple[float | None, int | None]:
+        """The alert's actor's median daily events of this rule before the alert's day, and
+        the active days it rests on; (None, None) for a rule not keyed by actor."""
+        held = self._held.get(NAME)
+        if not isinstance(held, DailyCounts) or state.key not in held.days:
+            return None, None
+        return held.usual(state.key, int(state.first_time // DAY))
+
     def base_alert(self, state: AlertState, **fields: object) -> Alert:
+        usual, days = self.usual_volume(state)
+        if usual is not None and isinstance(fields.get("reasons"), list):
+            fields["reasons"] = [
+                *fields["reasons"],  # type: ignore[misc]
+                f"Usually {usual:g} of these events a day: the median of the {days} active "
+                f"day(s) in the {DAYS} days before.",
+            ]
         return Alert(
             alert_id=state.alert_id,
             rule_id=self.rule_id,
@@ -154,7 +172,12 @@ class Detection(ABC, Generic[P]):
             event_count=state.event_count,
             distinct_patient_count=len(state.patients),
             evidence_event_uids=[uid for _, uid in state.evidence],
+            evidence_complete=False if state.evidence_dropped else None,
+            patient_refs=sorted(state.patients) or None,
+            patient_refs_complete=False if state.patients_dropped else None,
             detected_at=state.detected_at,
+            actor_usual_daily_events=usual,
+            actor_baseline_days=days,
             **fields,  # type: ignore[arg-type]
         )
 

@@ -51,7 +51,7 @@ import structlog
 from azure.monitor.ingestion import LogsIngestionClient
 
 from phiwatch.batch import BatchResult
-from phiwatch.model import AccessEvent, Alert, BatchHealth
+from phiwatch.model import MAX_EVIDENCE, AccessEvent, Alert, BatchHealth
 from phiwatch.schema.tables import ROW_ID, TABLES, row_id, spec_for, wire_row
 from phiwatch.sinks.ingestion import (
     CLIENT_CHUNK_BYTES,
@@ -242,7 +242,9 @@ class SentinelSink:
                 continue
             stream = self.streams[kind]
             try:
-                rows = [wire_row(spec_for(m), m) for m in models]
+                # Sentinel's copy of an alert is capped; the archive holds it complete.
+                shaped = [sentinel_alert(m) for m in models] if kind == "alerts" else models
+                rows = [wire_row(spec_for(m), m) for m in shaped]
                 self._deliver_new(stream, rows, report, deadline)
             except Exception as exc:  # a bug, not a delivery failure: count, never raise
                 report.error = type(exc).__name__
@@ -526,6 +528,28 @@ class SentinelSink:
         if report.remaining is not None:
             fields["outbox_remaining"] = report.remaining
         (log.info if notable or always else log.debug)(message, **fields)
+
+
+def sentinel_alert(alert: Alert) -> Alert:
+    """The alert as Sentinel gets it: its lists cut to MAX_EVIDENCE entries, so one row stays
+    small whatever the burst, with the counts and where the rest are. The archived alert is
+    the complete one (`phiwatch archive evidence ALERT_ID` exports it with every event)."""
+    uids = alert.evidence_event_uids
+    patients = alert.patient_refs or []
+    if len(uids) <= MAX_EVIDENCE and len(patients) <= MAX_EVIDENCE:
+        return alert
+    return alert.model_copy(
+        update={
+            "evidence_event_uids": uids[:MAX_EVIDENCE],
+            "patient_refs": patients[:MAX_EVIDENCE] or None,
+            "evidence_event_count": len(uids),
+            "evidence_ref": (
+                f"archived alert {alert.alert_id} (alerts/ in the audit archive) holds all "
+                f"{len(uids)} evidence events and {len(patients)} patients: "
+                f"phiwatch archive evidence {alert.alert_id}"
+            ),
+        }
+    )
 
 
 def sentinel_sink_from(
