@@ -155,16 +155,23 @@ def _sort_key(event: dict[str, Any]) -> tuple[str, str]:
 
 
 def alerts_involving(
-    store: ObjectStore, uids: set[str], since: datetime, until: datetime
+    store: ObjectStore,
+    uids: set[str],
+    since: datetime,
+    until: datetime,
+    refs: set[str] | frozenset[str] = frozenset(),
 ) -> list[str]:
-    """AlertIds of archived alerts whose evidence cites one of these events (any version
-    of the alert), in first-seen order."""
+    """AlertIds of archived alerts whose evidence cites one of these events or whose
+    patient list names one of `refs` (any version of the alert), in first-seen order."""
     found: dict[str, None] = {}
-    if not uids:
+    if not uids and not refs:
         return []
     for alert in alerts(store, since, until):
         evidence = alert.get("EvidenceEventUids") or []
-        if isinstance(evidence, list) and uids.intersection(evidence):
+        patients = alert.get("PatientRefs") or []
+        if (isinstance(evidence, list) and uids.intersection(evidence)) or (
+            isinstance(patients, list) and refs.intersection(patients)
+        ):
             found.setdefault(str(alert.get("AlertId")), None)
     return list(found)
 
@@ -189,7 +196,7 @@ def patient_report(
         key=_sort_key,
     )
     uids = {str(a["EventUid"]) for a in accesses if a.get("EventUid")}
-    found = alerts_involving(store, uids, span.since, span.until)
+    found = alerts_involving(store, uids, span.since, span.until, ours)
     return PatientReport(
         patient=wanted[0],
         refs=wanted,
