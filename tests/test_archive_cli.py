@@ -189,8 +189,17 @@ def test_verify_a_bad_date_is_a_clear_error(tmp_path):
     for option in ("--since", "--until"):
         result = cli("archive", "verify", str(out / "archive"), option, "yesterday")
         assert result.exit_code == 2
-        assert "'yesterday' is not an ISO 8601 time" in result.stderr
+        assert "'yesterday' is neither ISO 8601 nor a span like 30d" in result.stderr
         assert "Traceback" not in result.output
+
+
+def test_verify_takes_a_span_back_from_now(tmp_path):
+    out = build(tmp_path)
+    # The archive's batches are from 2026-11: a week back from now holds none of them.
+    result = cli("archive", "verify", str(out / "archive"), "--since", "7d")
+    assert result.exit_code == 3, result.output
+    # Ten years back holds them all.
+    assert cli("archive", "verify", str(out / "archive"), "--since", "3650d").exit_code == 0
 
 
 def test_verify_with_the_published_key_and_with_a_foreign_key(tmp_path):

@@ -32,6 +32,7 @@ from phiwatch.archive.store import ObjectStore
 from phiwatch.archive.verify import verify_archive
 from phiwatch.commands.output import err, fail, out
 from phiwatch.config import Settings, env_archive_dir
+from phiwatch.reports.timespec import TimeSpecError, parse_time
 from phiwatch.wiring import ConfigurationError, archive_to_read
 
 app = typer.Typer(no_args_is_help=True, help="Verify the audit archive; export evidence.")
@@ -104,13 +105,13 @@ def trusted_keys(files: list[Path] | None) -> dict[str, PublicKey]:
 
 
 def _when(text: str | None) -> datetime | None:
+    """ISO 8601 (no zone: UTC) or a span back from now (`30d`), as every command takes."""
     if text is None:
         return None
     try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise fail(f"{text!r} is not an ISO 8601 time") from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+        return parse_time(text, datetime.now(UTC))
+    except TimeSpecError as exc:
+        raise fail(str(exc)) from None
 
 
 def _say(text: str) -> None:
