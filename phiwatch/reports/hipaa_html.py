@@ -22,11 +22,11 @@ from phiwatch.reports.hipaa import Control, HipaaReport, SourceCoverage, coverag
 # tables last. The browser test looks for every id.
 SECTIONS: tuple[tuple[str, str], ...] = (
     ("controls", "HIPAA controls and their evidence"),
-    ("attestation", "Attested coverage per control (inventory)"),
     ("volume", "Events per period"),
     ("coverage", "Coverage per resource"),
     ("alerts", "Alerts per rule"),
     ("deadletters", "Dead-letters by reason"),
+    ("attestation", "Attested coverage per control (inventory)"),
     ("integrity", "Archive integrity"),
     ("retention", "Retention and immutability"),
     ("inventory", "Expected resources (inventory)"),
@@ -36,8 +36,9 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("gaps", "Silences longer than the category floor"),
 )
 MAX_TIMELINE_ROWS = 60
-# Failing resources named per control; the inventory table names every one.
-MAX_FAILING_SHOWN = 100
+# Failing resources named per control, so four controls stay one screen; the inventory
+# table names every one with the checks it fails.
+MAX_FAILING_SHOWN = 20
 ATTEST_PASS, ATTEST_FAIL = "#2b8a9e", "#c4432f"
 CHECKS_OF = {control.control_id: control.checks for control in ATTESTED_CONTROLS}
 STATUS_CLASS = {"met": "ok", "attention": "warn", "not met": "bad", "not checked": "na"}
@@ -55,7 +56,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}code{font-size:12px;word
 .ok{background:#d7f2de;color:#11602b}.warn{background:#fdf0c6;color:#7a5300}
 .bad{background:#fbd9d6;color:#8a1c12}.na{background:#e7eaee;color:#3d4754}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #d5dbe3;border-radius:6px;
-padding:8px 14px;min-width:130px}.card b{display:block;font-size:20px}
+padding:8px 12px;min-width:110px}.card b{display:block;font-size:20px}
 svg{display:block;max-width:100%;height:auto;margin:6px 0}svg text{font:11px system-ui,sans-serif;
 fill:#3d4754}ul{margin:4px 0;padding-left:20px}.muted{color:#5a6676}
 """
@@ -494,7 +495,7 @@ def render(report: HipaaReport) -> str:
             ("—" if report.inventory is None else str(len(report.missing)), "resources silent"),
             ("verified" if integrity.verified else "NOT verified", "archive"),
             (str(sum(r.alerts for r in report.alerts)), "alerts"),
-            (audit_coverage, "audit-control coverage"),
+            (audit_coverage, "audit coverage"),
         )
     )
     sections = "".join(
