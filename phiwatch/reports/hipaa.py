@@ -11,6 +11,10 @@ same `resource_of` and the same per-category floors), on event time: first and l
 and every silence longer than the category's floor, including the one running at the end
 of the period. A silence is computed from active minutes, so it is what the archive holds,
 not what the streaming rule alerted on (which also learns each source's usual rhythm).
+
+With an inventory (phiwatch/attest: a file or Resource Graph), the attestation's coverage per
+control over the same period feeds the controls: below 100% of the resources a control's
+checks apply to, the control is not met, whatever the archive's own evidence says.
 """
 
 from __future__ import annotations
