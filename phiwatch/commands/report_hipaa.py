@@ -69,7 +69,8 @@ def hipaa_command(
     connection_string: ConnectionOpt = None,
 ) -> None:
     """Write the HIPAA audit-readiness page: coverage, silences, missing resources, integrity,
-    retention, detections, alerts, dead-letters, and the controls they evidence. Exit 0 when
+    retention, detections, alerts, dead-letters, with an inventory the attested coverage per
+    control (failing resources named), and the controls they evidence. Exit 0 when
     written (the controls' statuses are in the page), 1 when the archive is not verified."""
     now = datetime.now(UTC)
     try:
