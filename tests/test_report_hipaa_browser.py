@@ -25,8 +25,9 @@ import pytest
 
 from phiwatch.archive.signer import load_public_key, local_public_key
 from phiwatch.archive.store import LocalStore
+from phiwatch.attest.inventory import Inventory, PhiResource
 from phiwatch.hosts.replay import replay
-from phiwatch.reports.hipaa import InventoryEntry, build_report
+from phiwatch.reports.hipaa import HipaaReport, build_report
 from phiwatch.reports.hipaa_html import SECTIONS, render
 from phiwatch.samplegen import generate
 from tests.conftest import TEST_KEY_HEX, TEST_SIGNING_SEED_HEX
@@ -36,7 +37,7 @@ CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="Debian's chromium is not installed (make chromium)"
 )
-WIDTH, HEIGHT = 1100, 3400
+WIDTH, HEIGHT = 1100, 4200
 # The charts' fills (hipaa_html.py): volume bars, logging spans, silences, alerts, dead-letters.
 CHART_COLOURS = {
     "chart-volume": (0x3B, 0x7D, 0xD8),
@@ -44,11 +45,45 @@ CHART_COLOURS = {
     "silences": (0xD6, 0x45, 0x45),
     "chart-alerts": (0x82, 0x56, 0xC9),
     "chart-deadletters": (0xD0, 0x8A, 0x1E),
+    "chart-attestation": (0x2B, 0x8A, 0x9E),
 }
 MISSING = (
     "/subscriptions/00000000-0000-4000-8000-000000000000/resourceGroups/rg/providers/"
     "Microsoft.KeyVault/vaults/kv-never"
 )
+
+
+ARCHIVE_ACCOUNT = (
+    "/subscriptions/00000000-0000-4000-8000-000000000000/resourcegroups/rg/providers/"
+    "microsoft.storage/storageaccounts/starchive"
+)
+
+
+def estate_of(report: HipaaReport) -> Inventory:
+    """An inventory over the scenario's resources: a vault and a FHIR service that log (one
+    closed, one open without a customer key), a vault that never logs and states nothing,
+    and an archive account meeting every check but diagnostics: every control has failing
+    resources or passes, so the attestation chart shows both colours."""
+    logged = sorted({s.resource for s in report.sources})
+    vault = next(r for r in logged if "/microsoft.keyvault/vaults/" in r)
+    fhir = next(r for r in logged if "/microsoft.healthcareapis/" in r)
+    return Inventory(
+        (
+            PhiResource(vault, "keyvault", public_network_disabled=True, private_endpoint=True),
+            PhiResource(fhir, "fhir", tier="restricted", public_network_disabled=False),
+            PhiResource(MISSING.lower(), "keyvault", display_name="kv-never"),
+            PhiResource(
+                ARCHIVE_ACCOUNT,
+                "storage",
+                archive=True,
+                public_network_disabled=True,
+                customer_managed_key=True,
+                private_endpoint=True,
+                immutability_locked=True,
+            ),
+        ),
+        "file:estate.csv",
+    )
 
 
 def chromium(tmp: Path, url: str, *args: str) -> subprocess.CompletedProcess[str]:
@@ -166,12 +201,10 @@ def page(tmp_path_factory: pytest.TempPathFactory) -> Path:
         assert summary.problems == []
         local = local_public_key(settings)
         assert local is not None
-        report = build_report(
-            LocalStore(tmp / "out" / "archive"),
-            trusted={local[0]: load_public_key(local[1])},
-            settings=settings,
-            inventory=[InventoryEntry(MISSING, "KeyVault", "kv-never")],
-        )
+        store = LocalStore(tmp / "out" / "archive")
+        trusted = {local[0]: load_public_key(local[1])}
+        first = build_report(store, trusted=trusted, settings=settings)
+        report = build_report(store, trusted=trusted, settings=settings, inventory=estate_of(first))
     assert report.integrity.verified and report.alerts and report.dead_letters
     path = tmp / "hipaa.html"
     path.write_text(render(report), encoding="utf-8")
@@ -202,12 +235,14 @@ def test_the_page_renders_every_section(dom):
                      "164.308(a)(5)(ii)(C)", "164.316(b)(2)"):  # fmt: skip
         assert f"<b>{citation}</b>" in html
     assert "kv-never" in html and "nothing sent" in html
+    assert "<b>164.312(e)(1)</b>" in html and "fails public-network-off" in html
     assert "@" not in html  # no user (the alerts' titles name them; the page shows counts)
 
 
 def test_the_charts_are_in_the_dom_with_a_size(dom):
     html, _ = dom
-    for chart in ("chart-volume", "chart-coverage", "chart-alerts", "chart-deadletters"):
+    charts = ("chart-volume", "chart-coverage", "chart-alerts", "chart-deadletters")
+    for chart in (*charts, "chart-attestation"):
         assert f'<svg class="chart" id="{chart}"' in html, chart
     assert html.count("<rect") > 50
 

@@ -32,13 +32,14 @@ separate coverage figure, so one diagnostics change never counts twice.
 from __future__ import annotations
 
 import json
+import zlib
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Literal
 
 from phiwatch.archive.archive import decode_lines
-from phiwatch.archive.store import ObjectStore
+from phiwatch.archive.store import ObjectMissing, ObjectStore
 from phiwatch.attest.inventory import Inventory, PhiResource
 from phiwatch.model import AccessEvent
 from phiwatch.sources import activity
@@ -138,8 +139,18 @@ def archived_targets(store: ObjectStore, since: datetime, until: datetime) -> It
     hour = since.replace(minute=0, second=0, microsecond=0)
     while hour < until:
         for name in store.list(f"events/{hour:%Y/%m/%d/%H}/"):
-            for line in decode_lines(store.get(name)):
-                row = json.loads(line)
+            try:
+                lines = decode_lines(store.get(name))
+            except (ObjectMissing, OSError, EOFError, zlib.error, ValueError):
+                # Altered or truncated: archive verify names it; its events count as unseen.
+                continue
+            for line in lines:
+                try:
+                    row = json.loads(line)
+                except ValueError:
+                    continue  # not a record (verify fails the object)
+                if not isinstance(row, dict):
+                    continue
                 target = row.get("TargetResourceId")
                 if target and row.get("EventProduct") != activity.PRODUCT:
                     yield target

@@ -17,6 +17,12 @@ File (CSV with a header row, or JSON: a list of objects with the same keys):
 | `PrivateEndpoint` | `true`/`false` | at least one approved private endpoint connection |
 | `ImmutabilityLocked` | `true`/`false` | a locked time-based immutability policy (archive only) |
 | `Diagnostics` | `true`/`false` (empty: unknown) | a diagnostic setting sends to phiwatch |
+| `Name` | text (empty: the id's last segment) | a display name for reports |
+
+Column names are matched in any case. A `ResourceId,Kind[,Name]` file (the HIPAA report's
+first format) is an inventory too: `Kind` also takes the ARM-flavoured names in `KIND_ALIASES`
+(`FhirService`, `SqlDatabase`, `StorageAccount`, `KeyVault`), and its unstated properties are
+unknown, so they fail their checks.
 
 Resource Graph: one KQL `Resources` query per kind (`QUERIES`), paged with skip tokens, read
 with `DefaultAzureCredential` (the managed identity in Azure); the tier is the resource's
@@ -50,6 +56,17 @@ COLUMNS = (
     "ImmutabilityLocked",
     "Diagnostics",
 )
+# Read when present, judged by no check: the name a report shows.
+OPTIONAL_COLUMNS = ("Name",)
+_CANONICAL = {column.lower(): column for column in (*COLUMNS, *OPTIONAL_COLUMNS)}
+# The kind words of the report's first inventory format (ARM types in short), lower case.
+KIND_ALIASES: dict[str, Kind] = {
+    "fhirservice": "fhir",
+    "fhirservices": "fhir",
+    "sqldatabase": "sql",
+    "storageaccount": "storage",
+    "vault": "keyvault",
+}
 # An inventory larger than this is refused: the detection holds per-resource state for it.
 MAX_RESOURCES = 20_000
 PAGE_SIZE = 1000  # Resource Graph's largest $top
@@ -70,6 +87,7 @@ class PhiResource:
     private_endpoint: bool | None = None
     immutability_locked: bool | None = None
     diagnostics: bool | None = None
+    display_name: str = ""  # the file's `Name`; empty: the id's last segment
 
     @property
     def subscription(self) -> str:
@@ -78,7 +96,7 @@ class PhiResource:
 
     @property
     def name(self) -> str:
-        return self.resource_id.rsplit("/", 1)[-1]
+        return self.display_name or self.resource_id.rsplit("/", 1)[-1]
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,13 +148,14 @@ def _network(value: Any, row: int) -> bool | None:
 
 def resource_of(fields: Mapping[str, Any], row: int) -> PhiResource:
     """One inventory row (file columns) as a resource."""
-    unknown = set(fields) - set(COLUMNS)
+    unknown = set(fields) - set(COLUMNS) - set(OPTIONAL_COLUMNS)
     if unknown:
         raise InventoryError(f"row {row}: unknown columns {sorted(unknown)}")
     rid = str(fields.get("ResourceId") or "").strip().lower()
     if not rid.startswith("/subscriptions/"):
         raise InventoryError(f"row {row}: ResourceId is not an ARM resource id")
     kind = str(fields.get("Kind") or "").strip().lower()
+    kind = KIND_ALIASES.get(kind, kind)
     if kind not in KINDS:
         raise InventoryError(f"row {row}: Kind is not one of {', '.join(KINDS)}")
     tier = str(fields.get("Tier") or "").strip().lower() or "standard"
@@ -152,7 +171,18 @@ def resource_of(fields: Mapping[str, Any], row: int) -> PhiResource:
         private_endpoint=_flag(fields.get("PrivateEndpoint"), "PrivateEndpoint", row),
         immutability_locked=_flag(fields.get("ImmutabilityLocked"), "ImmutabilityLocked", row),
         diagnostics=_flag(fields.get("Diagnostics"), "Diagnostics", row),
+        display_name=str(fields.get("Name") or "").strip(),
     )
+
+
+def _canonical(row: Mapping[str, Any]) -> dict[str, Any]:
+    """The row with its column names spelt as COLUMNS spells them (files come from
+    spreadsheets and scripts that do not keep the case)."""
+    return {_CANONICAL.get(str(k).strip().lower(), k): v for k, v in row.items()}
+
+
+def _blank(row: Mapping[str, Any]) -> bool:
+    return all(v is None or str(v).strip() == "" for v in row.values())
 
 
 def parse_inventory(text: str, *, name: str = "inventory") -> Inventory:
@@ -166,13 +196,15 @@ def parse_inventory(text: str, *, name: str = "inventory") -> Inventory:
             raise InventoryError(f"not valid JSON (line {error.lineno})") from None
         if not all(isinstance(item, dict) for item in loaded):
             raise InventoryError("a JSON inventory is a list of objects")
-        rows = loaded
+        rows = [_canonical(item) for item in loaded]
     else:
+        # An unknown column left empty is no claim (a spreadsheet's trailing comma); a line
+        # of empty cells is no resource.
         rows = [
-            {k: v for k, v in row.items() if k is not None and (k in COLUMNS or v)}
-            for row in csv.DictReader(io.StringIO(stripped))
+            {k: v for k, v in row.items() if k is not None and (k in _CANONICAL.values() or v)}
+            for row in map(_canonical, csv.DictReader(io.StringIO(stripped)))
         ]
-    resources = tuple(resource_of(row, i) for i, row in enumerate(rows, start=1))
+    resources = tuple(resource_of(row, i) for i, row in enumerate(rows, start=1) if not _blank(row))
     return Inventory(resources, f"file:{name}")
 
 

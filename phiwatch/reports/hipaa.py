@@ -11,12 +11,14 @@ same `resource_of` and the same per-category floors), on event time: first and l
 and every silence longer than the category's floor, including the one running at the end
 of the period. A silence is computed from active minutes, so it is what the archive holds,
 not what the streaming rule alerted on (which also learns each source's usual rhythm).
+
+With an inventory (phiwatch/attest: a file or Resource Graph), the attestation's coverage per
+control over the same period feeds the controls: below 100% of the resources a control's
+checks apply to, the control is not met, whatever the archive's own evidence says.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import itertools
 import re
 import zlib
@@ -24,7 +26,6 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -36,6 +37,17 @@ from phiwatch.archive.blob_store import BlobStore
 from phiwatch.archive.signer import PublicKey
 from phiwatch.archive.store import ObjectMissing, ObjectStore
 from phiwatch.archive.verify import verify_archive
+from phiwatch.attest.attestation import (
+    CONTROLS as ATTESTED_CONTROLS,
+)
+from phiwatch.attest.attestation import (
+    Check,
+    ControlCoverage,
+    attest,
+    coverage_by_control,
+    logging_from_archive,
+)
+from phiwatch.attest.inventory import Inventory, PhiResource
 from phiwatch.config import Settings
 from phiwatch.sources import activity
 from phiwatch.sources.fields import subscription_of
@@ -67,7 +79,7 @@ STATUS_NOT_CHECKED = "not checked"
 
 
 class ReportError(Exception):
-    """An input the report cannot use (a time, an inventory file)."""
+    """An input the report cannot use (a time)."""
 
 
 # --- time ranges -------------------------------------------------------------------------
@@ -90,48 +102,6 @@ def parse_time(text: str, now: datetime) -> datetime:
             f"{text!r} is neither an ISO 8601 time nor a span such as 30d or 12h"
         ) from None
     return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
-
-
-# --- inventory -----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class InventoryEntry:
-    resource_id: str
-    kind: str
-    name: str
-
-
-def read_inventory(path: Path) -> list[InventoryEntry]:
-    """`ResourceId,Kind[,Name]` rows (a header first; any column order, any case)."""
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ReportError(f"{path}: not a readable inventory ({type(exc).__name__})") from None
-    return parse_inventory(text, str(path))
-
-
-def parse_inventory(text: str, where: str = "inventory") -> list[InventoryEntry]:
-    reader = csv.reader(io.StringIO(text))
-    header = [cell.strip().lower() for cell in next(reader, [])]
-    if "resourceid" not in header or "kind" not in header:
-        raise ReportError(f"{where}: the header must name ResourceId and Kind (Name optional)")
-    at_id, at_kind = header.index("resourceid"), header.index("kind")
-    at_name = header.index("name") if "name" in header else None
-    entries: list[InventoryEntry] = []
-    for line, row in enumerate(reader, start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) <= max(at_id, at_kind):
-            raise ReportError(f"{where}: line {line} has too few columns")
-        resource = row[at_id].strip()
-        if not resource.lower().startswith("/subscriptions/"):
-            raise ReportError(f"{where}: line {line}: ResourceId is not an ARM resource id")
-        name = row[at_name].strip() if at_name is not None and at_name < len(row) else ""
-        entries.append(
-            InventoryEntry(resource, row[at_kind].strip(), name or resource.rsplit("/", 1)[-1])
-        )
-    return entries
 
 
 # --- the report's content --------------------------------------------------------------
@@ -178,8 +148,9 @@ class ProductCoverage:
 
 @dataclass(frozen=True, slots=True)
 class InventoryStatus:
-    entry: InventoryEntry
+    entry: PhiResource
     categories: tuple[str, ...]  # those it sent in the period; none = sending nothing
+    failing: tuple[Check, ...] = ()  # the attestation checks it fails
 
     @property
     def sending(self) -> bool:
@@ -248,6 +219,9 @@ class HipaaReport:
     volume: dict[datetime, int]  # events per hour (or per day over long periods)
     volume_step: timedelta
     controls: list[Control] = field(default_factory=list)
+    # Per attestation control (attest.attestation.CONTROLS), with an inventory only.
+    attestation: list[ControlCoverage] | None = None
+    inventory_source: str = ""  # "file:<name>" or "resource-graph"
     unreadable: list[str] = field(default_factory=list)  # objects the report could not read
 
     @property
@@ -368,7 +342,7 @@ def build_report(
     settings: Settings,
     since: datetime | None = None,
     until: datetime | None = None,
-    inventory: list[InventoryEntry] | None = None,
+    inventory: Inventory | None = None,
     now: datetime | None = None,
 ) -> HipaaReport:
     now = now or datetime.now(UTC)
@@ -455,7 +429,7 @@ def build_report(
         events=events,
         sources=sources,
         products=products,
-        inventory=_inventory_status(inventory, sources) if inventory is not None else None,
+        inventory=None,
         integrity=_integrity(store, trusted, since, until),
         retention=retention_of(store, settings),
         detections=detections_on(settings),
@@ -466,6 +440,15 @@ def build_report(
         unreadable=unreadable,
     )
     report.volume, report.volume_step = _volume(volume_hours)
+    if inventory is not None:
+        states = attest(inventory, _logging(store, inventory, since, until, first, last))
+        report.attestation = coverage_by_control(inventory, states)
+        report.inventory_source = inventory.source
+        failing = {
+            rid: tuple(check for check, passing in state.items() if not passing)
+            for rid, state in states.items()
+        }
+        report.inventory = _inventory_status(inventory, sources, failing)
     report.controls = controls_of(report)
     return report
 
@@ -494,8 +477,28 @@ def _volume(hours: Counter[datetime]) -> tuple[dict[datetime, int], timedelta]:
     return filled, step
 
 
+def _logging(
+    store: ObjectStore,
+    inventory: Inventory,
+    since: datetime | None,
+    until: datetime | None,
+    first: datetime | None,
+    last: datetime | None,
+) -> set[str]:
+    """The inventory resources whose logs reached the archive in the period. An open end is
+    the period's first or last event; the hours read are whole (the archive's folders), and
+    the end is inclusive as the rest of the report's is."""
+    low = since or first
+    high = until or last
+    if low is None or high is None:
+        return set()  # no event in the period: nothing logged
+    return logging_from_archive(store, inventory, low, high + timedelta(microseconds=1))
+
+
 def _inventory_status(
-    inventory: list[InventoryEntry], sources: list[SourceCoverage]
+    inventory: Inventory,
+    sources: list[SourceCoverage],
+    failing: Mapping[str, tuple[Check, ...]],
 ) -> list[InventoryStatus]:
     by_resource: dict[str, set[str]] = defaultdict(set)
     for source in sources:
@@ -508,7 +511,9 @@ def _inventory_status(
         for resource, cats in by_resource.items():
             if resource == wanted or resource.startswith(wanted + "/"):
                 categories |= cats
-        statuses.append(InventoryStatus(entry, tuple(sorted(categories))))
+        statuses.append(
+            InventoryStatus(entry, tuple(sorted(categories)), failing.get(entry.resource_id, ()))
+        )
     return sorted(statuses, key=lambda s: (s.sending, s.entry.kind, s.entry.resource_id.lower()))
 
 
@@ -628,10 +633,42 @@ def _dead_letters(
 
 # --- the controls --------------------------------------------------------------------------
 
+_CHECKS_OF = {control.control_id: control.checks for control in ATTESTED_CONTROLS}
+# Worst first: a control's status is the worst of what its evidence says.
+_SEVERITY = {STATUS_NOT_MET: 3, STATUS_ATTENTION: 2, STATUS_NOT_CHECKED: 1, STATUS_MET: 0}
+
+
+def _worst(*statuses: str | None) -> str:
+    return max((s for s in statuses if s is not None), key=_SEVERITY.__getitem__)
+
+
+def coverage_status(coverage: ControlCoverage | None) -> str | None:
+    """What an attested coverage says of its control: met at 100% of the resources its
+    checks apply to, not met below (a PHI resource outside a safeguard is a finding, not a
+    matter of degree: the percentage says how far); None when it says nothing (no
+    inventory, or no inventory resource the checks apply to)."""
+    if coverage is None or coverage.applicable == 0:
+        return None
+    return STATUS_MET if coverage.passing == coverage.applicable else STATUS_NOT_MET
+
+
+def _coverage_line(coverage: ControlCoverage | None) -> tuple[str, ...]:
+    if coverage is None:
+        return ()
+    if coverage.applicable == 0:
+        return ("Attested coverage: no inventory resource its checks apply to.",)
+    return (
+        f"Attested coverage: {coverage.percentage:g}% ({coverage.passing} of "
+        f"{coverage.applicable} inventory resources pass "
+        f"{', '.join(_CHECKS_OF.get(coverage.control_id, ()))}); "
+        f"{len(coverage.failing)} failing.",
+    )
+
 
 def controls_of(report: HipaaReport) -> list[Control]:
     """Each control with the evidence the page holds for it and a status: met, attention
     (evidence with findings to review), not met, or not checked."""
+    attested = {c.control_id: c for c in report.attestation or []}
     gaps = report.gaps
     missing = report.missing
     ongoing = [g for _, g in gaps if g.ongoing]
@@ -652,12 +689,14 @@ def controls_of(report: HipaaReport) -> list[Control]:
             f"Inventory: {len(report.inventory) - len(missing)} of {len(report.inventory)} "
             f"expected resources sent records; {len(missing)} sent nothing."
         )
+    audit_evidence.extend(_coverage_line(attested.get("164.312(b)")))
     if not report.events:
         audit_status = STATUS_NOT_MET
     elif missing or gaps or report.inventory is None:
         audit_status = STATUS_ATTENTION
     else:
         audit_status = STATUS_MET
+    audit_status = _worst(audit_status, coverage_status(attested.get("164.312(b)")))
 
     if integrity.verified:
         integrity_status = STATUS_MET
@@ -679,6 +718,9 @@ def controls_of(report: HipaaReport) -> list[Control]:
         authenticate_status = STATUS_ATTENTION
     else:
         authenticate_status = integrity_status
+    integrity_coverage = attested.get("164.312(c)(1)")
+    authenticate_coverage = attested.get("164.312(c)(2)")
+    transmission = attested.get("164.312(e)(1)")
     if not retention.checked:
         retention_status = STATUS_NOT_CHECKED
     elif retention.state == "locked":
@@ -714,8 +756,9 @@ def controls_of(report: HipaaReport) -> list[Control]:
                 chain,
                 "Objects are written create-only; every batch is listed with its SHA-256 in a "
                 "manifest chained to the previous one.",
+                *_coverage_line(integrity_coverage),
             ),
-            integrity_status,
+            _worst(integrity_status, coverage_status(integrity_coverage)),
         ),
         Control(
             "164.312(c)(2)",
@@ -725,8 +768,16 @@ def controls_of(report: HipaaReport) -> list[Control]:
                 "Manifests are signed and verified against trusted keys only; Merkle roots "
                 "prove single records (evidence bundles).",
                 f"Storage immutability: {retention.state}.",
+                *_coverage_line(authenticate_coverage),
             ),
-            authenticate_status,
+            _worst(authenticate_status, coverage_status(authenticate_coverage)),
+        ),
+        Control(
+            "164.312(e)(1)",
+            "Transmission security: guard against unauthorized access to ePHI in transit",
+            _coverage_line(transmission)
+            or ("No inventory given: network exposure of the PHI resources is not attested.",),
+            coverage_status(transmission) or STATUS_NOT_CHECKED,
         ),
         Control(
             "164.308(a)(1)(ii)(D)",
@@ -771,11 +822,9 @@ __all__ = [
     "Control",
     "Gap",
     "HipaaReport",
-    "InventoryEntry",
     "ReportError",
     "build_report",
+    "coverage_status",
     "gaps_of",
-    "parse_inventory",
     "parse_time",
-    "read_inventory",
 ]

@@ -14,9 +14,10 @@ from html import escape
 
 import orjson
 
-from phiwatch.reports.hipaa import Control, HipaaReport, SourceCoverage
+from phiwatch.attest.attestation import CONTROLS as ATTESTED_CONTROLS
+from phiwatch.attest.attestation import ControlCoverage
+from phiwatch.reports.hipaa import Control, HipaaReport, SourceCoverage, coverage_status
 
-# Sections, in page order: (id, heading). The browser test looks for every id.
 # Sections, in page order: (id, heading); the charts and the short answers first, the long
 # tables last. The browser test looks for every id.
 SECTIONS: tuple[tuple[str, str], ...] = (
@@ -25,6 +26,7 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("coverage", "Coverage per resource"),
     ("alerts", "Alerts per rule"),
     ("deadletters", "Dead-letters by reason"),
+    ("attestation", "Attested coverage per control (inventory)"),
     ("integrity", "Archive integrity"),
     ("retention", "Retention and immutability"),
     ("inventory", "Expected resources (inventory)"),
@@ -34,6 +36,11 @@ SECTIONS: tuple[tuple[str, str], ...] = (
     ("gaps", "Silences longer than the category floor"),
 )
 MAX_TIMELINE_ROWS = 60
+# Failing resources named per control, so four controls stay one screen; the inventory
+# table names every one with the checks it fails.
+MAX_FAILING_SHOWN = 20
+ATTEST_PASS, ATTEST_FAIL = "#2b8a9e", "#c4432f"
+CHECKS_OF = {control.control_id: control.checks for control in ATTESTED_CONTROLS}
 STATUS_CLASS = {"met": "ok", "attention": "warn", "not met": "bad", "not checked": "na"}
 
 CSP = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
@@ -49,7 +56,7 @@ td.n{text-align:right;font-variant-numeric:tabular-nums}code{font-size:12px;word
 .ok{background:#d7f2de;color:#11602b}.warn{background:#fdf0c6;color:#7a5300}
 .bad{background:#fbd9d6;color:#8a1c12}.na{background:#e7eaee;color:#3d4754}
 .cards{display:flex;gap:12px;flex-wrap:wrap}.card{border:1px solid #d5dbe3;border-radius:6px;
-padding:8px 14px;min-width:130px}.card b{display:block;font-size:20px}
+padding:8px 12px;min-width:110px}.card b{display:block;font-size:20px}
 svg{display:block;max-width:100%;height:auto;margin:6px 0}svg text{font:11px system-ui,sans-serif;
 fill:#3d4754}ul{margin:4px 0;padding-left:20px}.muted{color:#5a6676}
 """
@@ -214,6 +221,88 @@ def bar_chart(chart_id: str, items: list[tuple[str, int]], colour: str) -> str:
     return "".join(parts)
 
 
+def attestation_chart(coverage: list[ControlCoverage]) -> str:
+    """One bar per control: the passing share of its applicable resources, the rest failing."""
+    width, label, row_h = 1000, 300, 24
+    plot = width - label - 70
+    height = row_h * len(coverage) + 8
+    parts = [
+        f'<svg class="chart" id="chart-attestation" viewBox="0 0 {width} {height}" '
+        f'width="{width}" height="{height}" role="img" aria-label="Attested coverage per control">'
+    ]
+    for i, c in enumerate(coverage):
+        y = 4 + i * row_h
+        name = f"{c.control_id} {c.title}"
+        parts.append(f'<text x="4" y="{y + 15}">{escape(name[:46])}</text>')
+        if c.applicable == 0:
+            parts.append(f'<text x="{label}" y="{y + 15}">no resource it applies to</text>')
+            continue
+        good = plot * c.passing / c.applicable
+        parts.append(
+            f'<rect x="{label}" y="{y + 3}" width="{good:.2f}" height="{row_h - 8}" '
+            f'fill="{ATTEST_PASS}"><title>{escape(c.control_id)}: {c.passing} of '
+            f"{c.applicable} pass</title></rect>"
+        )
+        if c.passing < c.applicable:
+            parts.append(
+                f'<rect x="{label + good:.2f}" y="{y + 3}" width="{plot - good:.2f}" '
+                f'height="{row_h - 8}" fill="{ATTEST_FAIL}"><title>{escape(c.control_id)}: '
+                f"{len(c.failing)} failing</title></rect>"
+            )
+        parts.append(f'<text x="{label + plot + 6}" y="{y + 15}">{c.percentage:g}%</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _failing(c: ControlCoverage, names: dict[str, str]) -> str:
+    if not c.failing:
+        return "—"
+    items = [
+        f"<li><b>{escape(names.get(rid, rid))}</b> <code>{escape(rid)}</code>: fails "
+        f"{escape(', '.join(c.failing_checks[rid]))}</li>"
+        for rid in c.failing[:MAX_FAILING_SHOWN]
+    ]
+    more = len(c.failing) - MAX_FAILING_SHOWN
+    if more > 0:
+        items.append(f'<li class="muted">{more} more: see the inventory table.</li>')
+    return "<ul>" + "".join(items) + "</ul>"
+
+
+def _attestation(report: HipaaReport) -> str:
+    if report.attestation is None or report.inventory is None:
+        return (
+            '<p class="muted">No inventory given (--inventory FILE or --resource-graph): '
+            "the PHI resources' safeguards are not attested.</p>"
+        )
+    names = {i.entry.resource_id: i.entry.name for i in report.inventory}
+    return (
+        f"<p>{len(report.inventory)} PHI resource(s) from "
+        f"<code>{escape(report.inventory_source)}</code>. Per control, the share of the "
+        "resources its checks apply to that pass them all. <code>diagnostics</code> passes when "
+        "the archive holds a data-plane event targeting the resource (or a child) in the "
+        "period; the other checks are the inventory's properties, and one it does not state "
+        "fails: an attestation needs evidence. Below 100% the control is not met.</p>"
+        + attestation_chart(report.attestation)
+        + _table(
+            ("Control", "Checks", "Coverage", "Passing", "Failing resources (checks failed)"),
+            (
+                (
+                    f"<b>{escape(c.control_id)}</b> {escape(c.title)}",
+                    escape(", ".join(CHECKS_OF.get(c.control_id, ()))),
+                    _status(
+                        coverage_status(c) or "not checked",
+                        f"{c.percentage:g}%" if c.applicable else "n/a",
+                    ),
+                    f"{c.passing} of {c.applicable}",
+                    _failing(c, names),
+                )
+                for c in report.attestation
+            ),
+            {3},
+        )
+    )
+
+
 # --- sections --------------------------------------------------------------------------
 
 
@@ -250,6 +339,7 @@ def render(report: HipaaReport) -> str:
         end = min(end, report.last) if end else report.last
     body: dict[str, str] = {}
     body["controls"] = _controls(report.controls)
+    body["attestation"] = _attestation(report)
     body["volume"] = volume_chart(report.volume, report.volume_step)
     body["coverage"] = (
         coverage_chart(report.sources, start, end)
@@ -303,7 +393,7 @@ def render(report: HipaaReport) -> str:
     )
     if report.inventory is None:
         body["inventory"] = (
-            '<p class="muted">No inventory given (--inventory FILE, CSV ResourceId,Kind[,Name]): '
+            '<p class="muted">No inventory given (--inventory FILE or --resource-graph): '
             "resources that send nothing cannot be listed.</p>"
         )
     else:
@@ -312,7 +402,7 @@ def render(report: HipaaReport) -> str:
             f"<p><b>{len(missing)}</b> of {len(report.inventory)} expected resources sent "
             "nothing in the period.</p>"
             + _table(
-                ("Name", "Kind", "Resource", "Sending", "Categories"),
+                ("Name", "Kind", "Resource", "Sending", "Categories", "Checks failed"),
                 (
                     (
                         escape(i.entry.name),
@@ -320,6 +410,7 @@ def render(report: HipaaReport) -> str:
                         f"<code>{escape(i.entry.resource_id)}</code>",
                         _status("met", "yes") if i.sending else _status("not met", "nothing sent"),
                         escape(", ".join(i.categories)) or "—",
+                        escape(", ".join(i.failing)) or "none",
                     )
                     for i in report.inventory
                 ),
@@ -393,6 +484,8 @@ def render(report: HipaaReport) -> str:
     period = f"{_t(report.since) if report.since else 'the start'} to " + (
         _t(report.until) if report.until else "the end of the archive"
     )
+    audit = next((c for c in report.attestation or [] if c.control_id == "164.312(b)"), None)
+    audit_coverage = "—" if audit is None or not audit.applicable else f"{audit.percentage:g}%"
     summary = "".join(
         f'<div class="card"><b>{escape(value)}</b>{escape(label)}</div>'
         for value, label in (
@@ -402,6 +495,7 @@ def render(report: HipaaReport) -> str:
             ("—" if report.inventory is None else str(len(report.missing)), "resources silent"),
             ("verified" if integrity.verified else "NOT verified", "archive"),
             (str(sum(r.alerts for r in report.alerts)), "alerts"),
+            (audit_coverage, "audit coverage"),
         )
     )
     sections = "".join(
