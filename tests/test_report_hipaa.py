@@ -30,13 +30,13 @@ from phiwatch.config import Settings
 from phiwatch.hosts.replay import replay
 from phiwatch.reports.hipaa import (
     HipaaReport,
-    ReportError,
     build_report,
     gaps_of,
     parse_time,
     retention_of,
 )
 from phiwatch.reports.hipaa_html import SECTIONS, render
+from phiwatch.reports.timespec import TimeSpecError
 from phiwatch.wiring import build_pipeline
 from tests.harness import CollectingSink, batches_of
 from tests.records import FHIR_ID, KV_ID, SUB, T0, fhir, keyvault
@@ -322,7 +322,7 @@ def test_times_are_iso_8601_or_spans_back_from_now():
     assert parse_time("12h", now) == now - timedelta(hours=12)
     assert parse_time("2026-11-02T08:00", now) == datetime(2026, 11, 2, 8, tzinfo=UTC)
     assert parse_time("2026-11-02T09:00+01:00", now) == datetime(2026, 11, 2, 8, tzinfo=UTC)
-    with pytest.raises(ReportError):
+    with pytest.raises(TimeSpecError):  # the shared parser (phiwatch/reports/timespec.py)
         parse_time("yesterday", now)
 
 

@@ -20,8 +20,9 @@ from phiwatch.attest.inventory import (
 )
 from phiwatch.commands.archive import ConnectionOpt, KeysOpt, open_store, trusted_keys
 from phiwatch.commands.output import fail, out
-from phiwatch.reports.hipaa import ReportError, build_report, parse_time
+from phiwatch.reports.hipaa import build_report, parse_time
 from phiwatch.reports.hipaa_html import render
+from phiwatch.reports.timespec import TimeSpecError
 from phiwatch.wiring import ConfigurationError, load_settings
 
 
@@ -73,7 +74,7 @@ def hipaa_command(
     try:
         start = parse_time(since, now) if since else None
         end = parse_time(until, now) if until else None
-    except ReportError as exc:
+    except TimeSpecError as exc:
         raise fail(str(exc)) from None
     if start and end and start > end:
         raise fail("--since is after --until")

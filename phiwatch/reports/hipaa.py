@@ -49,6 +49,7 @@ from phiwatch.attest.attestation import (
 )
 from phiwatch.attest.inventory import Inventory, PhiResource
 from phiwatch.config import Settings
+from phiwatch.reports.timespec import parse_time
 from phiwatch.sources import activity
 from phiwatch.sources.fields import subscription_of
 
@@ -80,28 +81,6 @@ STATUS_NOT_CHECKED = "not checked"
 
 class ReportError(Exception):
     """An input the report cannot use (a time)."""
-
-
-# --- time ranges -------------------------------------------------------------------------
-
-# A private parser: phiwatch/reports/timespec.py (issue #17, item 1) is the shared one; at
-# merge, this one goes and `parse_time` imports from there.
-_SPAN = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_time(text: str, now: datetime) -> datetime:
-    """ISO 8601 (UTC when it names no zone) or a span back from `now` (`30d`, `12h`)."""
-    span = _SPAN.match(text)
-    if span:
-        return now - timedelta(seconds=int(span.group(1)) * _UNITS[span.group(2)])
-    try:
-        parsed = datetime.fromisoformat(text.strip())
-    except ValueError:
-        raise ReportError(
-            f"{text!r} is neither an ISO 8601 time nor a span such as 30d or 12h"
-        ) from None
-    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
 
 
 # --- the report's content --------------------------------------------------------------
