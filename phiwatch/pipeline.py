@@ -24,7 +24,7 @@ from pydantic_core import PydanticSerializationError
 
 from phiwatch.archive.alerts import archive_alerts
 from phiwatch.archive.archive import Archive, ObjectEntry, object_name
-from phiwatch.archive.hour_index import put_sidecar
+from phiwatch.archive.hour_index import keys_of_events, put_sidecar
 from phiwatch.archive.integrity_alert import integrity_alert
 from phiwatch.batch import Batch, BatchResult, Counts, Forwarder, Sink, emit_to
 from phiwatch.dedupe import DEDUPE_HORIZON_SECONDS, SeenUids
@@ -136,7 +136,9 @@ class Pipeline:
                 objects=entries,
                 event_times=(min(times), max(times)) if times else None,
                 # The hour index of the events object (archive/hour_index.py), sealed with it.
-                sidecars=lambda: [put_sidecar(archive, e, events) for e in event_entries],
+                sidecars=lambda: [
+                    put_sidecar(archive, e, keys_of_events(events)) for e in event_entries
+                ],
             )
             if self.forwarder and events:
                 self.forwarder.forward(

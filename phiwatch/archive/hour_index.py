@@ -174,17 +174,14 @@ def describe(name: str, data: bytes, lines: int) -> ObjectEntry:
     )
 
 
-def put_sidecar(
-    archive: Archive, events_entry: ObjectEntry, events: Sequence[AccessEvent]
-) -> ObjectEntry:
-    """Write the sidecar of the events object `events_entry` (create-only) and return its
-    manifest entry. When the object held other events than these (a redelivered batch whose
-    derived output differed: the first write stands), the sidecar indexes what it holds."""
+def put_sidecar(archive: Archive, events_entry: ObjectEntry, keys: Sequence[Keys]) -> ObjectEntry:
+    """Write the sidecar of the events object `events_entry` (create-only), `keys` being
+    its lines' (`keys_of_events`), and return its manifest entry. When the object held other
+    events than these (a redelivered batch whose derived output differed: the first write
+    stands), the sidecar indexes what the object holds."""
     name = events_entry.name
     if name in archive.derived_conflicts:
         keys = keys_of_lines(decode_lines(archive.store.get(name)))
-    else:
-        keys = keys_of_events(events)
     data = encode(name, events_entry.sha256, keys)
     index_name = sidecar_name(name)
     outcome, _ = archive.store.put_if_absent(index_name, data)
