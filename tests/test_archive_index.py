@@ -5,7 +5,7 @@ scanned instead; the same batch always gives the same sidecar."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +274,21 @@ def test_a_sidecar_written_but_not_sealed_is_rewritten_identically(
     assert {n: store.get(n) for n in written} == written
     assert pipeline.archive.derived_conflicts == []
     assert verify_archive(store, TRUSTED).ok
+
+
+def test_lookup_takes_aware_times_as_utc(store: LocalStore) -> None:
+    ref = patients(store)[0]
+    plus_two = timezone(timedelta(hours=2))
+    since, until = (t.replace(tzinfo=UTC).astimezone(plus_two) for t in (SINCE, UNTIL))
+    assert {
+        (n, i) for n, ls in lookup(store, patient_ref=ref, since=since, until=until) for i in ls
+    } == scan(store, patient=ref)
+    naive_hour = sorted(n for n, _ in scan(store, patient=ref))[-1].split("/")[1:5]
+    last = datetime(*map(int, naive_hour), tzinfo=UTC).astimezone(plus_two)
+    assert all(
+        f"/{last.astimezone(UTC):%Y/%m/%d/%H}/" in n
+        for n, _ in lookup(store, patient_ref=ref, since=last, until=last)
+    )
 
 
 def test_lookup_needs_a_key(store: LocalStore) -> None:

@@ -44,7 +44,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -197,9 +197,14 @@ def put_sidecar(archive: Archive, events_entry: ObjectEntry, keys: Sequence[Keys
     return describe(index_name, data, len(keys))
 
 
+def _utc_naive(moment: datetime) -> datetime:
+    # Hour folders are UTC; a naive time is taken as UTC already.
+    return moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment
+
+
 def _hours(since: datetime, until: datetime) -> Iterator[str]:
-    hour = since.replace(tzinfo=None, minute=0, second=0, microsecond=0)
-    end = until.replace(tzinfo=None)
+    hour = _utc_naive(since).replace(minute=0, second=0, microsecond=0)
+    end = _utc_naive(until)
     while hour <= end:
         yield hour.strftime("%Y/%m/%d/%H")
         hour += timedelta(hours=1)
