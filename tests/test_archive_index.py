@@ -27,6 +27,8 @@ from tests.records import fhir, keyvault
 
 SIGNER = Ed25519Signer.from_seed(bytes.fromhex(TEST_SIGNING_SEED_HEX))
 TRUSTED = {SIGNER.key_id: load_public_key(SIGNER.public_key_pem())}
+BENCH_SIGNER = Ed25519Signer.from_seed(bytes.fromhex("a7" * 32))  # bench/pipelines.py
+TRUSTED_BENCH = {BENCH_SIGNER.key_id: load_public_key(BENCH_SIGNER.public_key_pem())}
 SINCE, UNTIL = datetime(2026, 1, 1), datetime(2027, 1, 1)
 NURSES = [f"33333333-aaaa-4bbb-8ccc-{i:012d}" for i in range(3)]
 KV_APP = "22222222-AAAA-4BBB-8CCC-000000000002"
@@ -294,3 +296,16 @@ def test_lookup_takes_aware_times_as_utc(store: LocalStore) -> None:
 def test_lookup_needs_a_key(store: LocalStore) -> None:
     with pytest.raises(ValueError):
         next(lookup(store, since=SINCE, until=UNTIL))
+
+
+def test_the_benchmark_runs_at_a_small_size(tmp_path: Path) -> None:
+    from bench import archive_index
+
+    cfg = archive_index.parse(["--events", "3000", "--days", "2", "--per-batch", "100"])
+    result = archive_index.run(cfg, tmp_path / "archive", pin=False)
+    assert result["patient_ok"] and result["actor_ok"]
+    assert result["patient_report"]["events"] == result["expected"]["patient"] > 0
+    assert 0 < result["index_share_of_archive"] < 0.2
+    # The bench archive is a real one: it verifies, sidecars included.
+    report = verify_archive(LocalStore(tmp_path / "archive"), TRUSTED_BENCH)
+    assert report.ok, report.problems[:3]

@@ -302,9 +302,12 @@ def read_events(
 
 __all__ = [
     "FORMAT",
+    "Keys",
     "Sidecar",
     "actor_key",
     "encode",
+    "keys_of_events",
+    "keys_of_lines",
     "lookup",
     "put_sidecar",
     "read_events",
