@@ -16,9 +16,11 @@ Encoding (why this one). Gzip (level 6, mtime 0: the same batch always gives the
 of one JSON header line (format, the events object's name and SHA-256, the line count) and
 then two fixed-width binary columns, one 8-byte digest per events line: the patient column,
 then the actor column. Line numbers are implicit (the position in the column), so the index
-stores ~16 bytes per event before compression: an inverted list of exact keys as sorted
-JSON lines costs about three times that (a 35-character `pr_` pseudonym does not compress),
-and a Bloom filter per hour would still need the postings beside it. A lookup is one
+stores 16 bytes per event before compression (16 to 18 after, 6% of the archive, in
+bench/archive_index.py); an inverted list of exact keys as sorted JSON lines would store
+the keys themselves (a 35-character `pr_` pseudonym and a 36-character object id, which
+gzip cannot shrink much: about three times as much, estimated, not measured) plus the line
+numbers, and a Bloom filter per hour would still need postings beside it. A lookup is one
 `bytes.find` per column, in C, over the decompressed sidecar: no parse, no new dependency
 (rbloom or pyroaring would add a compiled wheel to speed up what is not the cost here, which
 is reading the objects).
@@ -36,7 +38,8 @@ itself), else none.
 Hours are the archive's folder hours, i.e. arrival (enqueued) hours: an event arrives in
 the hour of its TimeGenerated or later. `lookup(since, until)` reads the folders from
 since's hour through until's hour; a caller that selects by TimeGenerated widens `until` by
-the lateness it accepts and filters on the events it reads.
+the lateness it accepts and filters on the events it reads. Batches with no hour at all
+(`undated/`: no enqueued time and no record time, so no event either) are not looked in.
 """
 
 from __future__ import annotations
