@@ -24,6 +24,7 @@ from pydantic_core import PydanticSerializationError
 
 from phiwatch.archive.alerts import archive_alerts
 from phiwatch.archive.archive import Archive, ObjectEntry, object_name
+from phiwatch.archive.hour_index import keys_of_events, put_sidecar
 from phiwatch.archive.integrity_alert import integrity_alert
 from phiwatch.batch import Batch, BatchResult, Counts, Forwarder, Sink, emit_to
 from phiwatch.dedupe import DEDUPE_HORIZON_SECONDS, SeenUids
@@ -120,10 +121,12 @@ class Pipeline:
                 raise BatchPoisoned(batch.name, exc) from exc
             entries = [raw]
             entries += self._put_lines("deadletter", hour, name, derived.dead_lines)
-            entries += self._put_lines("events", hour, name, derived.event_lines)
+            event_entries = self._put_lines("events", hour, name, derived.event_lines)
+            entries += event_entries
             entries += self._put_lines("alerts", hour, name, derived.alert_lines)
             events = derived.events
             times = [e.time_generated for e in events]
+            archive = self.archive
             self.archive.seal(
                 stream=batch.stream,
                 batch=name,
@@ -132,6 +135,10 @@ class Pipeline:
                 hour=hour,
                 objects=entries,
                 event_times=(min(times), max(times)) if times else None,
+                # The hour index of the events object (archive/hour_index.py), sealed with it.
+                sidecars=lambda: [
+                    put_sidecar(archive, e, keys_of_events(events)) for e in event_entries
+                ],
             )
             if self.forwarder and events:
                 self.forwarder.forward(

@@ -134,7 +134,8 @@ def test_verify_an_untouched_archive(tmp_path):
     (line,) = result.stdout.splitlines()
     assert line.startswith("archive verified: ")
     assert line.endswith("chain intact")
-    objects = [p for p in (out / "archive").rglob("*.jsonl.gz")]
+    # Data objects and their hour index sidecars (archive/hour_index.py).
+    objects = [*(out / "archive").rglob("*.jsonl.gz"), *(out / "archive").rglob("*.idx.gz")]
     assert line == (
         f"archive verified: {len(objects)} objects, "
         f"{len(list((out / 'archive' / 'manifests').rglob('*.json')))} manifests, "

@@ -61,8 +61,9 @@ def test_a_wire_name_neither_stalls_nor_escapes(store: ObjectStore, tmp_path: Pa
     result = pipeline.process(batch)
     assert result.counts.events == 1
     names = list(store.list())
-    # raw, events; one manifest, its claim and its seal: nothing more, nothing elsewhere.
-    assert len(names) == 5
+    # raw, events, the events' hour index; one manifest, its claim and its seal: nothing
+    # more, nothing elsewhere.
+    assert len(names) == 6
     for name in names:
         assert_bounded(name)
         assert name.count("/") <= 6

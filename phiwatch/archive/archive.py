@@ -31,7 +31,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -182,6 +182,7 @@ class Archive:
         objects: Sequence[ObjectEntry],
         event_times: tuple[datetime, datetime] | None = None,
         kind: str = "batch",
+        sidecars: Callable[[], Sequence[ObjectEntry]] | None = None,
     ) -> str:
         """Append the batch's manifest to its stream's chain; returns the manifest name.
 
@@ -192,12 +193,19 @@ class Archive:
         A claim that exists already means another writer took i (this instance's cached head
         is stale, another raced it, or an earlier attempt at this batch got that far): the
         head is read again from the store, and the batch goes after it, or is found there.
+
+        `sidecars` writes objects derived from the batch's own (the hour index) and returns
+        their entries, listed with `objects`. It is called only once the batch is known not to
+        be sealed: a batch sealed before sidecars existed gets none, so its manifest stays
+        the whole truth about it and no object appears that no manifest lists.
         """
         slug = stream_slug(stream)
         batch = safe_name(batch)
         seal = seal_name(slug, batch)
         if (sealed := self._sealed(seal)) is not None:
             return sealed
+        if sidecars is not None:
+            objects = [*objects, *sidecars()]
         for _ in range(CHAIN_RETRIES):
             cached = slug in self._heads
             head = self._head(slug)
