@@ -21,6 +21,7 @@ from azure.core.credentials import AccessToken
 from typer.testing import CliRunner
 
 from phiwatch.archive.archive import decode_lines, encode_lines
+from phiwatch.archive.hour_index import lookup
 from phiwatch.archive.signer import load_public_key, local_public_key
 from phiwatch.archive.store import LocalStore
 from phiwatch.commands import report as report_command
@@ -35,6 +36,7 @@ from phiwatch.reports.patient import (
     identifier_refs,
     patient_report,
 )
+from phiwatch.reports.source import SLACK, events
 from phiwatch.reports.timespec import time_range
 from tests.conftest import TEST_KEY_HEX
 from tests.fhir_standin import FhirStandIn
@@ -378,3 +380,43 @@ def test_failures_everything_and_searches_are_listed_exactly(scenario: Scenario)
         kinds.update(a["EventResult"] for a in report.accesses)
     assert kinds["everything"] and kinds["Failure"] and kinds["read"]
     assert any(k.startswith("search") for k in kinds)
+
+
+class _CountingStore(LocalStore):
+    """The archive, counting which events objects are read."""
+
+    def __init__(self, root: Path) -> None:
+        super().__init__(root)
+        self.read: set[str] = set()
+
+    def get(self, name: str) -> bytes:
+        if name.startswith("events/"):
+            self.read.add(name)
+        return super().get(name)
+
+
+def test_a_patients_events_are_read_only_from_the_objects_its_index_names(
+    scenario: Scenario,
+) -> None:
+    service, _ = _services(scenario)
+    patient, uids = _busiest(scenario, service)
+    ref = fhir_id_ref(PSEUDONYMIZER, service, patient)
+    span = time_range(SINCE, UNTIL, default_span=timedelta(days=1))
+    store = _CountingStore(scenario.archive)
+    found = list(
+        events(store, span.since, span.until, keys=[ref], keep=lambda e: e["PatientRef"] == ref)
+    )
+    assert {_base_uid(e["EventUid"]) for e in found} == {_base_uid(u) for u in uids}
+    everything = {n for n in store.list("events/") if n.endswith(".jsonl.gz")}
+    holding = {
+        name
+        for name, _ in lookup(
+            LocalStore(scenario.archive),
+            patient_ref=ref,
+            since=span.since - SLACK,
+            until=span.until + SLACK,
+        )
+    }
+    # Only the objects the sidecars name were opened, a small share of the archive's.
+    assert store.read == holding
+    assert 0 < len(holding) < len(everything) / 4

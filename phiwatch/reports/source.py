@@ -22,6 +22,7 @@ from typing import Any
 
 import orjson
 
+from phiwatch.archive import hour_index
 from phiwatch.archive.archive import decode_lines
 from phiwatch.archive.signer import PublicKey
 from phiwatch.archive.store import ObjectStore
@@ -30,6 +31,7 @@ from phiwatch.archive.verify import _hour_of, verify_archive
 # How far an event's time may lie from its batch's hour folder (the allowed lateness and a
 # long batch), as evidence bundles assume.
 SLACK = timedelta(days=1)
+PATIENT_REF_PREFIX = "pr_"  # phiwatch/pseudonym.py
 
 
 @dataclass(frozen=True)
@@ -75,9 +77,18 @@ def select_event_lines(
     """THE seam: which events objects, and lines, to read for `key` in [since, until).
 
     `key` is what the caller will keep events for (a PatientRef, an actor); None means
-    every event of the range. Default: every events object of the range's hours, every line
-    (the key is not used). The per-hour index's lookup goes here."""
-    del key  # the default reads everything; an index would look it up
+    every event of the range. A PatientRef is looked up in the per-hour index
+    (phiwatch/archive/hour_index.py: only the sidecars of the hours read, objects without
+    one scanned), over the same hours and slack as the default. Anything else reads every
+    events object of the range's hours, every line: an actor may be named by UPN or by the
+    app it acted through, and the index keys an event by one actor id only, so it could
+    miss some of them."""
+    if key is not None and key.startswith(PATIENT_REF_PREFIX):
+        for name, lines in hour_index.lookup(
+            store, patient_ref=key, since=since - SLACK, until=until + SLACK
+        ):
+            yield Selection(name, frozenset(lines))
+        return
     for name in objects_in_range(store, "events", since, until):
         yield Selection(name)
 
