@@ -279,7 +279,10 @@ def test_verify_json_for_a_script(tmp_path):
     assert ok.exit_code == 0, ok.output
     report = json.loads(ok.stdout)
     assert (report["status"], report["verified"], report["exit_code"]) == ("verified", True, 0)
-    assert report["objects"] == len(list(archive.rglob("*.jsonl.gz")))
+    # Every data object and its hour-index sidecar.
+    assert report["objects"] == len(list(archive.rglob("*.jsonl.gz"))) + len(
+        list(archive.rglob("*.idx.gz"))
+    )
     assert report["causes"] == [] and report["problem_count"] == 0
 
     empty = cli("archive", "verify", str(archive), "--json", "--since", "2027-01-01")
