@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Annotated
 
 import orjson
 import typer
-from pydantic import SecretStr, ValidationError
 
 from phiwatch.commands.archive import ConnectionOpt, KeysOpt, open_store, trusted_keys
+from phiwatch.commands.keys import tenant_pseudonymizer
 from phiwatch.commands.output import err, fail, out
 from phiwatch.commands.report_hipaa import hipaa_command
-from phiwatch.config import Settings, cli_log_level
+from phiwatch.config import cli_log_level
 from phiwatch.logs import configure_logging
 from phiwatch.privacy.fhir_sync import FhirSyncError, check_fhir_service
-from phiwatch.pseudonym import Pseudonymizer, PseudonymKeyError, load_pseudonymizer
+from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.reports.actor import actor_report
 from phiwatch.reports.patient import fhir_id_ref, identifier_refs, patient_report
 from phiwatch.reports.timespec import HELP as TIME_HELP
@@ -72,24 +72,6 @@ KeyFileOpt = Annotated[
         "file, as replay uses).",
     ),
 ]
-
-
-def _pseudonymizer(key_file: Path | None) -> Pseudonymizer:
-    """The tenant key as replay and the Function App take it, never a generated one: a
-    new key's pseudonyms match no event, and the report would silently say "no access"."""
-    try:
-        if key_file is None:
-            settings = Settings(allow_generated_key=False)
-        else:
-            secret = SecretStr(key_file.read_text(encoding="utf-8").strip())
-            settings = Settings(allow_generated_key=False, pseudonym_key=secret)
-        return load_pseudonymizer(settings)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail(f"--key-file: cannot read it ({type(exc).__name__})") from None
-    except ValidationError:
-        raise fail("bad setting: the PHIWATCH_* environment does not validate") from None
-    except PseudonymKeyError as exc:
-        raise fail(f"{exc}; or give --key-file") from None
 
 
 def _range(since: str | None, until: str | None, default: timedelta) -> TimeRange:
@@ -175,7 +157,7 @@ def patient_command(
     except ValueError as exc:
         raise fail(str(exc)) from None
     span = _range(since, until, PATIENT_DEFAULT_SPAN)
-    pseudonymizer = _pseudonymizer(key_file)
+    pseudonymizer = tenant_pseudonymizer(key_file)
     if identifier is not None:
         refs = _identifier_refs(pseudonymizer, service_id, identifier, fhir_url)
     else:
