@@ -12,7 +12,7 @@ import os
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import orjson
 import typer
@@ -115,6 +115,32 @@ def _say_verified(verified: bool, problems: list[str]) -> None:
     )
 
 
+class _Report(Protocol):
+    """What the patient and actor reports both offer (phiwatch/reports/)."""
+
+    verified: bool
+    problems: list[str]
+
+    def as_dict(self) -> dict[str, Any]: ...
+    def to_csv(self) -> str: ...
+    def to_html(self) -> str: ...
+
+
+def _deliver(report: _Report, output_format: Format, out_file: Path | None) -> None:
+    """Write the report in its format, say on stderr whether the archive verified, and exit
+    1 when it did not (docs/reports.md), so a script cannot take it for a clean one."""
+    if output_format is Format.csv:
+        text = report.to_csv()
+    elif output_format is Format.html:
+        text = report.to_html()
+    else:
+        text = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
+    _write(text, out_file)
+    _say_verified(report.verified, report.problems)
+    if not report.verified:
+        raise typer.Exit(1)
+
+
 @app.command("patient")
 def patient_command(
     patient_id: Annotated[
@@ -165,16 +191,7 @@ def patient_command(
         refs = [fhir_id_ref(pseudonymizer, service_id, patient_id.strip())]
     store = open_store(archive, connection_string)
     report = patient_report(store, trusted_keys(public_key), refs, span)
-    if output_format is Format.csv:
-        text = report.to_csv()
-    elif output_format is Format.html:
-        text = report.to_html()
-    else:
-        text = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
-    _write(text, out_file)
-    _say_verified(report.verified, report.problems)
-    if not report.verified:
-        raise typer.Exit(1)
+    _deliver(report, output_format, out_file)
 
 
 def _identifier_refs(
@@ -218,16 +235,7 @@ def actor_command(
     span = _range(since, until, ACTOR_DEFAULT_SPAN)
     store = open_store(archive, connection_string)
     report = actor_report(store, trusted_keys(public_key), user, span)
-    if output_format is Format.csv:
-        text = report.to_csv()
-    elif output_format is Format.html:
-        text = report.to_html()
-    else:
-        text = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
-    _write(text, out_file)
-    _say_verified(report.verified, report.problems)
-    if not report.verified:
-        raise typer.Exit(1)
+    _deliver(report, output_format, out_file)
 
 
 # The auditor's page lives in its own module (its options are many).
