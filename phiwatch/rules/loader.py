@@ -10,8 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from phiwatch.rules.hunting import HuntingQuery
 from phiwatch.rules.problems import Problem, validation_problems
@@ -33,6 +34,7 @@ HUNTING_DIR_NAME = "hunting"
 HUNTING_DIR = KQL_DIR / HUNTING_DIR_NAME
 TESTS_DIR_NAME = "tests"
 RULE_SUFFIXES = (".yaml", ".yml")
+_M = TypeVar("_M", bound=BaseModel)
 
 
 class RuleLoadError(Exception):
@@ -102,26 +104,25 @@ def _document(path: Path) -> YamlDocument:
     return document
 
 
+def _validated(document: YamlDocument, model: type[_M], root_key: str) -> _M:
+    try:
+        return model.model_validate(document.data)
+    except ValidationError as exc:
+        raise RuleLoadError(validation_problems(document, exc, root_key=root_key)) from None
+
+
 def load_rule(path: Path) -> RuleFile:
     """Load and validate one rule file. Raises RuleLoadError with located problems."""
     path = Path(path)
     document = _document(path)
-    try:
-        template = RuleTemplate.model_validate(document.data)
-    except ValidationError as exc:
-        raise RuleLoadError(validation_problems(document, exc, root_key="kind")) from None
-    return RuleFile(path, document, template)
+    return RuleFile(path, document, _validated(document, RuleTemplate, "kind"))
 
 
 def load_hunting(path: Path) -> HuntingFile:
     """Load and validate one hunting-query file. Raises RuleLoadError with located problems."""
     path = Path(path)
     document = _document(path)
-    try:
-        template = HuntingQuery.model_validate(document.data)
-    except ValidationError as exc:
-        raise RuleLoadError(validation_problems(document, exc, root_key="id")) from None
-    return HuntingFile(path, document, template)
+    return HuntingFile(path, document, _validated(document, HuntingQuery, "id"))
 
 
 def load_query_file(path: Path) -> QueryFile:
