@@ -6,7 +6,8 @@
 * `HttpsStandIn`: the threaded server on 127.0.0.1 with a random port, TLS unless `tls=False`,
   started by `_serve(handler)` and ended by `stop()`. The handler reaches the stand-in as
   `self.server.standin`.
-* `bearer_token` and `CHALLENGE` for the 401 answer, `send_json` for the reply.
+* `bearer_token` and `CHALLENGE` for the 401 answer, `send_json` for the reply, and
+  `StaticToken`, the client's credential.
 
 Each stand-in keeps only what its service's contract needs.
 """
@@ -19,10 +20,12 @@ import json
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+from azure.core.credentials import AccessToken
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -83,6 +86,18 @@ def make_certificate(directory: Path) -> tuple[Path, Path]:
         )
     )
     return cert_file, key_file
+
+
+class StaticToken:
+    """The credential of a test: one token, whatever the scope (the scopes are recorded)."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.scopes: list[tuple[str, ...]] = []
+
+    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+        self.scopes.append(scopes)
+        return AccessToken(self.token, int(time.time()) + 3600)
 
 
 def bearer_token(authorization: str | None) -> str:
