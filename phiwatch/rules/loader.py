@@ -7,7 +7,7 @@ query's in `kql/hunting/tests/<query>/`; `kql/schema/` holds the table schema. N
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -35,6 +35,7 @@ HUNTING_DIR = KQL_DIR / HUNTING_DIR_NAME
 TESTS_DIR_NAME = "tests"
 RULE_SUFFIXES = (".yaml", ".yml")
 _M = TypeVar("_M", bound=BaseModel)
+_F = TypeVar("_F")
 
 
 class RuleLoadError(Exception):
@@ -170,25 +171,23 @@ def discover_queries(targets: Sequence[Path | str] = (), root: Path = KQL_DIR) -
     return discover(resolved, root)
 
 
-def load_query_files(paths: Iterable[Path]) -> tuple[list[QueryFile], list[Problem]]:
-    """Every loadable rule or hunting query, and the problems of those that are not."""
-    loaded: list[QueryFile] = []
+def _load_each(paths: Iterable[Path], load: Callable[[Path], _F]) -> tuple[list[_F], list[Problem]]:
+    # A bad file does not stop the rest: its problems are returned beside what loaded.
+    loaded: list[_F] = []
     problems: list[Problem] = []
     for path in paths:
         try:
-            loaded.append(load_query_file(path))
+            loaded.append(load(path))
         except RuleLoadError as exc:
             problems.extend(exc.problems)
     return loaded, problems
 
 
+def load_query_files(paths: Iterable[Path]) -> tuple[list[QueryFile], list[Problem]]:
+    """Every loadable rule or hunting query, and the problems of those that are not."""
+    return _load_each(paths, load_query_file)
+
+
 def load_rules(paths: Iterable[Path]) -> tuple[list[RuleFile], list[Problem]]:
     """Every loadable rule, and the problems of those that are not."""
-    rules: list[RuleFile] = []
-    problems: list[Problem] = []
-    for path in paths:
-        try:
-            rules.append(load_rule(path))
-        except RuleLoadError as exc:
-            problems.extend(exc.problems)
-    return rules, problems
+    return _load_each(paths, load_rule)
