@@ -17,17 +17,15 @@ it.
 from __future__ import annotations
 
 import base64
-import json
-import ssl
 import threading
 from collections import deque
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from tests.logs_ingestion_standin import HOST, make_certificate
+from tests.https_standin import CHALLENGE, HttpsStandIn, bearer_token, send_json
 
 _ALWAYS = frozenset({"resourceType", "id", "meta"})
 
@@ -40,7 +38,9 @@ class SeenRequest:
     status: int
 
 
-class FhirStandIn:
+class FhirStandIn(HttpsStandIn):
+    thread_name = "fhir-standin"
+
     def __init__(
         self,
         workdir: Path,
@@ -49,6 +49,7 @@ class FhirStandIn:
         token: str = "standin-token",
         max_count: int = 1000,
     ) -> None:
+        super().__init__(workdir)
         self.patients = patients
         self.token = token
         self.max_count = max_count
@@ -56,55 +57,14 @@ class FhirStandIn:
         self.next_link_host: str | None = None  # set: next links point there instead
         self._faults: deque[tuple[int, dict[str, str]]] = deque()
         self._lock = threading.Lock()
-        self.cert_file, self.key_file = make_certificate(workdir)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def ca_file(self) -> str:
-        return str(self.cert_file)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return f"https://{HOST}:{self._server.server_address[1]}"
 
     def fail_next(self, status: int, headers: dict[str, str] | None = None) -> None:
         with self._lock:
             self._faults.append((status, dict(headers or {})))
 
     def start(self) -> FhirStandIn:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_file, self.key_file)
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def get_request(self):  # type: ignore[override]
-                sock, addr = super().get_request()
-                return context.wrap_socket(
-                    sock, server_side=True, do_handshake_on_connect=False
-                ), addr
-
-        self._server = Server((HOST, 0), _Handler)
-        self._server.standin = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="fhir-standin",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serve(_Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     # ------------------------------------------------------------------ answers
 
@@ -125,9 +85,8 @@ class FhirStandIn:
         authorization: str | None,
         fault: tuple[int, dict[str, str]] | None,
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
-        if authorization != f"Bearer {self.token}":
-            challenge = {"WWW-Authenticate": 'Bearer authorization_uri="https://login.invalid/"'}
-            return 401, challenge, _outcome("login", "Authentication failed.")
+        if bearer_token(authorization) != self.token:
+            return 401, CHALLENGE, _outcome("login", "Authentication failed.")
         if fault is not None:
             return fault[0], fault[1], _outcome("throttled", "scripted")
         if path != "/Patient":
@@ -201,14 +160,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, headers, body = standin.answer(
             parts.path, parse_qs(parts.query), self.headers.get("Authorization")
         )
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/fhir+json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body, headers, "application/fhir+json")
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: pytest shows stderr on failure, and the paths hold patient ids

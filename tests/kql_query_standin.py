@@ -17,18 +17,16 @@ Every request is recorded in `requests` (path, parsed body, headers).
 from __future__ import annotations
 
 import json
-import ssl
-import threading
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
 import isodate
 
 from phiwatch.rules.engine import KqlEngine, QueryFailed, UnsupportedConstruct
-from tests.logs_ingestion_standin import HOST, make_certificate
+from tests.https_standin import HttpsStandIn, bearer_token, send_json
 
 
 def _jsonable(value: Any) -> Any:
@@ -42,7 +40,9 @@ def _time(text: str) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-class KqlQueryStandIn:
+class KqlQueryStandIn(HttpsStandIn):
+    thread_name = "kql-query-standin"
+
     def __init__(
         self,
         rows: Mapping[str, list[dict[str, Any]]],
@@ -52,23 +52,15 @@ class KqlQueryStandIn:
         tls: bool,
         workspace_id: str = "ws-0001",
     ) -> None:
+        super().__init__(workdir, tls=tls)
         self.tables = {table: list(r) for table, r in rows.items()}
         self.now = now
-        self.tls = tls
         self.workspace_id = workspace_id
         self.requests: list[dict[str, Any]] = []
-        self.cert_file, self.key_file = make_certificate(workdir) if tls else (None, None)
-        self._server: ThreadingHTTPServer | None = None
-
-    @property
-    def ca_file(self) -> str:
-        return str(self.cert_file)
 
     @property
     def endpoint(self) -> str:
-        assert self._server is not None, "not started"
-        scheme = "https" if self.tls else "http"
-        return f"{scheme}://{HOST}:{self._server.server_address[1]}"
+        return self.url
 
     def execute(
         self, query: str, now: datetime, start: datetime | None, end: datetime | None
@@ -90,36 +82,12 @@ class KqlQueryStandIn:
 
     def start(self) -> KqlQueryStandIn:
         standin = self
-        context = None
-        if self.tls:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(self.cert_file, self.key_file)  # type: ignore[arg-type]
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def get_request(self):  # type: ignore[override]
-                sock, addr = super().get_request()
-                if context is None:
-                    return sock, addr
-                return context.wrap_socket(
-                    sock, server_side=True, do_handshake_on_connect=False
-                ), addr
 
         class Handler(_Handler):
             owner = standin
 
-        self._server = Server((HOST, 0), Handler)
-        threading.Thread(
-            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
-        ).start()
+        self._serve(Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -130,12 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
         pass
 
     def _answer(self, status: int, body: Any) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json; charset=utf-8")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, body, content_type="application/json; charset=utf-8")
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
@@ -152,7 +115,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _log_analytics(self, path: str, body: dict[str, Any]) -> None:
         owner = self.owner
-        if not (self.headers.get("Authorization") or "").startswith("Bearer "):
+        if not bearer_token(self.headers.get("Authorization")):
             self._answer(401, {"error": {"code": "AuthorizationRequiredError", "message": ""}})
             return
         if path != f"/v1/workspaces/{owner.workspace_id}/query":

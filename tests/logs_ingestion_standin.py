@@ -3,9 +3,9 @@
 `POST /dataCollectionRules/{dcr immutable id}/streams/{stream}?api-version=2023-01-01`, as
 the real `LogsIngestionClient` sends it (azure-formats.md §5, local-azure.md §3):
 
-* TLS on 127.0.0.1 with a self-signed certificate (SAN IP:127.0.0.1) generated at start;
-  clients trust it with `connection_verify=standin.ca_file`, so product code needs no
-  `enforce_https=False`.
+* TLS on 127.0.0.1 with a self-signed certificate (SAN IP:127.0.0.1, tests/https_standin.py)
+  generated at start; clients trust it with `connection_verify=standin.ca_file`, so product
+  code needs no `enforce_https=False`.
 * 401 without `Authorization: Bearer <token>`; 404 for an unknown DCR id or stream; 400 for
   another api-version; 415 for a Content-Type other than application/json.
 * The body is gunzipped when `Content-Encoding: gzip`. Over `max_body_bytes` (1,048,576, the
@@ -28,9 +28,7 @@ declaring the three phiwatch streams; stopped afterwards.
 from __future__ import annotations
 
 import datetime as dt
-import ipaddress
 import json
-import ssl
 import sys
 import threading
 import time
@@ -39,20 +37,16 @@ import zlib
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from phiwatch.schema.tables import TABLES, stream_columns
+from tests.https_standin import HttpsStandIn, StandInServer, bearer_token, send_json
 
-HOST = "127.0.0.1"
 API_VERSION = "2023-01-01"
 MAX_BODY_BYTES = 1024 * 1024  # "Maximum allowed content length: 1048576 bytes (1 MB)"
 _READ_CAP = 64 * 1024 * 1024  # refuse to buffer more than this at all
@@ -61,58 +55,6 @@ _READ_CAP = 64 * 1024 * 1024  # refuse to buffer more than this at all
 def declared_streams() -> dict[str, dict[str, str]]:
     """phiwatch's DCR stream declarations: stream → {column: type}."""
     return {spec.stream: {c["name"]: c["type"] for c in stream_columns(spec)} for spec in TABLES}
-
-
-def make_certificate(directory: Path) -> tuple[Path, Path]:
-    """A self-signed P-256 certificate for IP 127.0.0.1: (cert file, key file)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "phiwatch logs-ingestion stand-in")])
-    now = dt.datetime.now(dt.UTC)
-    ski = x509.SubjectKeyIdentifier.from_public_key(key.public_key())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(HOST))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=True,
-                key_cert_sign=True,
-                content_commitment=False,
-                key_encipherment=False,
-                data_encipherment=False,
-                key_agreement=False,
-                crl_sign=False,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .add_extension(ski, critical=False)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_subject_key_identifier(ski), critical=False
-        )
-        .sign(key, hashes.SHA256())
-    )
-    cert_file, key_file = directory / "standin-cert.pem", directory / "standin-key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    return cert_file, key_file
 
 
 @dataclass(frozen=True)
@@ -174,7 +116,17 @@ def _check_rows(rows: Any, columns: dict[str, str]) -> str | None:
     return None
 
 
-class LogsIngestionStandIn:
+class _Server(StandInServer):
+    def handle_error(self, request, client_address):  # type: ignore[no-untyped-def]
+        # Kept for the tests to assert on: a handler that raised must not pass unseen.
+        standin: LogsIngestionStandIn = self.standin  # type: ignore[assignment]
+        standin.handler_errors.append(repr(sys.exc_info()[1]))
+
+
+class LogsIngestionStandIn(HttpsStandIn):
+    thread_name = "logs-ingestion-standin"
+    server_class = _Server
+
     def __init__(
         self,
         workdir: Path,
@@ -184,6 +136,7 @@ class LogsIngestionStandIn:
         max_body_bytes: int = MAX_BODY_BYTES,
         token: str | None = None,  # when set, only this bearer token is accepted
     ) -> None:
+        super().__init__(workdir)
         self.workdir = workdir
         self.dcr_id = dcr_id or f"dcr-{uuid.uuid4().hex}"
         self.streams = streams if streams is not None else declared_streams()
@@ -197,21 +150,13 @@ class LogsIngestionStandIn:
         self._release = threading.Event()
         self.arrivals = 0
         self._lock = threading.Lock()
-        self.cert_file, self.key_file = make_certificate(workdir)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
         self.handler_errors: list[str] = []
 
     # ------------------------------------------------------------------ control
 
     @property
-    def ca_file(self) -> str:
-        return str(self.cert_file)
-
-    @property
     def endpoint(self) -> str:
-        assert self._server is not None, "not started"
-        return f"https://{HOST}:{self._server.server_address[1]}"
+        return self.url
 
     def fail_next(
         self,
@@ -254,43 +199,12 @@ class LogsIngestionStandIn:
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> LogsIngestionStandIn:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_file, self.key_file)
-        standin = self
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def get_request(self):  # type: ignore[override]
-                sock, addr = super().get_request()
-                # Handshake in the handler thread, not in the accept loop.
-                return context.wrap_socket(
-                    sock, server_side=True, do_handshake_on_connect=False
-                ), addr
-
-            def handle_error(self, request, client_address):  # type: ignore[override]
-                standin.handler_errors.append(repr(sys.exc_info()[1]))
-
-        self._server = Server((HOST, 0), _Handler)
-        self._server.standin = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="logs-ingestion-standin",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serve(_Handler)
         return self
 
     def stop(self) -> None:
         self.hang(False)
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
+        super().stop()
 
     # ------------------------------------------------------------------ requests
 
@@ -403,8 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
             )
             finish(fault.status, payload, fault.headers)
             return
-        auth = headers.get("authorization", "")
-        token = auth[len("Bearer ") :] if auth.startswith("Bearer ") else ""
+        token = bearer_token(headers.get("authorization"))
         if not token or (self.standin.token is not None and token != self.standin.token):
             finish(401, _error("InvalidAuthenticationToken", "a bearer token is required"))
             return
@@ -482,18 +395,14 @@ class _Handler(BaseHTTPRequestHandler):
         payload: dict[str, Any] | None = None,
         headers: dict[str, str] | None = None,
     ) -> None:
+        if status != 204:
+            code = (payload or {}).get("error", {}).get("code", "")
+            send_json(self, status, payload or {}, {**(headers or {}), "x-ms-error-code": code})
+            return
         self.send_response(status)
         for name, value in (headers or {}).items():
             self.send_header(name, value)
-        if status == 204:
-            self.end_headers()
-            return
-        data = json.dumps(payload or {}).encode("utf-8")
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.send_header("x-ms-error-code", (payload or {}).get("error", {}).get("code", ""))
         self.end_headers()
-        self.wfile.write(data)
 
 
 @pytest.fixture

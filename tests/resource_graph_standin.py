@@ -19,15 +19,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-import ssl
 import threading
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tests.logs_ingestion_standin import HOST, make_certificate
+from tests.https_standin import CHALLENGE, HttpsStandIn, bearer_token, send_json
 
 PATH = "/providers/Microsoft.ResourceGraph/resources"
 _TYPE = re.compile(r"type\s*=~\s*'([^']+)'")
@@ -41,7 +40,9 @@ class SeenQuery:
     status: int
 
 
-class ResourceGraphStandIn:
+class ResourceGraphStandIn(HttpsStandIn):
+    thread_name = "resource-graph-standin"
+
     def __init__(
         self,
         workdir: Path,
@@ -50,56 +51,16 @@ class ResourceGraphStandIn:
         token: str = "standin-token",
         max_page: int = 1000,
     ) -> None:
+        super().__init__(workdir)
         self.rows = {k.lower(): v for k, v in rows.items()}  # resource type → result rows
         self.token = token
         self.max_page = max_page
         self.requests: list[SeenQuery] = []
         self._lock = threading.Lock()
-        self.cert_file, self.key_file = make_certificate(workdir)
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    @property
-    def ca_file(self) -> str:
-        return str(self.cert_file)
-
-    @property
-    def url(self) -> str:
-        assert self._server is not None, "not started"
-        return f"https://{HOST}:{self._server.server_address[1]}"
 
     def start(self) -> ResourceGraphStandIn:
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(self.cert_file, self.key_file)
-
-        class Server(ThreadingHTTPServer):
-            daemon_threads = True
-
-            def get_request(self):  # type: ignore[override]
-                sock, addr = super().get_request()
-                return context.wrap_socket(
-                    sock, server_side=True, do_handshake_on_connect=False
-                ), addr
-
-        self._server = Server((HOST, 0), _Handler)
-        self._server.standin = self  # type: ignore[attr-defined]
-        self._thread = threading.Thread(
-            target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.05},
-            name="resource-graph-standin",
-            daemon=True,
-        )
-        self._thread.start()
+        self._serve(_Handler)
         return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-        if self._thread is not None:
-            self._thread.join(timeout=5)
-            self._thread = None
 
     def answer(
         self, path: str, query: dict[str, list[str]], authorization: str | None, body: bytes
@@ -118,9 +79,8 @@ class ResourceGraphStandIn:
     def _answer(
         self, path: str, authorization: str | None, request: dict[str, Any]
     ) -> tuple[int, dict[str, str], dict[str, Any]]:
-        if authorization != f"Bearer {self.token}":
-            challenge = {"WWW-Authenticate": 'Bearer authorization_uri="https://login.invalid/"'}
-            return 401, challenge, _error("AuthenticationFailed", "no valid bearer token")
+        if bearer_token(authorization) != self.token:
+            return 401, CHALLENGE, _error("AuthenticationFailed", "no valid bearer token")
         if path.rstrip("/").lower() != PATH.lower():
             return 404, {}, _error("NotFound", "unknown route")
         found = _TYPE.search(str(request.get("query") or ""))
@@ -168,14 +128,7 @@ class _Handler(BaseHTTPRequestHandler):
         status, headers, answer = standin.answer(
             parts.path, parse_qs(parts.query), self.headers.get("Authorization"), body
         )
-        data = json.dumps(answer).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        for name, value in headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(data)
+        send_json(self, status, answer, headers)
 
     def log_message(self, format: str, *args: Any) -> None:
         pass  # quiet: pytest shows stderr on failure

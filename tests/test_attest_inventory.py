@@ -4,13 +4,11 @@ stand-in speaking its query contract, through the real SDK client), paged by ski
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.credentials import AccessToken
 from azure.core.exceptions import ClientAuthenticationError
 from azure.core.pipeline.transport import RequestsTransport
 
@@ -23,6 +21,7 @@ from phiwatch.attest.inventory import (
     load_inventory,
     parse_inventory,
 )
+from tests.https_standin import StaticToken
 from tests.resource_graph_standin import PATH, ResourceGraphStandIn
 
 TOKEN = "graph-token"
@@ -38,16 +37,6 @@ CSV = f"""{HEADER}
 {ARCHIVE},storage,,true,Disabled,true,true,true,
 {VAULT},keyvault,,,Enabled,,false,,false
 """
-
-
-class StaticToken:
-    def __init__(self, token: str = TOKEN) -> None:
-        self.token = token
-        self.scopes: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
-        self.scopes.append(scopes)
-        return AccessToken(self.token, int(time.time()) + 3600)
 
 
 def test_a_csv_inventory_reads_every_column(tmp_path: Path) -> None:

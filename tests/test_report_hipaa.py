@@ -8,14 +8,12 @@ from __future__ import annotations
 
 import functools
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.credentials import AccessToken
 from azure.core.pipeline.transport import RequestsTransport
 from typer.testing import CliRunner
 
@@ -39,6 +37,7 @@ from phiwatch.reports.hipaa_html import SECTIONS, render
 from phiwatch.reports.timespec import TimeSpecError
 from phiwatch.wiring import build_pipeline
 from tests.harness import CollectingSink, batches_of
+from tests.https_standin import StaticToken
 from tests.records import FHIR_ID, KV_ID, SUB, T0, fhir, keyvault
 from tests.resource_graph_standin import ResourceGraphStandIn
 
@@ -400,11 +399,6 @@ def test_the_command_refuses_a_bad_inventory_naming_the_row(archive, tmp_path):
     assert result.exit_code == 2 and "needs --resource-graph" in result.output
 
 
-class StaticToken:
-    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
-        return AccessToken(GRAPH_TOKEN, int(time.time()) + 3600)
-
-
 GRAPH_ROWS: dict[str, list[dict[str, Any]]] = {
     "microsoft.keyvault/vaults": [
         {
@@ -453,7 +447,7 @@ def graph(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[ResourceG
         "inventory_from_graph",
         functools.partial(
             attest_inventory.inventory_from_graph,
-            StaticToken(),
+            StaticToken(GRAPH_TOKEN),
             base_url=server.url,
             transport=RequestsTransport(connection_verify=server.ca_file),
         ),

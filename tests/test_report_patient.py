@@ -9,7 +9,6 @@ import io
 import os
 import re
 import shutil
-import time
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -17,7 +16,6 @@ from typing import Any
 
 import orjson
 import pytest
-from azure.core.credentials import AccessToken
 from typer.testing import CliRunner
 
 from phiwatch.archive.archive import decode_lines, encode_lines
@@ -40,17 +38,13 @@ from phiwatch.reports.source import SLACK, events
 from phiwatch.reports.timespec import time_range
 from tests.conftest import TEST_KEY_HEX
 from tests.fhir_standin import FhirStandIn
+from tests.https_standin import StaticToken
 from tests.report_scenario import Scenario, build, names_patient, searches_identifier
 
 runner = CliRunner()
 SINCE, UNTIL = "2026-11-01T00:00:00Z", "2026-11-04T00:00:00Z"
 TOKEN = "report-token"
 PSEUDONYMIZER = Pseudonymizer(bytes.fromhex(TEST_KEY_HEX))
-
-
-class StaticToken:
-    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
-        return AccessToken(TOKEN, int(time.time()) + 3600)
 
 
 @pytest.fixture(scope="module")
@@ -288,7 +282,7 @@ def test_the_identifier_covers_the_fhir_ids_and_its_own_ref(
     server = FhirStandIn(tmp_path, fhir_patients, token=TOKEN).start()
     server.fail_next(429, {"x-ms-retry-after-ms": "0"})  # retried; stdout stays the report
     try:
-        monkeypatch.setattr(report_command, "_credential", StaticToken)
+        monkeypatch.setattr(report_command, "_credential", lambda: StaticToken(TOKEN))
         monkeypatch.setenv("REQUESTS_CA_BUNDLE", server.ca_file)
         result = _run(
             "--identifier",

@@ -7,7 +7,6 @@ import csv
 import io
 import json
 import stat
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from phiwatch.privacy.patients import load_patients
 from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.sources.fhir import namespace_of
 from tests.fhir_standin import FhirStandIn
+from tests.https_standin import StaticToken
 
 SERVICE = (
     "/subscriptions/00000000-1111-2222-3333-444444444444/resourceGroups/rg-phi/providers/"
@@ -110,18 +110,6 @@ def _many(n: int) -> list[dict[str, Any]]:
     ]
 
 
-class StaticToken:
-    """The credential of a test: one token, whatever the scope (the scope is recorded)."""
-
-    def __init__(self, token: str = TOKEN) -> None:
-        self.token = token
-        self.scopes: list[tuple[str, ...]] = []
-
-    def get_token(self, *scopes: str, **_: Any) -> AccessToken:
-        self.scopes.append(scopes)
-        return AccessToken(self.token, int(time.time()) + 3600)
-
-
 @pytest.fixture
 def standin(tmp_path: Path) -> Iterator[FhirStandIn]:
     server = FhirStandIn(tmp_path, [FULL, BARE, FALLBACKS, NORMAL], token=TOKEN).start()
@@ -140,7 +128,7 @@ def _sync(
         standin.url,
         out,
         SERVICE,
-        credential or StaticToken(),
+        credential or StaticToken(TOKEN),
         page_size=page_size,
         transport=RequestsTransport(connection_verify=standin.ca_file),
         sleep=(sleeps.append if sleeps is not None else lambda _s: None),
@@ -199,7 +187,7 @@ def test_malformed_elements_do_not_fail_the_row() -> None:
 
 
 def test_every_page_is_read_through_the_next_links(standin: FhirStandIn, tmp_path: Path) -> None:
-    credential = StaticToken()
+    credential = StaticToken(TOKEN)
     out = tmp_path / "patients.csv"
     report = _sync(standin, out, credential)
     rows = _rows(out)
@@ -320,9 +308,9 @@ def test_a_next_link_off_the_service_is_not_followed(standin: FhirStandIn, tmp_p
 
 def test_plain_http_and_a_wrong_service_id_are_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="https"):
-        sync_patients("http://fhir.example", tmp_path / "p.csv", SERVICE, StaticToken())
+        sync_patients("http://fhir.example", tmp_path / "p.csv", SERVICE, StaticToken(TOKEN))
     with pytest.raises(ValueError, match="ARM resource id"):
-        sync_patients("https://fhir.example", tmp_path / "p.csv", "fhir1", StaticToken())
+        sync_patients("https://fhir.example", tmp_path / "p.csv", "fhir1", StaticToken(TOKEN))
 
 
 # ------------------------------------------------------------------ the loader and the logs
@@ -477,7 +465,7 @@ def test_an_unreachable_service_is_retried_then_refused(tmp_path: Path) -> None:
             url,
             tmp_path / "p.csv",
             SERVICE,
-            StaticToken(),
+            StaticToken(TOKEN),
             transport=RequestsTransport(connection_verify=ca_file),
             sleep=sleeps.append,
         )

@@ -4,14 +4,12 @@ stand-ins that execute the KQL with duckdb-kql (tests/kql_query_standin.py)."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.core.credentials import AccessToken
 from azure.kusto.data import KustoClient, KustoConnectionStringBuilder
 from azure.monitor.query import LogsQueryClient
 
@@ -27,6 +25,7 @@ from phiwatch.rules.runner import (
     window_end,
 )
 from phiwatch.rules.template import PhiwatchSettings, RuleTemplate, RunSettings
+from tests.https_standin import StaticToken
 from tests.kql_query_standin import KqlQueryStandIn
 
 OID = "33333333-aaaa-4bbb-8ccc-000000000003"
@@ -35,13 +34,6 @@ FHIR = "/subscriptions/s/resourcegroups/rg/providers/microsoft.healthcareapis/se
 BURST = datetime(2026, 11, 2, 8, 1, tzinfo=UTC)
 NOW = datetime(2026, 11, 2, 8, 44, tzinfo=UTC)  # window end 08:30 (queryFrequency 30m)
 END = datetime(2026, 11, 2, 8, 30, tzinfo=UTC)
-
-
-class StaticToken:
-    """A TokenCredential that always hands out the same bearer token."""
-
-    def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
-        return AccessToken("test-token", int(time.time()) + 3600)
 
 
 def twin(backend: str) -> RuleTemplate:
@@ -85,7 +77,7 @@ def adx(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KqlQueryStandIn]:
 
 def la_backend(standin: KqlQueryStandIn) -> LogAnalyticsBackend:
     client = LogsQueryClient(
-        StaticToken(), endpoint=standin.endpoint, connection_verify=standin.ca_file
+        StaticToken("test-token"), endpoint=standin.endpoint, connection_verify=standin.ca_file
     )
     return LogAnalyticsBackend(client, standin.workspace_id)
 

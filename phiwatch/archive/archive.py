@@ -150,21 +150,32 @@ class Archive:
         """Write one object create-only; returns the entry for what the archive holds."""
         kind = name.split("/", 1)[0]
         data = encode_lines(lines)
+        outcome, digest = self.put_bytes(name, data)
+        if outcome is not PutOutcome.CONFLICT:
+            return describe(name, kind, data, lines)
+        if derived:
+            existing = self.keep_first(name)
+            return describe(name, kind, existing, decode_lines(existing))
+        kept_as = f"{name.removesuffix('.jsonl.gz')}.conflict-{sha256_hex(data)[:12]}.jsonl.gz"
+        self.store.put_if_absent(kept_as, data)
+        self.integrity_conflicts.append(IntegrityConflict(name, digest, kept_as))
+        return describe(kept_as, kind, data, lines)
+
+    def put_bytes(self, name: str, data: bytes) -> tuple[PutOutcome, str]:
+        """`store.put_if_absent`, counted in `objects_written` / `objects_unchanged`; a
+        conflict is the caller's to settle (`keep_first` for a derived object)."""
         outcome, digest = self.store.put_if_absent(name, data)
         if outcome is PutOutcome.CREATED:
             self.objects_written += 1
         elif outcome is PutOutcome.IDENTICAL:
             self.objects_unchanged += 1
-        elif derived:
-            self.derived_conflicts.append(name)
-            existing = self.store.get(name)
-            return describe(name, kind, existing, decode_lines(existing))
-        else:
-            kept_as = f"{name.removesuffix('.jsonl.gz')}.conflict-{sha256_hex(data)[:12]}.jsonl.gz"
-            self.store.put_if_absent(kept_as, data)
-            self.integrity_conflicts.append(IntegrityConflict(name, digest, kept_as))
-            return describe(kept_as, kind, data, lines)
-        return describe(name, kind, data, lines)
+        return outcome, digest
+
+    def keep_first(self, name: str) -> bytes:
+        """A derived object written again with other bytes: the first write stands and the
+        difference is counted; returns the bytes the archive holds."""
+        self.derived_conflicts.append(name)
+        return self.store.get(name)
 
     def take_integrity_conflicts(self) -> list[IntegrityConflict]:
         """Conflicts found since the last call, each reported once."""

@@ -187,15 +187,9 @@ def put_sidecar(archive: Archive, events_entry: ObjectEntry, keys: Sequence[Keys
         keys = keys_of_lines(decode_lines(archive.store.get(name)))
     data = encode(name, events_entry.sha256, keys)
     index_name = sidecar_name(name)
-    outcome, _ = archive.store.put_if_absent(index_name, data)
-    if outcome is PutOutcome.CREATED:
-        archive.objects_written += 1
-    elif outcome is PutOutcome.IDENTICAL:
-        archive.objects_unchanged += 1
-    else:
-        # Derived, like the events: the first write stands and the difference is counted.
-        archive.derived_conflicts.append(index_name)
-        existing = archive.store.get(index_name)
+    outcome, _ = archive.put_bytes(index_name, data)
+    if outcome is PutOutcome.CONFLICT:
+        existing = archive.keep_first(index_name)  # derived, like the events
         return describe(index_name, existing, Sidecar(existing).lines)
     return describe(index_name, data, len(keys))
 

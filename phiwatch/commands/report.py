@@ -12,19 +12,19 @@ import os
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import orjson
 import typer
-from pydantic import SecretStr, ValidationError
 
 from phiwatch.commands.archive import ConnectionOpt, KeysOpt, open_store, trusted_keys
+from phiwatch.commands.keys import tenant_pseudonymizer
 from phiwatch.commands.output import err, fail, out
 from phiwatch.commands.report_hipaa import hipaa_command
-from phiwatch.config import Settings, cli_log_level
+from phiwatch.config import cli_log_level
 from phiwatch.logs import configure_logging
 from phiwatch.privacy.fhir_sync import FhirSyncError, check_fhir_service
-from phiwatch.pseudonym import Pseudonymizer, PseudonymKeyError, load_pseudonymizer
+from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.reports.actor import actor_report
 from phiwatch.reports.patient import fhir_id_ref, identifier_refs, patient_report
 from phiwatch.reports.timespec import HELP as TIME_HELP
@@ -74,24 +74,6 @@ KeyFileOpt = Annotated[
 ]
 
 
-def _pseudonymizer(key_file: Path | None) -> Pseudonymizer:
-    """The tenant key as replay and the Function App take it, never a generated one: a
-    new key's pseudonyms match no event, and the report would silently say "no access"."""
-    try:
-        if key_file is None:
-            settings = Settings(allow_generated_key=False)
-        else:
-            secret = SecretStr(key_file.read_text(encoding="utf-8").strip())
-            settings = Settings(allow_generated_key=False, pseudonym_key=secret)
-        return load_pseudonymizer(settings)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail(f"--key-file: cannot read it ({type(exc).__name__})") from None
-    except ValidationError:
-        raise fail("bad setting: the PHIWATCH_* environment does not validate") from None
-    except PseudonymKeyError as exc:
-        raise fail(f"{exc}; or give --key-file") from None
-
-
 def _range(since: str | None, until: str | None, default: timedelta) -> TimeRange:
     try:
         return time_range(since, until, default_span=default)
@@ -131,6 +113,32 @@ def _say_verified(verified: bool, problems: list[str]) -> None:
         markup=False,
         highlight=False,
     )
+
+
+class _Report(Protocol):
+    """What the patient and actor reports both offer (phiwatch/reports/)."""
+
+    verified: bool
+    problems: list[str]
+
+    def as_dict(self) -> dict[str, Any]: ...
+    def to_csv(self) -> str: ...
+    def to_html(self) -> str: ...
+
+
+def _deliver(report: _Report, output_format: Format, out_file: Path | None) -> None:
+    """Write the report in its format, say on stderr whether the archive verified, and exit
+    1 when it did not (docs/reports.md), so a script cannot take it for a clean one."""
+    if output_format is Format.csv:
+        text = report.to_csv()
+    elif output_format is Format.html:
+        text = report.to_html()
+    else:
+        text = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
+    _write(text, out_file)
+    _say_verified(report.verified, report.problems)
+    if not report.verified:
+        raise typer.Exit(1)
 
 
 @app.command("patient")
@@ -175,7 +183,7 @@ def patient_command(
     except ValueError as exc:
         raise fail(str(exc)) from None
     span = _range(since, until, PATIENT_DEFAULT_SPAN)
-    pseudonymizer = _pseudonymizer(key_file)
+    pseudonymizer = tenant_pseudonymizer(key_file)
     if identifier is not None:
         refs = _identifier_refs(pseudonymizer, service_id, identifier, fhir_url)
     else:
@@ -183,16 +191,7 @@ def patient_command(
         refs = [fhir_id_ref(pseudonymizer, service_id, patient_id.strip())]
     store = open_store(archive, connection_string)
     report = patient_report(store, trusted_keys(public_key), refs, span)
-    if output_format is Format.csv:
-        text = report.to_csv()
-    elif output_format is Format.html:
-        text = report.to_html()
-    else:
-        text = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
-    _write(text, out_file)
-    _say_verified(report.verified, report.problems)
-    if not report.verified:
-        raise typer.Exit(1)
+    _deliver(report, output_format, out_file)
 
 
 def _identifier_refs(
@@ -236,16 +235,7 @@ def actor_command(
     span = _range(since, until, ACTOR_DEFAULT_SPAN)
     store = open_store(archive, connection_string)
     report = actor_report(store, trusted_keys(public_key), user, span)
-    if output_format is Format.csv:
-        text = report.to_csv()
-    elif output_format is Format.html:
-        text = report.to_html()
-    else:
-        text = orjson.dumps(report.as_dict(), option=orjson.OPT_INDENT_2).decode() + "\n"
-    _write(text, out_file)
-    _say_verified(report.verified, report.problems)
-    if not report.verified:
-        raise typer.Exit(1)
+    _deliver(report, output_format, out_file)
 
 
 # The auditor's page lives in its own module (its options are many).

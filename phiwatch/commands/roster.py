@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import SecretStr, ValidationError
 from rich.markup import escape
 
+from phiwatch.commands.keys import tenant_pseudonymizer
 from phiwatch.commands.output import err, fail, out
 from phiwatch.config import Settings, cli_log_level
 from phiwatch.logs import configure_logging
@@ -28,7 +28,6 @@ from phiwatch.privacy.loaded import directory
 from phiwatch.privacy.patients import PatientIndex, load_patients
 from phiwatch.privacy.roster import Roster, load_roster
 from phiwatch.privacy.watchlists import LARGE_MAX_BYTES, RAW_CONTENT_MAX_BYTES, write_watchlists
-from phiwatch.pseudonym import Pseudonymizer, PseudonymKeyError, load_pseudonymizer
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
@@ -38,27 +37,6 @@ app = typer.Typer(
     no_args_is_help=True,
     help="The workforce roster and patient index (docs/privacy.md).",
 )
-
-
-def _watchlist_pseudonymizer(key_file: Path | None) -> Pseudonymizer:
-    """The tenant key as replay and the Function App take it (PHIWATCH_PSEUDONYM_KEY, else
-    PHIWATCH_HOME's key file), or from --key-file. Never a generated one: pseudonyms under
-    a new key would match no event, and the watchlists would silently join nothing."""
-    try:
-        if key_file is None:
-            settings = Settings(allow_generated_key=False)
-        else:
-            secret = SecretStr(key_file.read_text(encoding="utf-8").strip())
-            settings = Settings(allow_generated_key=False, pseudonym_key=secret)
-        return load_pseudonymizer(settings)
-    except (OSError, UnicodeDecodeError) as exc:
-        raise fail(f"--key-file: cannot read it ({type(exc).__name__})") from None
-    except ValidationError:
-        raise fail("bad setting: the PHIWATCH_* environment does not validate") from None
-    except PseudonymKeyError as exc:
-        raise fail(
-            f"{exc}; or give --key-file (the key replay uses is PHIWATCH_HOME/pseudonym.key)"
-        ) from None
 
 
 def _print_errors(report: LoadReport) -> None:
@@ -106,7 +84,9 @@ def watchlists_command(
     configure_logging(cli_log_level())
     if roster is None and patients is None:
         raise fail("give --roster, --patients or both")
-    pseudonymizer = _watchlist_pseudonymizer(key_file)
+    pseudonymizer = tenant_pseudonymizer(
+        key_file, missing_hint=" (the key replay uses is PHIWATCH_HOME/pseudonym.key)"
+    )
     tagger = pseudonymizer.privacy_tagger()
     service = fhir_service or Settings().patients_fhir_service
     loaded_roster: Roster | None = None

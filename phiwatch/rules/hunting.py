@@ -12,12 +12,11 @@ the same Kusto.Language check, the same case files under `kql/hunting/tests/<que
 from __future__ import annotations
 
 from typing import Annotated, Any
-from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
-from phiwatch.rules.template import _GUID, EntityMapping, RequiredDataConnector
+from phiwatch.rules.template import EntityMapping, GuidId, RequiredDataConnector
 
 
 class _Part(BaseModel):
@@ -41,7 +40,7 @@ class HuntingSettings(_Part):
 class HuntingQuery(_Part):
     """One Sentinel hunting query (one file in `kql/hunting/`)."""
 
-    id: UUID
+    id: GuidId
     name: str = Field(min_length=1)
     description: str = Field(min_length=1)
     required_data_connectors: list[RequiredDataConnector] = []
@@ -53,13 +52,6 @@ class HuntingQuery(_Part):
     tags: list[Any] = []
     metadata: dict[str, Any] = {}
     phiwatch: HuntingSettings = HuntingSettings()
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _hyphenated_guid(cls, value: object) -> object:
-        if isinstance(value, str) and not _GUID.match(value):
-            raise ValueError("id must be a GUID like 007c8ebe-dc17-4030-827e-32581ffdc89b")
-        return value
 
     @property
     def version_tuple(self) -> tuple[int, int, int]:

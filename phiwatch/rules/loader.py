@@ -7,11 +7,12 @@ query's in `kql/hunting/tests/<query>/`; `kql/schema/` holds the table schema. N
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from phiwatch.rules.hunting import HuntingQuery
 from phiwatch.rules.problems import Problem, validation_problems
@@ -33,6 +34,8 @@ HUNTING_DIR_NAME = "hunting"
 HUNTING_DIR = KQL_DIR / HUNTING_DIR_NAME
 TESTS_DIR_NAME = "tests"
 RULE_SUFFIXES = (".yaml", ".yml")
+_M = TypeVar("_M", bound=BaseModel)
+_F = TypeVar("_F")
 
 
 class RuleLoadError(Exception):
@@ -102,26 +105,25 @@ def _document(path: Path) -> YamlDocument:
     return document
 
 
+def _validated(document: YamlDocument, model: type[_M], root_key: str) -> _M:
+    try:
+        return model.model_validate(document.data)
+    except ValidationError as exc:
+        raise RuleLoadError(validation_problems(document, exc, root_key=root_key)) from None
+
+
 def load_rule(path: Path) -> RuleFile:
     """Load and validate one rule file. Raises RuleLoadError with located problems."""
     path = Path(path)
     document = _document(path)
-    try:
-        template = RuleTemplate.model_validate(document.data)
-    except ValidationError as exc:
-        raise RuleLoadError(validation_problems(document, exc, root_key="kind")) from None
-    return RuleFile(path, document, template)
+    return RuleFile(path, document, _validated(document, RuleTemplate, "kind"))
 
 
 def load_hunting(path: Path) -> HuntingFile:
     """Load and validate one hunting-query file. Raises RuleLoadError with located problems."""
     path = Path(path)
     document = _document(path)
-    try:
-        template = HuntingQuery.model_validate(document.data)
-    except ValidationError as exc:
-        raise RuleLoadError(validation_problems(document, exc, root_key="id")) from None
-    return HuntingFile(path, document, template)
+    return HuntingFile(path, document, _validated(document, HuntingQuery, "id"))
 
 
 def load_query_file(path: Path) -> QueryFile:
@@ -169,25 +171,23 @@ def discover_queries(targets: Sequence[Path | str] = (), root: Path = KQL_DIR) -
     return discover(resolved, root)
 
 
-def load_query_files(paths: Iterable[Path]) -> tuple[list[QueryFile], list[Problem]]:
-    """Every loadable rule or hunting query, and the problems of those that are not."""
-    loaded: list[QueryFile] = []
+def _load_each(paths: Iterable[Path], load: Callable[[Path], _F]) -> tuple[list[_F], list[Problem]]:
+    # A bad file does not stop the rest: its problems are returned beside what loaded.
+    loaded: list[_F] = []
     problems: list[Problem] = []
     for path in paths:
         try:
-            loaded.append(load_query_file(path))
+            loaded.append(load(path))
         except RuleLoadError as exc:
             problems.extend(exc.problems)
     return loaded, problems
 
 
+def load_query_files(paths: Iterable[Path]) -> tuple[list[QueryFile], list[Problem]]:
+    """Every loadable rule or hunting query, and the problems of those that are not."""
+    return _load_each(paths, load_query_file)
+
+
 def load_rules(paths: Iterable[Path]) -> tuple[list[RuleFile], list[Problem]]:
     """Every loadable rule, and the problems of those that are not."""
-    rules: list[RuleFile] = []
-    problems: list[Problem] = []
-    for path in paths:
-        try:
-            rules.append(load_rule(path))
-        except RuleLoadError as exc:
-            problems.extend(exc.problems)
-    return rules, problems
+    return _load_each(paths, load_rule)

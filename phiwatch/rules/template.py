@@ -21,7 +21,6 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
-    field_validator,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
@@ -29,6 +28,18 @@ from pydantic.alias_generators import to_camel
 _DURATION = re.compile(r"^(\d+)([mhd])$")
 _UNITS = {"d": timedelta(days=1), "h": timedelta(hours=1), "m": timedelta(minutes=1)}
 _GUID = re.compile(r"^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$")
+
+
+def _hyphenated_guid(value: object) -> object:
+    # UUID() also takes 32 bare hex digits or braces; Sentinel wants the hyphenated form.
+    if isinstance(value, str) and not _GUID.match(value):
+        raise ValueError("id must be a GUID like 007c8ebe-dc17-4030-827e-32581ffdc89b")
+    return value
+
+
+# The `id` of an analytic rule or a hunting query.
+GuidId = Annotated[UUID, BeforeValidator(_hyphenated_guid)]
+
 _RULE_ID = r"^[a-z0-9]+(-[a-z0-9]+)*$"
 
 
@@ -159,7 +170,7 @@ class PhiwatchSettings(_Part):
 class RuleTemplate(_Part):
     """One Sentinel analytic-rule template (one file in `kql/`)."""
 
-    id: UUID
+    id: GuidId
     name: str = Field(min_length=1)
     description: str = Field(min_length=1)
     severity: Severity
@@ -185,14 +196,6 @@ class RuleTemplate(_Part):
     tags: list[Any] = []
     metadata: dict[str, Any] = {}
     phiwatch: PhiwatchSettings = PhiwatchSettings()
-
-    @field_validator("id", mode="before")
-    @classmethod
-    def _hyphenated_guid(cls, value: object) -> object:
-        # UUID() also takes 32 bare hex digits or braces; Sentinel wants the hyphenated form.
-        if isinstance(value, str) and not _GUID.match(value):
-            raise ValueError("id must be a GUID like 007c8ebe-dc17-4030-827e-32581ffdc89b")
-        return value
 
     @model_validator(mode="after")
     def _kind_fields(self) -> RuleTemplate:
