@@ -40,7 +40,10 @@ TOKEN = re.compile(r"[a-z0-9]+")
 
 def _text(path: Path) -> str:
     data = path.read_bytes()
-    return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode("utf-8")
+    # Binary objects too (the hour index's digests): any text in them still reads as text.
+    return (gzip.decompress(data) if data[:2] == b"\x1f\x8b" else data).decode(
+        "utf-8", errors="replace"
+    )
 
 
 def _tokens(text: str) -> list[str]:
