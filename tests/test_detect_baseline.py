@@ -32,3 +32,15 @@ def test_it_expires_idle_actors_and_survives_a_snapshot():
     assert list(counts.days) == ["oid:new"]
     restored = snapshot.loads(snapshot.dumps({"b": counts}))["b"]
     assert restored.days == counts.days and restored.last_day == counts.last_day
+
+
+def test_a_restored_baseline_evicts_the_same_actor(monkeypatch):
+    monkeypatch.setattr(baseline, "MAX_ACTORS", 3)
+    counts = DailyCounts()
+    for day, key in enumerate(["oid:c", "oid:a", "oid:b", "oid:c"]):
+        counts.add(key, day)
+    restored = snapshot.loads(snapshot.dumps({"b": counts}))["b"]
+    for each in (counts, restored):
+        each.add("oid:d", 9)
+    # oid:a was seen least recently (oid:c came back), in the original and in the copy.
+    assert sorted(counts.days) == sorted(restored.days) == ["oid:b", "oid:c", "oid:d"]
