@@ -63,6 +63,10 @@ KeysOpt = Annotated[
     list[Path] | None,
     typer.Option("--public-key", help="Trusted signer public key (PEM); repeatable."),
 ]
+ArchiveOpt = Annotated[
+    str | None,
+    typer.Option(help="Archive location (as for verify; default the last replay's)."),
+]
 
 
 def default_archive() -> str:
@@ -274,10 +278,7 @@ _UNPINNED = (
 def evidence_command(
     alert_id: Annotated[str, typer.Argument(help="The AlertId.")],
     out_file: Annotated[Path, typer.Option("--out", help="Bundle file to write (JSON).")],
-    archive: Annotated[
-        str | None,
-        typer.Option(help="Archive location (as for verify; default the last replay's)."),
-    ] = None,
+    archive: ArchiveOpt = None,
     public_key: KeysOpt = None,
     connection_string: ConnectionOpt = None,
 ) -> None:
@@ -316,10 +317,7 @@ def raw_command(
             "dead-letter or an event gives it."
         ),
     ],
-    archive: Annotated[
-        str | None,
-        typer.Option(help="Archive location (as for verify; default the last replay's)."),
-    ] = None,
+    archive: ArchiveOpt = None,
     public_key: KeysOpt = None,
     connection_string: ConnectionOpt = None,
 ) -> None:

@@ -22,8 +22,8 @@ from azure.core import MatchConditions
 from azure.core.exceptions import AzureError, ResourceNotFoundError
 from azure.storage.blob import BlobClient
 
-from phiwatch.privacy.csvrows import LoadReport, byte_lines, gunzipped
-from phiwatch.privacy.inputs import InputName, Inputs
+from phiwatch.privacy.csvrows import byte_lines, gunzipped
+from phiwatch.privacy.inputs import InputName, Inputs, InputsSource
 from phiwatch.privacy.loaded import LoadedDirectory
 from phiwatch.pseudonym import Pseudonymizer
 
@@ -32,7 +32,7 @@ log = structlog.get_logger("phiwatch.privacy")
 DEFAULT_CHECK_SECONDS = 300.0
 
 
-class BlobDirectorySource:
+class BlobDirectorySource(InputsSource):
     def __init__(
         self,
         pseudonymizer: Pseudonymizer,
@@ -70,15 +70,6 @@ class BlobDirectorySource:
             for name, url in (("roster", roster_url), ("patients", patients_url))
         }
         return cls(pseudonymizer, roster=clients["roster"], patients=clients["patients"], **kwargs)
-
-    @property
-    def loads(self) -> int:
-        return self._inputs.loads
-
-    @property
-    def reports(self) -> list[LoadReport]:
-        """The loaded inputs' reports: row counts and bad rows (never a value)."""
-        return self._inputs.reports
 
     def current(self) -> LoadedDirectory | None:
         now = self._clock()

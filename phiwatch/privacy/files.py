@@ -16,8 +16,8 @@ from pathlib import Path
 
 import structlog
 
-from phiwatch.privacy.csvrows import LoadReport, byte_lines, gunzipped
-from phiwatch.privacy.inputs import InputName, Inputs
+from phiwatch.privacy.csvrows import byte_lines, gunzipped
+from phiwatch.privacy.inputs import InputName, Inputs, InputsSource
 from phiwatch.privacy.loaded import LoadedDirectory
 from phiwatch.pseudonym import Pseudonymizer
 
@@ -30,7 +30,7 @@ class _Stamp:
     size: int
 
 
-class FileDirectorySource:
+class FileDirectorySource(InputsSource):
     def __init__(
         self,
         pseudonymizer: Pseudonymizer,
@@ -48,16 +48,6 @@ class FileDirectorySource:
         self._clock = clock
         self._checked_at: float | None = None
         self._stamps: dict[InputName, _Stamp | None] = {}
-
-    @property
-    def loads(self) -> int:
-        """How many times an input was parsed (for tests and metrics)."""
-        return self._inputs.loads
-
-    @property
-    def reports(self) -> list[LoadReport]:
-        """The loaded inputs' reports: row counts and bad rows (never a value)."""
-        return self._inputs.reports
 
     def current(self) -> LoadedDirectory | None:
         now = self._clock()

@@ -144,3 +144,19 @@ def log_inputs(source: ReportingSource | None, allow_applications: frozenset[str
         off=off,
         allow_applications=len(allow_applications),
     )
+
+
+class InputsSource:
+    """What the file and blob directory sources share: the inputs they load into."""
+
+    _inputs: Inputs
+
+    @property
+    def loads(self) -> int:
+        """How many times an input was parsed (for tests and metrics)."""
+        return self._inputs.loads
+
+    @property
+    def reports(self) -> list[LoadReport]:
+        """The loaded inputs' reports: row counts and bad rows (never a value)."""
+        return self._inputs.reports
