@@ -15,6 +15,7 @@ from phiwatch.archive.store import LocalStore
 from phiwatch.batch import Sink
 from phiwatch.config import Settings
 from phiwatch.detect.engine import DetectionEngine
+from phiwatch.hosts import collector
 from phiwatch.logs import configure_logging
 from phiwatch.pipeline import Pipeline
 from phiwatch.pseudonym import Pseudonymizer
@@ -86,6 +87,8 @@ def make_pipeline(
         archive = Archive(LocalStore(archive_dir), Ed25519Signer.from_seed(SIGNING_SEED))
     else:
         archive = NullArchive()
+    # As every host does once its parts exist (phiwatch/hosts/collector.py).
+    collector.tune()
     return Pipeline(
         pseudonymizer=Pseudonymizer(PSEUDONYM_KEY),
         engine=engine or make_engine(kind != "normalise"),

@@ -17,6 +17,7 @@ import structlog
 from phiwatch.eventhubs.consumer import ConsumerSource
 from phiwatch.eventhubs.message import EventHubMessage
 from phiwatch.eventhubs.names import one_line
+from phiwatch.hosts import collector
 from phiwatch.quarantine import BatchPoisoned
 
 if TYPE_CHECKING:
@@ -112,6 +113,7 @@ def consume(
     propagates as `BatchNotProcessed` (nothing of that batch is checkpointed). Pass
     `report` to keep the counts when something (Ctrl-C) interrupts."""
     report = report if report is not None else ConsumeReport()
+    collector.tune()
 
     def handle(partition_id: str, messages: list[EventHubMessage]) -> None:
         if not messages:  # max_wait_time passed with nothing new: nothing to checkpoint

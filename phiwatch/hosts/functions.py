@@ -15,8 +15,9 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import structlog
 
@@ -29,6 +30,7 @@ from phiwatch.detect.state_store import (
 )
 from phiwatch.eventhubs.batches import build_batch
 from phiwatch.eventhubs.message import EventHubMessage
+from phiwatch.hosts import collector
 from phiwatch.hosts.activity import ACTIVITY
 from phiwatch.hosts.inprocess_state import InProcessState
 from phiwatch.logs import configure_logging
@@ -290,6 +292,17 @@ def _cached_detector() -> DetectBatchProcessor:
 
 
 _processor_lock = threading.Lock()
+_tuned_once: list[bool] = []
+T = TypeVar("T")
+
+
+def _tuned(build: Callable[[], T]) -> T:
+    """`build()`, and the collector tuned once the first part of this worker exists."""
+    part = build()
+    if not _tuned_once:
+        collector.tune()
+        _tuned_once.append(True)
+    return part
 
 
 def get_processor() -> EventHubBatchProcessor:
@@ -299,7 +312,7 @@ def get_processor() -> EventHubBatchProcessor:
     setting and retrying works without a restart.
     """
     with _processor_lock:
-        return _cached_processor()
+        return _tuned(_cached_processor)
 
 
 @functools.cache
@@ -325,7 +338,7 @@ def get_rule_runner() -> ScheduledRules | None:
 def get_detector() -> DetectBatchProcessor:
     """The process-wide `detect` processor (engines per partition live in it)."""
     with _processor_lock:
-        return _cached_detector()
+        return _tuned(_cached_detector)
 
 
 def configure_host_logging() -> None:

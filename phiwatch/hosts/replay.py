@@ -11,6 +11,7 @@ from typing import Any
 from phiwatch.batch import Batch, Counts
 from phiwatch.config import Settings
 from phiwatch.envelope import Body, InputError, discover, read_file_bodies
+from phiwatch.hosts import collector
 from phiwatch.model import Alert
 from phiwatch.pipeline import Pipeline
 from phiwatch.privacy.files import FileDirectorySource
@@ -114,6 +115,7 @@ def replay(
         settings, out_dir / "archive", [sink], roster_file=roster, patients_file=patients
     )
     problems = _privacy_problems(pipeline, {"roster": roster, "patients": patients})
+    collector.tune()
     try:
         for path in files:
             records_before = pipeline.totals.records
