@@ -12,7 +12,8 @@ have none; their manifests are never touched (a redelivered old batch finds its 
 writes nothing), they verify as before, and `lookup` falls back to reading every events
 object of an hour whose objects have no sidecar.
 
-Encoding (why this one). Gzip (level 6, mtime 0: the same batch always gives the same bytes)
+Encoding (why this one). Gzip (the archive's codec, `codec.py`; mtime 0: the same batch
+always gives the same bytes; read whichever gzip wrote it)
 of one JSON header line (format, the events object's name and SHA-256, the line count) and
 then two fixed-width binary columns, one 8-byte digest per events line: the patient column,
 then the actor column. Line numbers are implicit (the position in the column), so the index
@@ -44,7 +45,6 @@ the lateness it accepts and filters on the events it reads. Batches with no hour
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -52,6 +52,7 @@ from typing import Any
 
 import orjson
 
+from phiwatch.archive import codec
 from phiwatch.archive.archive import Archive, decode_lines
 from phiwatch.archive.manifest import ObjectEntry
 from phiwatch.archive.merkle import leaf_hash, root
@@ -65,9 +66,6 @@ SUFFIX = ".idx.gz"
 EVENTS_SUFFIX = ".jsonl.gz"
 WIDTH = 8
 NONE = bytes(WIDTH)
-# Level 6, not the archive's 3: sidecars are small next to the objects, and the actor
-# column (one actor does many reads in a batch) shrinks further at 6.
-GZIP_LEVEL = 6
 
 Keys = tuple[str | None, str | None]  # (PatientRef, actor key) of one events line
 
@@ -123,20 +121,25 @@ def keys_of_lines(lines: Iterable[bytes]) -> list[Keys]:
 
 
 def encode(events_name: str, events_sha256: str, keys: Sequence[Keys]) -> bytes:
+    return codec.compress(content(events_name, events_sha256, keys))
+
+
+def content(events_name: str, events_sha256: str, keys: Sequence[Keys]) -> bytes:
+    """The sidecar decompressed."""
     header = orjson.dumps(
         {"format": FORMAT, "lines": len(keys), "object": events_name, "sha256": events_sha256},
         option=orjson.OPT_SORT_KEYS,
     )
     patients = b"".join(digest("patient", p) for p, _ in keys)
     actors = b"".join(digest("actor", a) for _, a in keys)
-    return gzip.compress(header + b"\n" + patients + actors, GZIP_LEVEL, mtime=0)
+    return header + b"\n" + patients + actors
 
 
 class Sidecar:
     """A decoded sidecar: its header and columns."""
 
     def __init__(self, data: bytes) -> None:
-        text = gzip.decompress(data)
+        text = codec.decompress(data)
         header, _, body = text.partition(b"\n")
         meta = orjson.loads(header)
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -165,12 +168,12 @@ class Sidecar:
         return found
 
 
-def describe(name: str, data: bytes, lines: int) -> ObjectEntry:
+def describe(name: str, data: bytes, lines: int, *, sha256: str | None = None) -> ObjectEntry:
     # The sidecar is not line-oriented: its Merkle root is the one-leaf tree of its bytes.
     return ObjectEntry(
         name=name,
         kind=KIND,
-        sha256=sha256_hex(data),
+        sha256=sha256 if sha256 is not None else sha256_hex(data),
         bytes=len(data),
         records=lines,
         merkle_root=root([leaf_hash(data)]).hex(),
@@ -185,13 +188,14 @@ def put_sidecar(archive: Archive, events_entry: ObjectEntry, keys: Sequence[Keys
     name = events_entry.name
     if name in archive.derived_conflicts:
         keys = keys_of_lines(decode_lines(archive.store.get(name)))
-    data = encode(name, events_entry.sha256, keys)
+    text = content(name, events_entry.sha256, keys)
     index_name = sidecar_name(name)
-    outcome, _ = archive.put_bytes(index_name, data)
-    if outcome is PutOutcome.CONFLICT:
-        existing = archive.keep_first(index_name)  # derived, like the events
+    stored = archive.put_bytes(index_name, codec.compress(text), text)
+    if stored.outcome is PutOutcome.CONFLICT:
+        existing = archive.keep_first(index_name, stored.data)  # derived, like the events
         return describe(index_name, existing, Sidecar(existing).lines)
-    return describe(index_name, data, len(keys))
+    # IDENTICAL may be the same sidecar from another codec: describe the bytes held.
+    return describe(index_name, stored.data, len(keys), sha256=stored.sha256)
 
 
 def _utc_naive(moment: datetime) -> datetime:
