@@ -130,9 +130,22 @@ def content(events_name: str, events_sha256: str, keys: Sequence[Keys]) -> bytes
         {"format": FORMAT, "lines": len(keys), "object": events_name, "sha256": events_sha256},
         option=orjson.OPT_SORT_KEYS,
     )
-    patients = b"".join(digest("patient", p) for p, _ in keys)
-    actors = b"".join(digest("actor", a) for _, a in keys)
+    patients = _column("patient", [p for p, _ in keys])
+    actors = _column("actor", [a for _, a in keys])
     return header + b"\n" + patients + actors
+
+
+def _column(column: str, values: list[str | None]) -> bytes:
+    # A batch repeats its keys (one actor reads many records, a record is read many times):
+    # each distinct key is hashed once.
+    found: dict[str | None, bytes] = {}
+    out = []
+    for value in values:
+        key = found.get(value)
+        if key is None:
+            key = found[value] = digest(column, value)
+        out.append(key)
+    return b"".join(out)
 
 
 class Sidecar:
