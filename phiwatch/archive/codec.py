@@ -4,7 +4,8 @@ Objects are gzip members, so an object written by zlib (every archive before thi
 one written by ISA-L read the same way, and `verify` compares SHA-256s of stored bytes, so old
 archives verify unchanged. What the archive promises is the *decompressed* content (and the
 line hashes and Merkle roots over it), not the compressed bytes: those change with the codec
-(and could with an ISA-L release), so a redelivered batch is compared by content
+(and may with an ISA-L release, or between the code paths ISA-L picks per CPU, so two
+instances need not agree byte for byte), so a redelivered batch is compared by content
 (`Archive.put`), never by compressed bytes alone.
 
 Measured on the demo archive's objects in one run (zlib level 3, the old codec, against ISA-L
@@ -33,8 +34,8 @@ DecodeError = (OSError, EOFError, ValueError)
 
 
 def compress(data: bytes, level: int = LEVEL) -> bytes:
-    # mtime=0: identical content gives identical bytes, so a redelivery is byte for byte a
-    # no-op with this codec (and a content comparison with any other).
+    # mtime=0: identical content gives identical bytes from one build on one machine, so a
+    # redelivery there is byte for byte a no-op (and a content comparison anywhere else).
     return igzip.compress(data, level, mtime=0)
 
 

@@ -12,19 +12,24 @@ have none; their manifests are never touched (a redelivered old batch finds its 
 writes nothing), they verify as before, and `lookup` falls back to reading every events
 object of an hour whose objects have no sidecar.
 
-Encoding (why this one). Gzip (the archive's codec, `codec.py`; mtime 0: the same batch
-always gives the same bytes; read whichever gzip wrote it)
-of one JSON header line (format, the events object's name and SHA-256, the line count) and
-then two fixed-width binary columns, one 8-byte digest per events line: the patient column,
-then the actor column. Line numbers are implicit (the position in the column), so the index
-stores 16 bytes per event before compression (16 to 18 after, 6% of the archive, in
-bench/archive_index.py); an inverted list of exact keys as sorted JSON lines would store
-the keys themselves (a 35-character `pr_` pseudonym and a 36-character object id, which
-gzip cannot shrink much: about three times as much, estimated, not measured) plus the line
-numbers, and a Bloom filter per hour would still need postings beside it. A lookup is one
-`bytes.find` per column, in C, over the decompressed sidecar: no parse, no new dependency
-(rbloom or pyroaring would add a compiled wheel to speed up what is not the cost here, which
-is reading the objects).
+Encoding (why this one). Gzip (the archive's codec, `codec.py`, ISA-L level 1 since issue
+#18, zlib level 6 before; read whichever wrote it) of one JSON header line (format, the
+events object's name and SHA-256, the line count) and then two fixed-width binary columns,
+one 8-byte digest per events line: the patient column, then the actor column. Line numbers
+are implicit (the position in the column), so the index stores 16 bytes per event before
+compression (16 to 18 after, 6% of the archive, in bench/archive_index.py); an inverted list
+of exact keys as sorted JSON lines would store the keys themselves (a 35-character `pr_`
+pseudonym and a 36-character object id, which gzip cannot shrink much: about three times as
+much, estimated, not measured) plus the line numbers, and a Bloom filter per hour would
+still need postings beside it. A lookup is one `bytes.find` per column, in C, over the
+decompressed sidecar: no parse, no new dependency (rbloom or pyroaring would add a compiled
+wheel to speed up what is not the cost here, which is reading the objects).
+
+Two facts about a sidecar follow the codec, unlike every other object's content: its
+header names the events object's *compressed* bytes (SHA-256 as stored, which binds the
+pointer to the very object it indexes), and its manifest entry's Merkle root is the one-leaf
+tree of its own compressed bytes. A sidecar written again for the same events object (a
+redelivery) is compared by content, so it names the bytes stored first.
 
 Digests. SHA-256 over a domain tag and the key, cut to 8 bytes. Not keyed: a PatientRef is
 already a keyed pseudonym and actor ids are in the events in clear, so the index reveals
