@@ -12,9 +12,10 @@ import io
 import json
 from collections.abc import Sequence
 
+import orjson
 import pytest
 
-from phiwatch.archive import codec
+from phiwatch.archive import codec, hour_index
 from phiwatch.archive.archive import Archive, decode_lines, encode_lines, object_name
 from phiwatch.archive.store import ObjectStore
 from phiwatch.archive.verify import verify_archive
@@ -222,3 +223,21 @@ def test_a_raw_entry_without_a_merkle_root_is_compared_by_the_object_it_names(
     assert not archive._same_raw({"name": name, "sha256": digest}, LINES[1:])
     assert not archive._same_raw({"name": name, "sha256": "0" * 64}, LINES)  # not as sealed
     assert not archive._same_raw({"name": name, "sha256": ""}, LINES)  # an unusable seal
+
+
+def test_an_archive_the_previous_version_wrote_is_read_by_the_index_and_reports(
+    store: ObjectStore, old_version
+):
+    batch = build_batch("diagnostics", "0", messages(["a1", "a2", "a3"], ENQUEUED))
+    with old_version():
+        build_pipeline(Settings(), store, []).process(batch)
+    (events,) = store.list("events/")
+    (sidecar,) = store.list("index/")
+    lines = decode_lines(store.get(events))
+    assert lines == zlib_decode_lines(store.get(events))
+    assert hour_index.Sidecar(store.get(sidecar)).lines == len(lines) == 3
+    patient = orjson.loads(lines[1])["PatientRef"]
+    hits = list(hour_index.lookup(store, patient_ref=patient, since=HOUR, until=HOUR))
+    assert hits == [(events, [1])]
+    ((_, number, document),) = hour_index.read_events(store, hits, patient_ref=patient)
+    assert (number, document["PatientRef"]) == (1, patient)
