@@ -1,11 +1,14 @@
 """The audit archive: create-only objects plus a signed manifest chain per input stream.
 
-Raw records are the evidence: the same name holding other raw bytes is an integrity
+Raw records are the evidence: the same name holding other raw records is an integrity
 incident. The new bytes are kept under a `.conflict-<hash>` name (nothing is lost, nothing is
 overwritten), and the conflict is reported so the pipeline raises an `archive-integrity`
-alert. Events, dead-letters and alerts are derived from raw records *and* from state (what
-was already seen, what detection remembers), so a batch redelivered to another instance may
-derive slightly different objects: the first write stands and the difference is counted.
+alert. "Other" means other content: objects are compared by their decompressed bytes, so the
+same records compressed by another codec (a batch archived before an upgrade and redelivered
+after it) are the same object, and the bytes stored first stand. Events, dead-letters and
+alerts are derived from raw records *and* from state (what was already seen, what detection
+remembers), so a batch redelivered to another instance may derive slightly different
+objects: the first write stands and the difference is counted.
 
 Layout (one directory or Blob container; every name is written once and never changed):
 
@@ -29,15 +32,15 @@ none; they are read as before (`verify` does not require claims, and checks thos
 from __future__ import annotations
 
 import contextlib
-import gzip
-import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Any
 
 import orjson
 import structlog
 
+from phiwatch.archive import codec
 from phiwatch.archive.manifest import (
     CLAIMS,
     ChainLink,
@@ -52,7 +55,7 @@ from phiwatch.archive.manifest import (
     sign_manifest,
     stream_slug,
 )
-from phiwatch.archive.merkle import leaf_hash, root
+from phiwatch.archive.merkle import root_of_lines
 from phiwatch.archive.names import safe_name
 from phiwatch.archive.signer import Signer
 from phiwatch.archive.store import (
@@ -99,31 +102,43 @@ def seal_name(stream_slug: str, batch: str) -> str:
     return f"seals/{stream_slug}/{safe_name(batch)}.json"
 
 
-# Level 3 compresses diagnostic JSON about 11x at 2.2x the speed of level 6 (about 15x): on
-# immutable cool storage, CPU per record costs more than the extra 30% of bytes.
-GZIP_LEVEL = 3
+def _content(lines: Sequence[bytes]) -> bytes:
+    return b"\n".join(lines) + b"\n" if lines else b""
 
 
 def encode_lines(lines: Sequence[bytes]) -> bytes:
-    # mtime=0: identical content gives identical bytes, so redelivery is provably a no-op.
-    return gzip.compress(b"".join(line + b"\n" for line in lines), GZIP_LEVEL, mtime=0)
+    return codec.compress(_content(lines))
 
 
 def decode_lines(data: bytes) -> list[bytes]:
-    with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
-        text = fh.read()
+    """The lines of an object, whichever gzip wrote it (`codec.decompress`'s errors)."""
+    text = codec.decompress(data)
     return text.split(b"\n")[:-1] if text else []
 
 
-def describe(name: str, kind: str, data: bytes, lines: Sequence[bytes]) -> ObjectEntry:
+def describe(
+    name: str, kind: str, data: bytes, lines: Sequence[bytes], *, sha256: str | None = None
+) -> ObjectEntry:
+    """`sha256`: of `data`, when the store has just computed it."""
     return ObjectEntry(
         name=name,
         kind=kind,
-        sha256=sha256_hex(data),
+        sha256=sha256 if sha256 is not None else sha256_hex(data),
         bytes=len(data),
         records=len(lines),
-        merkle_root=root([leaf_hash(line) for line in lines]).hex(),
+        merkle_root=root_of_lines(lines).hex(),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Stored:
+    """What the archive holds under a name after a create-only put."""
+
+    # CREATED; IDENTICAL: the same content (the same bytes, or the same decompressed bytes
+    # from another codec); CONFLICT: other content.
+    outcome: PutOutcome
+    sha256: str  # of `data`
+    data: bytes  # the bytes held: ours when CREATED, the first write's otherwise
 
 
 @dataclass
@@ -149,33 +164,60 @@ class Archive:
     def put(self, name: str, lines: Sequence[bytes], *, derived: bool = False) -> ObjectEntry:
         """Write one object create-only; returns the entry for what the archive holds."""
         kind = name.split("/", 1)[0]
-        data = encode_lines(lines)
-        outcome, digest = self.put_bytes(name, data)
-        if outcome is not PutOutcome.CONFLICT:
-            return describe(name, kind, data, lines)
+        content = _content(lines)
+        data = codec.compress(content)
+        stored = self.put_bytes(name, data, content)
+        if stored.outcome is not PutOutcome.CONFLICT:
+            # IDENTICAL may hold other bytes of this content: describe those.
+            return describe(name, kind, stored.data, lines, sha256=stored.sha256)
         if derived:
-            existing = self.keep_first(name)
+            existing = self.keep_first(name, stored.data)
             return describe(name, kind, existing, decode_lines(existing))
-        kept_as = f"{name.removesuffix('.jsonl.gz')}.conflict-{sha256_hex(data)[:12]}.jsonl.gz"
-        self.store.put_if_absent(kept_as, data)
-        self.integrity_conflicts.append(IntegrityConflict(name, digest, kept_as))
-        return describe(kept_as, kind, data, lines)
+        # Named by the content's digest, not these bytes': the same records redelivered keep
+        # to one copy whichever codec wrote it.
+        digest = codec.name_digest(content)
+        kept_as = f"{name.removesuffix('.jsonl.gz')}.conflict-{digest[:12]}.jsonl.gz"
+        kept = self.put_bytes(kept_as, data, content)
+        self.integrity_conflicts.append(IntegrityConflict(name, stored.sha256, kept_as))
+        if kept.outcome is PutOutcome.CONFLICT:
+            # Other content under this content's own name (planted): list what the records
+            # are, so `verify` fails on the object that does not hold them.
+            return describe(kept_as, kind, data, lines)
+        return describe(kept_as, kind, kept.data, lines, sha256=kept.sha256)
 
-    def put_bytes(self, name: str, data: bytes) -> tuple[PutOutcome, str]:
-        """`store.put_if_absent`, counted in `objects_written` / `objects_unchanged`; a
-        conflict is the caller's to settle (`keep_first` for a derived object)."""
+    def put_bytes(self, name: str, data: bytes, content: bytes) -> Stored:
+        """`store.put_if_absent` of `data`, the gzip of `content`, counted in
+        `objects_written` / `objects_unchanged`. A name holding other bytes is decompressed
+        and compared: the same content is IDENTICAL (the first bytes stand), other content
+        (or bytes that are no gzip) a CONFLICT, the caller's to settle (`keep_first` for a
+        derived object)."""
         outcome, digest = self.store.put_if_absent(name, data)
         if outcome is PutOutcome.CREATED:
             self.objects_written += 1
-        elif outcome is PutOutcome.IDENTICAL:
+            return Stored(outcome, digest, data)
+        if outcome is PutOutcome.IDENTICAL:
             self.objects_unchanged += 1
-        return outcome, digest
+            return Stored(outcome, digest, data)
+        try:
+            existing = self.store.get(name)
+        except (ObjectMissing, UnsafeObject):  # no object's bytes to compare
+            return Stored(PutOutcome.CONFLICT, digest, b"")
+        digest = sha256_hex(existing)  # the bytes compared, whatever the store saw before
+        try:
+            same = codec.decompress(existing) == content
+        except codec.DecodeError:
+            same = False
+        if not same:
+            return Stored(PutOutcome.CONFLICT, digest, existing)
+        self.objects_unchanged += 1
+        return Stored(PutOutcome.IDENTICAL, digest, existing)
 
-    def keep_first(self, name: str) -> bytes:
-        """A derived object written again with other bytes: the first write stands and the
-        difference is counted; returns the bytes the archive holds."""
+    def keep_first(self, name: str, held: bytes = b"") -> bytes:
+        """A derived object written again with other content: the first write stands and the
+        difference is counted; returns the bytes the archive holds (`held`, when the caller
+        has read them already)."""
         self.derived_conflicts.append(name)
-        return self.store.get(name)
+        return held or self.store.get(name)
 
     def take_integrity_conflicts(self) -> list[IntegrityConflict]:
         """Conflicts found since the last call, each reported once."""
@@ -278,34 +320,57 @@ class Archive:
         its name and adds nothing."""
         batch = safe_name(batch)
         sealed = self._sealed_raw(seal_name(stream_slug(stream), batch))
-        if sealed is None:
+        if sealed is None or self._same_raw(sealed, raw_lines):
             return batch
-        digest = sha256_hex(encode_lines(raw_lines))
-        if sealed[1] == digest:
-            return batch
+        # Named by the content's digest: a clash redelivered (across a codec change too)
+        # meets its own earlier name, seal and AlertId.
+        digest = codec.name_digest(_content(raw_lines))
         clash = safe_name(f"{batch}.clash-{digest[:12]}")
         kept_as = object_name("raw", hour, clash)
-        self.integrity_conflicts.append(IntegrityConflict(sealed[0], sealed[1], kept_as))
+        conflict = IntegrityConflict(sealed["name"], sealed["sha256"], kept_as)
+        self.integrity_conflicts.append(conflict)
         return clash
 
-    def _sealed_raw(self, seal: str) -> tuple[str, str] | None:
-        """(name, SHA-256) of the raw object the batch sealed under `seal` holds; None when
-        there is no such seal. A seal that does not lead to one raw object (unreadable,
-        pointing at nothing) counts as other raw records: never reuse what cannot be
-        checked."""
+    def _same_raw(self, sealed: dict[str, Any], raw_lines: Sequence[bytes]) -> bool:
+        """Does the sealed raw entry list these records? By line count and Merkle root (the
+        content the manifest signs), not by compressed bytes, which change with the codec."""
+        if not sealed["sha256"]:
+            return False
+        records, merkle_root = sealed.get("records"), sealed.get("merkle_root")
+        if isinstance(records, int) and isinstance(merkle_root, str):
+            if records != len(raw_lines):
+                return False
+            return root_of_lines(raw_lines).hex() == merkle_root
+        # An entry without them (never written so, but never trust a shape): the object the
+        # manifest names, if it is what the manifest says, decompressed and compared.
+        try:
+            data = self.store.get(sealed["name"])
+            return sha256_hex(data) == sealed["sha256"] and codec.decompress(data) == _content(
+                raw_lines
+            )
+        except (ObjectMissing, UnsafeObject, *codec.DecodeError):
+            return False
+
+    def _sealed_raw(self, seal: str) -> dict[str, Any] | None:
+        """The manifest entry of the raw object the batch sealed under `seal` (its `name`
+        and `sha256` strings; `records` and `merkle_root` as the manifest has them); None
+        when there is no such seal. A seal that does not lead to one raw object (unreadable,
+        pointing at nothing) gets an empty `sha256`: other raw records, never reuse what
+        cannot be checked."""
+        unusable = {"name": seal, "sha256": ""}
         try:
             pointer = orjson.loads(self.store.get(seal))
         except ObjectMissing:
             return None
         except (ValueError, UnsafeObject):
-            return (seal, "")
+            return unusable
         try:
             document = orjson.loads(self.store.get(pointer["manifest"]))
             (raw,) = [e for e in document["objects"] if e["kind"] == "raw"]
-            return (str(raw["name"]), str(raw["sha256"]))
+            return {**raw, "name": str(raw["name"]), "sha256": str(raw["sha256"])}
         # ValueError: not JSON, a name the store refuses, not exactly one raw object.
         except (ObjectMissing, UnsafeObject, ValueError, LookupError, TypeError):
-            return (seal, "")
+            return unusable
 
     def _sealed(self, seal: str) -> str | None:
         try:

@@ -12,18 +12,24 @@ have none; their manifests are never touched (a redelivered old batch finds its 
 writes nothing), they verify as before, and `lookup` falls back to reading every events
 object of an hour whose objects have no sidecar.
 
-Encoding (why this one). Gzip (level 6, mtime 0: the same batch always gives the same bytes)
-of one JSON header line (format, the events object's name and SHA-256, the line count) and
-then two fixed-width binary columns, one 8-byte digest per events line: the patient column,
-then the actor column. Line numbers are implicit (the position in the column), so the index
-stores 16 bytes per event before compression (16 to 18 after, 6% of the archive, in
-bench/archive_index.py); an inverted list of exact keys as sorted JSON lines would store
-the keys themselves (a 35-character `pr_` pseudonym and a 36-character object id, which
-gzip cannot shrink much: about three times as much, estimated, not measured) plus the line
-numbers, and a Bloom filter per hour would still need postings beside it. A lookup is one
-`bytes.find` per column, in C, over the decompressed sidecar: no parse, no new dependency
-(rbloom or pyroaring would add a compiled wheel to speed up what is not the cost here, which
-is reading the objects).
+Encoding (why this one). Gzip (the archive's codec, `codec.py`, ISA-L level 1 since issue
+#18, zlib level 6 before; read whichever wrote it) of one JSON header line (format, the
+events object's name and SHA-256, the line count) and then two fixed-width binary columns,
+one 8-byte digest per events line: the patient column, then the actor column. Line numbers
+are implicit (the position in the column), so the index stores 16 bytes per event before
+compression (16 to 18 after, 6% of the archive, in bench/archive_index.py); an inverted list
+of exact keys as sorted JSON lines would store the keys themselves (a 35-character `pr_`
+pseudonym and a 36-character object id, which gzip cannot shrink much: about three times as
+much, estimated, not measured) plus the line numbers, and a Bloom filter per hour would
+still need postings beside it. A lookup is one `bytes.find` per column, in C, over the
+decompressed sidecar: no parse, no new dependency (rbloom or pyroaring would add a compiled
+wheel to speed up what is not the cost here, which is reading the objects).
+
+Two facts about a sidecar follow the codec, unlike every other object's content: its
+header names the events object's *compressed* bytes (SHA-256 as stored, which binds the
+pointer to the very object it indexes), and its manifest entry's Merkle root is the one-leaf
+tree of its own compressed bytes. A sidecar written again for the same events object (a
+redelivery) is compared by content, so it names the bytes stored first.
 
 Digests. SHA-256 over a domain tag and the key, cut to 8 bytes. Not keyed: a PatientRef is
 already a keyed pseudonym and actor ids are in the events in clear, so the index reveals
@@ -44,7 +50,6 @@ the lateness it accepts and filters on the events it reads. Batches with no hour
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
@@ -52,6 +57,7 @@ from typing import Any
 
 import orjson
 
+from phiwatch.archive import codec
 from phiwatch.archive.archive import Archive, decode_lines
 from phiwatch.archive.manifest import ObjectEntry
 from phiwatch.archive.merkle import leaf_hash, root
@@ -65,9 +71,6 @@ SUFFIX = ".idx.gz"
 EVENTS_SUFFIX = ".jsonl.gz"
 WIDTH = 8
 NONE = bytes(WIDTH)
-# Level 6, not the archive's 3: sidecars are small next to the objects, and the actor
-# column (one actor does many reads in a batch) shrinks further at 6.
-GZIP_LEVEL = 6
 
 Keys = tuple[str | None, str | None]  # (PatientRef, actor key) of one events line
 
@@ -123,20 +126,38 @@ def keys_of_lines(lines: Iterable[bytes]) -> list[Keys]:
 
 
 def encode(events_name: str, events_sha256: str, keys: Sequence[Keys]) -> bytes:
+    return codec.compress(content(events_name, events_sha256, keys))
+
+
+def content(events_name: str, events_sha256: str, keys: Sequence[Keys]) -> bytes:
+    """The sidecar decompressed."""
     header = orjson.dumps(
         {"format": FORMAT, "lines": len(keys), "object": events_name, "sha256": events_sha256},
         option=orjson.OPT_SORT_KEYS,
     )
-    patients = b"".join(digest("patient", p) for p, _ in keys)
-    actors = b"".join(digest("actor", a) for _, a in keys)
-    return gzip.compress(header + b"\n" + patients + actors, GZIP_LEVEL, mtime=0)
+    patients = _column("patient", [p for p, _ in keys])
+    actors = _column("actor", [a for _, a in keys])
+    return header + b"\n" + patients + actors
+
+
+def _column(column: str, values: list[str | None]) -> bytes:
+    # A batch repeats its keys (one actor reads many records, a record is read many times):
+    # each distinct key is hashed once.
+    found: dict[str | None, bytes] = {}
+    out = []
+    for value in values:
+        key = found.get(value)
+        if key is None:
+            key = found[value] = digest(column, value)
+        out.append(key)
+    return b"".join(out)
 
 
 class Sidecar:
     """A decoded sidecar: its header and columns."""
 
     def __init__(self, data: bytes) -> None:
-        text = gzip.decompress(data)
+        text = codec.decompress(data)
         header, _, body = text.partition(b"\n")
         meta = orjson.loads(header)
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
@@ -165,12 +186,12 @@ class Sidecar:
         return found
 
 
-def describe(name: str, data: bytes, lines: int) -> ObjectEntry:
+def describe(name: str, data: bytes, lines: int, *, sha256: str | None = None) -> ObjectEntry:
     # The sidecar is not line-oriented: its Merkle root is the one-leaf tree of its bytes.
     return ObjectEntry(
         name=name,
         kind=KIND,
-        sha256=sha256_hex(data),
+        sha256=sha256 if sha256 is not None else sha256_hex(data),
         bytes=len(data),
         records=lines,
         merkle_root=root([leaf_hash(data)]).hex(),
@@ -185,13 +206,14 @@ def put_sidecar(archive: Archive, events_entry: ObjectEntry, keys: Sequence[Keys
     name = events_entry.name
     if name in archive.derived_conflicts:
         keys = keys_of_lines(decode_lines(archive.store.get(name)))
-    data = encode(name, events_entry.sha256, keys)
+    text = content(name, events_entry.sha256, keys)
     index_name = sidecar_name(name)
-    outcome, _ = archive.put_bytes(index_name, data)
-    if outcome is PutOutcome.CONFLICT:
-        existing = archive.keep_first(index_name)  # derived, like the events
+    stored = archive.put_bytes(index_name, codec.compress(text), text)
+    if stored.outcome is PutOutcome.CONFLICT:
+        existing = archive.keep_first(index_name, stored.data)  # derived, like the events
         return describe(index_name, existing, Sidecar(existing).lines)
-    return describe(index_name, data, len(keys))
+    # IDENTICAL may be the same sidecar from another codec: describe the bytes held.
+    return describe(index_name, stored.data, len(keys), sha256=stored.sha256)
 
 
 def _utc_naive(moment: datetime) -> datetime:

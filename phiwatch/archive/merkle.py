@@ -4,6 +4,7 @@ signed object without revealing the object's other records (minimum necessary)."
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 
 def leaf_hash(line: bytes) -> bytes:
@@ -23,13 +24,27 @@ def _split(n: int) -> int:
 
 
 def root(leaves: list[bytes]) -> bytes:
+    """RFC 9162's MTH, bottom up: pairing neighbours level by level and carrying an odd last
+    node up unchanged builds the same tree as splitting at the largest power of two (the
+    left part is always a perfect tree), in one pass and without a call per node."""
     if not leaves:
         return hashlib.sha256(b"").digest()
-    level = list(leaves)
-    if len(level) == 1:
-        return level[0]
-    k = _split(len(level))
-    return _node(root(level[:k]), root(level[k:]))
+    level = leaves
+    sha256 = hashlib.sha256
+    while len(level) > 1:
+        odd = level[-1] if len(level) % 2 else None
+        level = [
+            sha256(b"\x01" + level[i] + level[i + 1]).digest() for i in range(0, len(level) - 1, 2)
+        ]
+        if odd is not None:
+            level.append(odd)
+    return level[0]
+
+
+def root_of_lines(lines: Sequence[bytes]) -> bytes:
+    """`root([leaf_hash(line) for line in lines])`, without a call per line."""
+    sha256 = hashlib.sha256
+    return root([sha256(b"\x00" + line).digest() for line in lines])
 
 
 def audit_path(index: int, leaves: list[bytes]) -> list[bytes]:
