@@ -438,19 +438,6 @@ class _Derived:
 _M = TypeVar("_M", AccessEvent, DeadLetter)
 
 
-def _share_fields_set(event: AccessEvent, shared: dict[frozenset[str], set[str]]) -> None:
-    """Events of one batch share one `__pydantic_fields_set__` per distinct set of fields.
-
-    Each is a set of about 26 names, 2.2 KiB, a quarter of what an event holds: for the
-    64,000 events of one 100,000-record body, 140 MB (issue #18). Safe to share: the models
-    are frozen, and pydantic copies the set before it changes one (`model_copy`)."""
-    own = event.__pydantic_fields_set__
-    key = frozenset(own)
-    common = shared.setdefault(key, own)
-    if common is not own:
-        object.__setattr__(event, "__pydantic_fields_set__", common)
-
-
 def _serialisable(model: _M) -> _M:
     """`model` once it serialises: a lone surrogate the envelope could not see (inside
     JSON held in a string, such as `properties`) becomes U+FFFD (phiwatch/surrogates.py).
@@ -468,6 +455,19 @@ def _validation_reason(exc: ValidationError) -> str:
     # Field names only: the offending value may be PHI.
     fields = sorted({".".join(str(p) for p in err["loc"]) for err in exc.errors()})
     return "field has the wrong type or value: " + ", ".join(fields)
+
+
+def _share_fields_set(event: AccessEvent, shared: dict[frozenset[str], set[str]]) -> None:
+    """Events of one batch share one `__pydantic_fields_set__` per distinct set of fields.
+
+    Each is a set of about 26 names, 2.2 KiB, a quarter of what an event holds: for the
+    64,000 events of one 100,000-record body, 140 MB (issue #18). Safe to share: the models
+    are frozen, and pydantic copies the set before it changes one (`model_copy`)."""
+    own = event.__pydantic_fields_set__
+    key = frozenset(own)
+    common = shared.setdefault(key, own)
+    if common is not own:
+        object.__setattr__(event, "__pydantic_fields_set__", common)
 
 
 def _raw_line(record: RawRecord) -> bytes:
