@@ -195,7 +195,7 @@ def agree(data: bytes, max_record_bytes: int = 1024 * 1024) -> list[tuple[Any, .
 
 
 @settings(
-    max_examples=600, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
+    max_examples=400, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large]
 )
 @given(body_bytes(), st.sampled_from([1024 * 1024, 64]))
 @example(b'{"records":[{"a":1}],"records":[{"b":2}]}', 1024 * 1024)
