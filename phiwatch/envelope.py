@@ -19,18 +19,22 @@ archived and counted (issue #12, item 4):
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import json
 import math
 import os
+import re
+import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from json.decoder import scanstring  # type: ignore[attr-defined]
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import orjson
 
 from phiwatch.surrogates import SURROGATE_ESCAPE, without_surrogates
@@ -54,26 +58,120 @@ class Body:
     enqueued_time: datetime | None = None
 
 
-@dataclass(slots=True)
 class RawRecord:
-    """One record as received: exact bytes, where it came from, and what JSON gave."""
+    """One record as received: exact bytes, where it came from, and what JSON gave.
 
-    raw: bytes
-    stream: str
-    position: str
-    value: Any = None
-    # Set when the bytes could not be decoded into a record; value is then None.
-    error_code: str | None = None
-    error: str | None = None
-    enqueued_time: datetime | None = None
-    _hash: str | None = field(default=None, repr=False)
-    _uid: str | None = field(default=None, repr=False)
+    A record of the fast path (`decode_body`) holds only where its bytes lie in the body, and
+    decodes its value the first time `value`, `error_code` or `error` is read; `release`
+    drops the value once it has been normalised. So the records of a 90 MB body are never
+    all parsed at once, nor are their bytes copied out of the body.
+    """
+
+    __slots__ = (
+        "_buf",
+        "_end",
+        "_error",
+        "_error_code",
+        "_hash",
+        "_limit",
+        "_start",
+        "_uid",
+        "_value",
+        "enqueued_time",
+        "position",
+        "stream",
+    )
+
+    def __init__(
+        self,
+        raw: bytes,
+        stream: str,
+        position: str,
+        value: Any = None,
+        error_code: str | None = None,
+        error: str | None = None,
+        enqueued_time: datetime | None = None,
+    ) -> None:
+        self._buf = raw
+        self._start = 0
+        self._end = len(raw)
+        self._limit: int | None = None  # the size limit while the value is still to decode
+        self._value = value
+        # Set when the bytes could not be decoded into a record; value is then None.
+        self._error_code = error_code
+        self._error = error
+        self._hash: str | None = None
+        self._uid: str | None = None
+        self.stream = stream
+        self.position = position
+        self.enqueued_time = enqueued_time
+
+    @classmethod
+    def _span(
+        cls, body: Body, start: int, end: int, position: str, max_record_bytes: int
+    ) -> RawRecord:
+        """A record of `body.data[start:end]`, which the fast path has shown to be one JSON
+        value the careful walk would give the same bytes; its value is decoded on demand."""
+        record = cls(body.data, body.stream, position, enqueued_time=body.enqueued_time)
+        record._start = start
+        record._end = end
+        record._limit = max_record_bytes
+        return record
+
+    def __repr__(self) -> str:  # never the content: it may be PHI
+        return f"RawRecord(position={self.position!r}, bytes={self._end - self._start})"
+
+    @property
+    def raw(self) -> bytes:
+        buf = self._buf
+        if self._start == 0 and self._end == len(buf):
+            return buf
+        return buf[self._start : self._end]
+
+    @property
+    def value(self) -> Any:
+        if self._limit is not None:
+            self._resolve()
+        return self._value
+
+    @value.setter
+    def value(self, value: Any) -> None:
+        self._resolve_if_pending()
+        self._value = value
+
+    @property
+    def error_code(self) -> str | None:
+        if self._limit is not None:
+            self._resolve()
+        return self._error_code
+
+    @error_code.setter
+    def error_code(self, code: str | None) -> None:
+        self._resolve_if_pending()
+        self._error_code = code
+
+    @property
+    def error(self) -> str | None:
+        if self._limit is not None:
+            self._resolve()
+        return self._error
+
+    @error.setter
+    def error(self, message: str | None) -> None:
+        self._resolve_if_pending()
+        self._error = message
+
+    def release(self) -> None:
+        """Forget the decoded value (once normalised): the bytes, hash and uid stay."""
+        if self._limit is None:
+            self._value = None
 
     @property
     def record_hash(self) -> str:
         """SHA-256 of the exact bytes: what the archive proves."""
         if self._hash is None:
-            self._hash = hashlib.sha256(self.raw).hexdigest()
+            view = memoryview(self._buf)[self._start : self._end]
+            self._hash = hashlib.sha256(view).hexdigest()
         return self._hash
 
     def content_uid(self) -> str:
@@ -82,16 +180,57 @@ class RawRecord:
         Azure may re-send a record re-serialised, so dedupe must not hinge on bytes.
         """
         if self._uid is None:
-            self._uid = _content_uid(self.value, self.raw)
+            buf, start, end = self._buf, self._start, self._end
+            tokens = buf.find(b"NaN", start, end) >= 0 or buf.find(b"Infinity", start, end) >= 0
+            self._uid = _content_uid(self.value, tokens)
         return self._uid
 
+    def _resolve_if_pending(self) -> None:
+        if self._limit is not None:
+            self._resolve()
 
-def _content_uid(value: Any, raw: bytes) -> str:
+    def _resolve(self) -> None:
+        """Decode the value and apply the record checks of the careful walk (`_check_shape`),
+        with the same codes, messages and order."""
+        limit = self._limit
+        assert limit is not None
+        self._limit = None
+        buf, start, end = self._buf, self._start, self._end
+        size = end - start
+        if size > limit:
+            self._error_code = "record-too-large"
+            self._error = f"record is {size // 1024} KiB, over the {limit // 1024} KiB limit"
+            return
+        view = memoryview(buf)[start:end]
+        try:
+            value = _FAST_VALUE.decode(view)
+        except msgspec.MsgspecError:
+            # NaN, Infinity and numbers beyond a double (stdlib: inf) are JSON only to the
+            # stdlib, which gives them the values the careful walk always gave.
+            try:
+                value = _decoder.decode(str(view, "utf-8"))
+            except (ValueError, RecursionError):
+                # Unreachable: `_fast_spans` leaves to the careful walk every record the
+                # stdlib could refuse. Should it happen, one record is lost, not the batch.
+                self._error_code = "body-malformed"
+                self._error = "record is not valid JSON"
+                return
+        if not isinstance(value, dict):
+            self._error_code = "record-not-object"
+            self._error = f"record is a JSON {type(value).__name__}, not an object"
+            return
+        # Nesting beyond MAX_DEPTH never gets here: `_fast_spans` hands it to the careful walk.
+        self._value = value
+        if SURROGATE_ESCAPE.search(buf, start, end):
+            _repair_text(self)
+
+
+def _content_uid(value: Any, non_finite_tokens: bool) -> str:
     # AlertIds derive from EventUids: the bytes hashed for a record must never change. orjson
     # writes NaN and Infinity as null, which made `NaN` and `null` one EventUid; those
     # records take the stdlib's form (which writes the bare tokens, so it equals no other
     # record's canonical JSON), as records with integers beyond 64 bits always did.
-    if (b"NaN" in raw or b"Infinity" in raw) and _has_non_finite(value):
+    if non_finite_tokens and _has_non_finite(value):
         return _digest(_stdlib_canonical(value))
     try:
         canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
@@ -162,7 +301,100 @@ class _Slicer:
 
 
 def decode_body(body: Body, *, max_record_bytes: int = MAX_RECORD_BYTES) -> list[RawRecord]:
-    """Split one body into raw records. Never raises for bad input."""
+    """Split one body into raw records. Never raises for bad input.
+
+    The usual body, `{"records": [...]}` and nothing else, is split by msgspec (C, no Python
+    per byte) into the very spans the careful walk finds; every other body, and any body the
+    fast path cannot vouch for, takes `decode_body_careful`. The two agree on every body
+    (tests/test_envelope_fast.py holds them to it), the careful walk being the reference.
+    """
+    spans = _fast_spans(body.data)
+    if spans is None:
+        return decode_body_careful(body, max_record_bytes=max_record_bytes)
+    prefix = body.position + "#"
+    span = RawRecord._span
+    return [
+        span(body, start, end, f"{prefix}{index}", max_record_bytes)
+        for index, (start, end) in enumerate(spans)
+    ]
+
+
+class _Envelope(msgspec.Struct, forbid_unknown_fields=True):
+    records: list[msgspec.Raw]
+
+
+_FAST_ENVELOPE = msgspec.json.Decoder(_Envelope)
+_FAST_VALUE = msgspec.json.Decoder()
+_BOM = b"\xef\xbb\xbf"
+# The envelope's own syntax around the records, JSON whitespace only. A key spelt any other
+# way (another casing, an escape) is left to the careful walk.
+_WS = rb"[ \t\n\r]*"
+_OPEN = re.compile(rb"(?:\xef\xbb\xbf)?%s\{%s\"records\"%s:%s\[%s" % ((_WS,) * 5))
+_NEXT = re.compile(rb"%s,%s" % (_WS, _WS))
+_CLOSE = re.compile(rb"%s\]%s\}%s\Z" % (_WS, _WS, _WS))
+
+
+def _fast_spans(data: bytes) -> list[tuple[int, int]] | None:
+    """Where each record lies in a body of exactly `{"records": [r0, r1, ...]}` (BOM and
+    whitespace allowed), or None when the careful walk must decide.
+
+    msgspec checks the whole body's JSON grammar and gives each record's bytes (`Raw`, a view
+    into `data`); the spans are then found by walking the envelope's syntax between them and
+    comparing bytes, so they are exactly the careful walk's. What msgspec does not check, or
+    the stdlib refuses where msgspec does not, goes to the careful walk: invalid UTF-8
+    (msgspec skips over the bytes inside strings), nesting beyond MAX_DEPTH (the stdlib's
+    recursion limit breaks the body there), integers longer than Python converts. So every
+    record of a fast body is one the stdlib decodes, and its value can wait until asked for.
+    """
+    opened = _OPEN.match(data)
+    if opened is None:
+        return None
+    bom = len(_BOM) if data.startswith(_BOM) else 0
+    try:
+        records = _FAST_ENVELOPE.decode(memoryview(data)[bom:] if bom else data).records
+    except (msgspec.MsgspecError, RecursionError, ValueError):
+        return None
+    if not data.isascii():
+        try:
+            data.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    digits = sys.get_int_max_str_digits()
+    long_int = _long_integer(digits) if digits else None
+    spans: list[tuple[int, int]] = []
+    pos = opened.end()
+    count = data.count
+    for index, record in enumerate(records):
+        if index:
+            sep = _NEXT.match(data, pos)
+            if sep is None:
+                return None
+            pos = sep.end()
+        end = pos + len(record)
+        if not data.startswith(record, pos):  # a buffer: compared in place
+            return None
+        brackets = count(b"{", pos, end) + count(b"[", pos, end)
+        if brackets > MAX_DEPTH and _depth(data[pos:end].decode("utf-8")) > MAX_DEPTH:
+            return None
+        if long_int is not None and end - pos > digits and long_int.search(data, pos, end):
+            return None
+        spans.append((pos, end))
+        pos = end
+    if _CLOSE.match(data, pos) is None:
+        return None
+    return spans
+
+
+@functools.cache
+def _long_integer(digits: int) -> re.Pattern[bytes]:
+    # More digits than int() converts: the stdlib refuses the body there. Digits in a string
+    # match too; such a record just takes the careful walk.
+    return re.compile(rb"[0-9]{%d}" % (digits + 1))
+
+
+def decode_body_careful(body: Body, *, max_record_bytes: int = MAX_RECORD_BYTES) -> list[RawRecord]:
+    """Split one body into raw records with the stdlib's scanner, for any body at all (the
+    reference `decode_body` is held to). Never raises for bad input."""
 
     def bad(raw: bytes, code: str, message: str, suffix: str = "") -> RawRecord:
         return RawRecord(
