@@ -14,6 +14,8 @@ from collections.abc import Sequence
 
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from phiwatch.archive import codec, hour_index
 from phiwatch.archive.archive import Archive, decode_lines, encode_lines, object_name
@@ -57,15 +59,20 @@ def previous_codec(data: bytes, level: int = codec.LEVEL) -> bytes:
 @pytest.fixture
 def old_version(monkeypatch: pytest.MonkeyPatch):
     """Inside `with old_version():` the archive writes as the previous version did."""
-    new_codec = codec.compress
+    new_codec, new_lines_codec = codec.compress, codec.compress_lines
+
+    def previous_lines_codec(lines: Sequence[bytes], level: int = codec.LEVEL) -> bytes:
+        return previous_codec(b"".join(line + b"\n" for line in lines))
 
     class Scope:
         # Not monkeypatch.undo(): that would also undo conftest's environment.
         def __enter__(self) -> None:
             monkeypatch.setattr(codec, "compress", previous_codec)
+            monkeypatch.setattr(codec, "compress_lines", previous_lines_codec)
 
         def __exit__(self, *exc: object) -> None:
             monkeypatch.setattr(codec, "compress", new_codec)
+            monkeypatch.setattr(codec, "compress_lines", new_lines_codec)
 
     return Scope
 
@@ -241,3 +248,10 @@ def test_an_archive_the_previous_version_wrote_is_read_by_the_index_and_reports(
     assert hits == [(events, [1])]
     ((_, number, document),) = hour_index.read_events(store, hits, patient_ref=patient)
     assert (number, document["PatientRef"]) == (1, patient)
+
+
+@given(st.lists(st.binary(max_size=300).map(lambda b: b.replace(b"\n", b" ")), max_size=3000))
+@settings(max_examples=60, deadline=None)
+def test_lines_compressed_in_chunks_hold_the_joined_content(lines: list[bytes]) -> None:
+    data = codec.compress_lines(lines)
+    assert codec.decompress(data) == (b"\n".join(lines) + b"\n" if lines else b"")

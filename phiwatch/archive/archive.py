@@ -107,7 +107,7 @@ def _content(lines: Sequence[bytes]) -> bytes:
 
 
 def encode_lines(lines: Sequence[bytes]) -> bytes:
-    return codec.compress(_content(lines))
+    return codec.compress_lines(lines)
 
 
 def decode_lines(data: bytes) -> list[bytes]:
@@ -164,9 +164,10 @@ class Archive:
     def put(self, name: str, lines: Sequence[bytes], *, derived: bool = False) -> ObjectEntry:
         """Write one object create-only; returns the entry for what the archive holds."""
         kind = name.split("/", 1)[0]
-        content = _content(lines)
-        data = codec.compress(content)
-        stored = self.put_bytes(name, data, content)
+        # The joined content only when a redelivery must be compared or named by it: a huge
+        # body's objects are compressed line by line, never held joined as well.
+        data = codec.compress_lines(lines)
+        stored = self.put_bytes(name, data, lambda: _content(lines))
         if stored.outcome is not PutOutcome.CONFLICT:
             # IDENTICAL may hold other bytes of this content: describe those.
             return describe(name, kind, stored.data, lines, sha256=stored.sha256)
@@ -175,6 +176,7 @@ class Archive:
             return describe(name, kind, existing, decode_lines(existing))
         # Named by the content's digest, not these bytes': the same records redelivered keep
         # to one copy whichever codec wrote it.
+        content = _content(lines)
         digest = codec.name_digest(content)
         kept_as = f"{name.removesuffix('.jsonl.gz')}.conflict-{digest[:12]}.jsonl.gz"
         kept = self.put_bytes(kept_as, data, content)
@@ -185,8 +187,9 @@ class Archive:
             return describe(kept_as, kind, data, lines)
         return describe(kept_as, kind, kept.data, lines, sha256=kept.sha256)
 
-    def put_bytes(self, name: str, data: bytes, content: bytes) -> Stored:
-        """`store.put_if_absent` of `data`, the gzip of `content`, counted in
+    def put_bytes(self, name: str, data: bytes, content: bytes | Callable[[], bytes]) -> Stored:
+        """`store.put_if_absent` of `data`, the gzip of `content` (or of what it returns,
+        asked for only when a comparison needs it), counted in
         `objects_written` / `objects_unchanged`. A name holding other bytes is decompressed
         and compared: the same content is IDENTICAL (the first bytes stand), other content
         (or bytes that are no gzip) a CONFLICT, the caller's to settle (`keep_first` for a
@@ -204,7 +207,7 @@ class Archive:
             return Stored(PutOutcome.CONFLICT, digest, b"")
         digest = sha256_hex(existing)  # the bytes compared, whatever the store saw before
         try:
-            same = codec.decompress(existing) == content
+            same = codec.decompress(existing) == (content() if callable(content) else content)
         except codec.DecodeError:
             same = False
         if not same:
