@@ -49,10 +49,12 @@ UNMONITORED_CATEGORIES = {
     "resourcehealth",
 }
 DIAGNOSTIC_SETTINGS = "microsoft.insights/diagnosticsettings"
+# The categories `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset(ACTIVITY_CATEGORIES)
 
 
 def matches(record: Record) -> bool:
-    return record.category.lower() in ACTIVITY_CATEGORIES
+    return record.category_lower in ACTIVITY_CATEGORIES
 
 
 def diagnostic_setting_target(resource_id: str) -> str | None:

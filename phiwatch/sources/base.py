@@ -11,7 +11,7 @@ from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.sources.activity_changes import StartBuffer
 from phiwatch.sources.fields import clean_identity
 from phiwatch.sources.record import Claims, Record, RecordSkipped
-from phiwatch.sources.verbatim import redact_verbatim
+from phiwatch.sources.verbatim import JSON_FIELDS, VERBATIM, redact_json
 
 NON_TERMINAL_RESULTS = frozenset({"start", "started", "accept", "accepted", "in progress"})
 
@@ -34,6 +34,17 @@ IDENTITY_FIELDS = (
     "src_geo_city",
 )
 
+# What `NormaliseContext.redacted` does to each field it may touch: bits of these.
+_CLEAN, _VERBATIM, _JSON = 1, 2, 4
+_TREATMENT: dict[str, int] = {}
+for _name in IDENTITY_FIELDS:
+    _TREATMENT[_name] = _CLEAN
+for _name in VERBATIM:
+    _TREATMENT[_name] = (
+        _TREATMENT.get(_name, 0) | _VERBATIM | (_JSON if _name in JSON_FIELDS else 0)
+    )
+del _name
+
 
 @dataclass(slots=True, frozen=True)
 class NormaliseContext:
@@ -53,12 +64,38 @@ class NormaliseContext:
     def redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
         """AccessEvent keyword arguments with the text copied from the wire redacted
         (phiwatch.sources.verbatim) and every identity cleaned (`clean_identity`): every
-        normaliser builds its events through this, so no source can forget either."""
-        for name in IDENTITY_FIELDS:
-            value = fields.get(name)
+        normaliser builds its events through this, so no source can forget either.
+
+        One pass over the fields given (what `redact_verbatim` after the cleaning does,
+        field by field), not one lookup per name of the two tables: this runs per event."""
+        redact = self.pseudonymizer.redact_identifiers
+        changed: list[tuple[str, Any]] = []
+        for name, value in fields.items():
+            if value is None:
+                continue
+            how = _TREATMENT.get(name)
+            if how is None:
+                continue
             if isinstance(value, str):
-                fields[name] = clean_identity(value)
-        return redact_verbatim(fields, self.pseudonymizer.redact_identifiers)
+                text = value
+                if how & _CLEAN:
+                    # clean_identity's fast path inlined: most names print as they are.
+                    cleaned = (
+                        (value.strip() or None) if value.isprintable() else clean_identity(value)
+                    )
+                    if cleaned is None or not how & _VERBATIM:
+                        changed.append((name, cleaned))
+                        continue
+                    text = cleaned
+                if how & _JSON:
+                    changed.append((name, redact_json(text, redact)))
+                elif how & _VERBATIM:
+                    changed.append((name, redact(text)))
+            elif how & _VERBATIM and isinstance(value, list):
+                changed.append((name, [redact(v) if isinstance(v, str) else v for v in value]))
+        for name, value in changed:
+            fields[name] = value
+        return fields
 
 
 class SourceNormaliser(Protocol):

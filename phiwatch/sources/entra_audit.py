@@ -37,6 +37,8 @@ from phiwatch.sources.signins import entra_id, known_address, nested_object, rec
 name = "entra_audit"
 PRODUCT = "Entra ID Audit"
 PLANE = "control"
+# The only category `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset({"auditlogs"})
 
 _PROVIDER = "microsoft.aadiam"
 
@@ -95,7 +97,7 @@ _FIRST_WORDS: dict[str, EventType] = {
 
 
 def matches(record: Record) -> bool:
-    if record.category.lower() != "auditlogs":
+    if record.category_lower != "auditlogs":
         return False
     resource_id = record.resource_id
     if resource_id:

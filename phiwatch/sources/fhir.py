@@ -37,6 +37,8 @@ name = "fhir"
 PRODUCT = "FHIR Service"
 # Data plane: who read or used what; its detections group by the actor.
 PLANE = "data"
+# The only category `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset({"auditlogs"})
 
 # Every audit sub-type of the FHIR server (microsoft/fhir-server
 # src/Microsoft.Health.Fhir.ValueSets/AuditEventSubType.cs) and its ASIM EventType. Reads
@@ -111,7 +113,7 @@ _GUID = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 def matches(record: Record) -> bool:
     return (
-        record.category.lower() == "auditlogs"
+        record.category_lower == "auditlogs"
         and "/providers/microsoft.healthcareapis/" in record.resource_id
     )
 

@@ -17,6 +17,8 @@ name = "keyvault"
 PRODUCT = "Key Vault"
 # Data plane: who read or used what; its detections group by the actor.
 PLANE = "data"
+# The only category `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset({"auditevent"})
 
 # Operation names are ObjectVerb: SecretGet, KeyUnwrap, VaultPut, Authentication, ...
 _OBJECT_VERB = re.compile(r"^(Vault|Secret|Key|Certificate|Storage|ManagedHsm)(\w+)$")
@@ -39,7 +41,7 @@ _EXECUTE_VERBS = {"Sign", "Encrypt", "Wrap", "Rotate"}
 
 def matches(record: Record) -> bool:
     return (
-        record.category.lower() == "auditevent"
+        record.category_lower == "auditevent"
         and "/providers/microsoft.keyvault/" in record.resource_id
     )
 

@@ -96,10 +96,15 @@ class Claims:
         return cls(claims)
 
     def get(self, *names: str) -> str | None:
+        claims = self._c
         for name in names:
-            value = to_str(self._c.get(name))
-            if value:
-                return value
+            value = claims.get(name)
+            if value is None:
+                continue
+            # to_str inlined for its common case: claims are read several times a record.
+            text = (value.strip() or None) if type(value) is str else to_str(value)
+            if text:
+                return text
         return None
 
     @property
@@ -129,9 +134,20 @@ class Claims:
 
 
 class Record:
-    """Top-level keys lower-cased once; nested access stays explicit."""
+    """Top-level keys lower-cased once; nested access stays explicit.
 
-    __slots__ = ("_properties", "fields", "uid")
+    `category` (and its lower case), `resource_id` and `operation_name` are read once here:
+    routing and every normaliser ask for them several times a record."""
+
+    __slots__ = (
+        "_properties",
+        "category",
+        "category_lower",
+        "fields",
+        "operation_name",
+        "resource_id",
+        "uid",
+    )
 
     def __init__(self, value: dict[str, Any], uid: str) -> None:
         fields = {key.lower(): item for key, item in value.items()}
@@ -145,28 +161,29 @@ class Record:
         self.fields = fields
         self.uid = uid
         self._properties: dict[str, Any] | None = None
+        self.category: str = self.text("category", "type") or ""
+        self.category_lower: str = self.category.lower()
+        self.resource_id: str = (self.text("resourceid") or "").lower()
+        self.operation_name: str = self.text("operationname") or ""
 
     def get(self, *names: str) -> Any:
+        fields = self.fields
         for name in names:
-            value = self.fields.get(name)
+            value = fields.get(name)
             if value is not None:
                 return value
         return None
 
     def text(self, *names: str) -> str | None:
-        return to_str(self.get(*names))
-
-    @property
-    def category(self) -> str:
-        return self.text("category", "type") or ""
-
-    @property
-    def resource_id(self) -> str:
-        return (self.text("resourceid") or "").lower()
-
-    @property
-    def operation_name(self) -> str:
-        return self.text("operationname") or ""
+        fields = self.fields
+        for name in names:
+            value = fields.get(name)
+            if value is not None:
+                # to_str of the first value present, its common case inlined (hot path).
+                if type(value) is str:
+                    return value.strip() or None
+                return to_str(value)
+        return None
 
     def time(self) -> datetime:
         value = self.get(*TIME_KEYS)

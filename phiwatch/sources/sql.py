@@ -54,6 +54,8 @@ PRODUCT = "Azure SQL"
 PLANE = "data"
 
 CATEGORY = "SQLSecurityAuditEvents"
+# The only category `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset({CATEGORY.lower()})
 
 # Action ids (sys.dm_audit_actions) → event type and, when the record has no statement, the
 # kind. Statement-bearing actions (BCM, RCM, ...) take their kind from the statement.
@@ -124,7 +126,7 @@ _SYNAPSE = re.compile(r"/providers/microsoft\.synapse/workspaces/([^/]+)")
 
 
 def matches(record: Record) -> bool:
-    return record.category.lower() == "sqlsecurityauditevents"
+    return record.category_lower == "sqlsecurityauditevents"
 
 
 class _Props:

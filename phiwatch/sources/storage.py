@@ -51,6 +51,8 @@ PLANE = "data"
 
 # Lower-cased category → its canonical spelling (the event's SourceCategory).
 CATEGORIES = {c.lower(): c for c in ("StorageRead", "StorageWrite", "StorageDelete")}
+# The categories `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset(CATEGORIES)
 
 # The REST operations the blob service logs (and the Data Lake ones on the same account).
 _TYPES: dict[str, EventType] = {
@@ -190,7 +192,7 @@ _MAX_BYTES = 2**63 - 1  # a long in Log Analytics
 def matches(record: Record) -> bool:
     # These categories come from Microsoft.Storage only, so the category alone decides (a
     # record without its resource id is still a Storage record, not an unknown category).
-    return record.category.lower() in CATEGORIES
+    return record.category_lower in CATEGORIES
 
 
 def event_type_of(operation: str) -> EventType:
@@ -490,7 +492,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
             "dvc_scope_id": subscription_of(resource_id),
             "response_bytes": size if size is not None and 0 <= size <= _MAX_BYTES else None,
             "phi_category": phi,
-            "source_category": CATEGORIES.get(record.category.lower(), record.category),
+            "source_category": CATEGORIES.get(record.category_lower, record.category),
             "raw_record_ref": ctx.raw_record_ref,
         }
     )
