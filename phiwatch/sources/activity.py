@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from phiwatch.model import AccessEvent, EventResult, EventType
+from phiwatch.model import AccessEvent, EventResult, EventType, build_event
 from phiwatch.sources.activity_changes import (
     all_secret,
     body_properties,
@@ -213,4 +213,4 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     }
     # A resource can be named after a patient: the resource id and name go through the
     # identifier patterns, the same way in both, so prefix relations between ids still hold.
-    return [AccessEvent(**ctx.redacted(fields))]
+    return [build_event(ctx.redacted(fields))]

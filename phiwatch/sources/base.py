@@ -119,9 +119,13 @@ def skip_if_non_terminal(result_type: str | None) -> None:
 def actor_fields(claims: Claims) -> dict[str, Any]:
     """The caller's identity fields, every text through `clean_identity` (no bidi overrides
     or controls in a name an alert title shows)."""
-    return {
-        "actor_user_id": clean_identity(claims.object_id),
-        "actor_username": clean_identity(claims.upn),
-        "actor_user_type": claims.user_type,
-        "acting_app_id": clean_identity(claims.app_id),
-    }
+    fields = claims.actor_memo
+    if fields is None:
+        # Claims are shared by every record of one caller (Claims.of): derive them once.
+        fields = claims.actor_memo = {
+            "actor_user_id": clean_identity(claims.object_id),
+            "actor_username": clean_identity(claims.upn),
+            "actor_user_type": claims.user_type,
+            "acting_app_id": clean_identity(claims.app_id),
+        }
+    return dict(fields)  # the caller's to change

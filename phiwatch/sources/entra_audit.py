@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from phiwatch.model import AccessEvent, EventResult, EventType
+from phiwatch.model import AccessEvent, EventResult, EventType, build_event
 from phiwatch.sources.base import NormaliseContext, actor_fields
 from phiwatch.sources.fields import event_result, to_str
 from phiwatch.sources.record import Claims, Record, RecordRejected
@@ -116,8 +116,8 @@ def matches(record: Record) -> bool:
 
 
 def _provider(resource_id: str) -> str | None:
-    parts = resource_id.split("/providers/")
-    return parts[-1].split("/", 1)[0] if len(parts) >= 2 else None
+    _, found, last = resource_id.rpartition("/providers/")
+    return last.split("/", 1)[0] if found else None
 
 
 def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
@@ -161,7 +161,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     # digit runs the identifier patterns would take for an MRN).
     redacted["new_value"] = new_value
     redacted["old_value"] = old_value
-    return [AccessEvent(**redacted)]
+    return [build_event(redacted)]
 
 
 def _result(props: dict[str, Any], record: Record) -> tuple[EventResult, str | None]:

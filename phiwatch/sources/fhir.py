@@ -21,7 +21,7 @@ import re
 import unicodedata
 from typing import Any
 
-from phiwatch.model import AccessEvent, EventType
+from phiwatch.model import AccessEvent, EventType, build_event
 from phiwatch.sources.base import NormaliseContext, actor_fields, skip_if_non_terminal
 from phiwatch.sources.fhir_uri import (
     ParsedFhirUri,
@@ -204,10 +204,12 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     # One event per patient named: a search over `_id=a,b,c` is three patients' records,
     # and counting it as one would let a bulk lookup slip under the distinct-patient rule.
     return [
-        AccessEvent(
-            event_uid=record.uid if i == 0 else f"{record.uid}-{i}",
-            patient_ref=patient,
-            **common,
+        build_event(
+            {
+                **common,
+                "event_uid": record.uid if i == 0 else f"{record.uid}-{i}",
+                "patient_ref": patient,
+            }
         )
         for i, patient in enumerate(patient_refs)
     ]
@@ -224,6 +226,8 @@ def audit_headers(props: dict[str, Any], record: Record) -> dict[str, str]:
     places: list[dict[str, Any]] = [props]
     places += [v for v in list(props.values())[:64] if isinstance(v, dict)]
     places.append(record.fields)
+    if not any(map(_may_hold_headers, places)):
+        return found  # nearly every record: no header anywhere, seen without a key loop
     for place in places:
         for key, value in list(place.items())[:256]:
             if len(found) >= _MAX_HEADERS:
@@ -238,6 +242,16 @@ def audit_headers(props: dict[str, Any], record: Record) -> dict[str, str]:
             header = re.sub(r"[-_\s]", "", lowered[len(prefix) :])
             found.setdefault(header, text)
     return found
+
+
+def _may_hold_headers(place: dict[str, Any]) -> bool:
+    """False only when no key of `place` can start with a header prefix: the keys joined and
+    lower-cased hold neither prefix (a key that starts with one puts it in the join)."""
+    try:
+        joined = "\n".join(place).lower()
+    except TypeError:  # a key that is not text: let the key loop judge
+        return True
+    return any(prefix in joined for prefix in _HEADER_PREFIXES)
 
 
 def _clean(text: str | None) -> str | None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 
-from phiwatch.model import AccessEvent, EventType
+from phiwatch.model import AccessEvent, EventType, build_event
 from phiwatch.sources.base import NormaliseContext, actor_fields
 from phiwatch.sources.fields import event_result, subscription_of, to_int, to_str
 from phiwatch.sources.record import Record
@@ -103,4 +103,4 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
         "raw_record_ref": ctx.raw_record_ref,
         **actor_fields(record.claims()),
     }
-    return [AccessEvent(**ctx.redacted(fields))]
+    return [build_event(ctx.redacted(fields))]

@@ -67,19 +67,54 @@ def diagnostic_shape_problem(record: Record) -> str | None:
     return None
 
 
-class Claims:
-    """Caller identity from `identity.claim` / `identity.claims`, long or short names."""
+_TEXT_ONLY = frozenset({str})
+_CLAIMS_CACHE: dict[Any, Claims] = {}
+_CLAIMS_CACHE_SIZE = 4096
+_MAX_CACHED_CHARS = 8192  # a token's claims are a few hundred characters
 
-    __slots__ = ("_c",)
+
+class Claims:
+    """Caller identity from `identity.claim` / `identity.claims`, long or short names.
+
+    Immutable once made: `of` hands out one instance per distinct claim set (a batch holds
+    a few dozen callers, each on many records), and `actor_memo` keeps what
+    `sources.base.actor_fields` derived from it."""
+
+    __slots__ = ("_c", "actor_memo")
 
     def __init__(self, claims: dict[str, Any]) -> None:
         self._c = claims
+        self.actor_memo: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, identity: Any) -> Claims:
         if not isinstance(identity, dict):
             return cls({})
         raw = identity.get("claims", identity.get("claim"))
+        key: Any = None
+        if isinstance(raw, str):
+            key = raw if len(raw) <= _MAX_CACHED_CHARS else None
+        elif (
+            isinstance(raw, dict)
+            and set(map(type, raw.values())) <= _TEXT_ONLY
+            and sum(map(len, raw.values())) <= _MAX_CACHED_CHARS
+        ):
+            # Text values only: equal keys then mean equal claims (1, 1.0 and True would be
+            # equal keys but not equal claims, and lists cannot be keys). Bounded in size.
+            key = tuple(raw.items())
+        if key is not None:
+            found = _CLAIMS_CACHE.get(key)
+            if found is not None:
+                return found
+        claims = cls._parse(raw)
+        if key is not None:
+            if len(_CLAIMS_CACHE) >= _CLAIMS_CACHE_SIZE:
+                _CLAIMS_CACHE.clear()  # bounded: a cache of callers, not a directory
+            _CLAIMS_CACHE[key] = claims
+        return claims
+
+    @classmethod
+    def _parse(cls, raw: Any) -> Claims:
         if isinstance(raw, str):
             try:
                 raw = json.loads(raw)

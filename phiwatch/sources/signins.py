@@ -25,7 +25,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from phiwatch.model import AccessEvent, ActorUserType, EventResult
+from phiwatch.model import AccessEvent, ActorUserType, EventResult, build_event
 from phiwatch.sources.base import NormaliseContext, actor_fields
 from phiwatch.sources.fields import (
     TimeOutOfRange,
@@ -159,7 +159,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     # set after redaction because it is a parsed number, not wire text, and a 7-digit code
     # would otherwise read as an identifier.
     redacted["event_result_details"] = str(code) if code is not None else None
-    return [AccessEvent(**redacted)]
+    return [build_event(redacted)]
 
 
 def record_time(record: Record, own_time: Any) -> datetime:

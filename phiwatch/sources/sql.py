@@ -41,7 +41,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from phiwatch.model import AccessEvent, EventResult, EventType
+from phiwatch.model import AccessEvent, EventResult, EventType, build_event
 from phiwatch.sources.base import NormaliseContext
 from phiwatch.sources.fields import normalise_ip, subscription_of, to_int, to_str
 from phiwatch.sources.record import TIME_KEYS, Record, RecordSkipped
@@ -310,4 +310,4 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
         "raw_record_ref": ctx.raw_record_ref,
         **_actor(_principal(props), server),
     }
-    return [AccessEvent(**ctx.redacted(fields))]
+    return [build_event(ctx.redacted(fields))]

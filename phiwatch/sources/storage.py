@@ -39,7 +39,14 @@ import unicodedata
 from typing import Any
 from urllib.parse import unquote
 
-from phiwatch.model import AccessEvent, ActorUserType, EventResult, EventType, PhiCategory
+from phiwatch.model import (
+    AccessEvent,
+    ActorUserType,
+    EventResult,
+    EventType,
+    PhiCategory,
+    build_event,
+)
 from phiwatch.sources.base import NormaliseContext
 from phiwatch.sources.fields import subscription_of, to_int, to_str
 from phiwatch.sources.record import Record
@@ -498,10 +505,12 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     )
     refs: list[str | None] = list(patient_refs) or [None]
     return [
-        AccessEvent(
-            event_uid=record.uid if i == 0 else f"{record.uid}-{i}",
-            patient_ref=ref,
-            **common,
+        build_event(
+            {
+                **common,
+                "event_uid": record.uid if i == 0 else f"{record.uid}-{i}",
+                "patient_ref": ref,
+            }
         )
         for i, ref in enumerate(refs)
     ]
