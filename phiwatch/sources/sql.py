@@ -39,6 +39,7 @@ not events (a mass read must not count twice).
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
 from phiwatch.model import AccessEvent, EventResult, EventType, build_event
@@ -136,15 +137,25 @@ class _Props:
     __slots__ = ("_p",)
 
     def __init__(self, props: dict[str, Any]) -> None:
-        lowered: dict[str, Any] = {}
-        for key, value in props.items():
-            if isinstance(key, str) and lowered.get(key.lower()) is None:
-                lowered[key.lower()] = value
+        try:
+            lowered = {key.lower(): value for key, value in props.items()}
+        except AttributeError:  # a key that is not text: the careful loop skips it
+            lowered = {}
+        if len(lowered) < len(props):
+            # Two keys alike but for case (or one not text): the first non-null one wins.
+            lowered = {}
+            for key, value in props.items():
+                if isinstance(key, str) and lowered.get(key.lower()) is None:
+                    lowered[key.lower()] = value
         self._p = lowered
 
     def get(self, key: str) -> Any:
-        for candidate in (key, f"{key}_s", f"{key}_d", f"{key}_b"):
-            value = self._p.get(candidate)
+        props = self._p
+        value = props.get(key)
+        if value is not None:
+            return value
+        for candidate in _suffixed(key):
+            value = props.get(candidate)
             if value is not None:
                 return value
         return None
@@ -155,6 +166,11 @@ class _Props:
     def count(self, key: str) -> int | None:
         number = to_int(self.get(key))
         return number if number is not None and number >= 0 else None
+
+
+@cache  # the few dozen audit field names this module reads
+def _suffixed(key: str) -> tuple[str, str, str]:
+    return f"{key}_s", f"{key}_d", f"{key}_b"
 
 
 def _succeeded(value: Any) -> bool | None:

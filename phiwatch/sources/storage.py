@@ -272,6 +272,8 @@ def clean_name(value: Any) -> str | None:
     text = to_str(value)
     if text is None:
         return None
+    if text.isprintable():  # C-speed: no Cc/Cf/Zl/Zp character in it, nothing to remove
+        return text
     return "".join(ch for ch in text if unicodedata.category(ch) not in _INVISIBLE) or None
 
 
