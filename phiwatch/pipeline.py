@@ -389,7 +389,8 @@ class Pipeline:
             produced = [_serialisable(event) for event in produced]
         except RecordSkipped as skip:
             counts.skipped[skip.code] += 1
-            counts.examples.setdefault(skip.code, without_surrogates(skip.reason))
+            if skip.code not in counts.examples:  # the first reason only: repaired once
+                counts.examples[skip.code] = without_surrogates(skip.reason)
             return []
         except RecordRejected as rejected:
             reject(rejected.code, rejected.reason, category)

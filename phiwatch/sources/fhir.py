@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from functools import lru_cache
 from typing import Any
 
 from phiwatch.model import AccessEvent, EventType, build_event
@@ -126,8 +127,19 @@ def namespace_of(resource_id: str) -> str:
 
 def sub_type_of(operation_name: str) -> str:
     """The audit sub-type from either operationName form (`$export` reads as `export`)."""
+    if len(operation_name) <= _MAX_CACHED_OPERATION:
+        return _sub_type_cached(operation_name)
+    return _sub_type(operation_name)
+
+
+def _sub_type(operation_name: str) -> str:
     text = operation_name.rsplit("/", 1)[-1].strip().lower().removeprefix("$")
     return text or "unknown"
+
+
+# A service logs a few dozen operation names, on every record: each is read once.
+_MAX_CACHED_OPERATION = 256
+_sub_type_cached = lru_cache(maxsize=512)(_sub_type)
 
 
 def event_type_of(sub_type: str) -> EventType:
