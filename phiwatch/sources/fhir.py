@@ -92,6 +92,8 @@ _RECORD_READS = {"read", "vread", "everything"}
 _SUB_TYPE = re.compile(r"^[a-z][a-z0-9\-]{0,63}$")
 
 _HEADER_PREFIXES = ("x-ms-azurefhir-audit-", "x-ms-healthcareapis-audit-")
+_PREFIXES_START = "x-ms-"
+assert all(p.startswith(_PREFIXES_START) for p in _HEADER_PREFIXES)
 _MAX_HEADERS = 32  # the service accepts 10; more is not its record, and costs nothing more
 _MAX_CLAIM_CHARS = 256
 # Header names (after the prefix, case and `-`/`_` ignored) an application uses for the end
@@ -238,8 +240,17 @@ def audit_headers(props: dict[str, Any], record: Record) -> dict[str, str]:
     places: list[dict[str, Any]] = [props]
     places += [v for v in list(props.values())[:64] if isinstance(v, dict)]
     places.append(record.fields)
-    if not any(map(_may_hold_headers, places)):
-        return found  # nearly every record: no header anywhere, seen without a key loop
+    for place in places:
+        # Nearly every record has no header anywhere: seen without a loop over keys.
+        try:
+            joined = "\n".join(place).lower()
+        except TypeError:  # a key that is not text: let the key loop judge
+            break
+        # A key that starts with a prefix puts the prefixes' common start in the join.
+        if _PREFIXES_START in joined:
+            break
+    else:
+        return found
     for place in places:
         for key, value in list(place.items())[:256]:
             if len(found) >= _MAX_HEADERS:
@@ -254,16 +265,6 @@ def audit_headers(props: dict[str, Any], record: Record) -> dict[str, str]:
             header = re.sub(r"[-_\s]", "", lowered[len(prefix) :])
             found.setdefault(header, text)
     return found
-
-
-def _may_hold_headers(place: dict[str, Any]) -> bool:
-    """False only when no key of `place` can start with a header prefix: the keys joined and
-    lower-cased hold neither prefix (a key that starts with one puts it in the join)."""
-    try:
-        joined = "\n".join(place).lower()
-    except TypeError:  # a key that is not text: let the key loop judge
-        return True
-    return any(prefix in joined for prefix in _HEADER_PREFIXES)
 
 
 def _clean(text: str | None) -> str | None:
