@@ -99,7 +99,13 @@ class NormaliseContext:
 
 
 class SourceNormaliser(Protocol):
-    """One per file in `phiwatch/sources/`; the registry asks each in turn."""
+    """One per file in `phiwatch/sources/`; the registry asks each in turn.
+
+    A source may also declare `MATCH_CATEGORIES`, the lower-cased categories outside which
+    `matches` is always False: routing then asks it only for records of those
+    (phiwatch/sources/__init__.py; tests/test_sources_registry.py holds the promise). A
+    source without it is asked for every record. Events are built with
+    `phiwatch.model.build_event` from the fields `redacted` returns."""
 
     name: str
     PRODUCT: str  # the EventProduct of every event it makes

@@ -69,7 +69,7 @@ def diagnostic_shape_problem(record: Record) -> str | None:
 
 _TEXT_ONLY = frozenset({str})
 _CLAIMS_CACHE: dict[Any, Claims] = {}
-_CLAIMS_CACHE_SIZE = 4096
+_CLAIMS_CACHE_SIZE = 2048
 _MAX_CACHED_CHARS = 8192  # a token's claims are a few hundred characters
 
 
