@@ -15,6 +15,7 @@ from unittest import mock
 
 import pytest
 from hypothesis import given
+from hypothesis import strategies as st
 from pydantic import ValidationError
 from pydantic_core import PydanticSerializationError
 
@@ -22,7 +23,10 @@ from phiwatch.model import _EVENT_TEMPLATE, AccessEvent, build_event
 from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.sources import NORMALISERS, NormaliseContext, Record, route
 from phiwatch.sources.activity_changes import StartBuffer
+from phiwatch.sources.base import IDENTITY_FIELDS
+from phiwatch.sources.fields import clean_identity
 from phiwatch.sources.record import RecordRejected, RecordSkipped
+from phiwatch.sources.verbatim import VERBATIM, redact_verbatim
 from phiwatch.surrogates import without_surrogates
 from tests.conftest import TEST_KEY_HEX
 from tests.test_fuzz_pipeline import hostile_records, source_records
@@ -126,3 +130,39 @@ def test_a_built_event_is_unchanged_by_a_later_change_to_its_fields():
     fields["operation"] = "changed"
     assert event.operation == "SecretGet"
     assert event.to_json() == AccessEvent(**_minimal()).to_json()
+
+
+def _redacted_by_the_tables(fields: dict[str, Any]) -> dict[str, Any]:
+    """What `NormaliseContext.redacted` did name by name: identities cleaned, then every
+    allow-listed text redacted (phiwatch/sources/verbatim.py)."""
+    for name in IDENTITY_FIELDS:
+        value = fields.get(name)
+        if isinstance(value, str):
+            fields[name] = clean_identity(value)
+    return redact_verbatim(fields, PSEUDONYMIZER.redact_identifiers)
+
+
+_NAMES = sorted({*IDENTITY_FIELDS, *VERBATIM, "event_uid", "patient_ref", "record_count"})
+_TEXTS = st.one_of(
+    st.none(),
+    st.integers(),
+    st.text(alphabet=st.characters(codec="utf-8"), max_size=30),
+    st.sampled_from(
+        [
+            "patient-MRN12345-key",
+            " bob@contoso.com ",
+            "\u202emoc.live@bob",
+            "\x00\n",
+            '{"maxSizeBytes":268435456,"name":"MRN4471"}',
+            "33333333-aaaa-4bbb-8ccc-000000000003",
+            "",
+        ]
+    ),
+    st.lists(st.one_of(st.text(max_size=12), st.integers()), max_size=3),
+)
+
+
+@given(fields=st.dictionaries(st.sampled_from(_NAMES), _TEXTS, max_size=12))
+def test_one_pass_redaction_is_the_two_tables_name_by_name(fields):
+    ctx = NormaliseContext(PSEUDONYMIZER, "raw/x#0")
+    assert ctx.redacted(dict(fields)) == _redacted_by_the_tables(dict(fields))

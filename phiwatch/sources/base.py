@@ -44,6 +44,7 @@ for _name in VERBATIM:
         _TREATMENT.get(_name, 0) | _VERBATIM | (_JSON if _name in JSON_FIELDS else 0)
     )
 del _name
+_TREATED = frozenset(_TREATMENT)
 
 
 @dataclass(slots=True, frozen=True)
@@ -66,16 +67,16 @@ class NormaliseContext:
         (phiwatch.sources.verbatim) and every identity cleaned (`clean_identity`): every
         normaliser builds its events through this, so no source can forget either.
 
-        One pass over the fields given (what `redact_verbatim` after the cleaning does,
-        field by field), not one lookup per name of the two tables: this runs per event."""
+        One pass over the fields given that the tables name (what `redact_verbatim` after
+        the cleaning does, field by field), not one lookup per name of the two tables: this
+        runs per event."""
         redact = self.pseudonymizer.redact_identifiers
-        changed: list[tuple[str, Any]] = []
-        for name, value in fields.items():
+        # Only the names present that a table names (a set operation in C), each once.
+        for name in _TREATED.intersection(fields):
+            value = fields[name]
             if value is None:
                 continue
-            how = _TREATMENT.get(name)
-            if how is None:
-                continue
+            how = _TREATMENT[name]
             if isinstance(value, str):
                 text = value
                 if how & _CLEAN:
@@ -84,17 +85,15 @@ class NormaliseContext:
                         (value.strip() or None) if value.isprintable() else clean_identity(value)
                     )
                     if cleaned is None or not how & _VERBATIM:
-                        changed.append((name, cleaned))
+                        fields[name] = cleaned
                         continue
                     text = cleaned
                 if how & _JSON:
-                    changed.append((name, redact_json(text, redact)))
+                    fields[name] = redact_json(text, redact)
                 elif how & _VERBATIM:
-                    changed.append((name, redact(text)))
+                    fields[name] = redact(text)
             elif how & _VERBATIM and isinstance(value, list):
-                changed.append((name, [redact(v) if isinstance(v, str) else v for v in value]))
-        for name, value in changed:
-            fields[name] = value
+                fields[name] = [redact(v) if isinstance(v, str) else v for v in value]
         return fields
 
 
