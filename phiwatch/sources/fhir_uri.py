@@ -124,7 +124,8 @@ def _parse(uri: str) -> ParsedFhirUri:
     id_search = resource_type == "Patient" and type_level
     params: list[tuple[str, str | None]] = []
     identifiers: list[tuple[str, str]] = []
-    for key, value in parse_qsl(query, keep_blank_values=True):
+    # Most requests have no query: parse_qsl of nothing is nothing, without its setup.
+    for key, value in parse_qsl(query, keep_blank_values=True) if query else ():
         params.append(_query_param(key.strip(), value, id_search, ids, identifiers))
     operations = [text for kind, text in path_segments if kind == "operation"]
     return ParsedFhirUri(
