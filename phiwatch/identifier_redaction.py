@@ -34,6 +34,7 @@ _KEEP = re.compile(
     re.IGNORECASE,
 )
 _CACHE_SIZE = 16384
+_GUID_LENGTH = 36
 
 
 class IdentifierRedactor:
@@ -49,6 +50,10 @@ class IdentifierRedactor:
 
     def _redact(self, text: str) -> str:
         if not self._regexes:
+            return text
+        if len(text) == _GUID_LENGTH and _KEEP.fullmatch(text):
+            # A correlation or object id: one segment, kept; each is new, so it would
+            # only push repeated segments out of the segment cache.
             return text
         parts = _DELIMITERS.split(text)
         # Odd positions are the delimiters themselves (the split keeps them).

@@ -401,7 +401,8 @@ class Pipeline:
             produced = [_serialisable(event) for event in produced]
         except RecordSkipped as skip:
             counts.skipped[skip.code] += 1
-            counts.examples.setdefault(skip.code, without_surrogates(skip.reason))
+            if skip.code not in counts.examples:  # the first reason only: repaired once
+                counts.examples[skip.code] = without_surrogates(skip.reason)
             return []
         except RecordRejected as rejected:
             reject(rejected.code, rejected.reason, category)
@@ -436,6 +437,8 @@ class _Derived:
 
 
 _M = TypeVar("_M", AccessEvent, DeadLetter)
+# The attribute model.py's `_Wire` caches its JSON under (a cached_property).
+_JSON_CACHE = "_json"
 
 
 def _serialisable(model: _M) -> _M:
@@ -443,7 +446,9 @@ def _serialisable(model: _M) -> _M:
     JSON held in a string, such as `properties`) becomes U+FFFD (phiwatch/surrogates.py).
     Raises PydanticSerializationError when that is not the cause."""
     try:
-        model.to_json()  # cached: the archive writes these very bytes
+        # Cached where `to_json` keeps it (the model's `_json`): the archive writes these very
+        # bytes. Set directly, without cached_property's lock: this runs once per event.
+        model.__dict__[_JSON_CACHE] = model.__pydantic_serializer__.to_json(model, by_alias=True)
     except PydanticSerializationError:
         repaired = type(model).model_validate(without_surrogates(model.model_dump()))
         repaired.to_json()

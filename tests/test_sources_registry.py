@@ -47,3 +47,32 @@ def test_the_pipeline_fuzz_has_records_of_every_source():
 
 def test_the_rule_harness_can_build_events_of_every_source():
     assert set(_PRODUCTS) == {n.PRODUCT for n in NORMALISERS}
+
+
+def _route_by_asking_all(record: Record) -> str | None:
+    return next((n.name for n in NORMALISERS if n.matches(record)), None)
+
+
+def test_a_normaliser_matches_no_category_outside_its_match_categories():
+    # Routing asks a source only for its MATCH_CATEGORIES (sources/__init__.py): that is only
+    # the same routing if `matches` refuses every other category.
+    records = [Record(r, "uid") for r in source_records()]
+    for normaliser in NORMALISERS:
+        declared = getattr(normaliser, "MATCH_CATEGORIES", None)
+        if declared is None:
+            continue
+        assert all(c == c.lower() for c in declared), normaliser.name
+        for record in records:
+            if record.category_lower not in declared:
+                assert not normaliser.matches(record), (normaliser.name, record.category)
+        for record in records:
+            if normaliser.matches(record):
+                # Any casing of a declared category reaches the same normaliser.
+                value = dict(record.fields, category=record.category.upper())
+                assert route(Record(value, "uid")) is normaliser
+
+
+def test_routing_by_category_picks_what_asking_every_normaliser_picks():
+    for value in source_records():
+        record = Record(value, "uid")
+        assert route(record).name == _route_by_asking_all(record)

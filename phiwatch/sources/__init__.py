@@ -33,12 +33,33 @@ __all__ = [
 ]
 
 
+# Lower-cased category → the normalisers that may match it, in NORMALISERS order. A source
+# declaring MATCH_CATEGORIES is asked only for those; one without is asked for every record.
+# Bounded: categories come from the wire.
+_CANDIDATES: dict[str, tuple[SourceNormaliser, ...]] = {}
+_MAX_CANDIDATE_ENTRIES = 256
+
+
+def _candidates(category: str) -> tuple[SourceNormaliser, ...]:
+    found = _CANDIDATES.get(category)
+    if found is None:
+        found = tuple(
+            n
+            for n in NORMALISERS
+            if category in getattr(n, "MATCH_CATEGORIES", frozenset({category}))
+        )
+        if len(_CANDIDATES) >= _MAX_CANDIDATE_ENTRIES:
+            _CANDIDATES.clear()
+        _CANDIDATES[category] = found
+    return found
+
+
 def route(record: Record) -> SourceNormaliser:
     """The normaliser for a record; raises Skipped/Rejected when there is none."""
     canary.skip_if_canary(record)  # a deployment check, counted, never normalised
     if (problem := diagnostic_shape_problem(record)) is not None:
         raise RecordRejected("not-diagnostic-shape", problem)
-    for normaliser in NORMALISERS:
+    for normaliser in _candidates(record.category_lower):
         if normaliser.matches(record):
             return normaliser
     category = record.category

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from phiwatch.model import AccessEvent, EventResult, EventType
+from phiwatch.model import AccessEvent, EventResult, EventType, build_event
 from phiwatch.sources.activity_changes import (
     all_secret,
     body_properties,
@@ -49,10 +49,12 @@ UNMONITORED_CATEGORIES = {
     "resourcehealth",
 }
 DIAGNOSTIC_SETTINGS = "microsoft.insights/diagnosticsettings"
+# The categories `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset(ACTIVITY_CATEGORIES)
 
 
 def matches(record: Record) -> bool:
-    return record.category.lower() in ACTIVITY_CATEGORIES
+    return record.category_lower in ACTIVITY_CATEGORIES
 
 
 def diagnostic_setting_target(resource_id: str) -> str | None:
@@ -211,4 +213,4 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     }
     # A resource can be named after a patient: the resource id and name go through the
     # identifier patterns, the same way in both, so prefix relations between ids still hold.
-    return [AccessEvent(**ctx.redacted(fields))]
+    return [build_event(ctx.redacted(fields))]

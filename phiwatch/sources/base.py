@@ -11,7 +11,7 @@ from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.sources.activity_changes import StartBuffer
 from phiwatch.sources.fields import clean_identity
 from phiwatch.sources.record import Claims, Record, RecordSkipped
-from phiwatch.sources.verbatim import redact_verbatim
+from phiwatch.sources.verbatim import JSON_FIELDS, VERBATIM, redact_json
 
 NON_TERMINAL_RESULTS = frozenset({"start", "started", "accept", "accepted", "in progress"})
 
@@ -34,6 +34,18 @@ IDENTITY_FIELDS = (
     "src_geo_city",
 )
 
+# What `NormaliseContext.redacted` does to each field it may touch: bits of these.
+_CLEAN, _VERBATIM, _JSON = 1, 2, 4
+_TREATMENT: dict[str, int] = {}
+for _name in IDENTITY_FIELDS:
+    _TREATMENT[_name] = _CLEAN
+for _name in VERBATIM:
+    _TREATMENT[_name] = (
+        _TREATMENT.get(_name, 0) | _VERBATIM | (_JSON if _name in JSON_FIELDS else 0)
+    )
+del _name
+_TREATED = frozenset(_TREATMENT)
+
 
 @dataclass(slots=True, frozen=True)
 class NormaliseContext:
@@ -53,16 +65,46 @@ class NormaliseContext:
     def redacted(self, fields: dict[str, Any]) -> dict[str, Any]:
         """AccessEvent keyword arguments with the text copied from the wire redacted
         (phiwatch.sources.verbatim) and every identity cleaned (`clean_identity`): every
-        normaliser builds its events through this, so no source can forget either."""
-        for name in IDENTITY_FIELDS:
-            value = fields.get(name)
+        normaliser builds its events through this, so no source can forget either.
+
+        One pass over the fields given that the tables name (what `redact_verbatim` after
+        the cleaning does, field by field), not one lookup per name of the two tables: this
+        runs per event."""
+        redact = self.pseudonymizer.redact_identifiers
+        # Only the names present that a table names (a set operation in C), each once.
+        for name in _TREATED.intersection(fields):
+            value = fields[name]
+            if value is None:
+                continue
+            how = _TREATMENT[name]
             if isinstance(value, str):
-                fields[name] = clean_identity(value)
-        return redact_verbatim(fields, self.pseudonymizer.redact_identifiers)
+                text = value
+                if how & _CLEAN:
+                    # clean_identity's fast path inlined: most names print as they are.
+                    cleaned = (
+                        (value.strip() or None) if value.isprintable() else clean_identity(value)
+                    )
+                    if cleaned is None or not how & _VERBATIM:
+                        fields[name] = cleaned
+                        continue
+                    text = cleaned
+                if how & _JSON:
+                    fields[name] = redact_json(text, redact)
+                elif how & _VERBATIM:
+                    fields[name] = redact(text)
+            elif how & _VERBATIM and isinstance(value, list):
+                fields[name] = [redact(v) if isinstance(v, str) else v for v in value]
+        return fields
 
 
 class SourceNormaliser(Protocol):
-    """One per file in `phiwatch/sources/`; the registry asks each in turn."""
+    """One per file in `phiwatch/sources/`; the registry asks each in turn.
+
+    A source may also declare `MATCH_CATEGORIES`, the lower-cased categories outside which
+    `matches` is always False: routing then asks it only for records of those
+    (phiwatch/sources/__init__.py; tests/test_sources_registry.py holds the promise). A
+    source without it is asked for every record. Events are built with
+    `phiwatch.model.build_event` from the fields `redacted` returns."""
 
     name: str
     PRODUCT: str  # the EventProduct of every event it makes
@@ -82,9 +124,13 @@ def skip_if_non_terminal(result_type: str | None) -> None:
 def actor_fields(claims: Claims) -> dict[str, Any]:
     """The caller's identity fields, every text through `clean_identity` (no bidi overrides
     or controls in a name an alert title shows)."""
-    return {
-        "actor_user_id": clean_identity(claims.object_id),
-        "actor_username": clean_identity(claims.upn),
-        "actor_user_type": claims.user_type,
-        "acting_app_id": clean_identity(claims.app_id),
-    }
+    fields = claims.actor_memo
+    if fields is None:
+        # Claims are shared by every record of one caller (Claims.of): derive them once.
+        fields = claims.actor_memo = {
+            "actor_user_id": clean_identity(claims.object_id),
+            "actor_username": clean_identity(claims.upn),
+            "actor_user_type": claims.user_type,
+            "acting_app_id": clean_identity(claims.app_id),
+        }
+    return dict(fields)  # the caller's to change

@@ -16,11 +16,12 @@ from phiwatch.sources.record import Record, RecordSkipped
 
 CATEGORY = "PhiwatchCanary"
 SKIP_REASON = "canary"
+_CATEGORY_LOWER = CATEGORY.lower()
 
 
 def skip_if_canary(record: Record) -> None:
     """Raise the `canary` skip for a canary record; do nothing for any other."""
-    if record.category.lower() == CATEGORY.lower():
+    if record.category_lower == _CATEGORY_LOWER:
         raise RecordSkipped(SKIP_REASON, "phiwatch canary (deployment check), not an access")
 
 

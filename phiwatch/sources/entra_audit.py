@@ -28,7 +28,7 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from phiwatch.model import AccessEvent, EventResult, EventType
+from phiwatch.model import AccessEvent, EventResult, EventType, build_event
 from phiwatch.sources.base import NormaliseContext, actor_fields
 from phiwatch.sources.fields import event_result, to_str
 from phiwatch.sources.record import Claims, Record, RecordRejected
@@ -37,6 +37,8 @@ from phiwatch.sources.signins import entra_id, known_address, nested_object, rec
 name = "entra_audit"
 PRODUCT = "Entra ID Audit"
 PLANE = "control"
+# The only category `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset({"auditlogs"})
 
 _PROVIDER = "microsoft.aadiam"
 
@@ -95,7 +97,7 @@ _FIRST_WORDS: dict[str, EventType] = {
 
 
 def matches(record: Record) -> bool:
-    if record.category.lower() != "auditlogs":
+    if record.category_lower != "auditlogs":
         return False
     resource_id = record.resource_id
     if resource_id:
@@ -114,8 +116,8 @@ def matches(record: Record) -> bool:
 
 
 def _provider(resource_id: str) -> str | None:
-    parts = resource_id.split("/providers/")
-    return parts[-1].split("/", 1)[0] if len(parts) >= 2 else None
+    _, found, last = resource_id.rpartition("/providers/")
+    return last.split("/", 1)[0] if found else None
 
 
 def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
@@ -159,7 +161,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     # digit runs the identifier patterns would take for an MRN).
     redacted["new_value"] = new_value
     redacted["old_value"] = old_value
-    return [AccessEvent(**redacted)]
+    return [build_event(redacted)]
 
 
 def _result(props: dict[str, Any], record: Record) -> tuple[EventResult, str | None]:

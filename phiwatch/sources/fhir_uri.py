@@ -33,6 +33,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Literal
 from urllib.parse import parse_qsl, unquote
 
@@ -92,6 +93,15 @@ def resource_type_name(text: str | None) -> str | None:
 
 
 def parse_fhir_uri(uri: str) -> ParsedFhirUri:
+    # Cached: the result is immutable, and a chart opened is often opened again (a read
+    # and its retries, a clinician's session, every page of one search). Long URIs (a
+    # search for a thousand identifiers) are parsed afresh: the cache's size stays bounded.
+    if len(uri) <= _MAX_CACHED_URI:
+        return _parse_cached(uri)
+    return _parse(uri)
+
+
+def _parse(uri: str) -> ParsedFhirUri:
     text = _decoded(uri).split("#", 1)[0]
     path, _, query = text.partition("?")
     if "://" in path:
@@ -114,7 +124,8 @@ def parse_fhir_uri(uri: str) -> ParsedFhirUri:
     id_search = resource_type == "Patient" and type_level
     params: list[tuple[str, str | None]] = []
     identifiers: list[tuple[str, str]] = []
-    for key, value in parse_qsl(query, keep_blank_values=True):
+    # Most requests have no query: parse_qsl of nothing is nothing, without its setup.
+    for key, value in parse_qsl(query, keep_blank_values=True) if query else ():
         params.append(_query_param(key.strip(), value, id_search, ids, identifiers))
     operations = [text for kind, text in path_segments if kind == "operation"]
     return ParsedFhirUri(
@@ -126,6 +137,10 @@ def parse_fhir_uri(uri: str) -> ParsedFhirUri:
         operation=operations[-1] if operations else None,
         job=job,
     )
+
+
+_MAX_CACHED_URI = 2048
+_parse_cached = lru_cache(maxsize=8192)(_parse)
 
 
 def _decoded(text: str) -> str:

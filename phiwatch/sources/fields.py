@@ -159,6 +159,16 @@ def subscription_of(resource_id: str | None) -> str | None:
     """Subscription id from an ARM id (any case)."""
     if not resource_id:
         return None
+    if len(resource_id) > _MAX_CACHED_ID:
+        return _subscription_of.__wrapped__(resource_id)
+    return _subscription_of(resource_id)
+
+
+_MAX_CACHED_ID = 1024  # ARM ids are a few hundred characters; a longer one is not cached
+
+
+@lru_cache(maxsize=4096)  # a tenant has a few hundred resources, each on many records
+def _subscription_of(resource_id: str) -> str | None:
     parts = resource_id.strip("/").split("/")
     if len(parts) >= 2 and parts[0].lower() == "subscriptions":
         return parts[1].lower()

@@ -67,19 +67,54 @@ def diagnostic_shape_problem(record: Record) -> str | None:
     return None
 
 
-class Claims:
-    """Caller identity from `identity.claim` / `identity.claims`, long or short names."""
+_TEXT_ONLY = frozenset({str})
+_CLAIMS_CACHE: dict[Any, Claims] = {}
+_CLAIMS_CACHE_SIZE = 2048
+_MAX_CACHED_CHARS = 8192  # a token's claims are a few hundred characters
 
-    __slots__ = ("_c",)
+
+class Claims:
+    """Caller identity from `identity.claim` / `identity.claims`, long or short names.
+
+    Immutable once made: `of` hands out one instance per distinct claim set (a batch holds
+    a few dozen callers, each on many records), and `actor_memo` keeps what
+    `sources.base.actor_fields` derived from it."""
+
+    __slots__ = ("_c", "actor_memo")
 
     def __init__(self, claims: dict[str, Any]) -> None:
         self._c = claims
+        self.actor_memo: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, identity: Any) -> Claims:
         if not isinstance(identity, dict):
             return cls({})
         raw = identity.get("claims", identity.get("claim"))
+        key: Any = None
+        if isinstance(raw, str):
+            key = raw if len(raw) <= _MAX_CACHED_CHARS else None
+        elif (
+            isinstance(raw, dict)
+            and set(map(type, raw.values())) <= _TEXT_ONLY
+            and sum(map(len, raw.values())) <= _MAX_CACHED_CHARS
+        ):
+            # Text values only: equal keys then mean equal claims (1, 1.0 and True would be
+            # equal keys but not equal claims, and lists cannot be keys). Bounded in size.
+            key = tuple(raw.items())
+        if key is not None:
+            found = _CLAIMS_CACHE.get(key)
+            if found is not None:
+                return found
+        claims = cls._parse(raw)
+        if key is not None:
+            if len(_CLAIMS_CACHE) >= _CLAIMS_CACHE_SIZE:
+                _CLAIMS_CACHE.clear()  # bounded: a cache of callers, not a directory
+            _CLAIMS_CACHE[key] = claims
+        return claims
+
+    @classmethod
+    def _parse(cls, raw: Any) -> Claims:
         if isinstance(raw, str):
             try:
                 raw = json.loads(raw)
@@ -96,10 +131,15 @@ class Claims:
         return cls(claims)
 
     def get(self, *names: str) -> str | None:
+        claims = self._c
         for name in names:
-            value = to_str(self._c.get(name))
-            if value:
-                return value
+            value = claims.get(name)
+            if value is None:
+                continue
+            # to_str inlined for its common case: claims are read several times a record.
+            text = (value.strip() or None) if type(value) is str else to_str(value)
+            if text:
+                return text
         return None
 
     @property
@@ -129,9 +169,20 @@ class Claims:
 
 
 class Record:
-    """Top-level keys lower-cased once; nested access stays explicit."""
+    """Top-level keys lower-cased once; nested access stays explicit.
 
-    __slots__ = ("_properties", "fields", "uid")
+    `category` (and its lower case), `resource_id` and `operation_name` are read once here:
+    routing and every normaliser ask for them several times a record."""
+
+    __slots__ = (
+        "_properties",
+        "category",
+        "category_lower",
+        "fields",
+        "operation_name",
+        "resource_id",
+        "uid",
+    )
 
     def __init__(self, value: dict[str, Any], uid: str) -> None:
         fields = {key.lower(): item for key, item in value.items()}
@@ -145,28 +196,29 @@ class Record:
         self.fields = fields
         self.uid = uid
         self._properties: dict[str, Any] | None = None
+        self.category: str = self.text("category", "type") or ""
+        self.category_lower: str = self.category.lower()
+        self.resource_id: str = (self.text("resourceid") or "").lower()
+        self.operation_name: str = self.text("operationname") or ""
 
     def get(self, *names: str) -> Any:
+        fields = self.fields
         for name in names:
-            value = self.fields.get(name)
+            value = fields.get(name)
             if value is not None:
                 return value
         return None
 
     def text(self, *names: str) -> str | None:
-        return to_str(self.get(*names))
-
-    @property
-    def category(self) -> str:
-        return self.text("category", "type") or ""
-
-    @property
-    def resource_id(self) -> str:
-        return (self.text("resourceid") or "").lower()
-
-    @property
-    def operation_name(self) -> str:
-        return self.text("operationname") or ""
+        fields = self.fields
+        for name in names:
+            value = fields.get(name)
+            if value is not None:
+                # to_str of the first value present, its common case inlined (hot path).
+                if type(value) is str:
+                    return value.strip() or None
+                return to_str(value)
+        return None
 
     def time(self) -> datetime:
         value = self.get(*TIME_KEYS)

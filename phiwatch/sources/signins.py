@@ -25,7 +25,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from phiwatch.model import AccessEvent, ActorUserType, EventResult
+from phiwatch.model import AccessEvent, ActorUserType, EventResult, build_event
 from phiwatch.sources.base import NormaliseContext, actor_fields
 from phiwatch.sources.fields import (
     TimeOutOfRange,
@@ -54,6 +54,8 @@ _CATEGORIES: dict[str, tuple[str, str, str]] = {
     ),
     "managedidentitysigninlogs": ("ManagedIdentitySignInLogs", "ManagedIdentity", "mi"),
 }
+# The categories `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset(_CATEGORIES)
 
 # Graph enums, lower-cased → the documented spelling (anything else is dropped: these fields
 # are enums in the schema, and free text there would be a surprise, not a fact).
@@ -90,11 +92,11 @@ _MAX_ASN = 2**32 - 1  # AS numbers are 32-bit
 
 
 def matches(record: Record) -> bool:
-    return record.category.lower() in _CATEGORIES
+    return record.category_lower in _CATEGORIES
 
 
 def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
-    canonical, sub_type, kind = _CATEGORIES[record.category.lower()]
+    canonical, sub_type, kind = _CATEGORIES[record.category_lower]
     props = record.properties()
     code = _result_code(record, props)
     result: EventResult
@@ -157,7 +159,7 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
     # set after redaction because it is a parsed number, not wire text, and a 7-digit code
     # would otherwise read as an identifier.
     redacted["event_result_details"] = str(code) if code is not None else None
-    return [AccessEvent(**redacted)]
+    return [build_event(redacted)]
 
 
 def record_time(record: Record, own_time: Any) -> datetime:

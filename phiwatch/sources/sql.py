@@ -39,9 +39,10 @@ not events (a mass read must not count twice).
 from __future__ import annotations
 
 import re
+from functools import cache
 from typing import Any
 
-from phiwatch.model import AccessEvent, EventResult, EventType
+from phiwatch.model import AccessEvent, EventResult, EventType, build_event
 from phiwatch.sources.base import NormaliseContext
 from phiwatch.sources.fields import normalise_ip, subscription_of, to_int, to_str
 from phiwatch.sources.record import TIME_KEYS, Record, RecordSkipped
@@ -54,6 +55,8 @@ PRODUCT = "Azure SQL"
 PLANE = "data"
 
 CATEGORY = "SQLSecurityAuditEvents"
+# The only category `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset({CATEGORY.lower()})
 
 # Action ids (sys.dm_audit_actions) → event type and, when the record has no statement, the
 # kind. Statement-bearing actions (BCM, RCM, ...) take their kind from the statement.
@@ -124,7 +127,7 @@ _SYNAPSE = re.compile(r"/providers/microsoft\.synapse/workspaces/([^/]+)")
 
 
 def matches(record: Record) -> bool:
-    return record.category.lower() == "sqlsecurityauditevents"
+    return record.category_lower == "sqlsecurityauditevents"
 
 
 class _Props:
@@ -134,15 +137,25 @@ class _Props:
     __slots__ = ("_p",)
 
     def __init__(self, props: dict[str, Any]) -> None:
-        lowered: dict[str, Any] = {}
-        for key, value in props.items():
-            if isinstance(key, str) and lowered.get(key.lower()) is None:
-                lowered[key.lower()] = value
+        try:
+            lowered = {key.lower(): value for key, value in props.items()}
+        except AttributeError:  # a key that is not text: the careful loop skips it
+            lowered = {}
+        if len(lowered) < len(props):
+            # Two keys alike but for case (or one not text): the first non-null one wins.
+            lowered = {}
+            for key, value in props.items():
+                if isinstance(key, str) and lowered.get(key.lower()) is None:
+                    lowered[key.lower()] = value
         self._p = lowered
 
     def get(self, key: str) -> Any:
-        for candidate in (key, f"{key}_s", f"{key}_d", f"{key}_b"):
-            value = self._p.get(candidate)
+        props = self._p
+        value = props.get(key)
+        if value is not None:
+            return value
+        for candidate in _suffixed(key):
+            value = props.get(candidate)
             if value is not None:
                 return value
         return None
@@ -153,6 +166,11 @@ class _Props:
     def count(self, key: str) -> int | None:
         number = to_int(self.get(key))
         return number if number is not None and number >= 0 else None
+
+
+@cache  # the few dozen audit field names this module reads
+def _suffixed(key: str) -> tuple[str, str, str]:
+    return f"{key}_s", f"{key}_d", f"{key}_b"
 
 
 def _succeeded(value: Any) -> bool | None:
@@ -308,4 +326,4 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
         "raw_record_ref": ctx.raw_record_ref,
         **_actor(_principal(props), server),
     }
-    return [AccessEvent(**ctx.redacted(fields))]
+    return [build_event(ctx.redacted(fields))]

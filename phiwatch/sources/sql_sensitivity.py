@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 from xml.parsers import expat
 from xml.sax.saxutils import unescape
@@ -84,6 +85,14 @@ def parse_sensitivity(value: Any) -> Sensitivity:
     """Never raises: anything that is not such a fragment is no classification."""
     if not isinstance(value, str):
         return Sensitivity()
+    if len(value) <= _MAX_CACHED_CHARS:
+        # A table's classification repeats on every query of it: parsed once, copied out.
+        found = _parse_cached(value)
+        return Sensitivity(found.category, list(found.labels), found.rank)
+    return _parse(value)
+
+
+def _parse(value: str) -> Sensitivity:
     text = value.strip()
     if not text or "sensitivity_attribute" not in text.lower():
         return Sensitivity()
@@ -96,6 +105,10 @@ def parse_sensitivity(value: Any) -> Sensitivity:
     except (expat.ExpatError, ValueError, RecursionError):
         root, attributes = _scan(text)
     return _summarise(root, attributes)
+
+
+_MAX_CACHED_CHARS = 4096
+_parse_cached = lru_cache(maxsize=1024)(_parse)
 
 
 def _parse_xml(text: str) -> tuple[dict[str, str], list[dict[str, str]]]:

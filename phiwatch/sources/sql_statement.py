@@ -16,6 +16,7 @@ significant one (`SELECT 1; DROP TABLE x` is a `DROP TABLE`; `INSERT ... SELECT`
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 # Most significant first: a change to who may do what, or a removal, outranks a read.
 _PRIORITY = (
@@ -137,6 +138,14 @@ def is_write_kind(kind: str) -> bool:
 def statement_kind(statement: str) -> str | None:
     """The batch's kind; None for an empty statement, `OTHER` when no verb is known
     (`SET`, `DECLARE`, `USE`, `BEGIN TRAN`, garbage)."""
+    # Applications send the same statements again and again (parameterised queries, the
+    # empty statement of a login): a short one is classified once.
+    if len(statement) <= _MAX_CACHED_CHARS:
+        return _kind_cached(statement)
+    return _kind(statement)
+
+
+def _kind(statement: str) -> str | None:
     code = _masked(statement[:_MAX_SCAN]).upper()
     if not _ANY_TOKEN.search(code):
         return None
@@ -292,3 +301,7 @@ def _skip_block_comment(text: str, at: int) -> int:
         if nesting == 0:
             return edge.end()
     return len(text)
+
+
+_MAX_CACHED_CHARS = 4096
+_kind_cached = lru_cache(maxsize=4096)(_kind)

@@ -39,7 +39,14 @@ import unicodedata
 from typing import Any
 from urllib.parse import unquote
 
-from phiwatch.model import AccessEvent, ActorUserType, EventResult, EventType, PhiCategory
+from phiwatch.model import (
+    AccessEvent,
+    ActorUserType,
+    EventResult,
+    EventType,
+    PhiCategory,
+    build_event,
+)
 from phiwatch.sources.base import NormaliseContext
 from phiwatch.sources.fields import subscription_of, to_int, to_str
 from phiwatch.sources.record import Record
@@ -51,6 +58,8 @@ PLANE = "data"
 
 # Lower-cased category → its canonical spelling (the event's SourceCategory).
 CATEGORIES = {c.lower(): c for c in ("StorageRead", "StorageWrite", "StorageDelete")}
+# The categories `matches` can accept (lower case): routing asks no other record.
+MATCH_CATEGORIES = frozenset(CATEGORIES)
 
 # The REST operations the blob service logs (and the Data Lake ones on the same account).
 _TYPES: dict[str, EventType] = {
@@ -190,7 +199,7 @@ _MAX_BYTES = 2**63 - 1  # a long in Log Analytics
 def matches(record: Record) -> bool:
     # These categories come from Microsoft.Storage only, so the category alone decides (a
     # record without its resource id is still a Storage record, not an unknown category).
-    return record.category.lower() in CATEGORIES
+    return record.category_lower in CATEGORIES
 
 
 def event_type_of(operation: str) -> EventType:
@@ -263,6 +272,8 @@ def clean_name(value: Any) -> str | None:
     text = to_str(value)
     if text is None:
         return None
+    if text.isprintable():  # C-speed: no Cc/Cf/Zl/Zp character in it, nothing to remove
+        return text
     return "".join(ch for ch in text if unicodedata.category(ch) not in _INVISIBLE) or None
 
 
@@ -490,16 +501,18 @@ def normalise(record: Record, ctx: NormaliseContext) -> list[AccessEvent]:
             "dvc_scope_id": subscription_of(resource_id),
             "response_bytes": size if size is not None and 0 <= size <= _MAX_BYTES else None,
             "phi_category": phi,
-            "source_category": CATEGORIES.get(record.category.lower(), record.category),
+            "source_category": CATEGORIES.get(record.category_lower, record.category),
             "raw_record_ref": ctx.raw_record_ref,
         }
     )
     refs: list[str | None] = list(patient_refs) or [None]
     return [
-        AccessEvent(
-            event_uid=record.uid if i == 0 else f"{record.uid}-{i}",
-            patient_ref=ref,
-            **common,
+        build_event(
+            {
+                **common,
+                "event_uid": record.uid if i == 0 else f"{record.uid}-{i}",
+                "patient_ref": ref,
+            }
         )
         for i, ref in enumerate(refs)
     ]
