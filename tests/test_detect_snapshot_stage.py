@@ -59,3 +59,28 @@ def test_snapshot_bytes_decode_to_the_previous_document() -> None:
     old = orjson.loads(gzip.decompress(SNAPSHOT.read_bytes()))
     state = snapshot.loads(SNAPSHOT.read_bytes())
     assert orjson.loads(gzip.decompress(snapshot.dumps(state))) == old
+
+
+def test_the_fast_encoder_tags_what_the_general_one_does() -> None:
+    from collections import Counter
+
+    value = {
+        "floats": [1.5, float("inf"), -float("inf"), -0.0, True, None, "s", 3],
+        "tuples": [(1.0, "uid", (None, "p", float("-inf"), None))],
+        "keys": {"$odd": 1},
+        "ints": {3: "a"},
+        "counter": Counter({"x": 2}),
+        "set": {"b", "a"},
+        "nested": {"k": {"j": [float("inf")]}},
+    }
+    assert snapshot._encode(value) == {
+        "floats": [1.5, {"$f": "inf"}, {"$f": "-inf"}, -0.0, True, None, "s", 3],
+        "tuples": [{"$t": [1.0, "uid", {"$t": [None, "p", {"$f": "-inf"}, None]}]}],
+        "keys": {"$map": [["$odd", 1]]},
+        "ints": {"$map": [[3, "a"]]},
+        "counter": {"$counter": [["x", 2]]},
+        "set": {"$set": ["a", "b"]},
+        "nested": {"k": {"j": [{"$f": "inf"}]}},
+    }
+    nan = snapshot._encode([float("nan")])[0]
+    assert nan == {"$f": "nan"}
