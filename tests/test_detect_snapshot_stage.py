@@ -84,3 +84,24 @@ def test_the_fast_encoder_tags_what_the_general_one_does() -> None:
     }
     nan = snapshot._encode([float("nan")])[0]
     assert nan == {"$f": "nan"}
+
+
+def test_the_memo_of_keyed_state_never_goes_stale(tmp_path: Path, monkeypatch) -> None:
+    # After every batch the snapshot (written with the keys' memos) is the document an
+    # encoding without memos writes of the same state.
+    from phiwatch.detect.windows import KeyedState
+
+    plain = snapshot._object_encoder("KeyedState", snapshot._FIELDS[KeyedState])
+    memoised = snapshot._BY_TYPE[KeyedState]
+    made = detector(tmp_path)
+    stream = messages()
+    checked = 0
+    for at in range(0, len(stream), 100):
+        made.process(PARTITION, stream[at : at + 100])
+        state = made.engines()[PARTITION].state()
+        with_memo = snapshot.dumps(state)
+        monkeypatch.setitem(snapshot._BY_TYPE, KeyedState, plain)
+        assert snapshot.dumps(state) == with_memo
+        monkeypatch.setitem(snapshot._BY_TYPE, KeyedState, memoised)
+        checked += 1
+    assert checked >= 9

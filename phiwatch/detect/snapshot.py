@@ -31,6 +31,10 @@ class SnapshotError(ValueError):
 
 
 _CLASSES: dict[str, type] = {}
+# A __slots__ class may keep a memo of its own encoded parts in a slot of this name: never
+# in a snapshot (the document is what it was without it), None after a restore. Its
+# `snapshot_fields(encode)` method then gives its encoded fields (see windows.KeyedState).
+MEMO = "_memo"
 # Per class: turns the decoded fields of an older layout of it into the current fields.
 _UPGRADES: dict[type, Callable[[dict[str, Any]], dict[str, Any]]] = {}
 
@@ -52,7 +56,11 @@ def snapshot_class(cls: C) -> C:
         )
     _CLASSES[cls.__name__] = cls
     _FIELDS[cls] = _field_names(cls)
-    _BY_TYPE[cls] = _object_encoder(cls.__name__, _FIELDS[cls])
+    custom = getattr(cls, "snapshot_fields", None)
+    if custom is not None:
+        _BY_TYPE[cls] = _custom_encoder(cls.__name__, custom)
+    else:
+        _BY_TYPE[cls] = _object_encoder(cls.__name__, _FIELDS[cls])
     return cls
 
 
@@ -71,7 +79,8 @@ def upgrades(cls: type) -> Callable[[Callable[[dict[str, Any]], dict[str, Any]]]
 def _field_names(cls: type) -> tuple[str, ...]:
     if dataclasses.is_dataclass(cls):
         return tuple(f.name for f in dataclasses.fields(cls))
-    return tuple(s for c in cls.__mro__ for s in getattr(c, "__slots__", ()))
+    slots = (s for c in cls.__mro__ for s in getattr(c, "__slots__", ()))
+    return tuple(s for s in slots if s != MEMO)
 
 
 def dumps(state: dict[str, Any]) -> bytes:
@@ -133,12 +142,22 @@ def _encode_float(value: float) -> Any:
 def _encode_dict(value: dict[Any, Any]) -> Any:
     for k in value:
         if type(k) is not str or k[:1] == "$":
-            return _encode_any(value)  # a key to tag (or a str subclass): the general case
+            if all(isinstance(k, str) and not k.startswith("$") for k in value):
+                return {k: _encode(v) for k, v in value.items()}  # str subclasses
+            # Keys to tag (day numbers, a key starting with "$"): what the general case writes.
+            return {"$map": [[_encode(k), _encode(v)] for k, v in value.items()]}
     scalars = _SCALARS
     return {
         k: v if (t := type(v)) in scalars or (t is float and v - v == 0.0) else _encode(v)
         for k, v in value.items()
     }
+
+
+def _custom_encoder(name: str, fields: Callable[[Any, Any], Any]) -> Callable[[Any], Any]:
+    def encode(obj: Any) -> Any:
+        return {"$obj": name, "fields": fields(obj, _encode)}
+
+    return encode
 
 
 def _object_encoder(name: str, names: tuple[str, ...]) -> Callable[[Any], Any]:
@@ -229,6 +248,8 @@ def _decode(value: Any) -> Any:
         obj: Any = object.__new__(cls)  # fields are set one by one below, __init__ never runs
         for name in names:
             object.__setattr__(obj, name, decoded[name])
+        if MEMO in getattr(cls, "__slots__", ()):
+            object.__setattr__(obj, MEMO, None)
         return obj
     return {k: _decode(v) for k, v in value.items()}
 
