@@ -6,6 +6,8 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import orjson
+
 from phiwatch.detect.snapshot import snapshot_class
 
 Entry = tuple[float, str, Any]  # (event time, EventUid, what the rule keeps of the event)
@@ -69,7 +71,7 @@ class KeyedState(Generic[S]):
     def __init__(self, factory: Callable[[], S]) -> None:
         self._factory = factory
         self._states: dict[str, list[Any]] = {}
-        # key → its slot as a snapshot encodes it. A snapshot is written after every batch,
+        # key → its slot as a snapshot encodes it (JSON). A snapshot is written after every batch,
         # and a batch touches few of the keys held: only those are encoded again. Every
         # change to a key's state follows a touch (the only way to reach it), which drops
         # the key's entry; not part of the snapshot (phiwatch.detect.snapshot.MEMO).
@@ -88,7 +90,8 @@ class KeyedState(Generic[S]):
                 break
             done = memo.get(key)
             if done is None:
-                done = memo[key] = encode(slot)
+                # Kept as its JSON bytes: compact, and copied into the snapshot verbatim.
+                done = memo[key] = orjson.Fragment(orjson.dumps(encode(slot)))
             states[key] = done
         return {"_factory": encode(self._factory), "_states": states}
 
