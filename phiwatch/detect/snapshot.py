@@ -176,6 +176,9 @@ _BY_TYPE: dict[type, Callable[[Any], Any]] = {
     list: _encode_items,
     tuple: lambda v: {"$t": _encode_items(v)},
     dict: _encode_dict,
+    # The event's own JSON, serialised once per event (models are frozen): the reorder
+    # buffer and pending triggers hold the same events batch after batch.
+    AccessEvent: lambda v: {"$event": orjson.Fragment(v.to_json())},
 }
 _FIELDS: dict[type, tuple[str, ...]] = {}
 
