@@ -47,6 +47,10 @@ class Detection(ABC, Generic[P]):
     # put every event of one key on one partition (checked when the registry loads it).
     group_by: ClassVar[Grouping]
     planes: ClassVar[frozenset[Plane]]
+    # The event products `applies` can be true for (its first test), or None for any. The
+    # engine then offers a rule only events of those products: in-process every rule is
+    # offered every event, and most rules read one source.
+    products: ClassVar[frozenset[str] | None] = None
     Params: ClassVar[type[DetectionParams]]
     # The rule's facts about one alert (a snapshot_class dataclass), or None.
     Facts: ClassVar[type | None] = None

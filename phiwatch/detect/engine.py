@@ -271,6 +271,8 @@ class DetectionEngine:
                 offered = self._by_plane[plane]
             else:
                 offered = self._by_grouping.get((plane, grouping), ())
+            product = event.event_product
+            offered = tuple(d for d in offered if d.products is None or product in d.products)
             offers[key] = offered
         relevant = [d for d in offered if d.applies(event)]
         if not relevant:
