@@ -57,6 +57,7 @@ class AnonymousPhiRead(Detection[Params]):
     techniques = ("T1530",)
     group_by = "resource_category"
     planes = frozenset({"data"})
+    products = frozenset({storage.PRODUCT})
     Params = Params
     Facts = AnonymousReadFacts
 

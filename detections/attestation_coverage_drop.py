@@ -268,6 +268,7 @@ class AttestationCoverageDrop(Detection[CoverageParams]):
     # A resource and its parents (a SQL server, an account) meet in one subscription.
     group_by = "subscription"
     planes = frozenset({"control"})
+    products = frozenset({activity.PRODUCT})
     Params = CoverageParams
     Facts = CoverageDropFacts
 

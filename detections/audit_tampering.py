@@ -180,6 +180,7 @@ class AuditTampering(Detection[Params]):
     # Relates a change to deletes of its parents: all in one subscription.
     group_by = "subscription"
     planes = frozenset({"control"})
+    products = frozenset({activity.PRODUCT})
     Params = Params
     Facts = TamperFacts
 

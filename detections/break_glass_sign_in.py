@@ -131,6 +131,7 @@ class BreakGlassSignIn(Detection[BreakGlassParams]):
     techniques = ("T1078", "T1098")  # Valid Accounts; Account Manipulation
     group_by = "subscription"
     planes = frozenset({"data", "control"})
+    products = frozenset({signins.PRODUCT, entra_audit.PRODUCT})
     Params = BreakGlassParams
     Facts = BreakGlassFacts
 

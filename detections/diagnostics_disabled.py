@@ -69,6 +69,7 @@ class DiagnosticsDisabled(Detection[Params]):
     # Relates a setting to deletes of its resource and parents: all in one subscription.
     group_by = "subscription"
     planes = frozenset({"control"})
+    products = frozenset({activity.PRODUCT})
     Params = Params
     Facts = DiagnosticsFacts
 

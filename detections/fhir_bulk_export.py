@@ -106,6 +106,7 @@ class FhirBulkExport(Detection[Params]):
     techniques = ("T1530", "T1567")
     group_by = "actor"
     planes = frozenset({"data"})
+    products = frozenset({fhir.PRODUCT})
     Params = Params
     Facts = BulkExportFacts
 

@@ -64,6 +64,7 @@ class FhirIntegrityOperation(Detection[Params]):
     techniques = ("T1485", "T1565.001")
     group_by = "actor"
     planes = frozenset({"data"})
+    products = frozenset({fhir.PRODUCT})
     Params = Params
     Facts = IntegrityFacts
 

@@ -146,6 +146,7 @@ class KeyVaultFailedOperations(Detection[Params]):
     techniques = ("T1555", "T1580")
     group_by = "actor"
     planes = frozenset({"data"})
+    products = frozenset({keyvault.PRODUCT})
     Params = Params
     Facts = KeyVaultFacts
 

@@ -42,6 +42,7 @@ import heapq
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any
 
 from pydantic import Field, field_validator
@@ -175,9 +176,11 @@ class SilentFacts:
     turned_off_at: float | None = None
 
 
+@lru_cache(maxsize=4096)
 def resource_of(target: str) -> str:
     """The resource that logs: an ARM id cut after its type and name (and a nested service
-    or database), lowercase."""
+    or database), lowercase. Cached: in-process every event asks, and a stream's targets
+    repeat (the cache is bounded, and keeps nothing but the ids)."""
     parts = target.lower().split("/")
     try:
         at = parts.index("providers")
@@ -222,7 +225,13 @@ def source_key(resource: str, category: str) -> str:
 
 
 def floor_of(params: Params, category: str) -> float:
-    return dict(params.floor_minutes).get(category, params.default_floor_minutes)
+    return _floors(params.floor_minutes).get(category, params.default_floor_minutes)
+
+
+@lru_cache(maxsize=16)
+def _floors(pairs: tuple[tuple[str, float], ...]) -> dict[str, float]:
+    # Asked at every new active minute of a source; the pairs are the (hashable) params'.
+    return dict(pairs)
 
 
 def decay(source: Source, time: float) -> None:

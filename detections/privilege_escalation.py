@@ -205,6 +205,7 @@ class PrivilegeEscalation(Detection[Params]):
     # Activity role assignments meet in their subscription; directory changes key `sub:`.
     group_by = "subscription"
     planes = frozenset({"control"})
+    products = frozenset({activity.PRODUCT, entra_audit.PRODUCT})
     Params = Params
     Facts = EscalationFacts
 

@@ -284,6 +284,7 @@ class PublicExposure(Detection[Params]):
     # A resource's states and its parents' meet in one subscription.
     group_by = "subscription"
     planes = frozenset({"control"})
+    products = frozenset({activity.PRODUCT})
     Params = Params
     Facts = ExposureFacts
 

@@ -47,6 +47,10 @@ class Detection(ABC, Generic[P]):
     # put every event of one key on one partition (checked when the registry loads it).
     group_by: ClassVar[Grouping]
     planes: ClassVar[frozenset[Plane]]
+    # The event products `applies` can be true for (its first test), or None for any. The
+    # engine then offers a rule only events of those products: in-process every rule is
+    # offered every event, and most rules read one source.
+    products: ClassVar[frozenset[str] | None] = None
     Params: ClassVar[type[DetectionParams]]
     # The rule's facts about one alert (a snapshot_class dataclass), or None.
     Facts: ClassVar[type | None] = None
@@ -60,6 +64,9 @@ class Detection(ABC, Generic[P]):
         if self.group_by == "actor":
             parts = (*parts, ActorBaseline())
         self.parts: tuple[Part, ...] = parts
+        # Per part: its name and whether it takes every event (no `takes` of its own), so
+        # observe, which runs for every event a rule applies to, skips that call.
+        self._observing = tuple((p, p.name, type(p).takes is Part.takes) for p in parts)
         # The state of each part, by part name: the engine-held containers the parts declared.
         self._held: dict[str, object] = {part.name: part.new_state() for part in self.parts}
         self._sealed = True
@@ -96,9 +103,10 @@ class Detection(ABC, Generic[P]):
 
     def observe(self, event: AccessEvent, time: float, ctx: DetectionContext) -> None:
         """One in-time event that `applies`: every part that takes it updates its state."""
-        for part in self.parts:
-            if part.takes(event):
-                part.observe(self, self._held[part.name], event, time, ctx)
+        held = self._held
+        for part, name, every in self._observing:
+            if every or part.takes(event):
+                part.observe(self, held[name], event, time, ctx)
 
     def on_watermark(self, ctx: DetectionContext) -> None:
         """Event time has advanced to ctx.watermark (absence parts act here)."""

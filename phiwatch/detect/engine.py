@@ -37,7 +37,13 @@ from phiwatch.detect import legacy_v1
 from phiwatch.detect.alert_book import AlertBook
 from phiwatch.detect.detection import Detection, DetectionContext
 from phiwatch.detect.grouping import Grouping
-from phiwatch.detect.time_anomaly import FLOOR, TimeAnomalies, anomaly_alert, plausible
+from phiwatch.detect.time_anomaly import (
+    CEILING,
+    FLOOR,
+    TimeAnomalies,
+    anomaly_alert,
+    plausible,
+)
 from phiwatch.detect.times import utc
 from phiwatch.model import AccessEvent, Alert
 from phiwatch.phievents.routing import PLANES, plane_of
@@ -71,6 +77,8 @@ class DetectionEngine:
             for d in members:
                 key = (plane, d.group_by)
                 self._by_grouping[key] = (*self._by_grouping.get(key, ()), d)
+        # The rules offered a copy, by its event's product and its grouping: found once.
+        self._offers: dict[tuple[str, Grouping | None], tuple[Detection, ...]] = {}
         self.lateness = lateness
         self.reorder = reorder
         self.book = AlertBook()
@@ -115,19 +123,31 @@ class DetectionEngine:
         message body (phi-events' ArrivedAt) and so may be forged: it bounds both. Without
         `now`, `arrival` is the trusted one (the diagnostics hub's enqueued time)."""
         time = event.time_generated.timestamp()
-        trusted = now if now is not None else arrival
-        refusal = self._refusal(time, trusted, "event")
-        # An ArrivedAt after the message's own arrival was not stamped by normalize.
-        if refusal is None and arrival is not None and impossible_time(arrival.timestamp(), now):
-            refusal, time = "arrival", arrival.timestamp()
-        if refusal is not None:
-            self._refuse(refusal, trusted, f"{refusal} {utc_text(time)}", position)
-            return False
+        # Each time converted once: this runs for every copy of every event.
+        arrival_ts = arrival.timestamp() if arrival is not None else None
+        now_ts = now.timestamp() if now is not None else None
+        trusted_ts = now_ts if now is not None else arrival_ts
+        if not (
+            FLOOR <= time < CEILING
+            and (trusted_ts is None or time <= trusted_ts + MAX_CLOCK_SKEW)
+            and (
+                arrival_ts is None
+                or (
+                    FLOOR <= arrival_ts < CEILING
+                    and (now_ts is None or arrival_ts <= now_ts + MAX_CLOCK_SKEW)
+                )
+            )
+        ):
+            return self._refuse_event(time, arrival, now, position)
         if time < self.watermark - self.lateness:
             self.late += 1
             return True
-        caps = [t.timestamp() + MAX_CLOCK_SKEW for t in (arrival, now) if t is not None]
-        self._advance_watermark(min([time, *caps]))
+        capped = time
+        if arrival_ts is not None and arrival_ts + MAX_CLOCK_SKEW < capped:
+            capped = arrival_ts + MAX_CLOCK_SKEW
+        if now_ts is not None and now_ts + MAX_CLOCK_SKEW < capped:
+            capped = now_ts + MAX_CLOCK_SKEW
+        self._advance_watermark(capped)
         if not self.reorder:
             self._dispatch(event, time, arrival, self.watermark, grouping)
             return True
@@ -141,6 +161,20 @@ class DetectionEngine:
             )
         self._release(self.frontier)
         return True
+
+    def _refuse_event(
+        self, time: float, arrival: datetime | None, now: datetime | None, position: str | None
+    ) -> bool:
+        """Why an event's time is refused (the checks `process` makes at once), filed."""
+        trusted = now if now is not None else arrival
+        refusal = self._refusal(time, trusted, "event")
+        # An ArrivedAt after the message's own arrival was not stamped by normalize.
+        if refusal is None and arrival is not None and impossible_time(arrival.timestamp(), now):
+            refusal, time = "arrival", arrival.timestamp()
+        if refusal is None:  # pragma: no cover - process refuses only what these refuse
+            raise AssertionError("an event time refused without a reason")
+        self._refuse(refusal, trusted, f"{refusal} {utc_text(time)}", position)
+        return False
 
     def tick(
         self,
@@ -228,11 +262,18 @@ class DetectionEngine:
         clock: float,
         grouping: Grouping | None,
     ) -> None:
-        plane = plane_of(event)
-        if grouping is None:
-            offered = self._by_plane[plane]
-        else:
-            offered = self._by_grouping.get((plane, grouping), ())
+        offers = self._offers
+        key = (event.event_product, grouping)
+        offered = offers.get(key)
+        if offered is None:
+            plane = plane_of(event)  # RoutingError for a product no source declares
+            if grouping is None:
+                offered = self._by_plane[plane]
+            else:
+                offered = self._by_grouping.get((plane, grouping), ())
+            product = event.event_product
+            offered = tuple(d for d in offered if d.products is None or product in d.products)
+            offers[key] = offered
         relevant = [d for d in offered if d.applies(event)]
         if not relevant:
             return

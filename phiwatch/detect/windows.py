@@ -6,6 +6,8 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
+import orjson
+
 from phiwatch.detect.snapshot import snapshot_class
 
 Entry = tuple[float, str, Any]  # (event time, EventUid, what the rule keeps of the event)
@@ -64,13 +66,41 @@ class KeyedState(Generic[S]):
     idle keys costs only the keys that expire (state stays bounded as the stream goes on).
     One plain dict of key → [last seen, state]: a touched key moves to the end."""
 
-    __slots__ = ("_factory", "_states")
+    __slots__ = ("_factory", "_memo", "_states")
 
     def __init__(self, factory: Callable[[], S]) -> None:
         self._factory = factory
         self._states: dict[str, list[Any]] = {}
+        # key → its slot as a snapshot encodes it (JSON). A snapshot is written after every batch,
+        # and a batch touches few of the keys held: only those are encoded again. Every
+        # change to a key's state follows a touch (the only way to reach it), which drops
+        # the key's entry; not part of the snapshot (phiwatch.detect.snapshot.MEMO).
+        self._memo: dict[str, Any] | None = {}
+
+    def snapshot_fields(self, encode: Callable[[Any], Any]) -> dict[str, Any]:
+        """The fields a snapshot holds, as `encode` writes them, reusing the memo."""
+        memo = self._memo
+        if memo is None:
+            memo = self._memo = {}
+        states = {}
+        for key, slot in self._states.items():
+            if type(key) is not str or key[:1] == "$":
+                memo.clear()  # a key the snapshot tags: the general encoding, no memo
+                states = encode(self._states)
+                break
+            done = memo.get(key)
+            if done is None:
+                # Kept as its JSON bytes: compact, and copied into the snapshot verbatim.
+                done = memo[key] = orjson.Fragment(orjson.dumps(encode(slot)))
+            states[key] = done
+        return {"_factory": encode(self._factory), "_states": states}
+
+    def _forget(self, key: str) -> None:
+        if self._memo:
+            self._memo.pop(key, None)
 
     def touch(self, key: str, time: float) -> S:
+        self._forget(key)
         slot = self._states.get(key)
         if slot is None:
             state = self._factory()
@@ -91,6 +121,7 @@ class KeyedState(Generic[S]):
             stale.append(key)
         for key in stale:
             del self._states[key]
+            self._forget(key)
         return len(stale)
 
     def __len__(self) -> int:
@@ -125,3 +156,4 @@ class KeyedWindows:
         """Replace what every entry keeps by `change(kept)` (a snapshot layout upgrade)."""
         for _, window in self._keys._states.values():
             window.entries = [(t, uid, change(kept)) for t, uid, kept in window.entries]
+        self._keys._memo = None  # every key changed

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from statistics import median
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from phiwatch.detect.grouping import key_of
+from phiwatch.detect.grouping import actor_key
 from phiwatch.detect.kinds.base import Part
 from phiwatch.detect.snapshot import snapshot_class
 from phiwatch.model import AccessEvent
@@ -86,7 +86,7 @@ class ActorBaseline(Part):
     def observe(
         self, rule: RuleInfo, state: Any, event: AccessEvent, time: float, ctx: DetectionContext
     ) -> None:
-        key = key_of("actor", event)
+        key = actor_key(event)
         if key is not None:
             state.add(key, int(time // DAY))
 
