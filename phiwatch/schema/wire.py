@@ -19,12 +19,16 @@ both the full columns (rows written by the previous version, still in the outbox
 instance not yet upgraded) and the compact ones, and one transform serves both.
 
 `Expr` renders to the KQL the DCR runs and evaluates in Python with Kusto's semantics (strings
-are never null: a missing string is ""). The encoder checks every row: it evaluates the
-transform on the compact row and sends a column in full whenever the compact form would not
-rebuild it exactly, so an unusual value (an upper-case GUID, a batch name of another shape)
-costs bytes, never correctness. tests/test_sentinel_wire.py runs the rendered transform text
-through Kusto.Language (it compiles, and yields the table's columns and types) and through the
-DuckDB KQL engine on a generated corpus.
+are never null: a missing string is ""). A value no compact form takes (an Operation outside
+the vocabulary, a batch name of another shape, an ActorUserId that is no GUID) goes in full
+under its column name: unusual values cost bytes, never correctness. Short keys, codes and
+GUIDs without dashes rebuild their value by construction; the forms built from parts and
+other columns (resource ids, the archive reference, the patient object path) are checked on
+every row by their plain-Python rebuild (`Form.decode`), and the tests hold both that and
+`encode(check_all=True)`, which evaluates the whole transform, to the same answer.
+tests/test_sentinel_wire.py also runs the rendered transform text through Kusto.Language (it
+compiles, and yields the table's columns and types) and through the DuckDB KQL engine on a
+generated corpus.
 
 Keys, packed positions and codes are a wire contract (rows wait in the outbox across
 upgrades): never change or reuse one; add new ones at the end.
@@ -32,6 +36,7 @@ upgrades): never change or reuse one; add new ones at the end.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -702,6 +707,12 @@ class Form:
     kind: str  # stream type of the key
     encode: Callable[[Mapping[str, Any]], Any]
     rebuild: Expr
+    # For a form built from parts and other columns' values (a resource id around a
+    # subscription, a path around a PatientRef): its rebuild in plain Python, which the
+    # encoder checks on every row (tests hold it equal to `rebuild` evaluated). The other
+    # forms (a value under a short key, a vocabulary code, a GUID without its dashes)
+    # rebuild the value by construction, which the tests check on a corpus.
+    decode: Callable[[Mapping[str, Any]], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -714,7 +725,16 @@ class ColumnPlan:
 
 
 def _same(name: str) -> Callable[[Mapping[str, Any]], Any]:
-    return lambda row: row.get(name)
+    def same(row: Mapping[str, Any]) -> Any:
+        return row.get(name)
+
+    same.plain_column = name  # type: ignore[attr-defined]
+    return same
+
+
+def _is_plain(form: Form, column: str) -> bool:
+    """The form is the column's value under its short key."""
+    return getattr(form.encode, "plain_column", None) == column
 
 
 def _guid_encode(name: str) -> Callable[[Mapping[str, Any]], Any]:
@@ -796,7 +816,15 @@ def _plans(
             plain = GUID_COLUMNS[name]
             found.append(Form(plain, kind, _same(name), Col(plain, kind)))
         elif name == "TargetResourceId" and table == "PhiAccessEvents_CL":
-            found.append(Form(key, "string", _resource_in_subscription, _resource_rebuild(own)))
+            found.append(
+                Form(
+                    key,
+                    "string",
+                    _resource_in_subscription,
+                    _resource_rebuild(own),
+                    _resource_decode(key),
+                )
+            )
             tenant = Col(TENANT_RESOURCE_KEY, "string")
             found.append(
                 Form(
@@ -810,10 +838,13 @@ def _plans(
                         "/providers/",
                         Ref("xtp", _after(tenant, "/")),
                     ),
+                    _tenant_decode,
                 )
             )
         elif name == "RawRecordRef":
-            found.append(Form(key, "string", _raw_ref_encode, _raw_ref_rebuild(own)))
+            found.append(
+                Form(key, "string", _raw_ref_encode, _raw_ref_rebuild(own), _raw_ref_decode(key))
+            )
         elif name == "Object" and table == "PhiAccessEvents_CL":
             compact = Col(PATIENT_OBJECT_KEY, "string")
             found.append(
@@ -827,6 +858,7 @@ def _plans(
                         _PATIENT_REF,
                         Ref("xo1", Part(compact, "|", 1)),
                     ),
+                    _patient_object_decode,
                 )
             )
             found.append(Form(key, kind, _same(name), own))
@@ -966,6 +998,77 @@ def _patient_object_encode(row: Mapping[str, Any]) -> str | None:
     return f"{before}|{after}"
 
 
+# The derived forms' rebuilds in plain Python (the encoder's check; equal to the KQL above).
+
+
+def _dashes(text: str) -> str:
+    if len(text) != 32:
+        raise Unencodable("not 32 digits")
+    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
+
+
+def _text(row: Mapping[str, Any], key: str) -> str:
+    value = row.get(key)
+    return "" if value is None else str(value)
+
+
+def _scope(row: Mapping[str, Any]) -> str:
+    events = KEYS["PhiAccessEvents_CL"]
+    if _text(row, "DvcScopeId"):
+        return _text(row, "DvcScopeId")
+    if _text(row, events["DvcScopeId"]):
+        return _dashes(_text(row, events["DvcScopeId"]))
+    return _text(row, GUID_COLUMNS["DvcScopeId"])
+
+
+def _split_at(text: str, sep: str) -> tuple[str, str]:
+    at = text.index(sep)
+    return text[:at], text[at + len(sep) :]
+
+
+def _resource_decode(key: str) -> Callable[[Mapping[str, Any]], str]:
+    def decode(row: Mapping[str, Any]) -> str:
+        group, rest = _split_at(_text(row, key), "/")
+        return f"/subscriptions/{_scope(row)}/resourcegroups/{group}/providers/{rest}"
+
+    return decode
+
+
+def _tenant_decode(row: Mapping[str, Any]) -> str:
+    tenant, rest = _split_at(_text(row, TENANT_RESOURCE_KEY), "/")
+    return f"/tenants/{tenant}/providers/{rest}"
+
+
+def _part(text: str, index: int) -> str:
+    parts = text.split("|")
+    return parts[index] if index < len(parts) else ""
+
+
+def _pad(text: str) -> str:
+    if not text.isascii():
+        raise Unencodable("non-ASCII")
+    return (_PAD + text)[len(text) :]
+
+
+def _raw_ref_decode(key: str) -> Callable[[Mapping[str, Any]], str]:
+    def decode(row: Mapping[str, Any]) -> str:
+        text = _text(row, key)
+        hour, prefix, first, last, stamp, index = (_part(text, i) for i in range(6))
+        if not hour:
+            if len(stamp) < 12:
+                raise Unencodable("no hour in the stamp")
+            hour = f"{stamp[1:5]}/{stamp[5:7]}/{stamp[7:9]}/{stamp[10:12]}"
+        return f"raw/{hour}/{prefix}-{_pad(first)}-{_pad(last)}-{stamp}.jsonl.gz#{index}"
+
+    return decode
+
+
+def _patient_object_decode(row: Mapping[str, Any]) -> str:
+    text = _text(row, PATIENT_OBJECT_KEY)
+    patient = _text(row, "PatientRef") or _text(row, KEYS["PhiAccessEvents_CL"]["PatientRef"])
+    return f"{_part(text, 0)}{patient}{_part(text, 1)}"
+
+
 # ---------------------------------------------------------------------------- one table
 
 
@@ -1039,29 +1142,94 @@ class WirePlan:
             out[source] = value
         return {name: out[name] for name, _ in self.stream if name in out}
 
-    def encode(self, full: Mapping[str, Any]) -> dict[str, Any]:
-        """The compact row for a full wire row: every column in its shortest form that the
-        transform rebuilds exactly, the others in full."""
-        row: dict[str, Any] = {}
-        packed = []
-        for p in PACKED if self.table == "PhiAccessEvents_CL" else ():
-            value = full.get(p.column)
-            index = p.values.index(value) if value in p.values else -1
-            packed.append(code_of(index, p.width) if index >= 0 else UNCODED * p.width)
-        if any(c.strip(UNCODED) for c in packed):
-            row[PACKED_KEY] = "".join(packed)
+    @functools.cached_property
+    def _packed(self) -> tuple[tuple[str, str, dict[str, str]], ...]:
+        if self.table != "PhiAccessEvents_CL":
+            return ()
+        return tuple(
+            (p.column, UNCODED * p.width, {v: code_of(i, p.width) for i, v in enumerate(p.values)})
+            for p in PACKED
+        )
+
+    @functools.cached_property
+    def _encoders(self) -> dict[str, tuple[str | None, ColumnPlan, tuple[Form, ...]]]:
+        """Per full column: its short key when that is its only form (the common case,
+        copied as it is), else its forms in order; packed columns are not here."""
+        out: dict[str, tuple[str | None, ColumnPlan, tuple[Form, ...]]] = {}
+        packed = {p.column for p in PACKED} if self._packed else set()
         for plan in self.columns:
-            for form in plan.forms:
-                if form.key == PACKED_KEY:
-                    continue
+            source = plan.source
+            if source is None or source in packed or source in out:
+                continue
+            if plan.column != source and any(p.column == source for p in self.columns):
+                continue  # TimeGenerated fed by DetectedAt: DetectedAt's own plan encodes it
+            forms = tuple(f for f in plan.forms if f.key != PACKED_KEY)
+            simple = (
+                len(forms) == 1
+                and forms[0].decode is None
+                and forms[0].key in (KEYS[self.table].get(source),)
+            )
+            out[source] = (
+                forms[0].key if simple and _is_plain(forms[0], source) else None,
+                plan,
+                forms,
+            )
+        return out
+
+    @functools.cached_property
+    def _order(self) -> tuple[str, ...]:
+        return tuple(name for name, _ in self.stream) + tuple(k for k, _ in self.compact_columns())
+
+    def encode(self, full: Mapping[str, Any], *, check_all: bool = False) -> dict[str, Any]:
+        """The compact row for a full wire row: every column in its shortest form that the
+        transform rebuilds exactly, the others in full. Derived forms are checked on every
+        row (their rebuild evaluated; on a difference the column goes in full); `check_all`
+        checks every column the same way (the tests)."""
+        row: dict[str, Any] = {}
+        if self._packed:
+            codes = []
+            for column, uncoded, vocabulary in self._packed:
+                value = full.get(column)
+                code = vocabulary.get(value) if isinstance(value, str) else None
+                if code is None:
+                    code = uncoded
+                    if value is not None:  # not in the vocabulary: in full
+                        row[column] = value
+                codes.append(code)
+            packed = "".join(codes)
+            if packed.strip(UNCODED):
+                row[PACKED_KEY] = packed
+        derived: list[tuple[ColumnPlan, Form]] = []
+        encoders = self._encoders
+        for name, full_value in full.items():
+            entry = encoders.get(name)
+            if entry is None:
+                continue  # a packed column (done above)
+            simple, plan, forms = entry
+            if simple is not None:
+                row[simple] = full_value
+                continue
+            for form in forms:
                 try:
                     value = form.encode(full)
                 except Unencodable:
                     value = None
                 if value is not None:
                     row[form.key] = value
+                    if form.decode is not None:
+                        derived.append((plan, form))
                     break
-        for plan in self.columns:
+            else:  # no compact form applies: in full
+                row[name] = full_value
+        for plan, form in derived:
+            assert form.decode is not None and plan.source is not None
+            try:
+                same = form.decode(row) == full.get(plan.source)
+            except (Unencodable, IndexError, KeyError, TypeError):
+                same = False
+            if not same:
+                row[plan.source] = full[plan.source]
+        for plan in self.columns if check_all else ():
             if plan.source is None or plan.source not in full:
                 continue
             try:
@@ -1071,8 +1239,7 @@ class WirePlan:
             if not same:
                 row[plan.source] = full[plan.source]
         # In the stream's declared order: full columns, then compact ones.
-        order = [name for name, _ in self.stream] + [key for key, _ in self.compact_columns()]
-        return {key: row[key] for key in order if key in row}
+        return {key: row[key] for key in self._order if key in row}
 
 
 def wire_plan(
