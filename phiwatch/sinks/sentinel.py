@@ -33,7 +33,8 @@ Retry-After, or on a connection error, and it sleeps whatever Retry-After says.
 
 Delivery is at-least-once and not ordered: an older version of an alert can arrive after a
 newer one (it waited in the outbox). Every row carries a `RowId` (phiwatch.schema.row_id, a
-digest of its content): a row sent twice has one RowId, so consumers dedupe on it
+digest of its full form's content, the same in the compact form it travels in and in the
+previous version's full rows): a row sent twice has one RowId, so consumers dedupe on it
 (`summarize arg_max(_TimeReceived, *) by RowId`), and on AlertId for an alert's latest version.
 
 Logs carry counts, stream names and status codes only: never row content (PHI), never the
