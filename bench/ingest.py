@@ -1,7 +1,10 @@
 """Bytes sent to Sentinel (Log Analytics bills ingested bytes) per byte of raw diagnostic log.
 
 Rows are what the Sentinel sink sends: `schema.wire_row()` of every event, every alert
-version and every batch-health row (no nulls, no constant columns), serialised with orjson.
+version and every batch-health row (the compact form of `phiwatch.schema.wire`: short keys,
+packed codes, derived columns the DCR transform rebuilds; no nulls, no constant columns),
+serialised with orjson. Log Analytics bills the stored columns instead
+(docs/sentinel-ingestion.md).
 Raw is the diagnostic records themselves, as they would land in Log Analytics if the tenant
 sent the logs directly.
 """

@@ -44,7 +44,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import pytest
 
-from phiwatch.schema.tables import TABLES, stream_columns
+from phiwatch.schema.tables import TABLES, plan_for, stream_columns
 from tests.https_standin import HttpsStandIn, StandInServer, bearer_token, send_json
 
 API_VERSION = "2023-01-01"
@@ -189,6 +189,13 @@ class LogsIngestionStandIn(HttpsStandIn):
             self._faults.clear()
 
     def rows(self, stream: str) -> list[dict[str, Any]]:
+        """The rows received, in their full wire form (compact rows expanded by the DCR
+        transform's rules, `phiwatch.schema.wire`): what the table holds, by stream column."""
+        plan = plan_for(next(spec for spec in TABLES if spec.stream == stream))
+        return [plan.expand(row) for row in self.wire_rows(stream)]
+
+    def wire_rows(self, stream: str) -> list[dict[str, Any]]:
+        """The rows as they were posted."""
         with self._lock:
             return list(self.store[stream])
 

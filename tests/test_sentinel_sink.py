@@ -26,7 +26,14 @@ from phiwatch.hosts.replay import _batches
 from phiwatch.logs import configure_logging
 from phiwatch.model import AccessEvent, Alert, BatchHealth
 from phiwatch.samplegen import generate
-from phiwatch.schema.tables import TABLES, spec_for, stream_columns, wire_row
+from phiwatch.schema.tables import (
+    TABLES,
+    full_wire_row,
+    plan_for,
+    spec_for,
+    stream_columns,
+    wire_row,
+)
 from phiwatch.sinks.outbox import BlobOutbox, LocalOutbox, Outbox, OutboxError, stream_of
 from phiwatch.sinks.sentinel import (
     DEFAULT_STREAMS,
@@ -177,7 +184,18 @@ def result(
 
 
 def as_json(model: Any) -> Any:
-    """What a row looks like after a JSON round trip."""
+    """What a row looks like after a JSON round trip, in its full wire form (the stand-in's
+    `rows()` expands the compact rows it receives)."""
+    return json.loads(json.dumps(full_wire_row(spec_for(model), model)))
+
+
+def expand(stream: str, row: dict[str, Any]) -> dict[str, Any]:
+    """An outbox row (compact) in its full wire form."""
+    return plan_for(next(s for s in TABLES if s.stream == stream)).expand(row)
+
+
+def as_sent(model: Any) -> Any:
+    """The compact row the sink posts, after a JSON round trip."""
     return json.loads(json.dumps(wire_row(spec_for(model), model)))
 
 
@@ -217,19 +235,20 @@ def test_request_shape_and_round_trip(logs_ingestion, credential, tmp_path, log_
     assert set(credential.scopes) == {("https://monitor.azure.com/.default",)}
     assert [r.rows for r in requests] == [4, 2, 1]
 
-    # Rows are the models' wire form: PascalCase columns of the declared stream, in order,
-    # without nulls (a missing column is null in Log Analytics) and without the constants the
-    # DCR transform adds.
+    # Rows are the models' compact wire form (phiwatch.schema.wire): columns of the declared
+    # stream, in order, without nulls (a missing column is null in Log Analytics) and without
+    # the constants the DCR transform adds.
     assert logs_ingestion.rows(EVENTS) == [as_json(e) for e in events]
     assert logs_ingestion.rows(ALERTS) == [as_json(a) for a in alerts]
     assert logs_ingestion.rows(HEALTH) == [as_json(batch_health)]
+    assert logs_ingestion.wire_rows(EVENTS) == [as_sent(e) for e in events]
     for spec in TABLES:
         declared = [c["name"] for c in stream_columns(spec)]
-        for row in logs_ingestion.rows(spec.stream):
+        for row in logs_ingestion.wire_rows(spec.stream):
             assert list(row) == [name for name in declared if name in row]
             assert None not in row.values()
             assert not set(row) & {name for name, _ in spec.constants}
-    assert logs_ingestion.rows(EVENTS)[0]["TimeGenerated"] == "2026-11-02T08:00:00Z"
+    assert logs_ingestion.wire_rows(EVENTS)[0]["t"] == "2026-11-02T08:00:00Z"  # TimeGenerated
 
     assert sum(sink.delivered_rows.values()) == 7
     assert dict(sink.delivered_rows) == {EVENTS: 4, ALERTS: 2, HEALTH: 1}
@@ -436,7 +455,7 @@ def test_repeated_5xx_beyond_the_retry_budget_goes_to_the_outbox(
     assert dict(sink.queued_rows) == {EVENTS: 5, ALERTS: 1, HEALTH: 1}
     pending = list(outbox.pending())
     assert [e.stream for e in pending] == [EVENTS, ALERTS, HEALTH]
-    assert pending[0].rows == [as_json(e) for e in events]
+    assert pending[0].rows == [as_sent(e) for e in events]  # the outbox keeps what was sent
     assert pending[0].attempts == 0
 
     logs_ingestion.clear_faults()
@@ -511,7 +530,7 @@ def test_schema_mismatch_from_the_stand_in_is_rejected(logs_ingestion, credentia
     assert [r.status for r in logs_ingestion.ingest_requests()] == [204, 400]
     (rejected,) = outbox.rejected()
     assert rejected.reason == "HTTP 400 InvalidStream"  # the service's text is not kept
-    assert rejected.rows == [as_json(alert(1))]
+    assert rejected.rows == [as_sent(alert(1))]
 
 
 def test_rejected_keeps_status_and_code_never_the_service_text(
@@ -540,7 +559,7 @@ def test_a_row_over_the_limit_is_rejected_without_being_sent(logs_ingestion, cre
     assert [r["EventUid"] for r in logs_ingestion.rows(EVENTS)] == ["uid-0000001", "uid-0000003"]
     assert dict(sink.rejected_rows) == {EVENTS: 1}
     (rejected,) = outbox.rejected()
-    assert rejected.rows[0]["EventUid"] == "uid-0000002"
+    assert expand(EVENTS, rejected.rows[0])["EventUid"] == "uid-0000002"
     assert "can never be sent" in rejected.reason
     assert outbox.pending_count() == 0
 

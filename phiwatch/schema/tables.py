@@ -6,6 +6,7 @@ a test fails when the committed infra drifts from the models.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import types
@@ -18,6 +19,7 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel
 
 from phiwatch.model import AccessEvent, Alert, BatchHealth
+from phiwatch.schema.wire import WirePlan, wire_plan
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,7 @@ TABLES: tuple[TableSpec, ...] = (
 # archive and the models do not change, the sink adds it. Dedupe in KQL with
 # `summarize arg_max(TimeGenerated, *) by RowId` (infra/sentinel/README.md).
 ROW_ID = "RowId"
+COMPACT_ROW_ID = "w"  # its key in a compact row (phiwatch.schema.wire.KEYS)
 _ROW_ID_COLUMN = {"name": ROW_ID, "type": "string"}
 
 # Columns Log Analytics adds to every table (for KQL schemas, not for ingestion).
@@ -117,11 +120,32 @@ def archive_columns(spec: TableSpec) -> list[dict[str, str]]:
     return _model_columns(spec)
 
 
-def stream_columns(spec: TableSpec) -> list[dict[str, str]]:
-    """Columns of the DCR input stream: the model's wire names as the sink sends them (the
-    constant columns are added by the transform instead)."""
+def full_stream_columns(spec: TableSpec) -> list[dict[str, str]]:
+    """The full columns of the DCR input stream: the model's wire names (without the constant
+    columns the transform adds), as the previous version sent every row and as a compact row
+    still sends a column its compact form cannot rebuild."""
     constants = dict(spec.constants)
     return [c for c in _model_columns(spec) if c["name"] not in constants] + [_ROW_ID_COLUMN]
+
+
+def stream_columns(spec: TableSpec) -> list[dict[str, str]]:
+    """Columns of the DCR input stream: the full columns, then the compact ones
+    (`phiwatch.schema.wire`): one stream takes the rows of both versions."""
+    compact = [{"name": k, "type": t} for k, t in plan_for(spec).compact_columns()]
+    return full_stream_columns(spec) + compact
+
+
+@functools.cache
+def plan_for(spec: TableSpec) -> WirePlan:
+    """How `spec`'s rows are made compact and rebuilt by its DCR transform."""
+    return wire_plan(
+        spec.table,
+        [(c["name"], c["type"]) for c in full_stream_columns(spec)],
+        [(c["name"], c["type"]) for c in table_columns(spec)],
+        constants=dict(spec.constants),
+        renames=dict(spec.renames),
+        time_from=spec.time_from,
+    )
 
 
 def table_columns(spec: TableSpec) -> list[dict[str, str]]:
@@ -134,24 +158,30 @@ def table_columns(spec: TableSpec) -> list[dict[str, str]]:
 
 
 def transform_kql(spec: TableSpec) -> str:
-    """The DCR transform from stream to table."""
-    steps = ["source"]
-    if spec.constants:
-        steps.append("extend " + ", ".join(f"{k} = '{v}'" for k, v in spec.constants))
-    if spec.time_from:
-        steps.append(f"extend TimeGenerated = todatetime({spec.time_from})")
-    for old, new in spec.renames:
-        steps.append(f"project-rename {new} = {old}")
-    return " | ".join(steps)
+    """The DCR transform from stream to table: every table column from the full column when
+    the row has it, else from its compact form; the constant columns added."""
+    return plan_for(spec).transform()
 
 
-def wire_row(spec: TableSpec, model: BaseModel) -> dict[str, Any]:
-    """The row the sink sends: the model's wire form without nulls (a missing column is null
-    in Log Analytics anyway) and without the constants the transform adds, plus its RowId."""
+def full_wire_row(spec: TableSpec, model: BaseModel) -> dict[str, Any]:
+    """The row as the previous version sent it: the model's wire form without nulls (a
+    missing column is null in Log Analytics anyway) and without the constants the transform
+    adds, plus its RowId (a digest of this form, so a row keeps its RowId across versions)."""
     skip = dict(spec.constants)
     row = {k: v for k, v in model.to_wire().items() if v is not None and k not in skip}  # type: ignore[attr-defined]
     row[ROW_ID] = row_id(row)
     return row
+
+
+def wire_row(spec: TableSpec, model: BaseModel) -> dict[str, Any]:
+    """The row the sink sends: `full_wire_row` made compact (short keys, packed codes,
+    derived forms the DCR transform rebuilds; `phiwatch.schema.wire`)."""
+    return plan_for(spec).encode(full_wire_row(spec, model))
+
+
+def is_compact(row: Mapping[str, Any]) -> bool:
+    """Whether an outbox row is in the compact form (it has the short RowId key)."""
+    return COMPACT_ROW_ID in row
 
 
 def row_id(row: Mapping[str, Any]) -> str:

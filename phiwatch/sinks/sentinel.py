@@ -5,10 +5,12 @@ delivery problem: every row ends up delivered, in the outbox (transient failure:
 later), or rejected into the outbox's `rejected/` with a reason (it can never be delivered),
 and each of those is counted per stream.
 
-Requests: rows are `phiwatch.schema.tables.wire_row()` dicts (the wire form without nulls and
-constants) posted to the DCR input streams of `phiwatch.schema.tables.TABLES`. The sink groups rows
-itself so that each request's JSON array is at most `max_request_bytes` (1,000,000 by
-default) *including* separators, and hands one group per `LogsIngestionClient.upload` call.
+Requests: rows are `phiwatch.schema.tables.wire_row()` dicts (the compact wire form of
+`phiwatch.schema.wire`: short keys, packed codes, derived columns the DCR transform rebuilds;
+no nulls, no constants) posted to the DCR input streams of `phiwatch.schema.tables.TABLES`.
+The sink groups rows itself so that each request's JSON array is at most
+`max_request_bytes` (1,000,000 by default) *including* separators, and hands one group per
+`LogsIngestionClient.upload` call.
 The client's own chunking (1 MiB summed over `json.dumps(row)` without the ", " separators)
 can produce bodies slightly over 1 MiB, which the service refuses with 413
 ContentLengthLimitExceeded ("Maximum allowed content length: 1048576 bytes"); with the
@@ -31,7 +33,8 @@ Retry-After, or on a connection error, and it sleeps whatever Retry-After says.
 
 Delivery is at-least-once and not ordered: an older version of an alert can arrive after a
 newer one (it waited in the outbox). Every row carries a `RowId` (phiwatch.schema.row_id, a
-digest of its content): a row sent twice has one RowId, so consumers dedupe on it
+digest of its full form's content, the same in the compact form it travels in and in the
+previous version's full rows): a row sent twice has one RowId, so consumers dedupe on it
 (`summarize arg_max(_TimeReceived, *) by RowId`), and on AlertId for an alert's latest version.
 
 Logs carry counts, stream names and status codes only: never row content (PHI), never the
@@ -52,7 +55,7 @@ from azure.monitor.ingestion import LogsIngestionClient
 
 from phiwatch.batch import BatchResult
 from phiwatch.model import MAX_EVIDENCE, AccessEvent, Alert, BatchHealth
-from phiwatch.schema.tables import ROW_ID, TABLES, row_id, spec_for, wire_row
+from phiwatch.schema.tables import ROW_ID, TABLES, is_compact, row_id, spec_for, wire_row
 from phiwatch.sinks.ingestion import (
     CLIENT_CHUNK_BYTES,
     MAX_REQUEST_BYTES,
@@ -302,8 +305,9 @@ class SentinelSink:
         self, entry: OutboxEntry, report: DeliveryReport, deadline: float | None
     ) -> None:
         stream = entry.stream
-        # Rows queued before RowId existed get the one they would have had.
-        rows = [r if ROW_ID in r else {**r, ROW_ID: row_id(r)} for r in entry.rows]
+        # Rows queued by the previous version are full rows, which the DCR stream still takes
+        # as they are; those queued before RowId existed get the one they would have had.
+        rows = [r if ROW_ID in r or is_compact(r) else {**r, ROW_ID: row_id(r)} for r in entry.rows]
         outcome = self._send(stream, rows, report, deadline)
         self._count(self.delivered_rows, report.rows_delivered, stream, outcome.delivered)
         whole_entry_rejected = (
