@@ -120,6 +120,10 @@ class Settings(BaseSettings):
     # entries (beyond, new rows are refused, counted and logged: the archive holds them);
     # past `outbox_backlog_alert_entries` an `outbox-backlog` alert is raised once an hour.
     sentinel_seconds_per_batch: float = Field(default=5.0, gt=0)
+    # Rows go out compact (docs/sentinel-ingestion.md) and the DCR transform rebuilds every
+    # column; the DCR accepts both forms. False sends the full rows: for a code deployment
+    # that reaches a workspace before its DCR is updated (an older DCR drops compact keys).
+    sentinel_compact_rows: bool = True
     outbox_max_entries: int = Field(default=20_000, ge=1)
     outbox_backlog_alert_entries: int = Field(default=1_000, ge=1)
 

@@ -96,6 +96,7 @@ def sentinel_sink(settings: Settings) -> SentinelSink | None:
         streams=streams,
         max_seconds_per_emit=settings.sentinel_seconds_per_batch,
         max_outbox_entries=settings.outbox_max_entries,
+        compact_rows=settings.sentinel_compact_rows,
     )
 
 

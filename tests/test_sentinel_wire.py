@@ -48,6 +48,7 @@ from phiwatch.sinks.outbox import LocalOutbox
 from phiwatch.sinks.sentinel import SentinelSink
 from tests.logs_ingestion_standin import logs_ingestion
 from tests.test_sentinel_sink import credential, make_sink
+from tests.test_sentinel_sink import result as sink_result
 
 __all__ = ["credential", "logs_ingestion"]  # fixtures, used by name below
 
@@ -309,3 +310,19 @@ def test_an_alert_keeps_its_title_and_time():
     spec = spec_for(model)
     row = rebuilt(spec, wire_row(spec, model))
     assert row["AlertTitle"] == "Mass record access" and row["TimeGenerated"] == T0
+
+
+@pytest.mark.parametrize("compact", [True, False])
+def test_the_sink_sends_compact_rows_unless_told_to_send_full_ones(
+    logs_ingestion, credential, tmp_path, compact: bool
+):
+    """PHIWATCH_SENTINEL_COMPACT_ROWS=false: full rows, for a workspace whose DCR is older
+    than this code (it would drop the compact keys)."""
+    events = [_event(i) for i in range(3)]
+    spec = spec_for(events[0])
+    sink = make_sink(logs_ingestion, LocalOutbox(tmp_path / "o"), credential, compact_rows=compact)
+    sink.emit(sink_result(events))
+    sent = logs_ingestion.wire_rows(spec.stream)
+    expected = [wire_row(spec, e) if compact else full_wire_row(spec, e) for e in events]
+    assert sent == [json_round_trip(r) for r in expected]
+    assert [rebuilt(spec, r) for r in sent] == [table_row(spec, e) for e in events]

@@ -55,7 +55,15 @@ from azure.monitor.ingestion import LogsIngestionClient
 
 from phiwatch.batch import BatchResult
 from phiwatch.model import MAX_EVIDENCE, AccessEvent, Alert, BatchHealth
-from phiwatch.schema.tables import ROW_ID, TABLES, is_compact, row_id, spec_for, wire_row
+from phiwatch.schema.tables import (
+    ROW_ID,
+    TABLES,
+    full_wire_row,
+    is_compact,
+    row_id,
+    spec_for,
+    wire_row,
+)
 from phiwatch.sinks.ingestion import (
     CLIENT_CHUNK_BYTES,
     MAX_REQUEST_BYTES,
@@ -187,10 +195,12 @@ class SentinelSink:
         max_request_bytes: int = MAX_REQUEST_BYTES,
         request_timeouts: Mapping[str, float] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        compact_rows: bool = True,
     ) -> None:
         """`request_timeouts` are the client's own limits per request (`timeout` of the
         retry policy, `read_timeout`, `connection_timeout`): a budget only ever shortens
-        them."""
+        them. `compact_rows` False sends the full rows (an older DCR that has no compact
+        keys; the current one takes both)."""
         unknown = set(streams or {}) - set(DEFAULT_STREAMS)
         if unknown:
             raise ValueError(f"unknown stream kinds {sorted(unknown)}; use {DEFAULT_STREAMS}")
@@ -211,6 +221,7 @@ class SentinelSink:
             **(request_timeouts or {}),
         }
         self.clock = clock
+        self._row = wire_row if compact_rows else full_wire_row
         self._counts_lock = threading.Lock()
         self._drain_lock = threading.Lock()
         # Since construction, per stream.
@@ -247,7 +258,7 @@ class SentinelSink:
             try:
                 # Sentinel's copy of an alert is capped; the archive holds it complete.
                 shaped = [sentinel_alert(m) for m in models] if kind == "alerts" else models
-                rows = [wire_row(spec_for(m), m) for m in shaped]
+                rows = [self._row(spec_for(m), m) for m in shaped]
                 self._deliver_new(stream, rows, report, deadline)
             except Exception as exc:  # a bug, not a delivery failure: count, never raise
                 report.error = type(exc).__name__
@@ -569,6 +580,7 @@ def sentinel_sink_from(
     max_outbox_seconds_per_emit: float | None = DEFAULT_OUTBOX_SECONDS_PER_EMIT,
     max_outbox_entries: int | None = DEFAULT_MAX_OUTBOX_ENTRIES,
     clock: Callable[[], float] = time.monotonic,
+    compact_rows: bool = True,
     **client_kwargs: Any,
 ) -> SentinelSink:
     """A SentinelSink over a real `LogsIngestionClient` for `endpoint` (the DCE, or the DCR's
@@ -603,6 +615,7 @@ def sentinel_sink_from(
         max_outbox_entries_per_emit=max_outbox_entries_per_emit,
         max_outbox_seconds_per_emit=max_outbox_seconds_per_emit,
         max_outbox_entries=max_outbox_entries,
+        compact_rows=compact_rows,
         request_timeouts={
             "timeout": float(retry["timeout"]),
             "read_timeout": float(client_kwargs["read_timeout"]),
