@@ -20,7 +20,7 @@ from phiwatch.archive.signer import SignerError
 from phiwatch.commands.output import err, fail, out
 from phiwatch.config import Settings, cli_log_level
 from phiwatch.envelope import InputError, discover
-from phiwatch.hosts.replay import ReplaySummary, replay
+from phiwatch.hosts.replay import ReplaySummary, ReplayWorkerError, replay
 from phiwatch.logs import configure_logging
 from phiwatch.pseudonym import PseudonymKeyError
 
@@ -78,6 +78,15 @@ def replay_command(
             "added to PHIWATCH_PRIVACY_ALLOW_APPLICATIONS).",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            "--workers",
+            help="Processes reading the files, one file (input stream) each at a time; the "
+            "output is the same as with 1. Helps a backfill of many files on several cores.",
+            min=1,
+        ),
+    ] = 1,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")] = False,
 ) -> None:
     """Run the pipeline over local diagnostic-log files; write events, alerts, dead-letters,
@@ -126,10 +135,11 @@ def replay_command(
                 on_file=lambda path, size: progress.update(task, advance=size, file=path.name),
                 roster=roster,
                 patients=patients,
+                workers=workers,
             )
     except InputError as exc:
         raise fail(str(exc)) from None
-    except (PseudonymKeyError, RegistryError, SignerError) as exc:
+    except (PseudonymKeyError, RegistryError, SignerError, ReplayWorkerError) as exc:
         raise fail(str(exc)) from None
     except ArchiveIntegrityError as exc:
         raise fail(
