@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 
-from bench import memory, report, volume
+from bench import cli_corpus, memory, report, volume
 from bench.corpus import (
     FIRST_SEED,
     CorpusSpec,
@@ -30,6 +32,7 @@ from bench.stages import measure_baseline, measure_stages, profile_full
 from bench.two_stage import measure_two_stage
 
 RESULTS = Path(__file__).resolve().parent / "results"
+PROFILE = RESULTS / "profile-full.txt"
 FULL = {
     "stage_records": 20_000,
     "reps": 5,
@@ -37,6 +40,8 @@ FULL = {
     "actors": 100_000,
     "latency_batches": {100: 200, 1000: 200},
     "records_volume": 3_000_000,
+    "records_huge": 100_000,
+    "records_cli": cli_corpus.DEFAULT_RECORDS,
 }
 QUICK = {
     "stage_records": 4_000,
@@ -45,6 +50,8 @@ QUICK = {
     "actors": 2_000,
     "latency_batches": {100: 20, 1000: 5},
     "records_volume": 20_000,
+    "records_huge": 5_000,
+    "records_cli": 2_000,
 }
 NOTES = [
     "A batch is one Functions invocation: N Event Hub events (bodies of 1-40 records each), "
@@ -54,6 +61,8 @@ NOTES = [
     "Stages use the real Pipeline: normalise = no detections + NullArchive, detect = real "
     "detections + NullArchive, full = real detections + Archive(LocalStore) with fsync.",
     "Corpus generation runs on every core before pinning; only measurements are pinned.",
+    "The CLI measure runs `phiwatch replay` as a child: --workers 1 on one core, --workers = "
+    "cores on all of them; its decode baseline is gzip + orjson of the same files, here.",
 ]
 
 
@@ -74,17 +83,45 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="records in the volume run (default 3,000,000; --quick 20,000)",
     )
+    p.add_argument(
+        "--records-huge",
+        type=int,
+        default=None,
+        metavar="N",
+        help="records in the one huge body (default 100,000; --quick 5,000)",
+    )
+    p.add_argument(
+        "--records-cli",
+        type=int,
+        default=None,
+        metavar="N",
+        help="records in the CLI's generated corpus (default 200,000; --quick 2,000)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     p.add_argument(
         "--profile",
         type=Path,
         nargs="?",
-        const=RESULTS / "profile-full.txt",
-        help="also write a cProfile of the full-pipeline stage (top 15)",
+        const=PROFILE,
+        help="write a cProfile of the full-pipeline stage (top 15; a full run writes "
+        f"{PROFILE.relative_to(RESULTS.parent.parent)} unless --no-profile)",
     )
+    p.add_argument("--no-profile", action="store_true", help="no profile, not even in a full run")
     p.add_argument("--corpus-dir", type=Path, help="keep generated corpora here and reuse them")
     p.add_argument("--check", action="store_true", help="exit 1 when a target is missed")
     return p.parse_args(argv)
+
+
+def huge_body_measure() -> Callable[[int], dict[str, Any]] | None:
+    """bench/huge_body.py's `measure(records)`, when that file is there."""
+    try:
+        module = importlib.import_module("bench.huge_body")
+    except ModuleNotFoundError as exc:
+        if exc.name != "bench.huge_body":
+            raise
+        return None
+    found: Callable[[int], dict[str, Any]] | None = getattr(module, "measure", None)
+    return found
 
 
 def pin_one_core() -> set[int] | None:
@@ -101,6 +138,14 @@ def run(args: argparse.Namespace, console: Console, scratch: Path) -> dict[str, 
         cfg["records_rss"] = args.records_rss
     if args.records_volume is not None:
         cfg["records_volume"] = args.records_volume
+    if args.records_huge is not None:
+        cfg["records_huge"] = args.records_huge
+    if args.records_cli is not None:
+        cfg["records_cli"] = args.records_cli
+    # A full run says what bounds a missed target: its profile is written unless refused.
+    profile: Path | None = args.profile
+    if profile is None and not args.quick and not args.no_profile:
+        profile = PROFILE
     clock = time.perf_counter()
 
     def step(text: str) -> None:
@@ -135,6 +180,20 @@ def run(args: argparse.Namespace, console: Console, scratch: Path) -> dict[str, 
     )
     step(f"volume: {cfg['records_volume']:,} records through one pipeline (subprocess)")
     m["volume"] = volume.measure({"records": cfg["records_volume"]})
+    huge = huge_body_measure()
+    if huge is None:
+        m["huge_body"] = {"skipped": "bench/huge_body.py is not there"}
+    else:
+        step(f"one body of {cfg['records_huge']:,} records (subprocess)")
+        m["huge_body"] = huge(cfg["records_huge"])
+    step(f"the CLI on {cfg['records_cli']:,} generated records vs gzip + orjson (subprocess)")
+    cli_scratch = scratch / "cli"
+    cli_scratch.mkdir()
+    m["cli"] = cli_corpus.measure(
+        cfg["records_cli"],
+        corpus_dir=(args.corpus_dir / "cli") if args.corpus_dir else None,
+        scratch=cli_scratch,
+    )
 
     batch_list = list(batches(read_messages(stage_dir)))
     raw = raw_sizes(batch_list)
@@ -165,10 +224,13 @@ def run(args: argparse.Namespace, console: Console, scratch: Path) -> dict[str, 
     for size, count in cfg["latency_batches"].items():
         step(f"batch latency: {count} batches of {size} events")
         m["batch_latency"][str(size)] = batch_latency(day_dirs, size, count, scratch)
-    if args.profile:
-        step(f"profiling the full pipeline → {args.profile}")
-        args.profile.parent.mkdir(parents=True, exist_ok=True)
-        args.profile.write_text(profile_full(batch_list, scratch), encoding="utf-8")
+    profiled: dict[str, Any] | None = None
+    if profile:
+        step(f"profiling the full pipeline → {profile}")
+        profile.parent.mkdir(parents=True, exist_ok=True)
+        text, most = profile_full(batch_list, scratch)
+        profile.write_text(text, encoding="utf-8")
+        profiled = {"file": str(profile), "most_own_time": most}
     summary = report.summarise(m)
     notes = list(NOTES)
     if m["memory"]["rss"]["records"] < 1_000_000:
@@ -188,7 +250,9 @@ def run(args: argparse.Namespace, console: Console, scratch: Path) -> dict[str, 
         },
         "measures": m,
         "summary": summary,
-        "targets": report.checks(summary),
+        "targets": report.checks(summary, profiled),
+        "unmeasured": report.unmeasured(summary),
+        "profile": profiled,
         "notes": notes,
     }
 

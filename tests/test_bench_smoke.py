@@ -6,6 +6,7 @@ keeps measuring everything does not.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -44,7 +45,27 @@ MEASURES = (
     "volume_last_tenth_records_per_s",
     "volume_last_to_first_ratio",
     "volume_peak_rss_mb",
+    "normalize_forwarding_records_per_s",
+    "detect_stage_events_per_s",
+    "cli_records",
+    "cli_decode_records_per_s",
+    "cli_ratio_workers_1",
+    "cli_ratio_workers_max",
+    "cli_ratio_to_decode",
 )
+# Measured once bench/huge_body.py is there (bench runs without it).
+HUGE_BODY = ("huge_body_records", "huge_body_peak_rss_mb", "huge_body_seconds")
+# Every target the issue names, checked in every run that can measure it.
+TARGETS = {
+    "full_records_per_s",
+    "normalize_forwarding_records_per_s",
+    "detect_stage_events_per_s",
+    "batch_100_p99_ms",
+    "rss_peak_mb",
+    "huge_body_peak_rss_mb",
+    "ingest_ratio",
+    "cli_ratio_to_decode",
+}
 
 
 @pytest.mark.timeout(300)
@@ -62,12 +83,21 @@ def test_quick_bench_reports_every_measure(tmp_path: Path) -> None:
     result = json.loads(out.read_text())
 
     summary = result["summary"]
-    for key in MEASURES:
+    huge = importlib.util.find_spec("bench.huge_body") is not None
+    for key in (*MEASURES, *(HUGE_BODY if huge else ())):
         value = summary.get(key)
         assert isinstance(value, int | float) and not isinstance(value, bool), key
     for name, check in result["targets"].items():
         assert isinstance(check["value"], int | float), name
         assert isinstance(check["pass"], bool), name
+        if not check["pass"]:
+            assert check["bound_by"], name
+    expected = TARGETS if huge else TARGETS - {"huge_body_peak_rss_mb"}
+    assert expected <= set(result["targets"])
+    assert "full_ratio_to_baseline" not in result["targets"]  # the old 0.25x target is gone
+    assert set(result["unmeasured"]) == (set() if huge else {"huge_body_peak_rss_mb"})
+    cli = result["measures"]["cli"]
+    assert cli["identical_output"] and cli["cli"]["1"]["accounted"]
     incidents = result["measures"]["detection_latency"]["incidents"]
     assert len(incidents) == result["summary"]["incidents_total"] > 0
     volume = result["measures"]["volume"]
