@@ -203,3 +203,13 @@ def test_identical_files_are_one_stream_and_read_by_one_process(tmp_path: Path) 
     many = _run(files, tmp_path / "many", Settings(), 2)
     _assert_same(tmp_path / "one", tmp_path / "many")
     assert one == many
+
+
+def test_an_unreadable_file_is_a_problem_as_in_one_process(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.jsonl.gz"
+    broken.write_bytes(b"not gzip at all")
+    files = [SAMPLE_LOGS[0], broken, SAMPLE_LOGS[1]]
+    one = _run(files, tmp_path / "one", Settings(), 1)
+    many = _run(files, tmp_path / "many", Settings(), 2)
+    assert one["problems"] and one["problems"] == many["problems"]
+    _assert_same(tmp_path / "one", tmp_path / "many")
