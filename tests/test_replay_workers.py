@@ -183,6 +183,19 @@ def test_a_failed_worker_fails_the_replay(
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("phiwatch")]
 
 
+def test_the_command_fails_clearly_when_a_worker_stops(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(replay_host, "_worker_main", _second_dies)
+    files = [str(p) for p in SAMPLE_LOGS[:2]]
+    result = CliRunner().invoke(
+        app, ["replay", *files, "--out", str(tmp_path / "out"), "-q", "--workers", "2"]
+    )
+    assert result.exit_code == 1
+    assert "stopped (exit code 4)" in result.output
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
 def test_cli_workers_option(tmp_path: Path) -> None:
     files = [str(p) for p in SAMPLE_LOGS[:3]]
     runner = CliRunner()

@@ -139,8 +139,10 @@ def replay_command(
             )
     except InputError as exc:
         raise fail(str(exc)) from None
-    except (PseudonymKeyError, RegistryError, SignerError, ReplayWorkerError) as exc:
+    except (PseudonymKeyError, RegistryError, SignerError) as exc:
         raise fail(str(exc)) from None
+    except ReplayWorkerError as exc:
+        raise fail(f"{exc}; nothing was written to {out_dir / 'summary.json'}", code=1) from None
     except ArchiveIntegrityError as exc:
         raise fail(
             f"archive integrity: {exc}. The archive in {out_dir / 'archive'} never overwrites; "
