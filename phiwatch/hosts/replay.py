@@ -360,6 +360,7 @@ def _worker_main(
         pipeline.engine = None  # detection is this process's parent's
         seen, buffer = _AskedSeen(), _AskedBuffer()
         pipeline.seen, pipeline.changes = seen, buffer
+        collector.tune()  # a host of its own, like the first process (hosts/collector.py)
         archive = pipeline.archive
         for _, path in files:
             try:
