@@ -105,3 +105,22 @@ def test_quick_bench_reports_every_measure(tmp_path: Path) -> None:
     assert sum(t["records"] for t in volume["tenths"]) == volume["records"]
     machine = result["machine"]
     assert machine["cpu_count"] and machine["python"] and machine["platform"]
+
+
+def test_targets_say_what_bounds_a_miss() -> None:
+    """Without a run: a missed CPU target names the profile, a memory one its measure, and a
+    target without a measure is listed as unmeasured rather than failed."""
+    from bench import report
+
+    summary = {key: 0.0 for key in report.TARGETS} | {"rss_peak_mb": 999.0}
+    del summary["huge_body_peak_rss_mb"]
+    profile = {"file": "bench/results/profile-full.txt", "most_own_time": ["fsync 13%"]}
+    checks = report.checks(summary, profile)
+    assert "huge_body_peak_rss_mb" not in checks
+    assert report.unmeasured(summary) == ["huge_body_peak_rss_mb"]
+    assert "profile-full.txt" in checks["full_records_per_s"]["bound_by"]["profile"]
+    assert checks["full_records_per_s"]["bound_by"]["most_own_time"] == ["fsync 13%"]
+    assert "profile" not in checks["rss_peak_mb"]["bound_by"]
+    assert checks["rss_peak_mb"]["bound_by"]["measure"]
+    assert "full_ratio_to_baseline" not in report.TARGETS
+    assert report.TARGETS["cli_ratio_to_decode"] == (">=", 0.15, "x decode")
