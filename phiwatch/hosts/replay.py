@@ -39,6 +39,7 @@ from phiwatch.hosts import collector
 from phiwatch.logs import configure_logging
 from phiwatch.model import AccessEvent, Alert, DeadLetter
 from phiwatch.pipeline import Pipeline, _Derived
+from phiwatch.privacy.explain import Explainer
 from phiwatch.privacy.files import FileDirectorySource
 from phiwatch.pseudonym import PseudonymKeyError
 from phiwatch.quarantine import BatchPoisoned
@@ -297,7 +298,14 @@ class _WorkerBatch:
     uids: list[tuple[str, bool]] = field(default_factory=list)
     # ("put", key, change, stamp) and ("take", key, answer), in the order made.
     buffer_ops: list[tuple[Any, ...]] = field(default_factory=list)
+    # Per record, in order: how many of the questions, dead-letters and events are its own,
+    # and its counts, so a record that is a duplicate here can be left out alone.
+    outcomes: list[_Outcome] = field(default_factory=list)
     failed: bool = False  # the batch's own handling raised: this process does it again
+
+
+# (dedupe questions, buffer ops, dead-letters, events, the record's Counts)
+_Outcome = tuple[int, int, int, int, Counts]
 
 
 @dataclass
@@ -344,6 +352,37 @@ class _AskedBuffer(StartBuffer):
         return answer
 
 
+class _WorkerPipeline(Pipeline):
+    """A worker's pipeline: `_normalise` as ever, and what each record produced noted."""
+
+    outcomes: list[_Outcome]
+
+    def _normalise(
+        self,
+        raw: RawRecord,
+        ref: str,
+        counts: Counts,
+        dead: list[DeadLetter],
+        explainer: Explainer | None = None,
+    ) -> list[AccessEvent]:
+        seen, buffer = self.seen, self.changes
+        assert isinstance(seen, _AskedSeen) and isinstance(buffer, _AskedBuffer)
+        asked, ops, letters = len(seen.asked), len(buffer.ops), len(dead)
+        own = Counts()
+        produced = super()._normalise(raw, ref, own, dead, explainer)
+        counts.add(own)
+        self.outcomes.append(
+            (
+                len(seen.asked) - asked,
+                len(buffer.ops) - ops,
+                len(dead) - letters,
+                len(produced),
+                own,
+            )
+        )
+        return produced
+
+
 def _worker_main(
     setup: _WorkerSetup, files: list[tuple[int, Path]], out: multiprocessing.Queue[Any]
 ) -> None:
@@ -360,6 +399,8 @@ def _worker_main(
         pipeline.engine = None  # detection is this process's parent's
         seen, buffer = _AskedSeen(), _AskedBuffer()
         pipeline.seen, pipeline.changes = seen, buffer
+        pipeline.__class__ = _WorkerPipeline  # wiring builds a Pipeline; one hook differs
+        assert isinstance(pipeline, _WorkerPipeline)
         collector.tune()  # a host of its own, like the first process (hosts/collector.py)
         archive = pipeline.archive
         for _, path in files:
@@ -370,7 +411,7 @@ def _worker_main(
                     counted = archive.objects_written + archive.objects_unchanged - counted
                     conflicts = archive.take_integrity_conflicts()
                     counts = Counts(records=len(records))
-                    seen.asked, buffer.ops = [], []
+                    seen.asked, buffer.ops, pipeline.outcomes = [], [], []
                     work = _WorkerBatch(
                         stream=batch.stream,
                         first=batch.first,
@@ -395,6 +436,7 @@ def _worker_main(
                         work.event_lines = derived.event_lines
                         work.arrivals = derived.arrivals
                         work.uids, work.buffer_ops = seen.asked, buffer.ops
+                        work.outcomes = pipeline.outcomes
                     out.put(work)
             except InputError as exc:
                 out.put(_FileEnd(str(exc)))
@@ -469,19 +511,58 @@ class _ParentPipeline(Pipeline):
         return derived
 
 
+# As Pipeline._normalise words a duplicate's skip (the workers' tests hold the two alike).
+_DUPLICATE = "duplicate"
+_DUPLICATE_REASON = "duplicate EventUid (delivered again)"
+
+
 def _answers_hold(pipeline: Pipeline, work: _WorkerBatch) -> bool:
-    """Ask this process's dedupe set and Start buffer what the worker asked of its own:
-    True when every answer is the same (so the worker normalised as this process would),
-    the questions then pending in both, as if this process had normalised the batch."""
+    """Ask this process's dedupe set and Start buffer, record by record, what the worker
+    asked of its own. A record the worker read first but this process has seen (delivered
+    in an earlier file too) becomes the duplicate skip it is here, its events and
+    dead-letters left out of `work`. True when the batch is then as this process would
+    derive it, its questions pending here as if it had; False when another answer differs
+    (an id let go here, a Start from another file): the batch must be done here."""
     seen, buffer = pipeline.seen, pipeline.changes
-    for uid, was_seen in work.uids:
-        if seen.check_and_add(uid) != was_seen:
-            return False
-    for op in work.buffer_ops:
-        if op[0] == "put":
-            buffer.put(op[1], op[2], op[3])
-        elif buffer.take(op[1]) != op[2]:
-            return False
+    counts = Counts(records=work.counts.records)
+    dead_lines: list[bytes] = []
+    event_lines: list[bytes] = []
+    arrivals: list[datetime | None] = []
+    asked = op = letter = event = 0
+    for n_asked, n_ops, n_dead, n_events, own in work.outcomes:
+        duplicate = False
+        for uid, was_seen in work.uids[asked : asked + n_asked]:
+            is_seen = seen.check_and_add(uid)
+            if is_seen and not was_seen:
+                duplicate = True
+            elif is_seen != was_seen:
+                return False
+        asked += n_asked
+        ops = work.buffer_ops[op : op + n_ops]
+        op += n_ops
+        dead = slice(letter, letter + n_dead)
+        letter += n_dead
+        events = slice(event, event + n_events)
+        event += n_events
+        if duplicate:  # normalised by the worker, never reached here: nothing else of it
+            counts.skipped[_DUPLICATE] += 1
+            counts.examples.setdefault(_DUPLICATE, _DUPLICATE_REASON)
+            continue
+        for entry in ops:
+            if entry[0] == "put":
+                buffer.put(entry[1], entry[2], entry[3])
+            elif buffer.take(entry[1]) != entry[2]:
+                return False
+        counts.add(own)
+        dead_lines += work.dead_lines[dead]
+        event_lines += work.event_lines[events]
+        arrivals += work.arrivals[events]
+    work.counts, work.dead_lines, work.event_lines, work.arrivals = (
+        counts,
+        dead_lines,
+        event_lines,
+        arrivals,
+    )
     return True
 
 
