@@ -18,6 +18,7 @@ import gzip
 import hashlib
 import json
 import os
+import resource
 import shutil
 import subprocess
 import sys
@@ -91,6 +92,7 @@ def run_cli(files: list[Path], out: Path, home: Path, workers: int) -> dict[str,
 
     cmd = [sys.executable, "-m", "phiwatch", "replay", *map(str, files)]
     cmd += ["--out", str(out), "-q", "--workers", str(workers)]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     began = time.perf_counter()
     done = subprocess.run(  # noqa: S603 (our own interpreter and arguments)
         cmd,
@@ -101,6 +103,9 @@ def run_cli(files: list[Path], out: Path, home: Path, workers: int) -> dict[str,
         preexec_fn=affinity,  # only sets the child's CPUs
     )
     seconds = time.perf_counter() - began
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    # CPU of the command and its workers: on a shared machine, what wall time cannot say.
+    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
     if done.returncode != 0:
         tail = done.stderr.decode("utf-8", "replace")[-2000:]
         raise RuntimeError(f"phiwatch replay --workers {workers} failed: {tail}")
@@ -109,6 +114,7 @@ def run_cli(files: list[Path], out: Path, home: Path, workers: int) -> dict[str,
         "workers": workers,
         "cpus": 1 if workers == 1 else len(cores),
         "seconds": round(seconds, 2),
+        "cpu_seconds": round(cpu, 2),
         "records": summary["records"],
         "records_per_s": round(summary["records"] / seconds, 1),
         "accounted": summary["accounted"],
