@@ -156,6 +156,10 @@ def _dying_worker(setup: Any, files: Any, out: Any) -> None:
     os._exit(3)
 
 
+def _silent_worker(setup: Any, files: Any, out: Any) -> None:
+    time.sleep(120)
+
+
 def _failing_worker(setup: Any, files: Any, out: Any) -> None:
     replay_host._worker_main(setup, [(0, Path("/nonexistent/phiwatch-file.jsonl"))], out)
 
@@ -172,12 +176,15 @@ def _second_dies(setup: Any, files: Any, out: Any) -> None:
         (_dying_worker, "stopped (exit code 3)"),
         (_second_dies, "stopped (exit code 4)"),
         (_failing_worker, "No such file"),
+        (_silent_worker, "sent nothing for 3 s"),
     ],
 )
 def test_a_failed_worker_fails_the_replay(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, worker: Any, message: str
 ) -> None:
     monkeypatch.setattr(replay_host, "_worker_main", worker)
+    if worker is _silent_worker:  # the others start real workers, which take seconds
+        monkeypatch.setattr(replay_host, "_SILENT_SECONDS", 3.0)
     began = time.monotonic()
     with pytest.raises((ReplayWorkerError, OSError), match=re.escape(message)):
         replay(SAMPLE_LOGS[:2], tmp_path / "out", Settings(), workers=2)

@@ -248,6 +248,9 @@ def _file_done(
 _AHEAD_BATCHES = 8
 # How often a wait for a worker looks whether it is still alive.
 _POLL_SECONDS = 0.5
+# A live worker silent this long is stuck (a batch takes seconds, a worker's start with a
+# large patient index about a minute): the replay fails rather than wait for ever.
+_SILENT_SECONDS = 1800.0
 
 
 def _parallel_worth_it(files: list[Path], workers: int) -> bool:
@@ -686,13 +689,20 @@ def _take_file(
 
 
 def _next(inbox: multiprocessing.Queue[Any], process: BaseProcess, path: Path) -> Any:
-    """The worker's next item; ReplayWorkerError as soon as it has stopped without one."""
+    """The worker's next item; ReplayWorkerError as soon as it has stopped without one, or
+    when it has sent nothing for _SILENT_SECONDS."""
+    waited = 0.0
     while True:
         try:
             item = inbox.get(timeout=_POLL_SECONDS)
         except queue.Empty:
-            if process.is_alive():
+            waited += _POLL_SECONDS
+            if process.is_alive() and waited < _SILENT_SECONDS:
                 continue
+            if process.is_alive():
+                raise ReplayWorkerError(
+                    f"the replay worker reading {path} sent nothing for {waited:.0f} s"
+                ) from None
             try:  # what it put just before it stopped may still be on its way
                 item = inbox.get(timeout=_POLL_SECONDS)
             except queue.Empty:
