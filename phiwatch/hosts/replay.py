@@ -6,9 +6,12 @@ the workers' batches in the order one process reads them and runs what depends o
 stream before it (the dedupe set, the Activity Start buffer, detection, the derived
 archive objects and the manifest chains, the sinks), through the same `Pipeline.process`,
 so the output is the one process's byte for byte. A worker cannot know what other streams
-put in the dedupe set or the Start buffer: it records what it asked of them, and a batch
-whose answers differ here (a record delivered in two files, a `Start` in another file) is
-read again and processed here, as one process would.
+put in the dedupe set or the Start buffer: it records, per record, what it asked of them and
+what the record produced. A record this process has seen already (delivered in an earlier
+file too) becomes the duplicate skip here, alone; a batch with any other answer that differs
+(a `Start` in another file, an id let go here) is read again and processed here, as one
+process would. Workers are spawned processes: a script calling `replay(..., workers=N)`
+needs the usual `if __name__ == "__main__":` guard.
 """
 
 from __future__ import annotations
