@@ -310,8 +310,33 @@ class _WorkerBatch:
     failed: bool = False  # the batch's own handling raised: this process does it again
 
 
-# (dedupe questions, buffer ops, dead-letters, events, the record's Counts)
-_Outcome = tuple[int, int, int, int, Counts]
+# (dedupe questions, buffer ops, dead-letters, events, the record's counts as `_compact`
+# writes them)
+_Outcome = tuple[int, int, int, int, Counts | tuple[str, str] | None]
+
+
+def _compact(own: Counts, events: int) -> Counts | tuple[str, str] | None:
+    """A record's counts as little as they can be sent (every batch's records cross a
+    pipe): None for a record that made its events, (code, reason) for one counted skip."""
+    if own.undecodable or own.dead_letters:
+        return own
+    if not own.skipped:
+        return None if own.event_records == 1 and own.events == events else own
+    if own.event_records or own.events or len(own.skipped) != 1:
+        return own
+    ((code, n),) = own.skipped.items()
+    return (code, own.examples[code]) if n == 1 and len(own.examples) == 1 else own
+
+
+def _add_compact(counts: Counts, own: Counts | tuple[str, str] | None, events: int) -> None:
+    if own is None:
+        counts.event_records += 1
+        counts.events += events
+    elif isinstance(own, tuple):
+        counts.skipped[own[0]] += 1
+        counts.examples.setdefault(own[0], own[1])
+    else:
+        counts.add(own)
 
 
 @dataclass
@@ -383,7 +408,7 @@ class _WorkerPipeline(Pipeline):
                 len(buffer.ops) - ops,
                 len(dead) - letters,
                 len(produced),
-                own,
+                _compact(own, len(produced)),
             )
         )
         return produced
@@ -559,7 +584,7 @@ def _answers_hold(pipeline: Pipeline, work: _WorkerBatch) -> bool:
                 buffer.put(entry[1], entry[2], entry[3])
             elif buffer.take(entry[1]) != entry[2]:
                 return False
-        counts.add(own)
+        _add_compact(counts, own, n_events)
         dead_lines += work.dead_lines[dead]
         event_lines += work.event_lines[events]
         arrivals += work.arrivals[events]
