@@ -27,7 +27,7 @@ from bench.corpus import (
 )
 from bench.ingest import ingest_summary, raw_sizes
 from bench.latency import batch_latency, detection_latency, observed_run
-from bench.pipelines import quiet_logging
+from bench.pipelines import Scenario, quiet_logging
 from bench.stages import measure_baseline, measure_stages, profile_full
 from bench.two_stage import measure_two_stage
 
@@ -196,6 +196,8 @@ def run(args: argparse.Namespace, console: Console, scratch: Path) -> dict[str, 
     )
 
     batch_list = list(batches(read_messages(stage_dir)))
+    # The stage corpus's tenant as `make demo` configures it: parameters, privacy inputs.
+    scenario = Scenario.of(stage_dir)
     raw = raw_sizes(batch_list)
     bodies = [body.data for b in batch_list for body in b.bodies]
     reps = cfg["reps"]
@@ -210,14 +212,19 @@ def run(args: argparse.Namespace, console: Console, scratch: Path) -> dict[str, 
     m["baseline"] = measure_baseline(bodies, raw["records"], reps)
     step("stages: decode, + normalise, + detect, full")
     m["stages"] = measure_stages(
-        batch_list, raw["records"], m["baseline"]["records_per_s"], reps, scratch
+        batch_list, raw["records"], m["baseline"]["records_per_s"], reps, scratch, scenario
     )
     step("two stages: normalize forwarding to phi-events, detect with snapshots")
     m["two_stage"] = measure_two_stage(
-        batch_list, raw["records"], m["baseline"]["records_per_s"], reps, scratch
+        batch_list,
+        raw["records"],
+        m["baseline"]["records_per_s"],
+        reps,
+        scratch,
+        scenario=scenario,
     )
     step("observed run: ingest bytes and detection latency")
-    observer, engine = observed_run(batch_list, scratch)
+    observer, engine = observed_run(batch_list, scratch, scenario)
     m["ingest"] = ingest_summary(observer, raw)
     m["detection_latency"] = detection_latency(observer, engine, ground_truth(stage_dir))
     m["batch_latency"] = {}
@@ -228,7 +235,7 @@ def run(args: argparse.Namespace, console: Console, scratch: Path) -> dict[str, 
     if profile:
         step(f"profiling the full pipeline → {profile}")
         profile.parent.mkdir(parents=True, exist_ok=True)
-        text, most = profile_full(batch_list, scratch)
+        text, most = profile_full(batch_list, scratch, scenario=scenario)
         profile.write_text(text, encoding="utf-8")
         profiled = {"file": str(profile), "most_own_time": most}
     summary = report.summarise(m)

@@ -12,6 +12,7 @@ from phiwatch.batch import BatchResult
 from phiwatch.detect.engine import DetectionEngine
 from phiwatch.model import Alert
 from phiwatch.schema.tables import spec_for, wire_row
+from phiwatch.sinks.sentinel import sentinel_alert
 
 
 class ProbeEngine(DetectionEngine):
@@ -78,14 +79,17 @@ class Observer:
             self.events.setdefault(event.event_uid, (index, self.batch, when))
             self._wire("events", event)
         for alert in result.alerts:
-            self._wire("alerts", alert)
+            self._wire("alerts", sentinel_alert(alert))  # the capped copy the sink sends
             if alert.alert_id not in self.first:
                 last = start + result.counts.records - 1
                 self.first[alert.alert_id] = FirstSeen(
                     alert, self.batch, last, self.engine.watermark
                 )
         for dead in result.dead_letters:
-            self._wire("dead_letters", dead)
+            # No Sentinel table (the archive holds them, the health row counts them): their
+            # JSON is what they would add if they were sent.
+            self.wire_bytes["dead_letters"] += len(dead.model_dump_json())
+            self.rows["dead_letters"] += 1
         if result.health is not None:
             self._wire("health", result.health)
         self.records += result.counts.records

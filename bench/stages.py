@@ -23,7 +23,7 @@ from typing import Any
 
 import orjson
 
-from bench.pipelines import make_pipeline
+from bench.pipelines import Scenario, make_pipeline
 from phiwatch.batch import Batch
 from phiwatch.envelope import decode_body
 
@@ -96,9 +96,11 @@ def measure_baseline(bodies: list[bytes], records: int, reps: int) -> dict[str, 
     }
 
 
-def _pipeline_run(kind: str, batches: list[Batch], scratch: Path) -> Prepared:
+def _pipeline_run(
+    kind: str, batches: list[Batch], scratch: Path, scenario: Scenario | None = None
+) -> Prepared:
     archive = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=scratch))
-    pipeline = make_pipeline(kind, archive)  # type: ignore[arg-type]
+    pipeline = make_pipeline(kind, archive, scenario=scenario)  # type: ignore[arg-type]
 
     def run() -> None:
         for batch in batches:
@@ -108,7 +110,12 @@ def _pipeline_run(kind: str, batches: list[Batch], scratch: Path) -> Prepared:
 
 
 def measure_stages(
-    batches: list[Batch], records: int, baseline: float, reps: int, scratch: Path
+    batches: list[Batch],
+    records: int,
+    baseline: float,
+    reps: int,
+    scratch: Path,
+    scenario: Scenario | None = None,
 ) -> dict[str, Any]:
     def decode() -> Prepared:
         def run() -> None:
@@ -120,16 +127,18 @@ def measure_stages(
 
     stages: dict[str, Any] = {"decode": _summary(repeat(decode, reps), records, baseline)}
     for kind in ("normalise", "detect", "full"):
-        times = repeat(lambda kind=kind: _pipeline_run(kind, batches, scratch), reps)
+        times = repeat(lambda kind=kind: _pipeline_run(kind, batches, scratch, scenario), reps)
         stages[kind] = _summary(times, records, baseline)
     return stages
 
 
-def profile_full(batches: list[Batch], scratch: Path, top: int = 15) -> tuple[str, list[str]]:
+def profile_full(
+    batches: list[Batch], scratch: Path, top: int = 15, scenario: Scenario | None = None
+) -> tuple[str, list[str]]:
     """cProfile of one full-pipeline run: the report (top entries by cumulative and by own
     time) and the few functions with the most own time, which the summary names beside a
     missed target."""
-    run, cleanup = _pipeline_run("full", batches, scratch)
+    run, cleanup = _pipeline_run("full", batches, scratch, scenario)
     profiler = cProfile.Profile()
     profiler.runcall(run)
     cleanup()

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from bench.pipelines import Scenario
 from bench.stages import Prepared, _summary, repeat
 from phiwatch.batch import Batch
 from phiwatch.config import Settings
@@ -47,8 +48,14 @@ class _Hub:
         pass
 
 
-def _settings(scratch: Path) -> Settings:
-    return Settings(pseudonym_key="5e" * 32, archive_signing_key="a7" * 32, home=scratch)
+def _settings(scratch: Path, scenario: Scenario | None) -> Settings:
+    return Settings(
+        pseudonym_key="5e" * 32,
+        archive_signing_key="a7" * 32,
+        home=scratch,
+        detection_params=scenario.params if scenario else {},
+        privacy_allow_applications=sorted(scenario.allow_applications) if scenario else [],
+    )
 
 
 def measure_two_stage(
@@ -58,15 +65,23 @@ def measure_two_stage(
     reps: int,
     scratch: Path,
     batch_size: int = 100,
+    scenario: Scenario | None = None,
 ) -> dict[str, Any]:
     hub = _Hub()
 
     def prepare_normalize() -> Prepared:
         work = Path(tempfile.mkdtemp(dir=scratch))
         hub.__init__()  # type: ignore[misc]
-        settings = _settings(work)
+        settings = _settings(work, scenario)
         forwarder = PublishingForwarder.for_settings(hub, settings)
-        pipeline = build_pipeline(settings, work / "archive", [], forwarder)
+        pipeline = build_pipeline(
+            settings,
+            work / "archive",
+            [],
+            forwarder,
+            roster_file=scenario.roster if scenario else None,
+            patients_file=scenario.patients if scenario else None,
+        )
 
         def run() -> None:
             for batch in batch_list:
@@ -80,7 +95,9 @@ def measure_two_stage(
 
     def prepare_detect() -> Prepared:
         work = Path(tempfile.mkdtemp(dir=scratch))
-        detector = build_detector(_settings(work), work / "archive", LocalStateStore(work / "s"))
+        detector = build_detector(
+            _settings(work, scenario), work / "archive", LocalStateStore(work / "s")
+        )
 
         def run() -> None:
             longest = max(len(m) for m in messages.values())
