@@ -185,10 +185,8 @@ class Record:
     )
 
     def __init__(self, value: dict[str, Any], uid: str) -> None:
-        lowered = _lowered_keys(value)
-        if lowered is not None:
-            fields = dict(zip(lowered, value.values(), strict=True))
-        else:
+        fields = lower_keys(value)
+        if fields is None:
             fields = {key.lower(): item for key, item in value.items()}
         if len(fields) < len(value):
             # `Level` and `level` both present: keep the first non-null one.
@@ -274,19 +272,32 @@ _MAX_KEY_SETS = 512
 _MAX_CACHED_KEYS = 64
 
 
-def _lowered_keys(value: dict[str, Any]) -> tuple[str, ...] | None:
+def _lowered_keys(value: dict[Any, Any]) -> tuple[str, ...] | None:
     """`value`'s keys lower-cased, in order, from the cache; None for a record with more
-    keys than are cached (the caller lower-cases those itself)."""
+    keys than are cached, or a key that is not text (the caller lower-cases those itself)."""
     if len(value) > _MAX_CACHED_KEYS:
         return None
     keys = tuple(value)
     lowered = _KEY_SETS.get(keys)
     if lowered is None:
-        lowered = tuple(key.lower() for key in keys)
+        try:
+            lowered = tuple(key.lower() for key in keys)
+        except AttributeError:
+            return None
         if len(_KEY_SETS) >= _MAX_KEY_SETS:
             _KEY_SETS.clear()  # bounded: a few shapes per source, not every hostile one
         _KEY_SETS[keys] = lowered
     return lowered
+
+
+def lower_keys(value: dict[Any, Any]) -> dict[str, Any] | None:
+    """`{key.lower(): item}` of a JSON object through the key-set cache (for keys alike but
+    for case, the last one's item, as that comprehension gives); None when a key is not text
+    or there are more than the cache takes: the caller's own comprehension decides those."""
+    lowered = _lowered_keys(value)
+    if lowered is None:
+        return None
+    return dict(zip(lowered, value.values(), strict=True))
 
 
 def _parse_properties(value: Any) -> dict[str, Any]:
