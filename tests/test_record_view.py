@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from phiwatch.sources import record as record_module
 from phiwatch.sources.fields import to_str
-from phiwatch.sources.record import Record
+from phiwatch.sources.record import Claims, Record
 
 
 def _fields_one_by_one(value: dict[str, Any]) -> dict[str, Any]:
@@ -70,3 +70,20 @@ def test_the_view_is_a_copy() -> None:
     view = Record(value, "uid")
     view.fields["time"] = "changed"  # sql.py sets the time it found elsewhere
     assert value["time"] == "2026-01-01T00:00:00Z"
+
+
+_CLAIM_VALUES = st.sampled_from(["1", "app", "a@b.c", ""]) | st.integers(0, 2) | st.booleans()
+_CLAIM_VALUES |= st.floats(allow_nan=False) | st.lists(st.just("x"), max_size=1) | st.none()
+
+
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["oid", "appid", "upn", "amr"]), _CLAIM_VALUES),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_cached_claims_are_the_claims_parsed_afresh(claim_sets: list[dict[str, Any]]) -> None:
+    # 1, 1.0, True and "1" are alike to a tuple's hash, not to the claims: never one entry.
+    for raw in claim_sets * 2:
+        assert Claims.of({"claims": raw})._c == Claims._parse(raw)._c

@@ -91,6 +91,15 @@ class Claims:
         if not isinstance(identity, dict):
             return cls({})
         raw = identity.get("claims", identity.get("claim"))
+        if type(raw) is dict:
+            # A caller seen before, found before its values are checked: only checked sets
+            # are stored, and a tuple equal to one of those has text in the same places.
+            try:
+                found = _CLAIMS_CACHE.get(tuple(raw.items()))
+            except TypeError:  # a list or object among the values: unhashable
+                found = None
+            if found is not None:
+                return found
         key: Any = None
         if isinstance(raw, str):
             key = raw if len(raw) <= _MAX_CACHED_CHARS else None
