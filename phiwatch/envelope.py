@@ -72,6 +72,7 @@ class RawRecord:
         "_end",
         "_error",
         "_error_code",
+        "_finite",
         "_hash",
         "_limit",
         "_start",
@@ -102,6 +103,9 @@ class RawRecord:
         self._error = error
         self._hash: str | None = None
         self._uid: str | None = None
+        # True once msgspec gave the value: it refuses NaN, Infinity and numbers beyond a
+        # double, so the value holds no non-finite float and the uid needs no token search.
+        self._finite = False
         self.stream = stream
         self.position = position
         self.enqueued_time = enqueued_time
@@ -138,6 +142,7 @@ class RawRecord:
     def value(self, value: Any) -> None:
         self._resolve_if_pending()
         self._value = value
+        self._finite = False  # a value set from outside may hold anything
 
     @property
     def error_code(self) -> str | None:
@@ -180,9 +185,18 @@ class RawRecord:
         Azure may re-send a record re-serialised, so dedupe must not hinge on bytes.
         """
         if self._uid is None:
-            buf, start, end = self._buf, self._start, self._end
-            tokens = buf.find(b"NaN", start, end) >= 0 or buf.find(b"Infinity", start, end) >= 0
-            self._uid = _content_uid(self.value, tokens)
+            value = self.value  # decoded first: that says whether the tokens can be there
+            if self._finite:
+                # `_content_uid` without the token case, inlined: this runs per record.
+                try:
+                    canonical = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+                except TypeError:  # integers beyond 64 bits, lone surrogates
+                    canonical = _stdlib_canonical(value)
+                self._uid = hashlib.sha256(canonical).hexdigest()[:32]
+            else:
+                buf, start, end = self._buf, self._start, self._end
+                tokens = buf.find(b"NaN", start, end) >= 0 or buf.find(b"Infinity", start, end) >= 0
+                self._uid = _content_uid(value, tokens)
         return self._uid
 
     def _resolve_if_pending(self) -> None:
@@ -204,7 +218,9 @@ class RawRecord:
         view = memoryview(buf)[start:end]
         try:
             value = _FAST_VALUE.decode(view)
+            finite = True
         except msgspec.MsgspecError:
+            finite = False
             # NaN, Infinity and numbers beyond a double (stdlib: inf) are JSON only to the
             # stdlib, which gives them the values the careful walk always gave.
             try:
@@ -221,6 +237,7 @@ class RawRecord:
             return
         # Nesting beyond MAX_DEPTH never gets here: `_fast_spans` hands it to the careful walk.
         self._value = value
+        self._finite = finite
         if SURROGATE_ESCAPE.search(buf, start, end):
             _repair_text(self)
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from dataclasses import fields as dataclass_fields
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -43,6 +44,15 @@ from phiwatch.sources.record import TIME_KEYS
 from phiwatch.surrogates import without_surrogates
 
 log = structlog.get_logger("phiwatch.pipeline")
+
+# NormaliseContext's fields after pseudonymizer, raw_record_ref and changes, in order.
+_CONTEXT_OPTIONS = ("fhir_trusted_audit_apps", "storage_patient_patterns", "storage_phi_containers")
+assert tuple(f.name for f in dataclass_fields(NormaliseContext)) == (
+    "pseudonymizer",
+    "raw_record_ref",
+    "changes",
+    *_CONTEXT_OPTIONS,
+)
 
 # Records in a batch from which its events share their pydantic field sets (issue #18).
 SHARE_FIELDS_FROM = 10_000
@@ -79,6 +89,8 @@ class Pipeline:
             ),
             "storage_phi_containers": storage.parse_phi_containers(tuple(storage_phi_containers)),
         }
+        # The same, in NormaliseContext's field order after `changes` (see _normalise).
+        self._options = tuple(self._context_options[name] for name in _CONTEXT_OPTIONS)
         self.directory = directory
         self.allow_applications = frozenset(a.lower() for a in allow_applications)
         self.engine = engine
@@ -391,14 +403,21 @@ class Pipeline:
         normaliser = None
         try:
             normaliser = route(record)
-            context = NormaliseContext(
-                self.pseudonymizer, ref, changes=self.changes, **self._context_options
-            )
+            # Positional, in the context's field order: no keyword merge per record.
+            context = NormaliseContext(self.pseudonymizer, ref, self.changes, *self._options)
             produced = normaliser.normalise(record, context)
             if explainer is not None:
                 # Before the first serialisation: the archive writes the cached bytes.
                 produced = [explainer.stamp(event) for event in produced]
-            produced = [_serialisable(event) for event in produced]
+            try:
+                # `_serialisable`'s usual case inlined: the JSON cached where `to_json`
+                # keeps it, without cached_property's lock (the archive writes these bytes).
+                for event in produced:
+                    event.__dict__[_JSON_CACHE] = event.__pydantic_serializer__.to_json(
+                        event, by_alias=True
+                    )
+            except PydanticSerializationError:
+                produced = [_serialisable(event) for event in produced]
         except RecordSkipped as skip:
             counts.skipped[skip.code] += 1
             if skip.code not in counts.examples:  # the first reason only: repaired once
@@ -476,20 +495,42 @@ def _share_fields_set(event: AccessEvent, shared: dict[frozenset[str], set[str]]
 
 
 def _raw_line(record: RawRecord) -> bytes:
-    entry: dict[str, Any] = {
-        "Stream": record.stream,
-        "Position": record.position,
-        "RecordHash": record.record_hash,
-    }
+    """`{"Stream", "Position", "RecordHash", "Raw" (or "RawBase64")}` as orjson writes that
+    dict, joined from each value's own JSON: no dict per record, and the line's bytes made
+    once at their size (orjson's buffer, sized for the worst case of escaping, would hold
+    about 8 KiB for a 1 KiB record while a huge body's raw object waits, issue #18)."""
+    dumps = orjson.dumps
+    head = _STREAM_HEADS.get(record.stream)
+    if head is None:
+        head = b'{"Stream":' + dumps(record.stream) + b',"Position":'
+        if len(_STREAM_HEADS) >= _MAX_STREAM_HEADS:
+            _STREAM_HEADS.clear()
+        _STREAM_HEADS[record.stream] = head
     raw = record.raw
     try:
-        entry["Raw"] = raw.decode("utf-8")
+        text = dumps(raw.decode("utf-8"))
+        field = b',"Raw":'
     except UnicodeDecodeError:
-        entry["RawBase64"] = base64.b64encode(raw).decode("ascii")
-    # orjson sizes its buffer for the worst case of escaping and keeps it (about 8 KiB held
-    # for a 1 KiB record): a copy holds the line's own bytes only, for every line a huge
-    # body's raw object waits on (issue #18).
-    return bytes(memoryview(orjson.dumps(entry)))
+        text = b'"' + base64.b64encode(raw) + b'"'
+        field = b',"RawBase64":'
+    # One join: the line's bytes copied once. The hash is hex, its JSON itself in quotes.
+    return b"".join(
+        (
+            head,
+            dumps(record.position),
+            b',"RecordHash":"',
+            record.record_hash.encode("ascii"),
+            b'"',
+            field,
+            text,
+            b"}",
+        )
+    )
+
+
+# A batch's records share a stream (a partition or a file): its line start is made once.
+_STREAM_HEADS: dict[str, bytes] = {}
+_MAX_STREAM_HEADS = 1024
 
 
 def _health(

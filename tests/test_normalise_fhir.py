@@ -4,6 +4,7 @@ Start pairs, the whole audit sub-type vocabulary, exports and their polls, audit
 from __future__ import annotations
 
 import json
+from urllib.parse import parse_qsl
 
 import pytest
 from hypothesis import given
@@ -11,7 +12,8 @@ from hypothesis import strategies as st
 
 from phiwatch.pseudonym import Pseudonymizer
 from phiwatch.sources import RecordRejected, RecordSkipped
-from phiwatch.sources.fhir_uri import parse_fhir_uri
+from phiwatch.sources.fhir import _PREFIXES_START, _may_hold_header
+from phiwatch.sources.fhir_uri import _query_pairs, parse_fhir_uri
 from tests.conftest import TEST_KEY_HEX
 from tests.records import EHR_APP_ID, FHIR_ID, fhir, fhir_on_behalf
 
@@ -624,3 +626,28 @@ def test_any_headers_normalise_and_unknown_headers_are_never_copied(headers, tru
     assert others == plain.model_dump(
         exclude={*ACTOR, "claimed_user_id", "claimed_username", "purpose_of_use", "event_uid"}
     )
+
+
+# ------------------------------------------------------------------ issue #18 shortcuts
+
+_QUERY = st.text(alphabet="ab=&%+;:._-/|,2 ", max_size=24)
+
+
+@given(query=_QUERY)
+def test_query_pairs_are_parse_qsl(query):
+    assert _query_pairs(query) == parse_qsl(query, keep_blank_values=True)
+
+
+_HEADER_KEY = st.sampled_from(
+    ["X-MS-AZUREFHIR-AUDIT-USERID", "x-ms-healthcareapis-audit-purpose", "x-ms-other", "a"]
+) | st.text(max_size=6)
+
+
+@given(places=st.lists(st.dictionaries(_HEADER_KEY | st.integers(), st.just("v")), max_size=4))
+def test_the_header_check_by_key_set_is_the_join(places):
+    for place in places * 2:  # a key set seen before comes from the cache
+        try:
+            expected = _PREFIXES_START in "\n".join(place).lower()
+        except TypeError:
+            expected = None
+        assert _may_hold_header(place) == expected

@@ -242,12 +242,8 @@ def audit_headers(props: dict[str, Any], record: Record) -> dict[str, str]:
     places.append(record.fields)
     for place in places:
         # Nearly every record has no header anywhere: seen without a loop over keys.
-        try:
-            joined = "\n".join(place).lower()
-        except TypeError:  # a key that is not text: let the key loop judge
-            break
-        # A key that starts with a prefix puts the prefixes' common start in the join.
-        if _PREFIXES_START in joined:
+        maybe = _may_hold_header(place)
+        if maybe is None or maybe:  # a key that is not text: let the key loop judge
             break
     else:
         return found
@@ -265,6 +261,39 @@ def audit_headers(props: dict[str, Any], record: Record) -> dict[str, str]:
             header = re.sub(r"[-_\s]", "", lowered[len(prefix) :])
             found.setdefault(header, text)
     return found
+
+
+# Whether a set of keys may hold a header, by the keys in order: a service writes a few
+# sets (issue #18). Bounded in sets and in keys per set.
+_HEADER_KEY_SETS: dict[tuple[str, ...], bool] = {}
+_MAX_HEADER_KEY_SETS = 512
+_MAX_CACHED_KEYS = 64
+
+
+def _may_hold_header(place: dict[str, Any]) -> bool | None:
+    """True when a key of `place` may start with a header prefix, None when a key is not
+    text (the key loop judges those)."""
+    if len(place) > _MAX_CACHED_KEYS:
+        return _has_prefix_start(place)
+    keys = tuple(place)
+    found = _HEADER_KEY_SETS.get(keys)
+    if found is None:
+        found = _has_prefix_start(keys)
+        if found is None:
+            return None
+        if len(_HEADER_KEY_SETS) >= _MAX_HEADER_KEY_SETS:
+            _HEADER_KEY_SETS.clear()
+        _HEADER_KEY_SETS[keys] = found
+    return found
+
+
+def _has_prefix_start(keys: Any) -> bool | None:
+    try:
+        joined = "\n".join(keys).lower()
+    except TypeError:
+        return None
+    # A key that starts with a prefix puts the prefixes' common start in the join.
+    return _PREFIXES_START in joined
 
 
 def _clean(text: str | None) -> str | None:

@@ -125,7 +125,7 @@ def _parse(uri: str) -> ParsedFhirUri:
     params: list[tuple[str, str | None]] = []
     identifiers: list[tuple[str, str]] = []
     # Most requests have no query: parse_qsl of nothing is nothing, without its setup.
-    for key, value in parse_qsl(query, keep_blank_values=True) if query else ():
+    for key, value in _query_pairs(query) if query else ():
         params.append(_query_param(key.strip(), value, id_search, ids, identifiers))
     operations = [text for kind, text in path_segments if kind == "operation"]
     return ParsedFhirUri(
@@ -137,6 +137,14 @@ def _parse(uri: str) -> ParsedFhirUri:
         operation=operations[-1] if operations else None,
         job=job,
     )
+
+
+def _query_pairs(query: str) -> list[tuple[str, str]]:
+    """`parse_qsl(query, keep_blank_values=True)`: without a `%` or a `+` there is nothing
+    for it to decode, and its split is the one below (issue #18)."""
+    if "%" in query or "+" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    return [(name, value) for name, _, value in (p.partition("=") for p in query.split("&") if p)]
 
 
 _MAX_CACHED_URI = 2048

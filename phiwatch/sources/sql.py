@@ -45,7 +45,7 @@ from typing import Any
 from phiwatch.model import AccessEvent, EventResult, EventType, build_event
 from phiwatch.sources.base import NormaliseContext
 from phiwatch.sources.fields import normalise_ip, subscription_of, to_int, to_str
-from phiwatch.sources.record import TIME_KEYS, Record, RecordSkipped
+from phiwatch.sources.record import TIME_KEYS, Record, RecordSkipped, lower_keys
 from phiwatch.sources.sql_sensitivity import parse_sensitivity
 from phiwatch.sources.sql_statement import is_read_kind, is_write_kind, statement_kind
 
@@ -137,10 +137,15 @@ class _Props:
     __slots__ = ("_p",)
 
     def __init__(self, props: dict[str, Any]) -> None:
-        try:
-            lowered = {key.lower(): value for key, value in props.items()}
-        except AttributeError:  # a key that is not text: the careful loop skips it
-            lowered = {}
+        # Audit records share their key sets: lower-cased once each (sources.record).
+        cached = lower_keys(props)
+        if cached is not None:
+            lowered = cached
+        else:
+            try:
+                lowered = {key.lower(): value for key, value in props.items()}
+            except AttributeError:  # a key that is not text: the careful loop skips it
+                lowered = {}
         if len(lowered) < len(props):
             # Two keys alike but for case (or one not text): the first non-null one wins.
             lowered = {}
