@@ -63,6 +63,7 @@ from phiwatch.archive.store import (
     ObjectStore,
     PutOutcome,
     UnsafeObject,
+    put_many,
     sha256_hex,
 )
 
@@ -117,16 +118,23 @@ def decode_lines(data: bytes) -> list[bytes]:
 
 
 def describe(
-    name: str, kind: str, data: bytes, lines: Sequence[bytes], *, sha256: str | None = None
+    name: str,
+    kind: str,
+    data: bytes,
+    lines: Sequence[bytes],
+    *,
+    sha256: str | None = None,
+    merkle_root: str | None = None,
 ) -> ObjectEntry:
-    """`sha256`: of `data`, when the store has just computed it."""
+    """`sha256`: of `data`, when the store has just computed it; `merkle_root`: of `lines`,
+    when the caller has (while the store waited on the disk)."""
     return ObjectEntry(
         name=name,
         kind=kind,
         sha256=sha256 if sha256 is not None else sha256_hex(data),
         bytes=len(data),
         records=len(lines),
-        merkle_root=root_of_lines(lines).hex(),
+        merkle_root=merkle_root if merkle_root is not None else root_of_lines(lines).hex(),
     )
 
 
@@ -167,10 +175,21 @@ class Archive:
         # The joined content only when a redelivery must be compared or named by it: a huge
         # body's objects are compressed line by line, never held joined as well.
         data = codec.compress_lines(lines)
-        stored = self.put_bytes(name, data, lambda: _content(lines))
+        roots: list[str] = []
+        # The Merkle root (SHA-256 over every line) is computed while the store's fsync
+        # waits on the disk: the one costs CPU, the other only time.
+        stored = self.put_bytes(
+            name,
+            data,
+            lambda: _content(lines),
+            meanwhile=lambda: roots.append(root_of_lines(lines).hex()),
+        )
+        merkle_root = roots[0] if roots else None
         if stored.outcome is not PutOutcome.CONFLICT:
             # IDENTICAL may hold other bytes of this content: describe those.
-            return describe(name, kind, stored.data, lines, sha256=stored.sha256)
+            return describe(
+                name, kind, stored.data, lines, sha256=stored.sha256, merkle_root=merkle_root
+            )
         if derived:
             existing = self.keep_first(name, stored.data)
             return describe(name, kind, existing, decode_lines(existing))
@@ -184,17 +203,29 @@ class Archive:
         if kept.outcome is PutOutcome.CONFLICT:
             # Other content under this content's own name (planted): list what the records
             # are, so `verify` fails on the object that does not hold them.
-            return describe(kept_as, kind, data, lines)
-        return describe(kept_as, kind, kept.data, lines, sha256=kept.sha256)
+            return describe(kept_as, kind, data, lines, merkle_root=merkle_root)
+        return describe(
+            kept_as, kind, kept.data, lines, sha256=kept.sha256, merkle_root=merkle_root
+        )
 
-    def put_bytes(self, name: str, data: bytes, content: bytes | Callable[[], bytes]) -> Stored:
+    def put_bytes(
+        self,
+        name: str,
+        data: bytes,
+        content: bytes | Callable[[], bytes],
+        *,
+        meanwhile: Callable[[], object] | None = None,
+    ) -> Stored:
         """`store.put_if_absent` of `data`, the gzip of `content` (or of what it returns,
-        asked for only when a comparison needs it), counted in
+        asked for only when a comparison needs it), `meanwhile` run while the store writes
+        (`store.put_many`), counted in
         `objects_written` / `objects_unchanged`. A name holding other bytes is decompressed
         and compared: the same content is IDENTICAL (the first bytes stand), other content
         (or bytes that are no gzip) a CONFLICT, the caller's to settle (`keep_first` for a
         derived object)."""
-        outcome, digest = self.store.put_if_absent(name, data)
+        (result,) = put_many(self.store, [(name, data)], meanwhile=meanwhile)
+        assert result is not None  # one item: never skipped
+        outcome, digest = result
         if outcome is PutOutcome.CREATED:
             self.objects_written += 1
             return Stored(outcome, digest, data)
@@ -297,13 +328,25 @@ class Archive:
                 sha256=sha256_hex(content),
                 content=content.decode(),
             )
-            outcome, _ = self.store.put_if_absent(claim_name(slug, index), encode_claim(claim))
-            if outcome is PutOutcome.CONFLICT:
+            # Claim, manifest and seal pointer in one round of writes (their fsyncs side by
+            # side), linked in that order: the manifest only once the claim is ours, the
+            # seal only once the manifest is there.
+            link = ChainLink(name=claim.manifest, sha256=claim.sha256)
+            claimed, written, _ = put_many(
+                self.store,
+                [
+                    (claim_name(slug, index), encode_claim(claim)),
+                    (claim.manifest, content),
+                    (seal, _seal_pointer(batch, link)),
+                ],
+                stop_at_conflict=True,
+            )
+            if claimed is None or claimed[0] is PutOutcome.CONFLICT:
                 self.chain_conflicts += 1
                 self._heads.pop(slug, None)
                 continue
             # Ours (CREATED; IDENTICAL: our own earlier attempt at this batch, byte for byte).
-            head = self._write_claimed(claim, finishing=False)
+            head = self._write_claimed(claim, finishing=False, written=written)
             if head.batch == batch:
                 return head.link.name
             # The manifest's name held another manifest (see _write_claimed): go after it.
@@ -382,13 +425,19 @@ class Archive:
             return None
 
     def _write_seal(self, seal: str, batch: str, link: ChainLink) -> None:
-        pointer = {"batch": batch, "manifest": link.name, "sha256": link.sha256}
-        self.store.put_if_absent(seal, orjson.dumps(pointer))
+        self.store.put_if_absent(seal, _seal_pointer(batch, link))
 
-    def _write_claimed(self, claim: Claim, *, finishing: bool) -> _Head:
+    def _write_claimed(
+        self, claim: Claim, *, finishing: bool, written: tuple[PutOutcome, str] | None = None
+    ) -> _Head:
         """Write the manifest `claim` holds (unless it is there already), make it the cached
-        head, and point its batch's seal at it. `finishing`: another writer's claim."""
-        outcome, digest = self.store.put_if_absent(claim.manifest, claim.content.encode())
+        head, and point its batch's seal at it. `finishing`: another writer's claim.
+        `written`: the manifest's put, made already with the claim and the batch's seal
+        pointer (`seal`), which is then not written again."""
+        sealed = written is not None and written[0] is not PutOutcome.CONFLICT
+        outcome, digest = written or self.store.put_if_absent(
+            claim.manifest, claim.content.encode()
+        )
         link = ChainLink(name=claim.manifest, sha256=digest)
         if outcome is PutOutcome.CONFLICT:
             # The name holds a manifest this claim is not for: one written without a claim
@@ -410,7 +459,7 @@ class Archive:
                     manifest=claim.manifest,
                 )
             head = _Head(claim.index, link, claim.batch)
-        if head.batch:  # first: nobody claims the next index before this seal exists
+        if head.batch and not sealed:  # first: nobody claims the next index before it exists
             self._write_seal(seal_name(claim.stream, head.batch), head.batch, link)
         self._heads[claim.stream] = head
         return head
@@ -443,6 +492,10 @@ class Archive:
         )
         self._heads[slug] = head
         return head
+
+
+def _seal_pointer(batch: str, link: ChainLink) -> bytes:
+    return orjson.dumps({"batch": batch, "manifest": link.name, "sha256": link.sha256})
 
 
 def _by_index(names: Iterable[str]) -> dict[int, str]:
