@@ -5,12 +5,20 @@ from __future__ import annotations
 
 import os
 import shutil
+from datetime import datetime
 from pathlib import Path
+from typing import Any
 
+import orjson
 import pytest
 
 from phiwatch.archive import store as store_module
+from phiwatch.archive.archive import Archive, object_name
+from phiwatch.archive.signer import Ed25519Signer
 from phiwatch.archive.store import LocalStore, PutOutcome, put_many, sha256_hex
+from tests.conftest import TEST_SIGNING_SEED_HEX
+
+SIGNER = Ed25519Signer.from_seed(bytes.fromhex(TEST_SIGNING_SEED_HEX))
 
 
 def test_every_object_is_fsynced_before_any_name_is_linked(
@@ -118,3 +126,47 @@ def test_a_store_that_changes_put_if_absent_sees_every_put(tmp_path: Path) -> No
 
     put_many(Counting(tmp_path), [("a/1.json", b"1"), ("a/2.json", b"2")])
     assert seen == ["a/1.json", "a/2.json"]
+
+
+def _sealed_with_sidecar(tmp_path: Path, planted: bool) -> tuple[Archive, dict[str, Any]]:
+    from phiwatch.archive import codec, hour_index
+
+    archive = Archive(LocalStore(tmp_path), SIGNER)
+    hour = datetime(2026, 1, 1, 0)
+    events = archive.put(object_name("events", hour, "b"), [b'{"PatientRef":"pr_a"}'])
+    index = hour_index.sidecar_name(events.name)
+    if planted:  # another writer's sidecar of other events under the same name
+        other = hour_index.content(events.name, events.sha256, [("pr_b", None)])
+        archive.store.put_if_absent(index, codec.compress(other))
+    name = archive.seal(
+        stream="s",
+        batch="b",
+        first=0,
+        last=0,
+        hour=hour,
+        objects=[events],
+        sidecars=lambda: [hour_index.put_sidecar(archive, events, [("pr_a", None)])],
+    )
+    return archive, orjson.loads(archive.store.get(name))
+
+
+def test_a_sidecar_is_written_in_the_seals_round_and_listed(tmp_path: Path) -> None:
+    archive, manifest = _sealed_with_sidecar(tmp_path, planted=False)
+    entry = manifest["objects"][-1]
+    assert entry["kind"] == "index"
+    assert entry["sha256"] == sha256_hex(archive.store.get(entry["name"]))
+    assert (archive.objects_written, archive.derived_conflicts) == (2, [])
+    assert list(archive.store.list("chain/")) == ["chain/s/000000000000.json"]
+
+
+def test_a_sidecar_name_holding_other_bytes_keeps_the_first_and_seals_once(
+    tmp_path: Path,
+) -> None:
+    archive, manifest = _sealed_with_sidecar(tmp_path, planted=True)
+    entry = manifest["objects"][-1]
+    held = archive.store.get(entry["name"])
+    assert entry["sha256"] == sha256_hex(held)  # the first write stands, and is listed
+    assert archive.derived_conflicts == [entry["name"]]
+    assert archive.chain_conflicts == 0
+    assert list(archive.store.list("chain/")) == ["chain/s/000000000000.json"]
+    assert list(archive.store.list("seals/")) == ["seals/s/b.json"]

@@ -164,6 +164,9 @@ class Archive:
     derived_conflicts: list[str] = field(default_factory=list)
     integrity_conflicts: list[IntegrityConflict] = field(default_factory=list)
     _heads: dict[str, _Head] = field(default_factory=dict)
+    # While `seal` asks for a batch's sidecars: their puts, held to be made in the seal's
+    # round of writes (see put_bytes); None otherwise.
+    _held: list[tuple[str, bytes]] | None = None
 
     @property
     def location(self) -> str:
@@ -223,9 +226,24 @@ class Archive:
         and compared: the same content is IDENTICAL (the first bytes stand), other content
         (or bytes that are no gzip) a CONFLICT, the caller's to settle (`keep_first` for a
         derived object)."""
+        if self._held is not None:
+            # A sidecar asked for by `seal`: written with the claim, manifest and seal (one
+            # round of fsyncs), as if CREATED; `seal` makes good what turns out otherwise.
+            self._held.append((name, data))
+            return Stored(PutOutcome.CREATED, sha256_hex(data), data)
         (result,) = put_many(self.store, [(name, data)], meanwhile=meanwhile)
         assert result is not None  # one item: never skipped
         outcome, digest = result
+        return self._count(name, data, outcome, digest, content)
+
+    def _count(
+        self,
+        name: str,
+        data: bytes,
+        outcome: PutOutcome,
+        digest: str,
+        content: bytes | Callable[[], bytes],
+    ) -> Stored:
         if outcome is PutOutcome.CREATED:
             self.objects_written += 1
             return Stored(outcome, digest, data)
@@ -291,8 +309,14 @@ class Archive:
         seal = seal_name(slug, batch)
         if (sealed := self._sealed(seal)) is not None:
             return sealed
+        held: list[tuple[str, bytes]] = []
         if sidecars is not None:
-            objects = [*objects, *sidecars()]
+            given = objects
+            self._held = held
+            try:
+                objects = [*given, *sidecars()]
+            finally:
+                self._held = None
         for _ in range(CHAIN_RETRIES):
             cached = slug in self._heads
             head = self._head(slug)
@@ -331,16 +355,30 @@ class Archive:
             # Claim, manifest and seal pointer in one round of writes (their fsyncs side by
             # side), linked in that order: the manifest only once the claim is ours, the
             # seal only once the manifest is there.
+            # The held sidecars go first: the claim is made only if each holds what its
+            # entry in this manifest says.
             link = ChainLink(name=claim.manifest, sha256=claim.sha256)
-            claimed, written, _ = put_many(
+            *sidecar_puts, claimed, written, _ = put_many(
                 self.store,
                 [
+                    *held,
                     (claim_name(slug, index), encode_claim(claim)),
                     (claim.manifest, content),
                     (seal, _seal_pointer(batch, link)),
                 ],
                 stop_at_conflict=True,
             )
+            for (name, data), put in zip(held, sidecar_puts, strict=True):
+                if put is not None and put[0] is not PutOutcome.CONFLICT:
+                    self._count(name, data, put[0], put[1], b"")
+            if held:
+                held = []
+                if any(put is None or put[0] is PutOutcome.CONFLICT for put in sidecar_puts):
+                    # A sidecar's name held other bytes (a redelivery whose events differ, or
+                    # another codec's): put them one by one, compared by content, as always.
+                    assert sidecars is not None
+                    objects = [*given, *sidecars()]
+                    continue
             if claimed is None or claimed[0] is PutOutcome.CONFLICT:
                 self.chain_conflicts += 1
                 self._heads.pop(slug, None)
