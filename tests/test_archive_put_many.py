@@ -40,13 +40,6 @@ def test_every_object_is_fsynced_before_any_name_is_linked(
     assert not [p for p in tmp_path.rglob(".tmp-*")]
 
 
-def test_meanwhile_runs_while_the_writes_are_synced(tmp_path: Path) -> None:
-    ran: list[bool] = []
-    store = LocalStore(tmp_path)
-    (result,) = store.put_many([("a/b.json", b"{}")], meanwhile=lambda: ran.append(True))
-    assert ran == [True] and result == (PutOutcome.CREATED, sha256_hex(b"{}"))
-
-
 def test_after_a_conflict_nothing_more_is_linked(tmp_path: Path) -> None:
     store = LocalStore(tmp_path)
     store.put_if_absent("chain/s/000000000000.json", b"another writer's claim")

@@ -118,23 +118,16 @@ def decode_lines(data: bytes) -> list[bytes]:
 
 
 def describe(
-    name: str,
-    kind: str,
-    data: bytes,
-    lines: Sequence[bytes],
-    *,
-    sha256: str | None = None,
-    merkle_root: str | None = None,
+    name: str, kind: str, data: bytes, lines: Sequence[bytes], *, sha256: str | None = None
 ) -> ObjectEntry:
-    """`sha256`: of `data`, when the store has just computed it; `merkle_root`: of `lines`,
-    when the caller has (while the store waited on the disk)."""
+    """`sha256`: of `data`, when the store has just computed it."""
     return ObjectEntry(
         name=name,
         kind=kind,
         sha256=sha256 if sha256 is not None else sha256_hex(data),
         bytes=len(data),
         records=len(lines),
-        merkle_root=merkle_root if merkle_root is not None else root_of_lines(lines).hex(),
+        merkle_root=root_of_lines(lines).hex(),
     )
 
 
@@ -178,21 +171,10 @@ class Archive:
         # The joined content only when a redelivery must be compared or named by it: a huge
         # body's objects are compressed line by line, never held joined as well.
         data = codec.compress_lines(lines)
-        roots: list[str] = []
-        # The Merkle root (SHA-256 over every line) is computed while the store's fsync
-        # waits on the disk: the one costs CPU, the other only time.
-        stored = self.put_bytes(
-            name,
-            data,
-            lambda: _content(lines),
-            meanwhile=lambda: roots.append(root_of_lines(lines).hex()),
-        )
-        merkle_root = roots[0] if roots else None
+        stored = self.put_bytes(name, data, lambda: _content(lines))
         if stored.outcome is not PutOutcome.CONFLICT:
             # IDENTICAL may hold other bytes of this content: describe those.
-            return describe(
-                name, kind, stored.data, lines, sha256=stored.sha256, merkle_root=merkle_root
-            )
+            return describe(name, kind, stored.data, lines, sha256=stored.sha256)
         if derived:
             existing = self.keep_first(name, stored.data)
             return describe(name, kind, existing, decode_lines(existing))
@@ -206,22 +188,12 @@ class Archive:
         if kept.outcome is PutOutcome.CONFLICT:
             # Other content under this content's own name (planted): list what the records
             # are, so `verify` fails on the object that does not hold them.
-            return describe(kept_as, kind, data, lines, merkle_root=merkle_root)
-        return describe(
-            kept_as, kind, kept.data, lines, sha256=kept.sha256, merkle_root=merkle_root
-        )
+            return describe(kept_as, kind, data, lines)
+        return describe(kept_as, kind, kept.data, lines, sha256=kept.sha256)
 
-    def put_bytes(
-        self,
-        name: str,
-        data: bytes,
-        content: bytes | Callable[[], bytes],
-        *,
-        meanwhile: Callable[[], object] | None = None,
-    ) -> Stored:
+    def put_bytes(self, name: str, data: bytes, content: bytes | Callable[[], bytes]) -> Stored:
         """`store.put_if_absent` of `data`, the gzip of `content` (or of what it returns,
-        asked for only when a comparison needs it), `meanwhile` run while the store writes
-        (`store.put_many`), counted in
+        asked for only when a comparison needs it), counted in
         `objects_written` / `objects_unchanged`. A name holding other bytes is decompressed
         and compared: the same content is IDENTICAL (the first bytes stand), other content
         (or bytes that are no gzip) a CONFLICT, the caller's to settle (`keep_first` for a
@@ -231,9 +203,7 @@ class Archive:
             # round of fsyncs), as if CREATED; `seal` makes good what turns out otherwise.
             self._held.append((name, data))
             return Stored(PutOutcome.CREATED, sha256_hex(data), data)
-        (result,) = put_many(self.store, [(name, data)], meanwhile=meanwhile)
-        assert result is not None  # one item: never skipped
-        outcome, digest = result
+        outcome, digest = self.store.put_if_absent(name, data)
         return self._count(name, data, outcome, digest, content)
 
     def _count(

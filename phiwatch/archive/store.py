@@ -3,6 +3,10 @@
 The archive asks one thing of a store: write an object under a name *only if no object has
 that name*, and say whether it created it, found the very same bytes, or found other bytes.
 Nothing in phiwatch ever overwrites or deletes an archive object.
+
+A store may also offer `put_many`, the same for several objects at once (`LocalStore`: their
+fsyncs side by side, one wait on the disk for a batch's seal instead of one per object); the
+archive asks for it through `put_many()` here, which puts one by one on any other store.
 """
 
 from __future__ import annotations
@@ -70,26 +74,19 @@ Put = tuple[PutOutcome, str]
 
 
 def put_many(
-    store: ObjectStore,
-    items: Sequence[tuple[str, bytes]],
-    *,
-    meanwhile: Callable[[], object] | None = None,
-    stop_at_conflict: bool = False,
+    store: ObjectStore, items: Sequence[tuple[str, bytes]], *, stop_at_conflict: bool = False
 ) -> list[Put | None]:
     """`put_if_absent` of each (name, data), in order; each outcome means what it means for
-    one put (durable, create-only). `meanwhile` runs in the calling thread while the store
-    waits on its writes (a store that cannot overlap them runs it first). With
-    `stop_at_conflict`, the items after the first CONFLICT are not written (None): a chain
-    index taken by another writer must not get our manifest.
+    one put (durable, create-only). With `stop_at_conflict`, the items after the first
+    CONFLICT are not written (None): a chain index taken by another writer must not get
+    our manifest.
 
     A store with its own `put_many` (LocalStore: the writes' fsyncs overlap) is asked for it,
     unless a subclass changed `put_if_absent` below it: a fault-injecting or counting store
     then sees every put one by one."""
     batched = _own_put_many(store)
     if batched is not None:
-        return batched(items, meanwhile=meanwhile, stop_at_conflict=stop_at_conflict)
-    if meanwhile is not None:
-        meanwhile()
+        return batched(items, stop_at_conflict=stop_at_conflict)
     results: list[Put | None] = []
     for name, data in items:
         if stop_at_conflict and results and _conflicted(results[-1]):
@@ -115,8 +112,7 @@ def _own_put_many(store: object) -> Callable[..., list[Put | None]] | None:
 
 # Threads that fsync a batch's files side by side: the filesystem's journal commits
 # concurrent fsyncs together, so several objects cost about one flush instead of one each.
-# fsync releases the GIL, so the caller computes meanwhile. Made again after a fork (a
-# replay worker): a pool's threads do not survive one.
+# Made again after a fork (a replay worker): a pool's threads do not survive one.
 _SYNC_THREADS = 4
 _pools: dict[int, ThreadPoolExecutor] = {}  # by process id: one entry, the current process's
 _pool_lock = threading.Lock()
@@ -143,7 +139,12 @@ class LocalStore:
     Nothing inside the root is ever followed: every folder of a name is opened with
     `O_NOFOLLOW` relative to the one before it, and an object must be a regular file. A
     symbolic link planted in the archive (to an object, or to a folder outside it) is never
-    read, written through or listed; `planted()` names it for `verify`."""
+    read, written through or listed; `planted()` names it for `verify`.
+
+    Durability is per object, as with one put: `put_many` links a name only once its bytes
+    are fsynced (the directory entry is not fsynced, here or before). Folders the store has
+    opened are not created again, but every folder is still opened, link-free, on every
+    put: a folder removed since is made again, one swapped for a link refused."""
 
     # Folders (relative paths) this store has opened: not created again. Bounded: a long
     # run adds an hour folder per kind and stream every hour.
@@ -213,11 +214,7 @@ class LocalStore:
         return result
 
     def put_many(
-        self,
-        items: Sequence[tuple[str, bytes]],
-        *,
-        meanwhile: Callable[[], object] | None = None,
-        stop_at_conflict: bool = False,
+        self, items: Sequence[tuple[str, bytes]], *, stop_at_conflict: bool = False
     ) -> list[Put | None]:
         """`store.put_many`: every new object is written to its temporary file first, the
         files are fsynced side by side, and only then linked into place in order (so each
@@ -230,7 +227,7 @@ class LocalStore:
                 staged.append(entry)
                 if not _exists(entry.folder, leaf):
                     entry.tmp, entry.fd = _temp(entry.folder, data)
-            _sync([e for e in staged if e.fd is not None], meanwhile)
+            _sync([e for e in staged if e.fd is not None])
             results: list[Put | None] = []
             for entry in staged:
                 if stop_at_conflict and results and _conflicted(results[-1]):
@@ -320,23 +317,20 @@ class _Staged:
             os.close(self.folder)
 
 
-def _sync(staged: list[_Staged], meanwhile: Callable[[], object] | None) -> None:
-    """fsync every staged file, side by side, running `meanwhile` here as they go. Returns
-    (or raises) only once every fsync has ended: no descriptor is closed under one."""
+def _sync(staged: list[_Staged]) -> None:
+    """fsync every staged file, side by side: the last one here, the others in the pool's
+    threads, which start theirs while this thread waits in its own (without the GIL).
+    Returns (or raises) only once every fsync has ended: no descriptor is closed under one.
+    (A put's other work, its Merkle root, is not overlapped with its fsync: measured, the
+    hand-over to a thread cost more CPU than the wait it hid.)"""
     fds = [e.fd for e in staged if e.fd is not None]
-    if meanwhile is None and len(fds) <= 1:
-        for fd in fds:
-            os.fsync(fd)
+    if not fds:
         return
-    # Without work meanwhile, the last file is synced here rather than handed over.
-    inline = fds.pop() if meanwhile is None else None
-    pool = _sync_pool()
-    futures: list[Future[None]] = [pool.submit(os.fsync, fd) for fd in fds]
+    inline = fds.pop()
+    pool = _sync_pool() if fds else None
+    futures: list[Future[None]] = [pool.submit(os.fsync, fd) for fd in fds] if pool else []
     try:
-        if inline is not None:
-            os.fsync(inline)
-        if meanwhile is not None:
-            meanwhile()
+        os.fsync(inline)
     finally:
         errors = [f.exception() for f in futures]  # waits for each
     for error in errors:
