@@ -63,6 +63,7 @@ from phiwatch.archive.store import (
     ObjectStore,
     PutOutcome,
     UnsafeObject,
+    put_many,
     sha256_hex,
 )
 
@@ -156,6 +157,9 @@ class Archive:
     derived_conflicts: list[str] = field(default_factory=list)
     integrity_conflicts: list[IntegrityConflict] = field(default_factory=list)
     _heads: dict[str, _Head] = field(default_factory=dict)
+    # While `seal` asks for a batch's sidecars: their puts, held to be made in the seal's
+    # round of writes (see put_bytes); None otherwise.
+    _held: list[tuple[str, bytes]] | None = None
 
     @property
     def location(self) -> str:
@@ -194,7 +198,22 @@ class Archive:
         and compared: the same content is IDENTICAL (the first bytes stand), other content
         (or bytes that are no gzip) a CONFLICT, the caller's to settle (`keep_first` for a
         derived object)."""
+        if self._held is not None:
+            # A sidecar asked for by `seal`: written with the claim, manifest and seal (one
+            # round of fsyncs), as if CREATED; `seal` makes good what turns out otherwise.
+            self._held.append((name, data))
+            return Stored(PutOutcome.CREATED, sha256_hex(data), data)
         outcome, digest = self.store.put_if_absent(name, data)
+        return self._count(name, data, outcome, digest, content)
+
+    def _count(
+        self,
+        name: str,
+        data: bytes,
+        outcome: PutOutcome,
+        digest: str,
+        content: bytes | Callable[[], bytes],
+    ) -> Stored:
         if outcome is PutOutcome.CREATED:
             self.objects_written += 1
             return Stored(outcome, digest, data)
@@ -260,8 +279,14 @@ class Archive:
         seal = seal_name(slug, batch)
         if (sealed := self._sealed(seal)) is not None:
             return sealed
+        held: list[tuple[str, bytes]] = []
         if sidecars is not None:
-            objects = [*objects, *sidecars()]
+            given = objects
+            self._held = held
+            try:
+                objects = [*given, *sidecars()]
+            finally:
+                self._held = None
         for _ in range(CHAIN_RETRIES):
             cached = slug in self._heads
             head = self._head(slug)
@@ -297,13 +322,39 @@ class Archive:
                 sha256=sha256_hex(content),
                 content=content.decode(),
             )
-            outcome, _ = self.store.put_if_absent(claim_name(slug, index), encode_claim(claim))
-            if outcome is PutOutcome.CONFLICT:
+            # Claim, manifest and seal pointer in one round of writes (their fsyncs side by
+            # side), linked in that order: the manifest only once the claim is ours, the
+            # seal only once the manifest is there.
+            # The held sidecars go first: the claim is made only if each holds what its
+            # entry in this manifest says.
+            link = ChainLink(name=claim.manifest, sha256=claim.sha256)
+            *sidecar_puts, claimed, written, _ = put_many(
+                self.store,
+                [
+                    *held,
+                    (claim_name(slug, index), encode_claim(claim)),
+                    (claim.manifest, content),
+                    (seal, _seal_pointer(batch, link)),
+                ],
+                stop_at_conflict=True,
+            )
+            for (name, data), put in zip(held, sidecar_puts, strict=True):
+                if put is not None and put[0] is not PutOutcome.CONFLICT:
+                    self._count(name, data, put[0], put[1], b"")
+            if held:
+                held = []
+                if any(put is None or put[0] is PutOutcome.CONFLICT for put in sidecar_puts):
+                    # A sidecar's name held other bytes (a redelivery whose events differ, or
+                    # another codec's): put them one by one, compared by content, as always.
+                    assert sidecars is not None
+                    objects = [*given, *sidecars()]
+                    continue
+            if claimed is None or claimed[0] is PutOutcome.CONFLICT:
                 self.chain_conflicts += 1
                 self._heads.pop(slug, None)
                 continue
             # Ours (CREATED; IDENTICAL: our own earlier attempt at this batch, byte for byte).
-            head = self._write_claimed(claim, finishing=False)
+            head = self._write_claimed(claim, finishing=False, written=written)
             if head.batch == batch:
                 return head.link.name
             # The manifest's name held another manifest (see _write_claimed): go after it.
@@ -382,13 +433,19 @@ class Archive:
             return None
 
     def _write_seal(self, seal: str, batch: str, link: ChainLink) -> None:
-        pointer = {"batch": batch, "manifest": link.name, "sha256": link.sha256}
-        self.store.put_if_absent(seal, orjson.dumps(pointer))
+        self.store.put_if_absent(seal, _seal_pointer(batch, link))
 
-    def _write_claimed(self, claim: Claim, *, finishing: bool) -> _Head:
+    def _write_claimed(
+        self, claim: Claim, *, finishing: bool, written: tuple[PutOutcome, str] | None = None
+    ) -> _Head:
         """Write the manifest `claim` holds (unless it is there already), make it the cached
-        head, and point its batch's seal at it. `finishing`: another writer's claim."""
-        outcome, digest = self.store.put_if_absent(claim.manifest, claim.content.encode())
+        head, and point its batch's seal at it. `finishing`: another writer's claim.
+        `written`: the manifest's put, made already with the claim and the batch's seal
+        pointer (`seal`), which is then not written again."""
+        sealed = written is not None and written[0] is not PutOutcome.CONFLICT
+        outcome, digest = written or self.store.put_if_absent(
+            claim.manifest, claim.content.encode()
+        )
         link = ChainLink(name=claim.manifest, sha256=digest)
         if outcome is PutOutcome.CONFLICT:
             # The name holds a manifest this claim is not for: one written without a claim
@@ -410,7 +467,7 @@ class Archive:
                     manifest=claim.manifest,
                 )
             head = _Head(claim.index, link, claim.batch)
-        if head.batch:  # first: nobody claims the next index before this seal exists
+        if head.batch and not sealed:  # first: nobody claims the next index before it exists
             self._write_seal(seal_name(claim.stream, head.batch), head.batch, link)
         self._heads[claim.stream] = head
         return head
@@ -443,6 +500,10 @@ class Archive:
         )
         self._heads[slug] = head
         return head
+
+
+def _seal_pointer(batch: str, link: ChainLink) -> bytes:
+    return orjson.dumps({"batch": batch, "manifest": link.name, "sha256": link.sha256})
 
 
 def _by_index(names: Iterable[str]) -> dict[int, str]:
