@@ -194,13 +194,37 @@ def resource_of(target: str) -> str:
 
 def source_of(event: AccessEvent) -> tuple[str, str] | None:
     """(resource, category) of the source an event came from."""
+    found = found_source(event)
+    return None if found is None else (found[0], found[1])
+
+
+# (resource, category, source key) of an event's source: what `step` needs of it.
+Found = tuple[str, str, str]
+_MAX_CACHED_ID = 1024  # ARM ids are a few hundred characters; a longer one is not cached
+
+
+def found_source(event: AccessEvent) -> Found | None:
+    """The event's source and its key. Every event asks (in-process and on presence
+    copies), and a stream's targets and categories repeat: cached, bounded."""
     target = event.target_resource_id
     if not target:
         return None
-    if event.event_product == activity.PRODUCT:
+    args = (target, event.source_category, event.event_product == activity.PRODUCT)
+    if len(target) > _MAX_CACHED_ID:
+        return _found.__wrapped__(*args)
+    return _found(*args)
+
+
+@lru_cache(maxsize=4096)
+def _found(target: str, category: str, control: bool) -> Found | None:
+    if control:  # the Activity Log counts per subscription
         sub = subscription_of(target)
-        return (f"/subscriptions/{sub}", event.source_category) if sub else None
-    return resource_of(target), event.source_category
+        if not sub:
+            return None
+        resource = f"/subscriptions/{sub}"
+    else:
+        resource = resource_of(target)
+    return resource, category, source_key(resource, category)
 
 
 def mark_of(event: AccessEvent) -> tuple[str, str] | None:
@@ -259,10 +283,12 @@ def seasonal_minutes(source: Source, start: float, span_minutes: float) -> float
     hours = min(24, int(span_minutes // 60) + 2)
     first_hour = int(start // HOUR)
     longest = 0.0
+    since = start - SEASON_MEMORY
+    season, season_at = source.season, source.season_at
     for hour in range(first_hour, first_hour + hours):
         slot = hour % 24
-        if source.season_at[slot] >= start - SEASON_MEMORY:
-            longest = max(longest, source.season[slot])
+        if season_at[slot] >= since and season[slot] > longest:
+            longest = season[slot]
     return longest
 
 
@@ -277,17 +303,20 @@ def set_deadline(params: Params, source: Source) -> None:
         return
     floor = floor_of(params, source.category)
     rate = source.total / (min(history, DECAY_SPAN) / MINUTE)  # active minutes per minute
-    terms = {
-        "p99": params.gap_factor * p99,
-        "floor": floor,
-        "rate": params.missing_records / rate,
-    }
+    # The largest term sets the deadline; on a tie the first of p99, floor, rate, season
+    # names it. Asked at every new active minute of a source: no dict of terms is built.
+    basis, minutes = "p99", params.gap_factor * p99
+    if floor > minutes:
+        basis, minutes = "floor", floor
+    by_rate = params.missing_records / rate
+    if by_rate > minutes:
+        basis, minutes = "rate", by_rate
     # A lull longer than the floor at these hours is usual for the source: allow it again,
     # plus the floor.
-    lull = seasonal_minutes(source, source.last, max(terms.values()))
-    if lull >= floor:
-        terms["season"] = lull + floor
-    source.basis, minutes = max(terms.items(), key=lambda item: item[1])
+    lull = seasonal_minutes(source, source.last, minutes)
+    if lull >= floor and lull + floor > minutes:
+        basis, minutes = "season", lull + floor
+    source.basis = basis
     source.deadline = source.last + minutes * MINUTE
 
 
@@ -297,45 +326,56 @@ def add_gap(source: Source, minutes: int, time: float) -> None:
     source.total += 1.0
     # The gap counts in every hour of the day it spanned (a night lull covers several).
     start = time - minutes * MINUTE
+    forgotten = time - SEASON_MEMORY
+    season, season_at = source.season, source.season_at
     for hour in range(int(start // HOUR), int(time // HOUR) + 1)[-24:]:
         slot = hour % 24
-        if source.season_at[slot] < time - SEASON_MEMORY or source.season[slot] < minutes:
-            source.season[slot] = float(minutes)
-        source.season_at[slot] = max(source.season_at[slot], time)
+        if season_at[slot] < forgotten or season[slot] < minutes:
+            season[slot] = float(minutes)
+        season_at[slot] = max(season_at[slot], time)
 
 
 def step(
     rule: RuleInfo, state: SilentState, event: AccessEvent, time: float, ctx: DetectionContext
 ) -> None:
-    mark = mark_of(event)
-    if mark is not None:
-        resource, kind = mark
-        state.marks.pop(resource, None)  # re-inserted last: the oldest marks go first
-        state.marks[resource] = [time, kind]
-        if len(state.marks) > rule.params.max_sources:
-            del state.marks[next(iter(state.marks))]
-    found = source_of(event)
+    # Every event comes here (in-process) and most fall in a minute their source already
+    # has: that path reads the cached source and compares, building nothing.
+    if event.event_product == activity.PRODUCT:  # marks are Activity Log changes only
+        mark = mark_of(event)
+        if mark is not None:
+            resource, kind = mark
+            state.marks.pop(resource, None)  # re-inserted last: the oldest marks go first
+            state.marks[resource] = [time, kind]
+            if len(state.marks) > rule.params.max_sources:
+                del state.marks[next(iter(state.marks))]
+    found = found_source(event)
     if found is None:
         return
-    key = source_key(*found)
-    heard, state.heard = state.heard, max(state.heard, time)
+    key = found[2]
+    heard = state.heard
+    if time > heard:
+        state.heard = time
     source = state.sources.get(key)
+    uid = event.event_uid
     if source is None:
         if len(state.sources) >= rule.params.max_sources:
             del state.sources[next(iter(state.sources))]
-        state.sources[key] = Source(found[0], found[1], time, event.event_uid)
+        state.sources[key] = Source(found[0], found[1], time, uid)
         return
     minute = int(time // MINUTE)
-    if minute < source.last_minute:
+    last_minute = source.last_minute
+    if minute < last_minute:
         return  # late into a gap already counted: the gaps learned stay as they were
-    if minute == source.last_minute:
-        source.last, source.last_uid = min((source.last, source.last_uid), (time, event.event_uid))
+    if minute == last_minute:
+        # The minute's earliest record, by (time, EventUid).
+        if time < source.last or (time == source.last and uid < source.last_uid):
+            source.last, source.last_uid = time, uid
         return
     # The source resumes: a silence it broke is judged as the watermark would have judged it.
     if source.deadline < time and source.deadline <= heard:
         judge(rule, state, key, source, ctx)
-    add_gap(source, minute - source.last_minute, time)
-    source.last, source.last_uid, source.last_minute = time, event.event_uid, minute
+    add_gap(source, minute - last_minute, time)
+    source.last, source.last_uid, source.last_minute = time, uid, minute
     set_deadline(rule.params, source)
     del state.sources[key]
     state.sources[key] = source  # most recently active last
@@ -451,10 +491,10 @@ class LogSourceSilent(Detection[Params]):
         deletions)."""
         if mark_of(event) is not None:
             return None
-        found = source_of(event)
+        found = found_source(event)
         if found is None:
             return None
-        return f"{source_key(*found)}|{int(event.time_generated.timestamp() // MINUTE)}"
+        return f"{found[2]}|{int(event.time_generated.timestamp() // MINUTE)}"
 
     def declare(self) -> StatefulRule:
         return StatefulRule(state=SilentState, step=step, tick=tick, name="log_source_silent")

@@ -289,6 +289,7 @@ class PasswordSpray(Detection[Params]):
     techniques = ("T1110.003",)  # Brute Force: Password Spraying
     group_by = "source_address"
     planes = frozenset({"data"})
+    products = frozenset({signins.PRODUCT})
     Params = Params
     Facts = SprayFacts
 

@@ -122,6 +122,7 @@ class SqlSensitiveMassRead(Detection[Params]):
     techniques = ("T1213",)
     group_by = "actor"
     planes = frozenset({"data"})
+    products = frozenset({sql.PRODUCT})
     Params = Params
     Facts = SqlReadFacts
 

@@ -88,6 +88,7 @@ class StorageMassDownload(Detection[Params]):
     techniques = ("T1530", "T1567")
     group_by = "actor"
     planes = frozenset({"data"})
+    products = frozenset({storage.PRODUCT})
     Params = Params
     Facts = MassDownloadFacts
 

@@ -43,7 +43,7 @@ def test_a_rule_applies_only_to_the_products_it_declares() -> None:
     ]
     assert {e.event_product for e in events} >= {n.PRODUCT for n in NORMALISERS}
     declared = [r for r in detections.load_detections(lateness=900.0) if r.products is not None]
-    assert len(declared) >= 10
+    assert len(declared) >= 13
     for rule in declared:
         for event in events:
             if event.event_product not in rule.products:

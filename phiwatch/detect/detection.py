@@ -10,7 +10,7 @@ it, so there is no list of stateful attributes a rule could forget.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import ClassVar, Generic, TypeVar
 
 import structlog
@@ -35,6 +35,8 @@ class DetectionParams(BaseModel):
 
 
 P = TypeVar("P", bound=DetectionParams)
+# One part as observe calls it: its `takes` (None: every event), its step, its state.
+_Step = tuple[Callable[[AccessEvent], bool] | None, Callable[..., None], object]
 
 
 class Detection(ABC, Generic[P]):
@@ -64,12 +66,22 @@ class Detection(ABC, Generic[P]):
         if self.group_by == "actor":
             parts = (*parts, ActorBaseline())
         self.parts: tuple[Part, ...] = parts
-        # Per part: its name and whether it takes every event (no `takes` of its own), so
-        # observe, which runs for every event a rule applies to, skips that call.
-        self._observing = tuple((p, p.name, type(p).takes is Part.takes) for p in parts)
         # The state of each part, by part name: the engine-held containers the parts declared.
         self._held: dict[str, object] = {part.name: part.new_state() for part in self.parts}
+        self._steps: tuple[_Step, ...] = ()
+        self._bind()
         self._sealed = True
+
+    def _bind(self) -> None:
+        """What observe calls per part: its `takes` (None when it takes every event, so
+        that call is skipped), its step and the state it holds now. Observe runs for every
+        event a rule applies to; this is found again only when a restore replaces a state."""
+        held = self._held
+        steps = tuple(
+            (None if type(p).takes is Part.takes else p.takes, p.step_function(), held[p.name])
+            for p in self.parts
+        )
+        object.__setattr__(self, "_steps", steps)
 
     def __setattr__(self, name: str, value: object) -> None:
         # State kept on the rule itself would never reach a snapshot: refuse it outright.
@@ -103,10 +115,9 @@ class Detection(ABC, Generic[P]):
 
     def observe(self, event: AccessEvent, time: float, ctx: DetectionContext) -> None:
         """One in-time event that `applies`: every part that takes it updates its state."""
-        held = self._held
-        for part, name, every in self._observing:
-            if every or part.takes(event):
-                part.observe(self, held[name], event, time, ctx)
+        for takes, step, state in self._steps:
+            if takes is None or takes(event):
+                step(self, state, event, time, ctx)
 
     def on_watermark(self, ctx: DetectionContext) -> None:
         """Event time has advanced to ctx.watermark (absence parts act here)."""
@@ -145,6 +156,7 @@ class Detection(ABC, Generic[P]):
                 )
                 continue
             self._held[part.name] = part.adopt(restored)
+        self._bind()
 
     def usual_volume(self, state: AlertState) -> tuple[float | None, int | None]:
         """The alert's actor's median daily events of this rule before the alert's day, and

@@ -29,7 +29,7 @@ from __future__ import annotations
 import heapq
 from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -58,6 +58,11 @@ WATERMARK_SAMPLE = 31
 # A buffered event: (event time, EventUid, arrival order, event, arrival time, grouping of
 # the copy or None for every rule).
 _Buffered = tuple[float, str, int, AccessEvent, datetime | None, Grouping | None]
+# What a copy is offered to: each rule's `applies` and `observe`, bound.
+_Offered = tuple[
+    tuple[Callable[[AccessEvent], bool], Callable[[AccessEvent, float, DetectionContext], None]],
+    ...,
+]
 
 
 class DetectionEngine:
@@ -77,8 +82,8 @@ class DetectionEngine:
             for d in members:
                 key = (plane, d.group_by)
                 self._by_grouping[key] = (*self._by_grouping.get(key, ()), d)
-        # The rules offered a copy, by its event's product and its grouping: found once.
-        self._offers: dict[tuple[str, Grouping | None], tuple[Detection, ...]] = {}
+        # The rules offered a copy, by its grouping and its event's product: found once.
+        self._offers: dict[Grouping | None, dict[str, _Offered]] = {}
         self.lateness = lateness
         self.reorder = reorder
         self.book = AlertBook()
@@ -262,24 +267,34 @@ class DetectionEngine:
         clock: float,
         grouping: Grouping | None,
     ) -> None:
-        offers = self._offers
-        key = (event.event_product, grouping)
-        offered = offers.get(key)
+        # This runs for every copy: the rules' filters and observers come bound, found once
+        # per grouping and product, and no list of the rules that apply is built. A rule's
+        # `applies` reads only the event and its params, so asking it just before observing
+        # (rather than all rules first) changes nothing a rule sees.
+        by_product = self._offers.get(grouping)
+        offered = by_product.get(event.event_product) if by_product is not None else None
         if offered is None:
-            plane = plane_of(event)  # RoutingError for a product no source declares
-            if grouping is None:
-                offered = self._by_plane[plane]
-            else:
-                offered = self._by_grouping.get((plane, grouping), ())
-            product = event.event_product
-            offered = tuple(d for d in offered if d.products is None or product in d.products)
-            offers[key] = offered
-        relevant = [d for d in offered if d.applies(event)]
-        if not relevant:
-            return
-        ctx = DetectionContext(self.book, clock, arrival or event.time_generated)
-        for detection in relevant:
-            detection.observe(event, time, ctx)
+            offered = self._offer(event, grouping)
+        ctx = None
+        for applies, observe in offered:
+            if applies(event):
+                if ctx is None:
+                    ctx = DetectionContext(self.book, clock, arrival or event.time_generated)
+                observe(event, time, ctx)
+
+    def _offer(self, event: AccessEvent, grouping: Grouping | None) -> _Offered:
+        """The rules offered a copy of this grouping and product, in the engine's order."""
+        plane = plane_of(event)  # RoutingError for a product no source declares
+        if grouping is None:
+            members = self._by_plane[plane]
+        else:
+            members = self._by_grouping.get((plane, grouping), ())
+        product = event.event_product
+        offered = tuple(
+            (d.applies, d.observe) for d in members if d.products is None or product in d.products
+        )
+        self._offers.setdefault(grouping, {})[product] = offered
+        return offered
 
     def _advance_watermark(self, time: float) -> None:
         self._recent.append(time)

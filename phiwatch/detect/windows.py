@@ -100,7 +100,9 @@ class KeyedState(Generic[S]):
             self._memo.pop(key, None)
 
     def touch(self, key: str, time: float) -> S:
-        self._forget(key)
+        memo = self._memo  # _forget, inline: a touch comes with every event a window takes
+        if memo:
+            memo.pop(key, None)
         slot = self._states.get(key)
         if slot is None:
             state = self._factory()

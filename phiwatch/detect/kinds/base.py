@@ -51,6 +51,11 @@ class Part:
     ) -> None:
         raise NotImplementedError
 
+    def step_function(self) -> Callable[..., None]:
+        """What observe calls for each event the part takes, as (rule, state, event, time,
+        ctx): its own `observe`, or a function of the rule's that it would only pass on to."""
+        return self.observe
+
     def on_watermark(self, rule: RuleInfo, state: Any, ctx: DetectionContext) -> None:
         return None
 

@@ -46,8 +46,12 @@ class DailyCounts:
                 self._evict()
             counts = self.days[key] = {}
         counts[day] = counts.get(day, 0) + 1
-        for old in [d for d in counts if d < day - DAYS]:
-            del counts[old]
+        # Every event of an actor rule comes here: the days are scanned in Python only
+        # when the oldest of them is out of reach.
+        low = day - DAYS
+        if len(counts) > 1 and min(counts) < low:
+            for old in [d for d in counts if d < low]:
+                del counts[old]
         # Re-inserted at the end: `last_day` is in the order actors were last seen, so the
         # least recently seen is its first key (the same one in every instance that saw the
         # same events, and kept by snapshots, which keep dict order).

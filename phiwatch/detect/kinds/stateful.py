@@ -45,6 +45,9 @@ class StatefulRule(Part):
     ) -> None:
         self.step(rule, state, event, time, ctx)
 
+    def step_function(self) -> Callable[..., None]:
+        return self.step  # the rule's step itself: observe would only pass the call on
+
     def on_watermark(self, rule: RuleInfo, state: Any, ctx: DetectionContext) -> None:
         self.tick(rule, state, ctx)
 
