@@ -165,7 +165,9 @@ def _burst_then_expire(actors: int, traced: bool) -> dict[str, Any]:
     past window + lateness + dedupe horizon. State (and held bytes, when traced) at both."""
     pipeline = make_pipeline("detect")  # state does not depend on how batches are archived
     engine = pipeline.engine
-    width = max(getattr(d, "width", 0) for d in engine.detections)
+    # Past the longest any rule keeps an event (curious-access's days of daily counts) as
+    # well as lateness and the dedupe horizon.
+    width = max(d.horizon() for d in engine.detections)
     move = width + engine.lateness + DEDUPE_HORIZON_SECONDS + 1800
     if traced:
         tracemalloc.start()
@@ -178,7 +180,8 @@ def _burst_then_expire(actors: int, traced: bool) -> dict[str, Any]:
         "rss_delta_mb": round(rss_mb() - base_rss, 1),
     }
     top = _top_files() if traced else []
-    _feed(pipeline, synthetic.trickle(BURST_AT + BURST_SECONDS, move), seq)
+    # The trickle reads few charts, so what it leaves (its own last day) stays small.
+    _feed(pipeline, synthetic.trickle(BURST_AT + BURST_SECONDS, move, patients=8), seq)
     after = _state(pipeline) | {
         "watermark": engine.watermark,
         "held_bytes": _traced_now() - base,

@@ -88,12 +88,15 @@ def burst(actors: int, start: float, seconds: float = 300.0) -> Iterator[Message
         yield from _bodies(records)
 
 
-def trickle(start: float, seconds: float, every: float = 20.0, actors: int = 8) -> list[Message]:
-    """A few actors keep reading from `start` for `seconds`: moves event time forward."""
+def trickle(
+    start: float, seconds: float, every: float = 20.0, actors: int = 8, patients: int = PATIENTS
+) -> list[Message]:
+    """A few actors keep reading (`patients` charts) from `start` for `seconds`: moves event
+    time forward."""
     records: list[tuple[float, dict]] = []
     n = int(seconds // every)
     for k in range(n):
         t = start + k * every
-        for record in read_pair(10_000_000 + k % actors, t, k % PATIENTS):
+        for record in read_pair(10_000_000 + k % actors, t, k % patients):
             records.append((t, record))
     return list(_bodies(records, per_body=8))

@@ -274,6 +274,10 @@ class CuriousAccess(Detection[Params]):
     Params = Params
     Facts = CuriousFacts
 
+    def horizon(self) -> float:
+        # A chart's viewers for a day, its daily counts for the baseline days after.
+        return WINDOW + (self.params.baseline_days + 1) * DAY
+
     def applies(self, event: AccessEvent) -> bool:
         return is_viewer(event)
 

@@ -22,6 +22,7 @@ from bisect import bisect_left, insort
 from dataclasses import dataclass, field
 from functools import partial
 from operator import itemgetter
+from typing import Any
 
 from pydantic import Field, field_validator
 
@@ -310,13 +311,21 @@ def raise_for_phi(alert: AlertState, time: float, uid: str, ip: str) -> None:
 def drop_before(horizon: float, state: SignInWhereabouts, before: float) -> None:
     """Sign-ins older than any pair that could still be impossible; PHI accesses before
     the in-time boundary (a sign-in arriving now is no earlier than that)."""
-    oldest = before - horizon
-    state.signins = {
-        k: kept for k, v in state.signins.items() if (kept := [p for p in v if p[0] >= oldest])
-    }
-    state.phi = {
-        k: kept for k, v in state.phi.items() if (kept := [p for p in v if p[0] >= before])
-    }
+    _trim(state.signins, before - horizon)
+    _trim(state.phi, before)
+
+
+def _trim(kept: dict[str, list[Any]], cutoff: float) -> None:
+    """Drop the entries before `cutoff`, and the actors left with none, in place. Each list
+    is in time order, so only actors whose first entry is out of reach are touched: a
+    rebuild of every actor's list each batch cost in proportion to all that is held."""
+    for key in [k for k, v in kept.items() if not v or v[0][0] < cutoff]:
+        entries = kept[key]
+        rest = entries[bisect_left(entries, cutoff, key=_time) :]
+        if rest:
+            kept[key] = rest
+        else:
+            del kept[key]
 
 
 class ImpossibleTravel(Detection[Params]):

@@ -134,6 +134,12 @@ class Detection(ABC, Generic[P]):
         for part in self.parts:
             part.expire(self._held[part.name], before)
 
+    def horizon(self) -> float:
+        """Seconds of event time past an event after which the rule holds nothing of it
+        beyond the engine's lateness (0: no longer than that); a rule that keeps a history
+        (a baseline of days) says how long, so the bounded-state checks wait that long."""
+        return 0.0
+
     def state_size(self) -> int:
         """Keys held, for metrics and the bounded-state tests."""
         return sum(part.size(self._held[part.name]) for part in self.parts)

@@ -11,6 +11,7 @@ an alert is opened with the matching events so far as its evidence.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -156,20 +157,37 @@ class Fired:
     redelivered event changes nothing. An entry is needed only while a copy of its event
     can still arrive in time (after that the engine counts the copy as late)."""
 
-    __slots__ = ("times",)
+    # `_memo` (not in snapshots: phiwatch.detect.snapshot.MEMO) is a heap of (time, uid)
+    # over `times`, rebuilt from it after a restore. Expiry pops what fell out of reach
+    # instead of rebuilding the whole dict every batch: curious-access records every
+    # patient access here, so the dict holds lateness x rate entries (issue #18: the volume
+    # run's cost per batch grew with it).
+    __slots__ = ("_memo", "times")
 
     def __init__(self) -> None:
         self.times: dict[str, float] = {}
+        self._memo: list[tuple[float, str]] | None = []
+
+    def _heap(self) -> list[tuple[float, str]]:
+        heap = self._memo
+        if heap is None:
+            heap = self._memo = [(t, u) for u, t in self.times.items()]
+            heapq.heapify(heap)
+        return heap
 
     def first(self, uid: str, time: float) -> bool:
         """Record `uid`; False when it was already there."""
         if uid in self.times:
             return False
         self.times[uid] = time
+        heapq.heappush(self._heap(), (time, uid))
         return True
 
     def expire(self, before: float) -> None:
-        self.times = {u: t for u, t in self.times.items() if t >= before}
+        heap, times = self._heap(), self.times
+        while heap and heap[0][0] < before:
+            _, uid = heapq.heappop(heap)
+            times.pop(uid, None)
 
     def __len__(self) -> int:
         return len(self.times)
