@@ -409,15 +409,7 @@ class Pipeline:
             if explainer is not None:
                 # Before the first serialisation: the archive writes the cached bytes.
                 produced = [explainer.stamp(event) for event in produced]
-            try:
-                # `_serialisable`'s usual case inlined: the JSON cached where `to_json`
-                # keeps it, without cached_property's lock (the archive writes these bytes).
-                for event in produced:
-                    event.__dict__[_JSON_CACHE] = event.__pydantic_serializer__.to_json(
-                        event, by_alias=True
-                    )
-            except PydanticSerializationError:
-                produced = [_serialisable(event) for event in produced]
+            produced = [_serialisable(event) for event in produced]
         except RecordSkipped as skip:
             counts.skipped[skip.code] += 1
             if skip.code not in counts.examples:  # the first reason only: repaired once
